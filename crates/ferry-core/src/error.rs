@@ -1,0 +1,58 @@
+//! Why an upload did not finish.
+
+use serde::{Deserialize, Serialize};
+
+/// Why an upload failed. Each variant has a stable [`code`](UploadError::code) for programs and a
+/// message for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// The file is over the companion's maximum size; nothing was sent.
+    #[error("{name} is {size} bytes, over the limit of {max} bytes")]
+    TooLarge { name: String, size: u64, max: u64 },
+    /// The companion does not accept this content type; nothing was sent.
+    #[error("{name} has type {content_type:?}, which the companion does not accept")]
+    TypeNotAllowed { name: String, content_type: String },
+    /// The companion answered with an error (its code may be the store's S3 code).
+    #[error("the companion refused ({status} {code}): {message}")]
+    Companion {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The companion could not be reached at all.
+    #[error("the companion at {endpoint} could not be reached: {message}")]
+    CompanionUnreachable { endpoint: String, message: String },
+    /// The store answered a part PUT with an error.
+    #[error("the store refused part {part} ({status} {code}): {message}")]
+    Store {
+        part: u32,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// A part PUT never got an answer from the store (network error, CORS, blocked host).
+    #[error("part {part} could not reach the store: {message}")]
+    Network { part: u32, message: String },
+    /// The companion's plan does not fit the file.
+    #[error("the companion's plan does not fit the file: {0}")]
+    BadPlan(String),
+    /// The upload was cancelled.
+    #[error("the upload was cancelled")]
+    Cancelled,
+}
+
+impl UploadError {
+    /// A stable code: Ferry's own name of the failure, or the S3 or companion code it carries.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::TooLarge { .. } => "TooLarge",
+            Self::TypeNotAllowed { .. } => "TypeNotAllowed",
+            Self::Companion { code, .. } | Self::Store { code, .. } => code,
+            Self::CompanionUnreachable { .. } => "CompanionUnreachable",
+            Self::Network { .. } => "NetworkError",
+            Self::BadPlan(_) => "BadPlan",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The companion's JSON API, shared by the companion and every client. Field names are camelCase
+//! on the wire. Times are Unix seconds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{StoreLimits, UploadMode};
+
+/// `GET /api/config`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompanionConfig {
+    pub limits: StoreLimits,
+    /// Part size the companion aims for before the store's rules raise it.
+    pub preferred_part_size: u64,
+    /// Largest file the companion accepts.
+    pub max_file_size: u64,
+    /// Content types the companion accepts; empty means any.
+    pub allowed_types: Vec<String>,
+    /// How long a presigned URL lives.
+    pub url_lifetime_secs: u64,
+}
+
+/// `POST /api/uploads`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateUpload {
+    pub name: String,
+    pub size: u64,
+    #[serde(rename = "type", default)]
+    pub content_type: String,
+    #[serde(default)]
+    pub last_modified: Option<f64>,
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
+
+/// The answer to [`CreateUpload`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadCreated {
+    /// The multipart upload id; `None` for a single PUT.
+    pub upload_id: Option<String>,
+    /// The object key the companion chose.
+    pub key: String,
+    /// The signed upload token every later call carries.
+    pub token: String,
+    pub part_size: u64,
+    pub part_count: u32,
+    pub mode: UploadMode,
+    /// The presigned PUT of a single-PUT upload.
+    pub url: Option<SignedUrl>,
+    /// When the token stops being accepted.
+    pub expires_at: u64,
+    /// Where the companion will serve the object once it is stored.
+    pub location: String,
+}
+
+/// A presigned request the browser sends as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedUrl {
+    pub url: String,
+    /// Headers the signature covers; the request must send them unchanged.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: u64,
+}
+
+/// `POST /api/uploads/{id}/sign`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignParts {
+    pub token: String,
+    pub parts: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedPart {
+    pub part: u32,
+    #[serde(flatten)]
+    pub url: SignedUrl,
+}
+
+/// The answer to [`SignParts`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartsSigned {
+    pub urls: Vec<SignedPart>,
+}
+
+/// A part the store holds, as ListParts reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredPart {
+    pub part: u32,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// `GET /api/uploads/{id}/parts`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartList {
+    pub parts: Vec<StoredPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedPart {
+    pub part: u32,
+    pub etag: String,
+}
+
+/// `POST /api/uploads/{id}/complete`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompleteUpload {
+    pub token: String,
+    pub parts: Vec<CompletedPart>,
+}
+
+/// The stored object: the answer to [`CompleteUpload`] and the result of an upload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredObject {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+    /// Where the companion serves the object (`/api/files/{key}`).
+    pub location: String,
+}
+
+/// Every error answer of the companion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// A stable code: Ferry's own (`TooLarge`, `BadToken`, ...) or the store's S3 code.
+    pub code: String,
+    pub message: String,
+}

@@ -1,0 +1,279 @@
+//! The engine driven by a scripted fake companion and store: no I/O, only the state machine.
+
+use std::collections::BTreeMap;
+
+use ferry_core::plan::{MIB, StoreLimits, UploadMode};
+use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredObject, UploadCreated};
+use ferry_core::{Action, Engine, EngineConfig, Event, FileId, FileMeta, Plan, UploadError};
+
+fn companion() -> CompanionConfig {
+    CompanionConfig {
+        limits: StoreLimits::S3,
+        preferred_part_size: 512 * 1024,
+        max_file_size: 100 * MIB,
+        allowed_types: Vec::new(),
+        url_lifetime_secs: 900,
+    }
+}
+
+fn meta(name: &str, size: u64) -> FileMeta {
+    FileMeta {
+        name: name.into(),
+        size,
+        content_type: "application/octet-stream".into(),
+        last_modified: None,
+    }
+}
+
+fn url(part: u32) -> SignedUrl {
+    SignedUrl {
+        url: format!("http://store/part/{part}"),
+        headers: BTreeMap::new(),
+        expires_at: 0,
+    }
+}
+
+/// What the fake companion answers to a create for `size` bytes.
+fn created(file: FileId, size: u64) -> UploadCreated {
+    let plan = Plan::new(size, 512 * 1024, &StoreLimits::S3).unwrap();
+    UploadCreated {
+        upload_id: (plan.mode == UploadMode::Multipart).then(|| format!("upload-{}", file.0)),
+        key: format!("key-{}", file.0),
+        token: format!("token-{}", file.0),
+        part_size: plan.part_size,
+        part_count: plan.part_count,
+        mode: plan.mode,
+        url: (plan.mode == UploadMode::Single).then(|| url(1)),
+        expires_at: 0,
+        location: format!("/api/files/key-{}", file.0),
+    }
+}
+
+/// Runs the engine against an always-successful fake until nothing is left, checking the
+/// concurrency bounds after every action; returns the events and the actions seen.
+fn run_to_end(
+    engine: &mut Engine,
+    sizes: &BTreeMap<FileId, u64>,
+    slots: usize,
+    per_file: usize,
+) -> (Vec<Event>, Vec<Action>) {
+    let mut seen = Vec::new();
+    let mut running: Vec<(FileId, u32)> = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        while let Some(action) = engine.poll_action() {
+            match &action {
+                Action::Create { file, .. } => {
+                    engine.handle_created(*file, created(*file, sizes[file]))
+                }
+                Action::Sign { file, request, .. } => {
+                    let parts = request
+                        .parts
+                        .iter()
+                        .map(|&part| SignedPart {
+                            part,
+                            url: url(part),
+                        })
+                        .collect();
+                    engine.handle_signed(*file, parts);
+                }
+                Action::Put { file, part, .. } => running.push((*file, *part)),
+                Action::Complete {
+                    file,
+                    upload_id,
+                    request,
+                } => {
+                    assert_eq!(request.parts.len() as u64, sizes[file].div_ceil(5 * MIB));
+                    engine.handle_completed(
+                        *file,
+                        StoredObject {
+                            key: upload_id.clone(),
+                            etag: "multi".into(),
+                            size: sizes[file],
+                            location: String::new(),
+                        },
+                    );
+                }
+                Action::StopPuts { .. } | Action::Abort { .. } => {}
+            }
+            seen.push(action);
+            assert!(engine.running_puts() <= slots, "never more PUTs than slots");
+            for file in sizes.keys() {
+                assert!(running.iter().filter(|(f, _)| f == file).count() <= per_file);
+            }
+        }
+        events.extend(std::iter::from_fn(|| engine.poll_event()));
+        // Finish the oldest running PUT, as a store would.
+        if running.is_empty() {
+            break;
+        }
+        let (file, part) = running.remove(0);
+        engine.handle_put_progress(file, part, 1);
+        engine.handle_put_done(file, part, format!("etag-{part}"));
+    }
+    (events, seen)
+}
+
+#[test]
+fn many_files_complete_within_the_slot_and_per_file_limits() {
+    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let sizes: BTreeMap<FileId, u64> =
+        [0, 1, 5 * MIB - 1, 5 * MIB, 5 * MIB + 1, 23 * MIB, 64 * MIB]
+            .into_iter()
+            .enumerate()
+            .map(|(i, size)| (engine.add(meta(&format!("f{i}"), size)), size))
+            .collect();
+    let (events, actions) = run_to_end(&mut engine, &sizes, 3, 3);
+    let done: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Done { file, object } => Some((*file, object.size)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        done.len(),
+        sizes.len(),
+        "every file completes exactly once: {events:?}"
+    );
+    for (file, size) in done {
+        assert_eq!(sizes[&file], size);
+    }
+    assert_eq!(engine.unfinished(), 0);
+    // Batched signing: 64 MiB is 13 parts, signed in one call with the default batch of 20.
+    let signs = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Sign { .. }))
+        .count();
+    assert_eq!(
+        signs, 3,
+        "one sign call each for the 5 MiB + 1, 23 MiB and 64 MiB files"
+    );
+}
+
+#[test]
+fn parts_cover_every_byte_exactly_once() {
+    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let size = 23 * MIB + 7;
+    let file = engine.add(meta("f", size));
+    let (_, actions) = run_to_end(&mut engine, &BTreeMap::from([(file, size)]), 3, 3);
+    let mut ranges: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Put { range, .. } => Some(range.clone()),
+            _ => None,
+        })
+        .collect();
+    ranges.sort_by_key(|r| r.start);
+    let mut next = 0;
+    for range in ranges {
+        assert_eq!(range.start, next);
+        next = range.end;
+    }
+    assert_eq!(next, size);
+}
+
+#[test]
+fn a_file_over_the_maximum_fails_before_any_request() {
+    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let file = engine.add(meta("big.bin", 100 * MIB + 1));
+    assert_eq!(engine.poll_action(), None);
+    match engine.poll_event() {
+        Some(Event::Failed {
+            file: failed,
+            error: UploadError::TooLarge { size, max, .. },
+        }) => {
+            assert_eq!((failed, size, max), (file, 100 * MIB + 1, 100 * MIB));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_store_error_stops_the_other_parts_and_aborts_the_upload() {
+    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let file = engine.add(meta("f", 30 * MIB));
+    assert!(matches!(engine.poll_action(), Some(Action::Create { .. })));
+    engine.handle_created(file, created(file, 30 * MIB));
+    let Some(Action::Sign { request, .. }) = engine.poll_action() else {
+        panic!("sign first")
+    };
+    engine.handle_signed(
+        file,
+        request
+            .parts
+            .iter()
+            .map(|&part| SignedPart {
+                part,
+                url: url(part),
+            })
+            .collect(),
+    );
+    let puts: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
+    assert_eq!(puts.len(), 3, "three parts start: {puts:?}");
+    let error = UploadError::Store {
+        part: 2,
+        status: 403,
+        code: "AccessDenied".into(),
+        message: "no".into(),
+    };
+    engine.handle_put_failed(file, 2, error.clone());
+    assert_eq!(engine.poll_action(), Some(Action::StopPuts { file }));
+    assert_eq!(
+        engine.poll_action(),
+        Some(Action::Abort {
+            file,
+            upload_id: "upload-0".into(),
+            token: "token-0".into()
+        })
+    );
+    assert_eq!(engine.poll_action(), None);
+    assert_eq!(engine.poll_event(), Some(Event::Failed { file, error }));
+    // Late answers of the stopped parts change nothing.
+    engine.handle_put_done(file, 1, "etag".into());
+    assert_eq!(engine.poll_action(), None);
+    assert_eq!(engine.poll_event(), None);
+}
+
+#[test]
+fn cancel_before_create_answers_sends_nothing_more() {
+    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let file = engine.add(meta("f", 10 * MIB));
+    assert!(matches!(engine.poll_action(), Some(Action::Create { .. })));
+    engine.cancel(file);
+    assert_eq!(
+        engine.poll_event(),
+        Some(Event::Failed {
+            file,
+            error: UploadError::Cancelled
+        })
+    );
+    // The create answer arrives after the cancel: the engine no longer knows the file.
+    engine.handle_created(file, created(file, 10 * MIB));
+    assert_eq!(engine.poll_action(), None);
+}
+
+#[test]
+fn a_plan_that_does_not_fit_aborts_the_created_upload() {
+    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let file = engine.add(meta("f", 30 * MIB));
+    engine.poll_action();
+    let mut answer = created(file, 30 * MIB);
+    answer.part_count = 2;
+    engine.handle_created(file, answer);
+    assert_eq!(
+        engine.poll_action(),
+        Some(Action::Abort {
+            file,
+            upload_id: "upload-0".into(),
+            token: "token-0".into()
+        })
+    );
+    assert!(matches!(
+        engine.poll_event(),
+        Some(Event::Failed {
+            error: UploadError::BadPlan(_),
+            ..
+        })
+    ));
+}

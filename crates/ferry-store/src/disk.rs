@@ -1,0 +1,355 @@
+//! Files on disk, written so that a crash never exposes half of anything.
+//!
+//! ```text
+//! <root>/<bucket>/objects/<sha256(key)>.json    pointer: key, size, ETag, data file name
+//! <root>/<bucket>/objects/<uuid>.data           object bytes
+//! <root>/<bucket>/uploads/<upload id>/upload.json
+//! <root>/<bucket>/uploads/<upload id>/part-<n>.json   pointer: size, ETag, data file name
+//! <root>/<bucket>/uploads/<upload id>/<uuid>.data     part bytes
+//! ```
+//!
+//! Bytes go to a fresh `<uuid>.data` file that is fsynced before its pointer is written to a
+//! temporary name, fsynced and renamed over the old pointer; the rename is the commit. Keys are
+//! hashed into file names, so no key can reach outside its bucket.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sha2::Sha256;
+use tokio::io::AsyncWriteExt;
+
+/// A stored object, as its pointer file records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// ETag without quotes: the MD5 of the bytes, or `<md5 of part md5s>-<count>` for multipart.
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub modified_unix: u64,
+    data: String,
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadMeta {
+    pub key: String,
+    pub content_type: Option<String>,
+    pub initiated_unix: u64,
+}
+
+/// One uploaded part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartMeta {
+    pub size: u64,
+    /// Hex MD5 of the part's bytes, without quotes.
+    pub etag: String,
+    /// The raw MD5, needed for the multipart ETag.
+    pub md5: [u8; 16],
+    pub modified_unix: u64,
+    data: String,
+}
+
+/// Bytes written to a fresh data file, not yet visible to anyone.
+#[derive(Debug)]
+pub struct Written {
+    file_name: String,
+    pub size: u64,
+    pub md5: [u8; 16],
+}
+
+#[derive(Debug)]
+pub struct Disk {
+    root: PathBuf,
+    /// Serialises pointer swaps, so the data file a replaced pointer named is removed exactly once.
+    commit: tokio::sync::Mutex<()>,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+impl Disk {
+    pub fn open(root: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            commit: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.root.join(bucket)
+    }
+
+    fn objects_dir(&self, bucket: &str) -> PathBuf {
+        self.bucket_dir(bucket).join("objects")
+    }
+
+    fn upload_dir(&self, bucket: &str, upload_id: &str) -> PathBuf {
+        self.bucket_dir(bucket).join("uploads").join(upload_id)
+    }
+
+    fn object_pointer(&self, bucket: &str, key: &str) -> PathBuf {
+        let name = hex::encode(Sha256::digest(key.as_bytes()));
+        self.objects_dir(bucket).join(format!("{name}.json"))
+    }
+
+    pub fn bucket_exists(&self, bucket: &str) -> bool {
+        self.bucket_dir(bucket).is_dir()
+    }
+
+    /// Creates the bucket; `false` when it was already there.
+    pub async fn create_bucket(&self, bucket: &str) -> io::Result<bool> {
+        if self.bucket_exists(bucket) {
+            return Ok(false);
+        }
+        tokio::fs::create_dir_all(self.objects_dir(bucket)).await?;
+        tokio::fs::create_dir_all(self.bucket_dir(bucket).join("uploads")).await?;
+        Ok(true)
+    }
+
+    /// Streams bytes into a fresh, fsynced data file in `dir`.
+    async fn write_data<E>(
+        &self,
+        dir: &Path,
+        mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    ) -> Result<Written, WriteError<E>> {
+        let file_name = format!("{}.data", uuid::Uuid::new_v4());
+        let path = dir.join(&file_name);
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        let outcome = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(WriteError::Body)?;
+                md5.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(err) = outcome {
+            drop(file);
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(err);
+        }
+        Ok(Written {
+            file_name,
+            size,
+            md5: md5.finalize().into(),
+        })
+    }
+
+    pub async fn object(&self, bucket: &str, key: &str) -> io::Result<Option<ObjectMeta>> {
+        read_json(&self.object_pointer(bucket, key)).await
+    }
+
+    pub fn object_data(&self, bucket: &str, meta: &ObjectMeta) -> PathBuf {
+        self.objects_dir(bucket).join(&meta.data)
+    }
+
+    pub async fn write_object_data<E>(
+        &self,
+        bucket: &str,
+        body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    ) -> Result<Written, WriteError<E>> {
+        self.write_data(&self.objects_dir(bucket), body).await
+    }
+
+    /// Makes written bytes the object `key`, replacing any object that was there.
+    pub async fn commit_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        written: Written,
+        etag: String,
+        content_type: Option<String>,
+    ) -> io::Result<ObjectMeta> {
+        let meta = ObjectMeta {
+            key: key.to_owned(),
+            size: written.size,
+            etag,
+            content_type,
+            modified_unix: unix_now(),
+            data: written.file_name,
+        };
+        let pointer = self.object_pointer(bucket, key);
+        let _guard = self.commit.lock().await;
+        let replaced: Option<ObjectMeta> = read_json(&pointer).await?;
+        write_json_atomically(&pointer, &meta).await?;
+        if let Some(old) = replaced {
+            let _ = tokio::fs::remove_file(self.object_data(bucket, &old)).await;
+        }
+        Ok(meta)
+    }
+
+    pub async fn create_upload(&self, bucket: &str, meta: &UploadMeta) -> io::Result<String> {
+        let upload_id = uuid::Uuid::new_v4().to_string();
+        let dir = self.upload_dir(bucket, &upload_id);
+        tokio::fs::create_dir_all(&dir).await?;
+        write_json_atomically(&dir.join("upload.json"), meta).await?;
+        Ok(upload_id)
+    }
+
+    /// The upload, or `None` when the id is unknown (or not an id at all).
+    pub async fn upload(&self, bucket: &str, upload_id: &str) -> io::Result<Option<UploadMeta>> {
+        if uuid::Uuid::parse_str(upload_id).is_err() {
+            return Ok(None);
+        }
+        read_json(&self.upload_dir(bucket, upload_id).join("upload.json")).await
+    }
+
+    pub async fn write_part_data<E>(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    ) -> Result<Written, WriteError<E>> {
+        self.write_data(&self.upload_dir(bucket, upload_id), body)
+            .await
+    }
+
+    /// Makes written bytes part `number`, replacing an earlier upload of the same part.
+    pub async fn commit_part(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        number: u32,
+        written: Written,
+    ) -> io::Result<PartMeta> {
+        let dir = self.upload_dir(bucket, upload_id);
+        let meta = PartMeta {
+            size: written.size,
+            etag: hex::encode(written.md5),
+            md5: written.md5,
+            modified_unix: unix_now(),
+            data: written.file_name,
+        };
+        let pointer = dir.join(format!("part-{number}.json"));
+        let _guard = self.commit.lock().await;
+        let replaced: Option<PartMeta> = read_json(&pointer).await?;
+        write_json_atomically(&pointer, &meta).await?;
+        if let Some(old) = replaced {
+            let _ = tokio::fs::remove_file(dir.join(&old.data)).await;
+        }
+        Ok(meta)
+    }
+
+    pub fn part_data(&self, bucket: &str, upload_id: &str, part: &PartMeta) -> PathBuf {
+        self.upload_dir(bucket, upload_id).join(&part.data)
+    }
+
+    /// Every uploaded part, by ascending part number.
+    pub async fn parts(&self, bucket: &str, upload_id: &str) -> io::Result<Vec<(u32, PartMeta)>> {
+        let dir = self.upload_dir(bucket, upload_id);
+        let mut parts = Vec::new();
+        let mut entries = tokio::fs::read_dir(&dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name();
+            let Some(number) = name
+                .to_str()
+                .and_then(|name| name.strip_prefix("part-")?.strip_suffix(".json"))
+                .and_then(|number| number.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(meta) = read_json::<PartMeta>(&entry.path()).await? {
+                parts.push((number, meta));
+            }
+        }
+        parts.sort_by_key(|(number, _)| *number);
+        Ok(parts)
+    }
+
+    /// Removes the upload and every part it holds.
+    pub async fn remove_upload(&self, bucket: &str, upload_id: &str) -> io::Result<()> {
+        match tokio::fs::remove_dir_all(self.upload_dir(bucket, upload_id)).await {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Every upload in progress in the bucket, ordered by key and then upload id.
+    pub async fn uploads(&self, bucket: &str) -> io::Result<Vec<(String, UploadMeta)>> {
+        let mut uploads = Vec::new();
+        let mut entries = tokio::fs::read_dir(self.bucket_dir(bucket).join("uploads")).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let Some(upload_id) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if let Some(meta) = read_json::<UploadMeta>(&entry.path().join("upload.json")).await? {
+                uploads.push((upload_id, meta));
+            }
+        }
+        uploads.sort_by(|(a_id, a), (b_id, b)| a.key.cmp(&b.key).then(a_id.cmp(b_id)));
+        Ok(uploads)
+    }
+
+    /// A fresh, not yet visible data file for the object a Complete assembles.
+    pub async fn assemble_object(&self, bucket: &str, sources: &[PathBuf]) -> io::Result<Written> {
+        let file_name = format!("{}.data", uuid::Uuid::new_v4());
+        let path = self.objects_dir(bucket).join(&file_name);
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut size = 0;
+        let result = async {
+            for source in sources {
+                let mut part = tokio::fs::File::open(source).await?;
+                size += tokio::io::copy(&mut part, &mut file).await?;
+            }
+            file.sync_all().await
+        }
+        .await;
+        if let Err(err) = result {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(err);
+        }
+        Ok(Written {
+            file_name,
+            size,
+            // Multipart objects carry the multipart ETag; the whole-object MD5 is not needed.
+            md5: [0; 16],
+        })
+    }
+}
+
+/// Why streaming bytes to disk failed: the disk, or the request body.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError<E> {
+    #[error("disk: {0}")]
+    Io(#[from] io::Error),
+    #[error("request body: {0}")]
+    Body(E),
+}
+
+async fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Write to a temporary name, fsync, rename over `path`, fsync the folder: all or nothing.
+async fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    let dir = path.parent().expect("pointer files live in a folder");
+    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    file.write_all(&bytes).await?;
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(&tmp, path).await?;
+    tokio::fs::File::open(dir).await?.sync_all().await
+}

@@ -1,0 +1,117 @@
+//! An embedded S3-compatible store: the `s3s` framework in front of files on disk.
+//!
+//! It behaves as S3 does where Ferry relies on it: SigV4 header and presigned-URL auth with expiry
+//! (checked by s3s), ETags on parts and objects, ListParts with ETags and pagination, a Complete
+//! that checks ETags, order and the minimum part size and leaves the upload alive when it refuses,
+//! GET with Range, and CORS that exposes `ETag` to the browser.
+//!
+//! Durability: every write lands in a fresh data file that is fsynced, and becomes visible only
+//! when a small JSON pointer naming it is renamed into place (see [`disk`]). A crash never leaves
+//! a half-written object or part visible.
+
+mod disk;
+mod s3;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::service::TowerToHyperService;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tower_http::cors::{Any, CorsLayer};
+
+pub use crate::s3::FerryStore;
+
+/// S3's own minimum size of every part but the last.
+pub const S3_MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// How the embedded store is set up.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Folder that holds buckets, objects and multipart uploads.
+    pub root: PathBuf,
+    /// Access key id that signed requests must use.
+    pub access_key: String,
+    /// Secret key that signs requests.
+    pub secret_key: String,
+    /// Smallest size of every part but the last that Complete accepts (`EntityTooSmall` below).
+    pub min_part_size: u64,
+}
+
+/// A store listening on a socket, serving until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    config: StoreConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let store = FerryStore::open(&config.root, config.min_part_size)?;
+    let service = {
+        let mut builder = S3ServiceBuilder::new(store);
+        builder.set_auth(SimpleAuth::from_single(
+            config.access_key.clone(),
+            config.secret_key.clone(),
+        ));
+        builder.build()
+    };
+    let service = tower::ServiceBuilder::new().layer(cors()).service(service);
+    let service = TowerToHyperService::new(service);
+
+    let http = ConnBuilder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let socket = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(err) => {
+                    tracing::warn!(%err, "store: accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.as_mut() => break,
+        };
+        let connection = http.serve_connection(TokioIo::new(socket), service.clone());
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Binds `addr` and serves the store on a background task; returns the bound address.
+pub async fn spawn(addr: SocketAddr, config: StoreConfig) -> std::io::Result<SocketAddr> {
+    // Open once here so a bad root fails the caller, not the background task.
+    FerryStore::open(&config.root, config.min_part_size)?;
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(err) = serve(listener, config, std::future::pending()).await {
+            tracing::error!(%err, "store stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// Browsers PUT parts straight to the store, and read the part's ETag from the response: S3
+/// stores need a CORS rule that exposes `ETag`, and so does this one.
+fn cors() -> CorsLayer {
+    use http::{Method, header};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
+            Method::HEAD,
+        ])
+        .allow_headers(Any)
+        .expose_headers([header::ETAG])
+        .max_age(std::time::Duration::from_secs(3600))
+}
