@@ -1,0 +1,312 @@
+//! The HTTP API of DESIGN.md: config, create, batched sign, list parts, complete, abort, files.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ferry_core::protocol::{
+    CompanionConfig, CompleteUpload, CreateUpload, ErrorBody, PartList, PartsSigned, SignParts,
+    SignedPart, SignedUrl, StoredObject, UploadCreated,
+};
+use ferry_core::{Plan, UploadMode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+
+use crate::keys::object_key;
+use crate::store::{Store, StoreError};
+use crate::token::{Claims, TokenError, TokenKey};
+
+/// The owner of uploads while the companion has no authentication.
+const ANONYMOUS: &str = "anonymous";
+
+/// Everything a request needs; the companion keeps no per-upload state.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub tokens: TokenKey,
+    pub advertised: CompanionConfig,
+    pub key_prefix: String,
+    pub token_lifetime: Duration,
+}
+
+impl AppState {
+    fn url_lifetime(&self) -> Duration {
+        Duration::from_secs(self.advertised.url_lifetime_secs)
+    }
+
+    fn verify(&self, token: &str, upload_id: Option<&str>) -> Result<Claims, ApiError> {
+        let claims = self.tokens.verify(token, unix_now())?;
+        if claims.upload_id.as_deref() != upload_id {
+            return Err(ApiError::TokenMismatch);
+        }
+        Ok(claims)
+    }
+}
+
+/// The API routes, ready to be served or tested with `oneshot`.
+pub fn routes(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/config", get(config))
+        .route("/api/uploads", post(create))
+        .route("/api/uploads/{id}/sign", post(sign))
+        .route("/api/uploads/{id}/parts", get(list_parts))
+        .route("/api/uploads/{id}/complete", post(complete))
+        .route("/api/uploads/{id}", axum::routing::delete(abort))
+        .route("/api/files/{*key}", get(file))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+/// Why a request was refused. The body is an [`ErrorBody`]; internals never reach the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the file is {size} bytes, over the limit of {max} bytes")]
+    TooLarge { size: u64, max: u64 },
+    #[error("files of type {0:?} are not accepted")]
+    TypeNotAllowed(String),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the upload token is for another upload")]
+    TokenMismatch,
+    #[error("part {part} is outside 1..={count}")]
+    PartOutOfRange { part: u32, count: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest".to_owned()),
+            Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "TooLarge".to_owned()),
+            Self::TypeNotAllowed(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "TypeNotAllowed".to_owned()),
+            Self::Token(TokenError::Expired) => (StatusCode::FORBIDDEN, "TokenExpired".to_owned()),
+            Self::Token(_) => (StatusCode::FORBIDDEN, "BadToken".to_owned()),
+            Self::TokenMismatch => (StatusCode::FORBIDDEN, "TokenMismatch".to_owned()),
+            Self::PartOutOfRange { .. } => (StatusCode::FORBIDDEN, "PartOutOfRange".to_owned()),
+            // The store's own refusals (EntityTooSmall, InvalidPart, NoSuchUpload) pass through
+            // with their S3 code, so the client can say what the store said.
+            Self::Store(StoreError::S3 { status, code, .. }) if (400..500).contains(status) => {
+                (StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST), code.clone())
+            }
+            Self::Store(_) => (StatusCode::BAD_GATEWAY, "StoreUnavailable".to_owned()),
+        };
+        let message = match &self {
+            Self::Store(StoreError::S3 { message, .. }) if status != StatusCode::BAD_GATEWAY => {
+                format!("the store refused: {message}")
+            }
+            Self::Store(err) => {
+                tracing::error!(%err, "store call failed");
+                "the store did not answer as expected".to_owned()
+            }
+            other => other.to_string(),
+        };
+        (status, Json(ErrorBody { code, message })).into_response()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Characters kept as they are in a key's path segments.
+const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Where the companion serves an object.
+fn location(key: &str) -> String {
+    let encoded: Vec<String> = key
+        .split('/')
+        .map(|segment| utf8_percent_encode(segment, KEY_SEGMENT).to_string())
+        .collect();
+    format!("/api/files/{}", encoded.join("/"))
+}
+
+async fn config(State(state): State<Arc<AppState>>) -> Json<CompanionConfig> {
+    Json(state.advertised.clone())
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    request: Result<Json<CreateUpload>, JsonRejection>,
+) -> Result<Json<UploadCreated>, ApiError> {
+    let Json(request) = request?;
+    let policy = &state.advertised;
+    if request.size > policy.max_file_size {
+        return Err(ApiError::TooLarge {
+            size: request.size,
+            max: policy.max_file_size,
+        });
+    }
+    if !policy.allowed_types.is_empty() && !policy.allowed_types.contains(&request.content_type) {
+        return Err(ApiError::TypeNotAllowed(request.content_type));
+    }
+    let plan = Plan::new(request.size, policy.preferred_part_size, &policy.limits).map_err(|_| {
+        ApiError::TooLarge {
+            size: request.size,
+            max: policy.limits.max_object_size,
+        }
+    })?;
+    let key = object_key(&state.key_prefix, ANONYMOUS, &request.name);
+    let (upload_id, url) = match plan.mode {
+        UploadMode::Single => {
+            let url = SignedUrl {
+                url: state.store.sign_put_object(&key, state.url_lifetime()).to_string(),
+                headers: Default::default(),
+                expires_at: unix_now() + policy.url_lifetime_secs,
+            };
+            (None, Some(url))
+        }
+        UploadMode::Multipart => {
+            let upload_id = state
+                .store
+                .create_multipart_upload(&key, &request.content_type)
+                .await?;
+            (Some(upload_id), None)
+        }
+    };
+    let claims = Claims {
+        upload_id: upload_id.clone(),
+        key: key.clone(),
+        size: request.size,
+        part_size: plan.part_size,
+        owner: ANONYMOUS.to_owned(),
+        expires_at: unix_now() + state.token_lifetime.as_secs(),
+    };
+    Ok(Json(UploadCreated {
+        upload_id,
+        location: location(&key),
+        key,
+        token: state.tokens.sign(&claims),
+        part_size: plan.part_size,
+        part_count: plan.part_count,
+        mode: plan.mode,
+        url,
+        expires_at: claims.expires_at,
+    }))
+}
+
+/// The number of parts the token's plan has.
+fn part_count(claims: &Claims) -> Result<u32, ApiError> {
+    Plan::with_part_size(claims.size, claims.part_size)
+        .map(|plan| plan.part_count)
+        .map_err(|_| ApiError::Token(TokenError::Malformed))
+}
+
+async fn sign(
+    State(state): State<Arc<AppState>>,
+    Path(upload_id): Path<String>,
+    request: Result<Json<SignParts>, JsonRejection>,
+) -> Result<Json<PartsSigned>, ApiError> {
+    let Json(request) = request?;
+    let claims = state.verify(&request.token, Some(&upload_id))?;
+    let count = part_count(&claims)?;
+    // Check every part before signing any: a refused call signs nothing.
+    let parts: Vec<u16> = request
+        .parts
+        .iter()
+        .map(|&part| {
+            u16::try_from(part)
+                .ok()
+                .filter(|_| (1..=count).contains(&part))
+                .ok_or(ApiError::PartOutOfRange { part, count })
+        })
+        .collect::<Result<_, _>>()?;
+    let expires_at = unix_now() + state.advertised.url_lifetime_secs;
+    let urls = parts
+        .into_iter()
+        .map(|part| SignedPart {
+            part: u32::from(part),
+            url: SignedUrl {
+                url: state
+                    .store
+                    .sign_upload_part(&claims.key, &upload_id, part, state.url_lifetime())
+                    .to_string(),
+                headers: Default::default(),
+                expires_at,
+            },
+        })
+        .collect();
+    Ok(Json(PartsSigned { urls }))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: String,
+}
+
+async fn list_parts(
+    State(state): State<Arc<AppState>>,
+    Path(upload_id): Path<String>,
+    Query(query): Query<TokenQuery>,
+) -> Result<Json<PartList>, ApiError> {
+    let claims = state.verify(&query.token, Some(&upload_id))?;
+    let parts = state.store.list_parts(&claims.key, &upload_id).await?;
+    Ok(Json(PartList { parts }))
+}
+
+async fn complete(
+    State(state): State<Arc<AppState>>,
+    Path(upload_id): Path<String>,
+    request: Result<Json<CompleteUpload>, JsonRejection>,
+) -> Result<Json<StoredObject>, ApiError> {
+    let Json(request) = request?;
+    let claims = state.verify(&request.token, Some(&upload_id))?;
+    let count = part_count(&claims)?;
+    let in_order = request.parts.len() == count as usize
+        && request.parts.iter().zip(1..).all(|(part, expected)| part.part == expected);
+    if !in_order {
+        return Err(ApiError::BadRequest(format!(
+            "complete must list parts 1..={count} in order, each once"
+        )));
+    }
+    let etags: Vec<String> = request.parts.into_iter().map(|part| part.etag).collect();
+    let etag = state
+        .store
+        .complete_multipart_upload(&claims.key, &upload_id, &etags)
+        .await?;
+    Ok(Json(StoredObject {
+        location: location(&claims.key),
+        key: claims.key,
+        etag,
+        size: claims.size,
+    }))
+}
+
+async fn abort(
+    State(state): State<Arc<AppState>>,
+    Path(upload_id): Path<String>,
+    Query(query): Query<TokenQuery>,
+) -> Result<StatusCode, ApiError> {
+    let claims = state.verify(&query.token, Some(&upload_id))?;
+    state.store.abort_multipart_upload(&claims.key, &upload_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn file(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    let url = state.store.sign_get_object(&key, state.url_lifetime());
+    let mut response = Redirect::temporary(url.as_str()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
+    state.store.check_bucket().await?;
+    Ok("ok")
+}

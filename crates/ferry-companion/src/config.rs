@@ -1,0 +1,91 @@
+//! Flags and environment variables. Every flag has an environment variable of the same meaning;
+//! names may grow but never change.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ferry_core::plan::{DEFAULT_PREFERRED_PART_SIZE, MIB, TIB};
+use url::Url;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ferry-companion", version, about = "Creates multipart uploads and signs URLs for Ferry clients")]
+pub struct Config {
+    /// Address the API listens on.
+    #[arg(long, env = "FERRY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// S3 endpoint (e.g. https://s3.eu-west-1.amazonaws.com). Without it, the embedded store runs
+    /// on loopback with its data under --data-dir.
+    #[arg(long, env = "FERRY_S3_ENDPOINT")]
+    pub s3_endpoint: Option<Url>,
+
+    /// Bucket that receives uploads.
+    #[arg(long, env = "FERRY_S3_BUCKET", default_value = "ferry")]
+    pub s3_bucket: String,
+
+    /// Region the store signs for.
+    #[arg(long, env = "FERRY_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Path-style URLs (endpoint/bucket/key) instead of virtual-host style: MinIO, R2, moto.
+    #[arg(long, env = "FERRY_S3_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_path_style: bool,
+
+    /// Access key id for the store (required with --s3-endpoint).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: Option<String>,
+
+    /// Secret access key for the store (required with --s3-endpoint).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+
+    /// Secret that signs upload tokens; share it between companions behind one load balancer.
+    /// Without it a random secret is made at start, and tokens die with the process.
+    #[arg(long, env = "FERRY_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Folder of the embedded store's data.
+    #[arg(long, env = "FERRY_DATA_DIR", default_value = ".ferry-data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the embedded store (port 0 picks a free one).
+    #[arg(long, env = "FERRY_STORE_LISTEN", default_value = "127.0.0.1:0")]
+    pub store_listen: SocketAddr,
+
+    /// Smallest part the store accepts, as the companion plans with it.
+    #[arg(long, env = "FERRY_MIN_PART_SIZE", default_value_t = 5 * MIB)]
+    pub min_part_size: u64,
+
+    /// Smallest part the embedded store accepts (defaults to --min-part-size).
+    #[arg(long, env = "FERRY_STORE_MIN_PART_SIZE")]
+    pub store_min_part_size: Option<u64>,
+
+    /// Part size to aim for before the store's rules raise it.
+    #[arg(long, env = "FERRY_PART_SIZE", default_value_t = DEFAULT_PREFERRED_PART_SIZE)]
+    pub part_size: u64,
+
+    /// Largest file accepted, in bytes.
+    #[arg(long, env = "FERRY_MAX_FILE_SIZE", default_value_t = 5 * TIB)]
+    pub max_file_size: u64,
+
+    /// Content types accepted, comma separated; empty accepts any.
+    #[arg(long, env = "FERRY_ALLOWED_TYPES", value_delimiter = ',')]
+    pub allowed_types: Vec<String>,
+
+    /// Lifetime of presigned URLs, in seconds.
+    #[arg(long, env = "FERRY_URL_LIFETIME", default_value_t = 900)]
+    pub url_lifetime: u64,
+
+    /// Lifetime of upload tokens, in seconds.
+    #[arg(long, env = "FERRY_TOKEN_LIFETIME", default_value_t = 86_400)]
+    pub token_lifetime: u64,
+
+    /// Prefix of every object key.
+    #[arg(long, env = "FERRY_KEY_PREFIX", default_value = "uploads/")]
+    pub key_prefix: String,
+
+    /// Folder of static files served at / (the demo page).
+    #[arg(long, env = "FERRY_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+}

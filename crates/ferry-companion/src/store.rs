@@ -1,0 +1,306 @@
+//! The companion's side of S3: rusty-s3 signs every call (sans-IO), reqwest sends the ones the
+//! companion makes itself, and the browser gets presigned URLs for the rest.
+
+use std::time::Duration;
+
+use ferry_core::protocol::StoredPart;
+use rusty_s3::actions::CreateMultipartUpload;
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use url::Url;
+
+/// Lifetime of the URLs the companion signs for its own calls.
+const OWN_CALL_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Where the store is and how to sign for it.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub endpoint: Url,
+    pub bucket: String,
+    pub region: String,
+    pub path_style: bool,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+/// An error from the store, with S3's code when it sent one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store answered with an S3 error.
+    #[error("the store answered {status} {code}: {message}")]
+    S3 {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The store could not be reached, or answered with something that is not S3.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    bucket: Bucket,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+impl Store {
+    pub fn new(config: &StoreConfig) -> Result<Self, String> {
+        let style = if config.path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let bucket = Bucket::new(
+            config.endpoint.clone(),
+            style,
+            config.bucket.clone(),
+            config.region.clone(),
+        )
+        .map_err(|err| format!("bad store endpoint or bucket name: {err:?}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|err| err.to_string())?;
+        Ok(Self {
+            bucket,
+            credentials: Credentials::new(&config.access_key, &config.secret_key),
+            http,
+        })
+    }
+
+    pub fn bucket_name(&self) -> &str {
+        self.bucket.name()
+    }
+
+    /// Creates the bucket (the embedded store starts empty); one that already exists is fine.
+    pub async fn create_bucket(&self) -> Result<(), StoreError> {
+        let action = rusty_s3::actions::CreateBucket::new(&self.bucket, &self.credentials);
+        let url = action.sign(OWN_CALL_LIFETIME);
+        match self.send(self.http.put(url).body(action.body())).await {
+            Err(StoreError::S3 { code, .. }) if code == "BucketAlreadyOwnedByYou" => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Fails unless the bucket exists and the credentials may use it.
+    pub async fn check_bucket(&self) -> Result<(), StoreError> {
+        let url = self
+            .bucket
+            .head_bucket(Some(&self.credentials))
+            .sign(OWN_CALL_LIFETIME);
+        self.send(self.http.head(url)).await.map(drop)
+    }
+
+    pub async fn create_multipart_upload(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        let mut action = self.bucket.create_multipart_upload(Some(&self.credentials), key);
+        if !content_type.is_empty() {
+            action.headers_mut().insert("content-type", content_type.to_owned());
+        }
+        let url = action.sign(OWN_CALL_LIFETIME);
+        let mut request = self.http.post(url);
+        if !content_type.is_empty() {
+            request = request.header("content-type", content_type);
+        }
+        let body = self.send(request).await?;
+        let parsed = CreateMultipartUpload::parse_response(&body).map_err(unexpected)?;
+        Ok(parsed.upload_id().to_owned())
+    }
+
+    /// Every part the store holds for the upload, following every page.
+    pub async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<StoredPart>, StoreError> {
+        let mut parts = Vec::new();
+        let mut marker = None;
+        loop {
+            let mut action = self.bucket.list_parts(Some(&self.credentials), key, upload_id);
+            if let Some(marker) = marker {
+                action.set_part_number_marker(marker);
+            }
+            let body = self.send(self.http.get(action.sign(OWN_CALL_LIFETIME))).await?;
+            let page = parse_list_parts(&body).ok_or_else(|| unexpected("a ListParts answer without its fields"))?;
+            parts.extend(page.parts);
+            match page.next_marker {
+                Some(next) if next > marker.unwrap_or(0) => marker = Some(next),
+                Some(_) => return Err(unexpected("ListParts did not move past its marker")),
+                None => return Ok(parts),
+            }
+        }
+    }
+
+    /// Completes with the n-th ETag as part n; returns the object's ETag.
+    pub async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> Result<String, StoreError> {
+        let action = self.bucket.complete_multipart_upload(
+            Some(&self.credentials),
+            key,
+            upload_id,
+            etags.iter().map(String::as_str),
+        );
+        let url = action.sign(OWN_CALL_LIFETIME);
+        let body = action.body();
+        let answer = self.send(self.http.post(url).body(body)).await?;
+        // S3 may answer 200 and still report an error in the body.
+        if let Some(error) = s3_error(200, &answer) {
+            return Err(error);
+        }
+        // Read leniently for the same reason as ListParts: stores name the root differently.
+        element(&answer, "ETag")
+            .map(unescape)
+            .ok_or_else(|| unexpected("a Complete answer without an ETag"))
+    }
+
+    pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let url = self
+            .bucket
+            .abort_multipart_upload(Some(&self.credentials), key, upload_id)
+            .sign(OWN_CALL_LIFETIME);
+        self.send(self.http.delete(url)).await.map(drop)
+    }
+
+    /// A URL the browser PUTs part `part` to.
+    pub fn sign_upload_part(&self, key: &str, upload_id: &str, part: u16, lifetime: Duration) -> Url {
+        self.bucket
+            .upload_part(Some(&self.credentials), key, part, upload_id)
+            .sign(lifetime)
+    }
+
+    /// A URL the browser PUTs a whole small file to.
+    pub fn sign_put_object(&self, key: &str, lifetime: Duration) -> Url {
+        self.bucket.put_object(Some(&self.credentials), key).sign(lifetime)
+    }
+
+    /// A URL that reads the object (Range requests work on it).
+    pub fn sign_get_object(&self, key: &str, lifetime: Duration) -> Url {
+        self.bucket.get_object(Some(&self.credentials), key).sign(lifetime)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<String, StoreError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(s3_error(status, &body).unwrap_or_else(|| StoreError::S3 {
+                status,
+                code: format!("Http{status}"),
+                message: "the store answered without an S3 error body".to_owned(),
+            }))
+        }
+    }
+}
+
+fn unexpected(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("the store's answer could not be read: {err}"))
+}
+
+/// The `<Error><Code>..</Code><Message>..</Message></Error>` of an S3 answer, if it is one.
+fn s3_error(status: u16, body: &str) -> Option<StoreError> {
+    let error = element(body, "Error")?;
+    Some(StoreError::S3 {
+        status: if status == 200 { 500 } else { status },
+        code: element(error, "Code").unwrap_or("Unknown").to_owned(),
+        message: element(error, "Message").unwrap_or_default().to_owned(),
+    })
+}
+
+/// One page of ListParts.
+#[derive(Debug, PartialEq)]
+struct PartsPage {
+    parts: Vec<StoredPart>,
+    /// Where the next page starts, when the answer is truncated.
+    next_marker: Option<u16>,
+}
+
+/// Reads a ListParts answer. Stores disagree on the root element (`ListPartsResult` for AWS,
+/// `ListPartsResponse` for moto), which rusty-s3's strict parser refuses, so only the fields Ferry
+/// needs are read, wherever they sit.
+fn parse_list_parts(xml: &str) -> Option<PartsPage> {
+    let mut parts = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find("<Part>") {
+        let end = start + rest[start..].find("</Part>")?;
+        let part = &rest[start..end];
+        parts.push(StoredPart {
+            part: element(part, "PartNumber")?.trim().parse().ok()?,
+            size: element(part, "Size")?.trim().parse().ok()?,
+            etag: unescape(element(part, "ETag")?),
+        });
+        rest = &rest[end..];
+    }
+    let truncated = element(xml, "IsTruncated").is_some_and(|value| value.trim() == "true");
+    let next_marker = if truncated {
+        Some(element(xml, "NextPartNumberMarker")?.trim().parse().ok()?)
+    } else {
+        None
+    };
+    Some(PartsPage { parts, next_marker })
+}
+
+/// Undoes XML's five escapes (ETags come as `&quot;..&quot;`).
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The text inside the first `<name>..</name>`: enough for S3's flat error documents.
+fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_parts_answers_of_aws_and_moto_are_read() {
+        let aws = r#"<ListPartsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket>
+<PartNumberMarker>0</PartNumberMarker><NextPartNumberMarker>2</NextPartNumberMarker><MaxParts>2</MaxParts>
+<IsTruncated>true</IsTruncated><Part><PartNumber>1</PartNumber><LastModified>x</LastModified>
+<ETag>&quot;aa&quot;</ETag><Size>5242880</Size></Part><Part><PartNumber>2</PartNumber>
+<ETag>"bb"</ETag><Size>7</Size></Part></ListPartsResult>"#;
+        let page = parse_list_parts(aws).unwrap();
+        assert_eq!(page.next_marker, Some(2));
+        assert_eq!(
+            page.parts,
+            vec![
+                StoredPart { part: 1, size: 5_242_880, etag: "\"aa\"".into() },
+                StoredPart { part: 2, size: 7, etag: "\"bb\"".into() },
+            ]
+        );
+        let moto_empty = "<ListPartsResponse><NextPartNumberMarker>0</NextPartNumberMarker><IsTruncated>false</IsTruncated></ListPartsResponse>";
+        assert_eq!(parse_list_parts(moto_empty), Some(PartsPage { parts: vec![], next_marker: None }));
+        assert_eq!(parse_list_parts("<Part><PartNumber>x</PartNumber></Part>"), None);
+    }
+
+    #[test]
+    fn s3_error_documents_are_read() {
+        let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>EntityTooSmall</Code><Message>part 1 is too small</Message><RequestId>x</RequestId></Error>"#;
+        assert_eq!(
+            s3_error(400, body),
+            Some(StoreError::S3 {
+                status: 400,
+                code: "EntityTooSmall".into(),
+                message: "part 1 is too small".into()
+            })
+        );
+        assert_eq!(s3_error(200, "<CompleteMultipartUploadResult/>"), None);
+        assert!(matches!(s3_error(200, "<Error><Code>InternalError</Code></Error>"), Some(StoreError::S3 { status: 500, .. })));
+    }
+}

@@ -1,0 +1,121 @@
+//! The upload token: what the companion promised at create, signed so it can be checked later
+//! without any state of its own.
+//!
+//! Format: `base64url(json claims) "." base64url(HMAC-SHA256(secret, json claims))`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// What a token binds. A call that names another upload, key or size is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The multipart upload id; `None` for a single PUT.
+    #[serde(rename = "u")]
+    pub upload_id: Option<String>,
+    #[serde(rename = "k")]
+    pub key: String,
+    #[serde(rename = "s")]
+    pub size: u64,
+    #[serde(rename = "p")]
+    pub part_size: u64,
+    #[serde(rename = "o")]
+    pub owner: String,
+    /// Unix seconds after which the token is refused.
+    #[serde(rename = "e")]
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the upload token is malformed")]
+    Malformed,
+    #[error("the upload token's signature does not match")]
+    BadSignature,
+    #[error("the upload token has expired")]
+    Expired,
+}
+
+/// Signs and checks tokens with the companion's secret.
+#[derive(Clone)]
+pub struct TokenKey(Vec<u8>);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
+impl TokenKey {
+    pub fn new(secret: &[u8]) -> Self {
+        Self(secret.to_vec())
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        let json = serde_json::to_vec(claims).expect("claims serialise");
+        let mut mac = self.mac();
+        mac.update(&json);
+        let signature = mac.finalize().into_bytes();
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(&json), URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The claims of a token this key signed, if it has not expired at `now` (Unix seconds).
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        let (payload, signature) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(&json);
+        mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+        let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        if now > claims.expires_at {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> Claims {
+        Claims {
+            upload_id: Some("u1".into()),
+            key: "uploads/anonymous/abc/cat.png".into(),
+            size: 10,
+            part_size: 5,
+            owner: "anonymous".into(),
+            expires_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_signed_token_verifies_until_it_expires() {
+        let key = TokenKey::new(b"secret");
+        let token = key.sign(&claims());
+        assert_eq!(key.verify(&token, 1_000), Ok(claims()));
+        assert_eq!(key.verify(&token, 1_001), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let key = TokenKey::new(b"secret");
+        let token = key.sign(&claims());
+        let (_, signature) = token.split_once('.').unwrap();
+        let forged_claims = Claims { size: 10_000, ..claims() };
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).unwrap());
+        let forged = format!("{forged_payload}.{signature}");
+        assert_eq!(key.verify(&forged, 0), Err(TokenError::BadSignature));
+        assert_eq!(TokenKey::new(b"other").verify(&token, 0), Err(TokenError::BadSignature));
+        for malformed in ["", "abc", "a.b", "!!.??", "e30.AAAA"] {
+            assert!(key.verify(malformed, 0).is_err(), "{malformed:?}");
+        }
+    }
+}

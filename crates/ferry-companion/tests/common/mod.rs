@@ -1,0 +1,185 @@
+//! Starts real servers on loopback for the HTTP suites: the companion (with the embedded store,
+//! or pointed at moto's S3 server) and moto itself.
+
+#![allow(dead_code)] // each test binary uses its own share of these helpers
+
+pub mod cases;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use clap::Parser;
+use ferry_companion::Config;
+use ferry_core::protocol::{PartsSigned, SignParts, StoredObject, UploadCreated};
+use serde_json::{Value, json};
+
+pub const MIB: usize = 1024 * 1024;
+
+/// A companion serving on a loopback port until the test ends.
+pub struct RunningCompanion {
+    pub base: String,
+    pub http: reqwest::Client,
+    _data: tempfile::TempDir,
+}
+
+/// Starts a companion with `args` added to a fresh data folder and a loopback port.
+pub async fn companion(args: &[&str]) -> RunningCompanion {
+    let data = tempfile::tempdir().unwrap();
+    let mut argv = vec!["ferry-companion", "--listen", "127.0.0.1:0", "--secret", "test-secret", "--data-dir"];
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    argv.push(&data_dir);
+    argv.extend_from_slice(args);
+    let config = Config::parse_from(argv);
+    let companion = ferry_companion::build(&config).await.expect("companion starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, companion.router).await.unwrap() });
+    RunningCompanion {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        _data: data,
+    }
+}
+
+/// Bytes that differ at every offset, so a misplaced part cannot go unnoticed.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u64).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed ^ (i >> 20) as u8).collect()
+}
+
+impl RunningCompanion {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn create(&self, name: &str, size: usize) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/uploads"))
+            .json(&json!({"name": name, "size": size, "type": "application/octet-stream"}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn created(&self, name: &str, size: usize) -> UploadCreated {
+        let response = self.create(name, size).await;
+        assert_eq!(response.status(), 200, "create {name}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn sign(&self, created: &UploadCreated, parts: Vec<u32>) -> reqwest::Response {
+        let id = created.upload_id.as_deref().unwrap();
+        self.http
+            .post(self.url(&format!("/api/uploads/{id}/sign")))
+            .json(&SignParts { token: created.token.clone(), parts })
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs every part in one call and PUTs each; returns the ETags in part order.
+    pub async fn put_parts(&self, created: &UploadCreated, bytes: &[u8]) -> Vec<String> {
+        let parts: Vec<u32> = (1..=created.part_count).collect();
+        let response = self.sign(created, parts).await;
+        assert_eq!(response.status(), 200);
+        let signed: PartsSigned = response.json().await.unwrap();
+        assert_eq!(signed.urls.len() as u32, created.part_count, "one call signs every part");
+        let mut etags = Vec::new();
+        for (signed, chunk) in signed.urls.iter().zip(bytes.chunks(created.part_size as usize)) {
+            let response = self.http.put(&signed.url.url).body(chunk.to_vec()).send().await.unwrap();
+            assert_eq!(response.status(), 200, "part {}: {}", signed.part, response.text().await.unwrap());
+            etags.push(response.headers()["etag"].to_str().unwrap().to_owned());
+        }
+        etags
+    }
+
+    pub async fn complete(&self, created: &UploadCreated, etags: &[String]) -> reqwest::Response {
+        let id = created.upload_id.as_deref().unwrap();
+        let parts: Vec<Value> = etags.iter().zip(1..).map(|(etag, part)| json!({"part": part, "etag": etag})).collect();
+        self.http
+            .post(self.url(&format!("/api/uploads/{id}/complete")))
+            .json(&json!({"token": created.token, "parts": parts}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn list_parts(&self, created: &UploadCreated) -> reqwest::Response {
+        let id = created.upload_id.as_deref().unwrap();
+        self.http
+            .get(self.url(&format!("/api/uploads/{id}/parts")))
+            .query(&[("token", &created.token)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn abort(&self, created: &UploadCreated) -> reqwest::Response {
+        let id = created.upload_id.as_deref().unwrap();
+        self.http
+            .delete(self.url(&format!("/api/uploads/{id}")))
+            .query(&[("token", &created.token)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Reads an object back through the companion's redirect to a presigned GET.
+    pub async fn read_back(&self, object: &StoredObject) -> Vec<u8> {
+        let response = self.http.get(self.url(&object.location)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {}", object.location);
+        response.bytes().await.unwrap().to_vec()
+    }
+}
+
+/// moto's S3 server on a free loopback port, killed when dropped.
+pub struct Moto {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `moto_server` and waits for the line that says it listens. moto is an independent S3:
+/// it checks multipart rules (5 MiB parts unless S3_UPLOAD_PART_MIN_SIZE says otherwise) and CORS,
+/// not signatures.
+pub fn moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("moto_server is installed (pip install 'moto[server]'); .ci/run installs it");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let ready = lines.by_ref().take(50).map_while(Result::ok).any(|line| line.contains("Running on"));
+    assert!(ready, "moto_server did not start");
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Moto { endpoint: format!("http://127.0.0.1:{port}"), child }
+}
+
+impl Moto {
+    /// Creates `bucket` with the CORS rule browsers need: any origin may PUT and read `ETag`.
+    pub async fn create_bucket(&self, bucket: &str) {
+        let http = reqwest::Client::new();
+        let url = format!("{}/{bucket}", self.endpoint);
+        let response = http.put(&url).send().await.unwrap();
+        assert!(response.status().is_success(), "create bucket: {}", response.text().await.unwrap());
+        let cors = r#"<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod><AllowedMethod>HEAD</AllowedMethod><AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3600</MaxAgeSeconds></CORSRule></CORSConfiguration>"#;
+        let response = http.put(format!("{url}?cors")).body(cors).send().await.unwrap();
+        assert!(response.status().is_success(), "bucket CORS: {}", response.text().await.unwrap());
+    }
+
+    /// Companion arguments that point it at this moto server.
+    pub fn companion_args(&self, bucket: &str) -> Vec<String> {
+        ["--s3-endpoint", &self.endpoint, "--s3-bucket", bucket, "--s3-path-style", "true", "--access-key-id", "test", "--secret-access-key", "test"]
+            .map(str::to_owned)
+            .to_vec()
+    }
+}

@@ -1,0 +1,26 @@
+//! The same multipart cases with the companion pointed at moto's S3 server: an independent
+//! implementation of S3's multipart rules.
+
+mod common;
+
+use common::{cases, companion, moto};
+
+#[tokio::test]
+async fn multipart_round_trip() {
+    let moto = moto();
+    moto.create_bucket("ferry-moto").await;
+    let args = moto.companion_args("ferry-moto");
+    let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    cases::multipart_round_trip(&companion).await;
+    cases::single_put_round_trip(&companion).await;
+}
+
+#[tokio::test]
+async fn entity_too_small_keeps_the_upload() {
+    let moto = moto();
+    moto.create_bucket("ferry-moto").await;
+    let mut args = moto.companion_args("ferry-moto");
+    args.extend(["--min-part-size", "1048576", "--part-size", "1048576"].map(str::to_owned));
+    let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    cases::entity_too_small_keeps_the_upload(&companion).await;
+}
