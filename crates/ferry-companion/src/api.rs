@@ -92,16 +92,20 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest".to_owned()),
             Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "TooLarge".to_owned()),
-            Self::TypeNotAllowed(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "TypeNotAllowed".to_owned()),
+            Self::TypeNotAllowed(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "TypeNotAllowed".to_owned(),
+            ),
             Self::Token(TokenError::Expired) => (StatusCode::FORBIDDEN, "TokenExpired".to_owned()),
             Self::Token(_) => (StatusCode::FORBIDDEN, "BadToken".to_owned()),
             Self::TokenMismatch => (StatusCode::FORBIDDEN, "TokenMismatch".to_owned()),
             Self::PartOutOfRange { .. } => (StatusCode::FORBIDDEN, "PartOutOfRange".to_owned()),
             // The store's own refusals (EntityTooSmall, InvalidPart, NoSuchUpload) pass through
             // with their S3 code, so the client can say what the store said.
-            Self::Store(StoreError::S3 { status, code, .. }) if (400..500).contains(status) => {
-                (StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST), code.clone())
-            }
+            Self::Store(StoreError::S3 { status, code, .. }) if (400..500).contains(status) => (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+                code.clone(),
+            ),
             Self::Store(_) => (StatusCode::BAD_GATEWAY, "StoreUnavailable".to_owned()),
         };
         let message = match &self {
@@ -125,7 +129,11 @@ fn unix_now() -> u64 {
 }
 
 /// Characters kept as they are in a key's path segments.
-const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Where the companion serves an object.
 fn location(key: &str) -> String {
@@ -155,17 +163,21 @@ async fn create(
     if !policy.allowed_types.is_empty() && !policy.allowed_types.contains(&request.content_type) {
         return Err(ApiError::TypeNotAllowed(request.content_type));
     }
-    let plan = Plan::new(request.size, policy.preferred_part_size, &policy.limits).map_err(|_| {
-        ApiError::TooLarge {
-            size: request.size,
-            max: policy.limits.max_object_size,
-        }
-    })?;
+    let plan =
+        Plan::new(request.size, policy.preferred_part_size, &policy.limits).map_err(|_| {
+            ApiError::TooLarge {
+                size: request.size,
+                max: policy.limits.max_object_size,
+            }
+        })?;
     let key = object_key(&state.key_prefix, ANONYMOUS, &request.name);
     let (upload_id, url) = match plan.mode {
         UploadMode::Single => {
             let url = SignedUrl {
-                url: state.store.sign_put_object(&key, state.url_lifetime()).to_string(),
+                url: state
+                    .store
+                    .sign_put_object(&key, state.url_lifetime())
+                    .to_string(),
                 headers: Default::default(),
                 expires_at: unix_now() + policy.url_lifetime_secs,
             };
@@ -268,7 +280,11 @@ async fn complete(
     let claims = state.verify(&request.token, Some(&upload_id))?;
     let count = part_count(&claims)?;
     let in_order = request.parts.len() == count as usize
-        && request.parts.iter().zip(1..).all(|(part, expected)| part.part == expected);
+        && request
+            .parts
+            .iter()
+            .zip(1..)
+            .all(|(part, expected)| part.part == expected);
     if !in_order {
         return Err(ApiError::BadRequest(format!(
             "complete must list parts 1..={count} in order, each once"
@@ -293,16 +309,20 @@ async fn abort(
     Query(query): Query<TokenQuery>,
 ) -> Result<StatusCode, ApiError> {
     let claims = state.verify(&query.token, Some(&upload_id))?;
-    state.store.abort_multipart_upload(&claims.key, &upload_id).await?;
+    state
+        .store
+        .abort_multipart_upload(&claims.key, &upload_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn file(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
     let url = state.store.sign_get_object(&key, state.url_lifetime());
     let mut response = Redirect::temporary(url.as_str()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     response
 }
 

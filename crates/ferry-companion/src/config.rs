@@ -9,7 +9,11 @@ use ferry_core::plan::{DEFAULT_PREFERRED_PART_SIZE, MIB, TIB};
 use url::Url;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ferry-companion", version, about = "Creates multipart uploads and signs URLs for Ferry clients")]
+#[command(
+    name = "ferry-companion",
+    version,
+    about = "Creates multipart uploads and signs URLs for Ferry clients"
+)]
 pub struct Config {
     /// Address the API listens on.
     #[arg(long, env = "FERRY_LISTEN", default_value = "127.0.0.1:8080")]

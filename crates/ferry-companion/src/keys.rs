@@ -10,7 +10,8 @@ pub fn sanitize_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let mut clean = String::with_capacity(last.len());
     for c in last.chars() {
-        let keep = c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ' | '(' | ')' | '+' | ',');
+        let keep =
+            c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ' | '(' | ')' | '+' | ',');
         let c = if keep { c } else { '_' };
         if clean.len() + c.len_utf8() > MAX_NAME_BYTES {
             break;
@@ -18,13 +19,22 @@ pub fn sanitize_file_name(name: &str) -> String {
         clean.push(c);
     }
     let clean = clean.trim().trim_start_matches('.');
-    if clean.is_empty() { "file".to_owned() } else { clean.to_owned() }
+    if clean.is_empty() {
+        "file".to_owned()
+    } else {
+        clean.to_owned()
+    }
 }
 
 /// A fresh key for `name` uploaded by `owner`.
 pub fn object_key(prefix: &str, owner: &str, name: &str) -> String {
     let id: [u8; 12] = rand::random();
-    format!("{prefix}{}/{}/{}", sanitize_file_name(owner), hex::encode(id), sanitize_file_name(name))
+    format!(
+        "{prefix}{}/{}/{}",
+        sanitize_file_name(owner),
+        hex::encode(id),
+        sanitize_file_name(name)
+    )
 }
 
 #[cfg(test)]
@@ -62,6 +72,9 @@ mod tests {
         let a = object_key("uploads/", "anonymous", "x.bin");
         let b = object_key("uploads/", "anonymous", "x.bin");
         assert_ne!(a, b);
-        assert!(a.starts_with("uploads/anonymous/") && a.ends_with("/x.bin"), "{a}");
+        assert!(
+            a.starts_with("uploads/anonymous/") && a.ends_with("/x.bin"),
+            "{a}"
+        );
     }
 }

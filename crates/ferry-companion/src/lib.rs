@@ -34,7 +34,9 @@ pub struct Companion {
 pub async fn build(config: &Config) -> Result<Companion, String> {
     let store_config = match &config.s3_endpoint {
         Some(endpoint) => {
-            let (Some(access_key), Some(secret_key)) = (&config.access_key_id, &config.secret_access_key) else {
+            let (Some(access_key), Some(secret_key)) =
+                (&config.access_key_id, &config.secret_access_key)
+            else {
                 return Err("FERRY_S3_ENDPOINT is set, so AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be too".into());
             };
             StoreConfig {
@@ -59,7 +61,9 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
     let secret = match &config.secret {
         Some(secret) => secret.as_bytes().to_vec(),
         None => {
-            tracing::warn!("FERRY_SECRET is not set: tokens are signed with a random secret and die with this process");
+            tracing::warn!(
+                "FERRY_SECRET is not set: tokens are signed with a random secret and die with this process"
+            );
             rand::random::<[u8; 32]>().to_vec()
         }
     };
@@ -110,8 +114,15 @@ async fn start_embedded_store(config: &Config) -> Result<StoreConfig, String> {
         },
     )
     .await
-    .map_err(|err| format!("the embedded store could not start at {}: {err}", config.store_listen))?;
-    let endpoint: url::Url = format!("http://{addr}").parse().expect("a socket address is a valid URL");
+    .map_err(|err| {
+        format!(
+            "the embedded store could not start at {}: {err}",
+            config.store_listen
+        )
+    })?;
+    let endpoint: url::Url = format!("http://{addr}")
+        .parse()
+        .expect("a socket address is a valid URL");
     let store_config = StoreConfig {
         endpoint,
         bucket: config.s3_bucket.clone(),

@@ -5,7 +5,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let config = Config::parse();
     let companion = match ferry_companion::build(&config).await {
@@ -22,14 +24,19 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let addr = listener.local_addr().expect("a bound listener has an address");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
     tracing::info!(%addr, store = %companion.store.endpoint, bucket = %companion.store.bucket, "companion listening");
     // Tools that start the companion read this line to learn the port.
     println!("ferry-companion listening on http://{addr}");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    if let Err(err) = axum::serve(listener, companion.router).with_graceful_shutdown(shutdown).await {
+    if let Err(err) = axum::serve(listener, companion.router)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         eprintln!("ferry-companion: {err}");
         return std::process::ExitCode::FAILURE;
     }

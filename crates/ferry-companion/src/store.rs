@@ -92,10 +92,18 @@ impl Store {
         self.send(self.http.head(url)).await.map(drop)
     }
 
-    pub async fn create_multipart_upload(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
-        let mut action = self.bucket.create_multipart_upload(Some(&self.credentials), key);
+    pub async fn create_multipart_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, StoreError> {
+        let mut action = self
+            .bucket
+            .create_multipart_upload(Some(&self.credentials), key);
         if !content_type.is_empty() {
-            action.headers_mut().insert("content-type", content_type.to_owned());
+            action
+                .headers_mut()
+                .insert("content-type", content_type.to_owned());
         }
         let url = action.sign(OWN_CALL_LIFETIME);
         let mut request = self.http.post(url);
@@ -108,16 +116,25 @@ impl Store {
     }
 
     /// Every part the store holds for the upload, following every page.
-    pub async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<StoredPart>, StoreError> {
+    pub async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<StoredPart>, StoreError> {
         let mut parts = Vec::new();
         let mut marker = None;
         loop {
-            let mut action = self.bucket.list_parts(Some(&self.credentials), key, upload_id);
+            let mut action = self
+                .bucket
+                .list_parts(Some(&self.credentials), key, upload_id);
             if let Some(marker) = marker {
                 action.set_part_number_marker(marker);
             }
-            let body = self.send(self.http.get(action.sign(OWN_CALL_LIFETIME))).await?;
-            let page = parse_list_parts(&body).ok_or_else(|| unexpected("a ListParts answer without its fields"))?;
+            let body = self
+                .send(self.http.get(action.sign(OWN_CALL_LIFETIME)))
+                .await?;
+            let page = parse_list_parts(&body)
+                .ok_or_else(|| unexpected("a ListParts answer without its fields"))?;
             parts.extend(page.parts);
             match page.next_marker {
                 Some(next) if next > marker.unwrap_or(0) => marker = Some(next),
@@ -153,7 +170,11 @@ impl Store {
             .ok_or_else(|| unexpected("a Complete answer without an ETag"))
     }
 
-    pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+    pub async fn abort_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), StoreError> {
         let url = self
             .bucket
             .abort_multipart_upload(Some(&self.credentials), key, upload_id)
@@ -162,7 +183,13 @@ impl Store {
     }
 
     /// A URL the browser PUTs part `part` to.
-    pub fn sign_upload_part(&self, key: &str, upload_id: &str, part: u16, lifetime: Duration) -> Url {
+    pub fn sign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: u16,
+        lifetime: Duration,
+    ) -> Url {
         self.bucket
             .upload_part(Some(&self.credentials), key, part, upload_id)
             .sign(lifetime)
@@ -170,12 +197,16 @@ impl Store {
 
     /// A URL the browser PUTs a whole small file to.
     pub fn sign_put_object(&self, key: &str, lifetime: Duration) -> Url {
-        self.bucket.put_object(Some(&self.credentials), key).sign(lifetime)
+        self.bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(lifetime)
     }
 
     /// A URL that reads the object (Range requests work on it).
     pub fn sign_get_object(&self, key: &str, lifetime: Duration) -> Url {
-        self.bucket.get_object(Some(&self.credentials), key).sign(lifetime)
+        self.bucket
+            .get_object(Some(&self.credentials), key)
+            .sign(lifetime)
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<String, StoreError> {
@@ -279,13 +310,30 @@ mod tests {
         assert_eq!(
             page.parts,
             vec![
-                StoredPart { part: 1, size: 5_242_880, etag: "\"aa\"".into() },
-                StoredPart { part: 2, size: 7, etag: "\"bb\"".into() },
+                StoredPart {
+                    part: 1,
+                    size: 5_242_880,
+                    etag: "\"aa\"".into()
+                },
+                StoredPart {
+                    part: 2,
+                    size: 7,
+                    etag: "\"bb\"".into()
+                },
             ]
         );
         let moto_empty = "<ListPartsResponse><NextPartNumberMarker>0</NextPartNumberMarker><IsTruncated>false</IsTruncated></ListPartsResponse>";
-        assert_eq!(parse_list_parts(moto_empty), Some(PartsPage { parts: vec![], next_marker: None }));
-        assert_eq!(parse_list_parts("<Part><PartNumber>x</PartNumber></Part>"), None);
+        assert_eq!(
+            parse_list_parts(moto_empty),
+            Some(PartsPage {
+                parts: vec![],
+                next_marker: None
+            })
+        );
+        assert_eq!(
+            parse_list_parts("<Part><PartNumber>x</PartNumber></Part>"),
+            None
+        );
     }
 
     #[test]
@@ -301,6 +349,9 @@ mod tests {
             })
         );
         assert_eq!(s3_error(200, "<CompleteMultipartUploadResult/>"), None);
-        assert!(matches!(s3_error(200, "<Error><Code>InternalError</Code></Error>"), Some(StoreError::S3 { status: 500, .. })));
+        assert!(matches!(
+            s3_error(200, "<Error><Code>InternalError</Code></Error>"),
+            Some(StoreError::S3 { status: 500, .. })
+        ));
     }
 }

@@ -62,17 +62,26 @@ impl TokenKey {
         let mut mac = self.mac();
         mac.update(&json);
         let signature = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&json), URL_SAFE_NO_PAD.encode(signature))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&json),
+            URL_SAFE_NO_PAD.encode(signature)
+        )
     }
 
     /// The claims of a token this key signed, if it has not expired at `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
         let (payload, signature) = token.split_once('.').ok_or(TokenError::Malformed)?;
-        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac();
         mac.update(&json);
-        mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+        mac.verify_slice(&signature)
+            .map_err(|_| TokenError::BadSignature)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
         if now > claims.expires_at {
             return Err(TokenError::Expired);
@@ -109,11 +118,17 @@ mod tests {
         let key = TokenKey::new(b"secret");
         let token = key.sign(&claims());
         let (_, signature) = token.split_once('.').unwrap();
-        let forged_claims = Claims { size: 10_000, ..claims() };
+        let forged_claims = Claims {
+            size: 10_000,
+            ..claims()
+        };
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).unwrap());
         let forged = format!("{forged_payload}.{signature}");
         assert_eq!(key.verify(&forged, 0), Err(TokenError::BadSignature));
-        assert_eq!(TokenKey::new(b"other").verify(&token, 0), Err(TokenError::BadSignature));
+        assert_eq!(
+            TokenKey::new(b"other").verify(&token, 0),
+            Err(TokenError::BadSignature)
+        );
         for malformed in ["", "abc", "a.b", "!!.??", "e30.AAAA"] {
             assert!(key.verify(malformed, 0).is_err(), "{malformed:?}");
         }

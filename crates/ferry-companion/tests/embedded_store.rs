@@ -18,7 +18,15 @@ async fn single_put_round_trip() {
 
 #[tokio::test]
 async fn entity_too_small_keeps_the_upload() {
-    let companion = companion(&["--min-part-size", "1048576", "--part-size", "1048576", "--store-min-part-size", "5242880"]).await;
+    let companion = companion(&[
+        "--min-part-size",
+        "1048576",
+        "--part-size",
+        "1048576",
+        "--store-min-part-size",
+        "5242880",
+    ])
+    .await;
     cases::entity_too_small_keeps_the_upload(&companion).await;
 }
 
@@ -32,15 +40,36 @@ async fn error(response: reqwest::Response) -> (u16, String) {
 async fn a_tampered_presigned_url_is_refused() {
     let companion = companion(&[]).await;
     let created = companion.created("x.bin", 11 * MIB).await;
-    let signed: PartsSigned = companion.sign(&created, vec![1, 2]).await.json().await.unwrap();
+    let signed: PartsSigned = companion
+        .sign(&created, vec![1, 2])
+        .await
+        .json()
+        .await
+        .unwrap();
     let url = &signed.urls[0].url.url;
     let last = url.chars().last().unwrap();
-    let flipped = format!("{}{}", &url[..url.len() - 1], if last == '0' { '1' } else { '0' });
+    let flipped = format!(
+        "{}{}",
+        &url[..url.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
     let other_part = url.replace("partNumber=1", "partNumber=2");
     for tampered in [flipped, other_part] {
-        let response = companion.http.put(&tampered).body(vec![0u8; 16]).send().await.unwrap();
+        let response = companion
+            .http
+            .put(&tampered)
+            .body(vec![0u8; 16])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 403, "{tampered}");
-        assert!(response.text().await.unwrap().contains("SignatureDoesNotMatch"));
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("SignatureDoesNotMatch")
+        );
     }
 }
 
@@ -53,25 +82,50 @@ async fn calls_after_create_need_the_matching_token() {
     // A token for another upload.
     let mut crossed = first.clone();
     crossed.token = second.token.clone();
-    assert_eq!(error(companion.sign(&crossed, vec![1]).await).await, (403, "TokenMismatch".into()));
-    assert_eq!(error(companion.list_parts(&crossed).await).await, (403, "TokenMismatch".into()));
-    assert_eq!(error(companion.abort(&crossed).await).await, (403, "TokenMismatch".into()));
+    assert_eq!(
+        error(companion.sign(&crossed, vec![1]).await).await,
+        (403, "TokenMismatch".into())
+    );
+    assert_eq!(
+        error(companion.list_parts(&crossed).await).await,
+        (403, "TokenMismatch".into())
+    );
+    assert_eq!(
+        error(companion.abort(&crossed).await).await,
+        (403, "TokenMismatch".into())
+    );
 
     // A forged one.
     let mut forged = first.clone();
     forged.token.insert(3, 'x');
-    assert_eq!(error(companion.sign(&forged, vec![1]).await).await, (403, "BadToken".into()));
-    assert_eq!(error(companion.complete(&forged, &["\"e\"".into()]).await).await, (403, "BadToken".into()));
+    assert_eq!(
+        error(companion.sign(&forged, vec![1]).await).await,
+        (403, "BadToken".into())
+    );
+    assert_eq!(
+        error(companion.complete(&forged, &["\"e\"".into()]).await).await,
+        (403, "BadToken".into())
+    );
 
     // Parts outside the plan (11 MiB is 3 parts of 5 MiB) sign nothing.
     for part in [0, 4, 10_001] {
-        assert_eq!(error(companion.sign(&first, vec![1, part]).await).await, (403, "PartOutOfRange".into()), "part {part}");
+        assert_eq!(
+            error(companion.sign(&first, vec![1, part]).await).await,
+            (403, "PartOutOfRange".into()),
+            "part {part}"
+        );
     }
 }
 
 #[tokio::test]
 async fn bad_creates_are_refused_with_a_clear_code() {
-    let companion = companion(&["--max-file-size", "1000", "--allowed-types", "image/png,text/plain"]).await;
+    let companion = companion(&[
+        "--max-file-size",
+        "1000",
+        "--allowed-types",
+        "image/png,text/plain",
+    ])
+    .await;
     let too_large = companion
         .http
         .post(companion.url("/api/uploads"))
@@ -108,9 +162,19 @@ async fn complete_must_list_every_planned_part_in_order() {
     let mut swapped = etags.clone();
     swapped.swap(0, 1);
     // The companion checks the count; the store checks the ETags of each part number.
-    assert_eq!(error(companion.complete(&created, &etags[..2]).await).await, (400, "BadRequest".into()));
-    assert_eq!(error(companion.complete(&created, &swapped).await).await, (400, "InvalidPart".into()));
-    assert_eq!(companion.complete(&created, &etags).await.status(), 200, "the upload survived both refusals");
+    assert_eq!(
+        error(companion.complete(&created, &etags[..2]).await).await,
+        (400, "BadRequest".into())
+    );
+    assert_eq!(
+        error(companion.complete(&created, &swapped).await).await,
+        (400, "InvalidPart".into())
+    );
+    assert_eq!(
+        companion.complete(&created, &etags).await.status(),
+        200,
+        "the upload survived both refusals"
+    );
 }
 
 #[tokio::test]
@@ -120,5 +184,8 @@ async fn the_companion_refuses_to_start_without_its_bucket() {
     args.extend(moto.companion_args("no-such-bucket"));
     let config = <ferry_companion::Config as clap::Parser>::parse_from(args);
     let err = ferry_companion::build(&config).await.unwrap_err();
-    assert!(err.contains("bucket \"no-such-bucket\"") && err.contains("cannot be used"), "{err}");
+    assert!(
+        err.contains("bucket \"no-such-bucket\"") && err.contains("cannot be used"),
+        "{err}"
+    );
 }

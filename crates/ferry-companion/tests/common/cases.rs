@@ -11,24 +11,54 @@ use super::{MIB, RunningCompanion, pattern};
 pub async fn multipart_round_trip(companion: &RunningCompanion) {
     let bytes = pattern(12 * MIB + 3, 1);
     let created = companion.created("round trip.bin", bytes.len()).await;
-    assert_eq!((created.mode, created.part_count), (UploadMode::Multipart, 3));
+    assert_eq!(
+        (created.mode, created.part_count),
+        (UploadMode::Multipart, 3)
+    );
     let etags = companion.put_parts(&created, &bytes).await;
 
     let listed: PartList = companion.list_parts(&created).await.json().await.unwrap();
-    let listed: Vec<_> = listed.parts.iter().map(|p| (p.part, p.size, p.etag.clone())).collect();
+    let listed: Vec<_> = listed
+        .parts
+        .iter()
+        .map(|p| (p.part, p.size, p.etag.clone()))
+        .collect();
     let expected: Vec<_> = etags
         .iter()
         .zip(1..)
-        .map(|(etag, part)| (part, if part < 3 { 5 * MIB as u64 } else { 2 * MIB as u64 + 3 }, etag.clone()))
+        .map(|(etag, part)| {
+            (
+                part,
+                if part < 3 {
+                    5 * MIB as u64
+                } else {
+                    2 * MIB as u64 + 3
+                },
+                etag.clone(),
+            )
+        })
         .collect();
-    assert_eq!(listed, expected, "ListParts reports every part with its size and ETag");
+    assert_eq!(
+        listed, expected,
+        "ListParts reports every part with its size and ETag"
+    );
 
     let response = companion.complete(&created, &etags).await;
     assert_eq!(response.status(), 200);
     let object: StoredObject = response.json().await.unwrap();
-    assert_eq!((object.key.as_str(), object.size), (created.key.as_str(), bytes.len() as u64));
-    assert!(object.etag.trim_matches('"').ends_with("-3"), "multipart ETag: {}", object.etag);
-    assert!(companion.read_back(&object).await == bytes, "object reads back identical");
+    assert_eq!(
+        (object.key.as_str(), object.size),
+        (created.key.as_str(), bytes.len() as u64)
+    );
+    assert!(
+        object.etag.trim_matches('"').ends_with("-3"),
+        "multipart ETag: {}",
+        object.etag
+    );
+    assert!(
+        companion.read_back(&object).await == bytes,
+        "object reads back identical"
+    );
 }
 
 /// Files at or under one part go as one presigned PUT, including an empty one.
@@ -36,12 +66,34 @@ pub async fn single_put_round_trip(companion: &RunningCompanion) {
     for size in [0, 1, 5 * MIB] {
         let bytes = pattern(size, 2);
         let created = companion.created("small.bin", size).await;
-        assert_eq!((created.mode, created.upload_id.as_deref()), (UploadMode::Single, None));
+        assert_eq!(
+            (created.mode, created.upload_id.as_deref()),
+            (UploadMode::Single, None)
+        );
         let url = created.url.as_ref().unwrap();
-        let response = companion.http.put(&url.url).body(bytes.clone()).send().await.unwrap();
-        assert_eq!(response.status(), 200, "{size} bytes: {}", response.text().await.unwrap());
-        let object = StoredObject { key: created.key.clone(), etag: String::new(), size: size as u64, location: created.location.clone() };
-        assert!(companion.read_back(&object).await == bytes, "{size} bytes read back identical");
+        let response = companion
+            .http
+            .put(&url.url)
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "{size} bytes: {}",
+            response.text().await.unwrap()
+        );
+        let object = StoredObject {
+            key: created.key.clone(),
+            etag: String::new(),
+            size: size as u64,
+            location: created.location.clone(),
+        };
+        assert!(
+            companion.read_back(&object).await == bytes,
+            "{size} bytes read back identical"
+        );
     }
 }
 
@@ -60,7 +112,11 @@ pub async fn entity_too_small_keeps_the_upload(companion: &RunningCompanion) {
     assert_eq!(error.code, "EntityTooSmall", "{error:?}");
 
     let listed = companion.list_parts(&created).await;
-    assert_eq!(listed.status(), 200, "the upload survives a refused Complete");
+    assert_eq!(
+        listed.status(),
+        200,
+        "the upload survives a refused Complete"
+    );
     let listed: PartList = listed.json().await.unwrap();
     assert_eq!(listed.parts.len(), 3);
 

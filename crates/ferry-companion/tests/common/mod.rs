@@ -25,12 +25,21 @@ pub struct RunningCompanion {
 /// Starts a companion with `args` added to a fresh data folder and a loopback port.
 pub async fn companion(args: &[&str]) -> RunningCompanion {
     let data = tempfile::tempdir().unwrap();
-    let mut argv = vec!["ferry-companion", "--listen", "127.0.0.1:0", "--secret", "test-secret", "--data-dir"];
+    let mut argv = vec![
+        "ferry-companion",
+        "--listen",
+        "127.0.0.1:0",
+        "--secret",
+        "test-secret",
+        "--data-dir",
+    ];
     let data_dir = data.path().to_str().unwrap().to_owned();
     argv.push(&data_dir);
     argv.extend_from_slice(args);
     let config = Config::parse_from(argv);
-    let companion = ferry_companion::build(&config).await.expect("companion starts");
+    let companion = ferry_companion::build(&config)
+        .await
+        .expect("companion starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, companion.router).await.unwrap() });
@@ -43,7 +52,9 @@ pub async fn companion(args: &[&str]) -> RunningCompanion {
 
 /// Bytes that differ at every offset, so a misplaced part cannot go unnoticed.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u64).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed ^ (i >> 20) as u8).collect()
+    (0..len)
+        .map(|i| (i as u64).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed ^ (i >> 20) as u8)
+        .collect()
 }
 
 impl RunningCompanion {
@@ -70,7 +81,10 @@ impl RunningCompanion {
         let id = created.upload_id.as_deref().unwrap();
         self.http
             .post(self.url(&format!("/api/uploads/{id}/sign")))
-            .json(&SignParts { token: created.token.clone(), parts })
+            .json(&SignParts {
+                token: created.token.clone(),
+                parts,
+            })
             .send()
             .await
             .unwrap()
@@ -82,11 +96,31 @@ impl RunningCompanion {
         let response = self.sign(created, parts).await;
         assert_eq!(response.status(), 200);
         let signed: PartsSigned = response.json().await.unwrap();
-        assert_eq!(signed.urls.len() as u32, created.part_count, "one call signs every part");
+        assert_eq!(
+            signed.urls.len() as u32,
+            created.part_count,
+            "one call signs every part"
+        );
         let mut etags = Vec::new();
-        for (signed, chunk) in signed.urls.iter().zip(bytes.chunks(created.part_size as usize)) {
-            let response = self.http.put(&signed.url.url).body(chunk.to_vec()).send().await.unwrap();
-            assert_eq!(response.status(), 200, "part {}: {}", signed.part, response.text().await.unwrap());
+        for (signed, chunk) in signed
+            .urls
+            .iter()
+            .zip(bytes.chunks(created.part_size as usize))
+        {
+            let response = self
+                .http
+                .put(&signed.url.url)
+                .body(chunk.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                200,
+                "part {}: {}",
+                signed.part,
+                response.text().await.unwrap()
+            );
             etags.push(response.headers()["etag"].to_str().unwrap().to_owned());
         }
         etags
@@ -94,7 +128,11 @@ impl RunningCompanion {
 
     pub async fn complete(&self, created: &UploadCreated, etags: &[String]) -> reqwest::Response {
         let id = created.upload_id.as_deref().unwrap();
-        let parts: Vec<Value> = etags.iter().zip(1..).map(|(etag, part)| json!({"part": part, "etag": etag})).collect();
+        let parts: Vec<Value> = etags
+            .iter()
+            .zip(1..)
+            .map(|(etag, part)| json!({"part": part, "etag": etag}))
+            .collect();
         self.http
             .post(self.url(&format!("/api/uploads/{id}/complete")))
             .json(&json!({"token": created.token, "parts": parts}))
@@ -125,7 +163,12 @@ impl RunningCompanion {
 
     /// Reads an object back through the companion's redirect to a presigned GET.
     pub async fn read_back(&self, object: &StoredObject) -> Vec<u8> {
-        let response = self.http.get(self.url(&object.location)).send().await.unwrap();
+        let response = self
+            .http
+            .get(self.url(&object.location))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "GET {}", object.location);
         response.bytes().await.unwrap().to_vec()
     }
@@ -148,7 +191,11 @@ impl Drop for Moto {
 /// it checks multipart rules (5 MiB parts unless S3_UPLOAD_PART_MIN_SIZE says otherwise) and CORS,
 /// not signatures.
 pub fn moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -157,11 +204,18 @@ pub fn moto() -> Moto {
         .expect("moto_server is installed (pip install 'moto[server]'); .ci/run installs it");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
-    let ready = lines.by_ref().take(50).map_while(Result::ok).any(|line| line.contains("Running on"));
+    let ready = lines
+        .by_ref()
+        .take(50)
+        .map_while(Result::ok)
+        .any(|line| line.contains("Running on"));
     assert!(ready, "moto_server did not start");
     // Keep draining its log so it never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Moto { endpoint: format!("http://127.0.0.1:{port}"), child }
+    Moto {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        child,
+    }
 }
 
 impl Moto {
@@ -170,16 +224,40 @@ impl Moto {
         let http = reqwest::Client::new();
         let url = format!("{}/{bucket}", self.endpoint);
         let response = http.put(&url).send().await.unwrap();
-        assert!(response.status().is_success(), "create bucket: {}", response.text().await.unwrap());
+        assert!(
+            response.status().is_success(),
+            "create bucket: {}",
+            response.text().await.unwrap()
+        );
         let cors = r#"<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod><AllowedMethod>HEAD</AllowedMethod><AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3600</MaxAgeSeconds></CORSRule></CORSConfiguration>"#;
-        let response = http.put(format!("{url}?cors")).body(cors).send().await.unwrap();
-        assert!(response.status().is_success(), "bucket CORS: {}", response.text().await.unwrap());
+        let response = http
+            .put(format!("{url}?cors"))
+            .body(cors)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "bucket CORS: {}",
+            response.text().await.unwrap()
+        );
     }
 
     /// Companion arguments that point it at this moto server.
     pub fn companion_args(&self, bucket: &str) -> Vec<String> {
-        ["--s3-endpoint", &self.endpoint, "--s3-bucket", bucket, "--s3-path-style", "true", "--access-key-id", "test", "--secret-access-key", "test"]
-            .map(str::to_owned)
-            .to_vec()
+        [
+            "--s3-endpoint",
+            &self.endpoint,
+            "--s3-bucket",
+            bucket,
+            "--s3-path-style",
+            "true",
+            "--access-key-id",
+            "test",
+            "--secret-access-key",
+            "test",
+        ]
+        .map(str::to_owned)
+        .to_vec()
     }
 }
