@@ -1,1 +1,191 @@
-fn main() {}
+//! Dev commands: `cargo xtask demo | test | npm`. Each installs what a fresh machine lacks first,
+//! saying what it does, and checks before installing so a second run starts at once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// wasm-bindgen's CLI must match the `wasm-bindgen` crate exactly.
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(),
+        Some("npm") => npm().map(drop),
+        _ => Err("usage: cargo xtask <demo | test | npm>\n  demo  build and serve the demo page with the companion and the embedded store\n  test  run every test: Rust suites, moto, and end to end in headless Chromium\n  npm   build the npm package into pkg/".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn step(message: &str) {
+    eprintln!("\n==> {message}");
+}
+
+/// Runs a command in the workspace root, streaming its output; fails with the command line.
+fn run(program: &str, args: &[&str]) -> Result {
+    run_in(&root(), program, args, &[])
+}
+
+fn run_in(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|err| format!("cannot run {program}: {err}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// The command's standard output, if it ran and succeeded.
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ensure_wasm_tools() -> Result {
+    let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !installed.lines().any(|line| line.trim() == WASM_TARGET) {
+        step(&format!("adding the {WASM_TARGET} target"));
+        run("rustup", &["target", "add", WASM_TARGET])?;
+    }
+    let version = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if version.trim() != format!("wasm-bindgen {WASM_BINDGEN_VERSION}") {
+        step(&format!("installing wasm-bindgen-cli {WASM_BINDGEN_VERSION} (about 4 minutes, once)"));
+        // Not --locked: its lockfile pins a crate the registry no longer serves.
+        run("cargo", &["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION])?;
+    }
+    Ok(())
+}
+
+fn ensure_test_tools() -> Result {
+    if !Path::new("/usr/bin/chromium").exists() {
+        step("installing Debian's Chromium and ChromeDriver");
+        run("apt-get", &["update"])?;
+        run_in(&root(), "apt-get", &["install", "-y", "chromium", "chromium-driver"], &[("DEBIAN_FRONTEND", "noninteractive")])?;
+    }
+    if output("moto_server", &["--help"]).is_none() {
+        step("installing moto's S3 server (an independent S3 for tests)");
+        run("python3", &["-m", "pip", "install", "--quiet", "moto[server]"])?;
+    }
+    let tests = root().join("tests");
+    if !tests.join("node_modules/playwright-core").exists() {
+        step("installing playwright-core (it drives Debian's Chromium; no browser download)");
+        run_in(&tests, "npm", &["ci", "--no-audit", "--no-fund"], &[])?;
+    }
+    Ok(())
+}
+
+/// Builds a wasm crate in release and runs wasm-bindgen on its `artifact` (a binary keeps the
+/// package's hyphens, a library takes underscores) into `out`.
+fn build_wasm(package: &str, artifact: &str, out: &Path) -> Result {
+    step(&format!("building {package} for the browser"));
+    run("cargo", &["build", "--release", "--target", WASM_TARGET, "-p", package])?;
+    let wasm = root()
+        .join("target")
+        .join(WASM_TARGET)
+        .join("release")
+        .join(format!("{artifact}.wasm"));
+    let out_dir = out.to_str().ok_or("the output folder is not UTF-8")?;
+    run("wasm-bindgen", &["--target", "web", "--out-dir", out_dir, wasm.to_str().ok_or("path is not UTF-8")?])
+}
+
+/// The demo page, built into `dist/`.
+fn build_demo() -> Result<PathBuf> {
+    ensure_wasm_tools()?;
+    let dist = root().join("dist");
+    let _ = std::fs::remove_dir_all(&dist);
+    std::fs::create_dir_all(&dist).map_err(|err| err.to_string())?;
+    build_wasm("ferry-demo", "ferry-demo", &dist)?;
+    for entry in std::fs::read_dir(root().join("www")).map_err(|err| err.to_string())? {
+        let entry = entry.map_err(|err| err.to_string())?;
+        std::fs::copy(entry.path(), dist.join(entry.file_name())).map_err(|err| err.to_string())?;
+    }
+    Ok(dist)
+}
+
+/// The npm package, built into `pkg/`.
+fn npm() -> Result<PathBuf> {
+    ensure_wasm_tools()?;
+    let pkg = root().join("pkg");
+    let _ = std::fs::remove_dir_all(&pkg);
+    build_wasm("ferry-wasm", "ferry_wasm", &pkg)?;
+    let manifest = format!(
+        r#"{{
+  "name": "ferry-wasm",
+  "version": "{version}",
+  "description": "Direct multipart uploads from the browser to S3-compatible storage, in Rust and WebAssembly",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "module": "ferry_wasm.js",
+  "main": "ferry_wasm.js",
+  "types": "ferry_wasm.d.ts",
+  "files": ["ferry_wasm.js", "ferry_wasm.d.ts", "ferry_wasm_bg.wasm", "ferry_wasm_bg.wasm.d.ts"],
+  "sideEffects": false
+}}
+"#,
+        version = env!("CARGO_PKG_VERSION")
+    );
+    std::fs::write(pkg.join("package.json"), manifest).map_err(|err| err.to_string())?;
+    let _ = std::fs::remove_file(pkg.join(".gitignore"));
+    step(&format!("npm package ready in {}", pkg.display()));
+    Ok(pkg)
+}
+
+fn demo() -> Result {
+    let dist = build_demo()?;
+    step("building the companion (release)");
+    run("cargo", &["build", "--release", "-p", "ferry-companion"])?;
+    let listen = std::env::var("FERRY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    step(&format!("starting the companion with the embedded store; open http://{listen}/ (Ctrl-C stops it)"));
+    let companion = root().join("target/release/ferry-companion");
+    let status = Command::new(companion)
+        .current_dir(root())
+        .env("FERRY_STATIC_DIR", &dist)
+        .env("FERRY_LISTEN", &listen)
+        .status()
+        .map_err(|err| format!("cannot start the companion: {err}"))?;
+    if status.success() { Ok(()) } else { Err(format!("the companion stopped: {status}")) }
+}
+
+fn test() -> Result {
+    ensure_wasm_tools()?;
+    ensure_test_tools()?;
+    step("formatting check");
+    run("cargo", &["fmt", "--all", "--check"])?;
+    step("Rust tests: engine, store and companion over HTTP, moto");
+    run("cargo", &["test", "--workspace", "--exclude", "ferry-wasm", "--exclude", "ferry-demo"])?;
+    let dist = build_demo()?;
+    let pkg = npm()?;
+    step("building the companion for the browser tests");
+    run("cargo", &["build", "-p", "ferry-companion"])?;
+    step("end to end in headless Chromium");
+    let companion = root().join("target/debug/ferry-companion");
+    run_in(
+        &root().join("tests"),
+        "npm",
+        &["test"],
+        &[
+            ("FERRY_COMPANION_BIN", companion.to_str().ok_or("path is not UTF-8")?),
+            ("FERRY_DIST", dist.to_str().ok_or("path is not UTF-8")?),
+            ("FERRY_PKG", pkg.to_str().ok_or("path is not UTF-8")?),
+        ],
+    )
+}

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use ferry_core::protocol::StoredPart;
+use ferry_core::s3xml;
 use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use url::Url;
@@ -165,9 +166,7 @@ impl Store {
             return Err(error);
         }
         // Read leniently for the same reason as ListParts: stores name the root differently.
-        element(&answer, "ETag")
-            .map(unescape)
-            .ok_or_else(|| unexpected("a Complete answer without an ETag"))
+        s3xml::element(&answer, "ETag").ok_or_else(|| unexpected("a Complete answer without an ETag"))
     }
 
     pub async fn abort_multipart_upload(
@@ -235,13 +234,14 @@ fn unexpected(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("the store's answer could not be read: {err}"))
 }
 
-/// The `<Error><Code>..</Code><Message>..</Message></Error>` of an S3 answer, if it is one.
+/// The store's error document as a [`StoreError`], if the body is one.
 fn s3_error(status: u16, body: &str) -> Option<StoreError> {
-    let error = element(body, "Error")?;
+    let (code, message) = s3xml::error(body)?;
     Some(StoreError::S3 {
+        // S3 may answer 200 and report the error in the body: that is a server error.
         status: if status == 200 { 500 } else { status },
-        code: element(error, "Code").unwrap_or("Unknown").to_owned(),
-        message: element(error, "Message").unwrap_or_default().to_owned(),
+        code,
+        message,
     })
 }
 
@@ -257,41 +257,23 @@ struct PartsPage {
 /// `ListPartsResponse` for moto), which rusty-s3's strict parser refuses, so only the fields Ferry
 /// needs are read, wherever they sit.
 fn parse_list_parts(xml: &str) -> Option<PartsPage> {
-    let mut parts = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find("<Part>") {
-        let end = start + rest[start..].find("</Part>")?;
-        let part = &rest[start..end];
-        parts.push(StoredPart {
-            part: element(part, "PartNumber")?.trim().parse().ok()?,
-            size: element(part, "Size")?.trim().parse().ok()?,
-            etag: unescape(element(part, "ETag")?),
-        });
-        rest = &rest[end..];
-    }
-    let truncated = element(xml, "IsTruncated").is_some_and(|value| value.trim() == "true");
+    let parts = s3xml::elements(xml, "Part")
+        .into_iter()
+        .map(|part| {
+            Some(StoredPart {
+                part: s3xml::element(part, "PartNumber")?.trim().parse().ok()?,
+                size: s3xml::element(part, "Size")?.trim().parse().ok()?,
+                etag: s3xml::element(part, "ETag")?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let truncated = s3xml::element(xml, "IsTruncated").is_some_and(|value| value.trim() == "true");
     let next_marker = if truncated {
-        Some(element(xml, "NextPartNumberMarker")?.trim().parse().ok()?)
+        Some(s3xml::element(xml, "NextPartNumberMarker")?.trim().parse().ok()?)
     } else {
         None
     };
     Some(PartsPage { parts, next_marker })
-}
-
-/// Undoes XML's five escapes (ETags come as `&quot;..&quot;`).
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The text inside the first `<name>..</name>`: enough for S3's flat error documents.
-fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
-    let end = start + xml[start..].find(&format!("</{name}>"))?;
-    Some(&xml[start..end])
 }
 
 #[cfg(test)]
@@ -337,21 +319,8 @@ mod tests {
     }
 
     #[test]
-    fn s3_error_documents_are_read() {
-        let body = r#"<?xml version="1.0" encoding="UTF-8"?>
-<Error><Code>EntityTooSmall</Code><Message>part 1 is too small</Message><RequestId>x</RequestId></Error>"#;
-        assert_eq!(
-            s3_error(400, body),
-            Some(StoreError::S3 {
-                status: 400,
-                code: "EntityTooSmall".into(),
-                message: "part 1 is too small".into()
-            })
-        );
-        assert_eq!(s3_error(200, "<CompleteMultipartUploadResult/>"), None);
-        assert!(matches!(
-            s3_error(200, "<Error><Code>InternalError</Code></Error>"),
-            Some(StoreError::S3 { status: 500, .. })
-        ));
+    fn an_error_in_a_200_answer_is_a_server_error() {
+        assert!(matches!(s3_error(200, "<Error><Code>InternalError</Code></Error>"), Some(StoreError::S3 { status: 500, .. })));
+        assert!(matches!(s3_error(400, "<Error><Code>EntityTooSmall</Code></Error>"), Some(StoreError::S3 { status: 400, .. })));
     }
 }

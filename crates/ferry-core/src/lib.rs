@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod plan;
 pub mod protocol;
+pub mod s3xml;
 
 pub use engine::{Action, Engine, EngineConfig, Event, FileId, FileMeta, FileState, Progress};
 pub use error::UploadError;

@@ -1,0 +1,194 @@
+// Real parts for the browser tests: the companion binary (with the embedded store, or pointed at
+// moto's server), moto itself, Debian's headless Chromium, and files on disk with known SHA-256.
+
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { chromium } from "playwright-core";
+
+export const MIB = 1024 * 1024;
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests through \`cargo xtask test\``);
+  return value;
+}
+
+export const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-e2e-"));
+
+/** Waits for a line matching `pattern` on a child's stream; resolves with the match. */
+function waitForLine(child, stream, pattern, what) {
+  return new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: stream });
+    const log = [];
+    lines.on("line", (line) => {
+      log.push(line);
+      const match = line.match(pattern);
+      if (match) resolve(match);
+    });
+    child.on("exit", (code) => reject(new Error(`${what} exited (${code}) before it was ready:\n${log.join("\n")}`)));
+  });
+}
+
+/** The environment without anything that would point a child at another store. */
+function cleanEnv() {
+  const env = { ...process.env };
+  for (const name of Object.keys(env)) {
+    if (name.startsWith("FERRY_") || name.startsWith("AWS_")) delete env[name];
+  }
+  return env;
+}
+
+const children = new Set();
+process.on("exit", () => children.forEach((child) => child.kill("SIGKILL")));
+
+/** Starts the companion serving the demo page; `env` adds or overrides its configuration. */
+export async function startCompanion(env = {}) {
+  const dataDir = fs.mkdtempSync(path.join(scratch, "store-"));
+  const child = spawn(required("FERRY_COMPANION_BIN"), [], {
+    env: {
+      ...cleanEnv(),
+      FERRY_LISTEN: "127.0.0.1:0",
+      FERRY_DATA_DIR: dataDir,
+      FERRY_STATIC_DIR: required("FERRY_DIST"),
+      FERRY_SECRET: "e2e-secret",
+      RUST_LOG: "warn",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  children.add(child);
+  const [, url] = await waitForLine(child, child.stdout, /listening on (http:\/\/\S+)/, "the companion");
+  return {
+    url,
+    dataDir,
+    /** Multipart uploads the embedded store still holds. */
+    liveUploads: () => {
+      const dir = path.join(dataDir, "ferry", "uploads");
+      return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+    },
+    stop: () => {
+      children.delete(child);
+      child.kill();
+    },
+  };
+}
+
+/** Starts moto's S3 server and creates a bucket whose CORS rule lets pages PUT and read ETag. */
+export async function startMoto(bucket) {
+  const port = await freePort();
+  const child = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
+  children.add(child);
+  await waitForLine(child, child.stderr, /Running on/, "moto_server");
+  const endpoint = `http://127.0.0.1:${port}`;
+  const created = await fetch(`${endpoint}/${bucket}`, { method: "PUT" });
+  if (!created.ok) throw new Error(`moto: create bucket: ${await created.text()}`);
+  const cors = `<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod><AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader></CORSRule></CORSConfiguration>`;
+  const corsSet = await fetch(`${endpoint}/${bucket}?cors`, { method: "PUT", body: cors });
+  if (!corsSet.ok) throw new Error(`moto: bucket CORS: ${await corsSet.text()}`);
+  return {
+    endpoint,
+    companionEnv: {
+      FERRY_S3_ENDPOINT: endpoint,
+      FERRY_S3_BUCKET: bucket,
+      FERRY_S3_REGION: "us-east-1",
+      FERRY_S3_PATH_STYLE: "true",
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+    },
+    stop: () => {
+      children.delete(child);
+      child.kill();
+    },
+  };
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = http.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Serves a folder over HTTP on a loopback port (a page from another origin than the companion). */
+export async function serveFolder(routes) {
+  const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+  const server = http.createServer((request, response) => {
+    const url = new URL(request.url, "http://localhost");
+    const [prefix, dir] = Object.entries(routes).find(([prefix]) => url.pathname.startsWith(prefix)) ?? [];
+    const file = dir && path.join(dir, url.pathname.slice(prefix.length) || "index.html");
+    if (!file || !file.startsWith(dir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      response.writeHead(404).end();
+      return;
+    }
+    response.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" });
+    fs.createReadStream(file).pipe(response);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+}
+
+/** A file of `size` random bytes on disk, with its SHA-256. */
+export function makeFile(name, size) {
+  const file = path.join(fs.mkdtempSync(path.join(scratch, "files-")), name);
+  const hash = createHash("sha256");
+  const fd = fs.openSync(file, "w");
+  for (let written = 0; written < size; ) {
+    const chunk = randomBytes(Math.min(4 * MIB, size - written));
+    hash.update(chunk);
+    fs.writeSync(fd, chunk);
+    written += chunk.length;
+  }
+  fs.closeSync(fd);
+  return { path: file, name, size, sha256: hash.digest("hex") };
+}
+
+/** SHA-256 and size of an object read back through the companion's `/api/files` redirect. */
+export async function readBack(companionUrl, location) {
+  const response = await fetch(new URL(location, companionUrl));
+  if (!response.ok) throw new Error(`GET ${location}: ${response.status}`);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  return { size: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") };
+}
+
+/** Debian's Chromium, headless, with a fresh profile and no calls to the outside world. */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+/** Picks `files` in the page's file input and waits until every row is done or failed. */
+export async function uploadThroughDemo(page, files) {
+  await page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
+  await page.waitForFunction(
+    (count) => document.querySelectorAll('[data-testid=file-row][data-state="done"], [data-testid=file-row][data-state="failed"]').length >= count,
+    files.length,
+    { timeout: 600_000, polling: "mutation" },
+  );
+  return page.$$eval("[data-testid=file-row]", (rows) =>
+    rows.map((row) => ({
+      name: row.dataset.name,
+      state: row.dataset.state,
+      href: row.querySelector("[data-testid=file-link]")?.getAttribute("href") ?? null,
+      error: row.querySelector("[data-testid=file-error]")?.textContent ?? null,
+    })),
+  );
+}

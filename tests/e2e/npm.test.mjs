@@ -1,0 +1,57 @@
+// The npm package imported by a plain page on another origin than the companion.
+
+import assert from "node:assert/strict";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { MIB, launchChromium, makeFile, readBack, serveFolder, startCompanion } from "./harness.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+let browser;
+before(async () => {
+  browser = await launchChromium();
+});
+after(() => browser?.close());
+
+test("a plain page that imports the npm package uploads and reads back identical", async () => {
+  const companion = await startCompanion();
+  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
+  const page = await browser.newPage();
+  try {
+    await page.goto(`${site.url}/?companion=${encodeURIComponent(companion.url)}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const files = [0, 1, 5 * MIB - 1, 5 * MIB, 5 * MIB + 1, 23 * MIB, 64 * MIB].map((size) => makeFile(`npm-${size}.bin`, size));
+    await page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
+    await page.waitForFunction((count) => window.results.length >= count, files.length, { timeout: 600_000 });
+    const results = await page.evaluate(() => window.results);
+    for (const file of files) {
+      const outcome = results.find((result) => result.name === file.name);
+      assert.ok(outcome.ok, `${file.name}: ${outcome.code} ${outcome.message}`);
+      assert.equal(outcome.result.size, file.size);
+      const stored = await readBack(companion.url, outcome.result.location);
+      assert.equal(stored.sha256, file.sha256, `${file.name} reads back identical`);
+      // Progress is reported and confirmed bytes never go back.
+      const confirmed = outcome.progress.map((p) => p.confirmed);
+      assert.deepEqual(confirmed, [...confirmed].sort((a, b) => a - b));
+      if (file.size > 0) assert.ok(outcome.progress.length > 0, `${file.name} reported progress`);
+    }
+    const tooLarge = await page.evaluate(async () => {
+      // A rejection is an Error with a code.
+      const { Uploader } = await import("/pkg/ferry_wasm.js");
+      const uploader = new Uploader({ endpoint: "http://127.0.0.1:9" });
+      try {
+        await uploader.upload(new File(["x"], "x.txt"));
+        return null;
+      } catch (error) {
+        return { isError: error instanceof Error, code: error.code, message: error.message };
+      }
+    });
+    assert.deepEqual({ isError: tooLarge.isError, code: tooLarge.code }, { isError: true, code: "CompanionUnreachable" });
+  } finally {
+    await page.close();
+    site.close();
+    companion.stop();
+  }
+});
