@@ -178,10 +178,21 @@ export function launchChromium() {
 /** Picks `files` in the page's file input and waits until every row is done or failed. */
 export async function uploadThroughDemo(page, files) {
   await page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
-  await page.waitForFunction(
-    (count) => document.querySelectorAll('[data-testid=file-row][data-state="done"], [data-testid=file-row][data-state="failed"]').length >= count,
+  // Resolves on the DOM change that settles the last row, not on a timer.
+  await page.evaluate(
+    (count) =>
+      new Promise((resolve) => {
+        const settled = () =>
+          document.querySelectorAll('[data-testid=file-row][data-state="done"], [data-testid=file-row][data-state="failed"]').length >= count;
+        if (settled()) return resolve();
+        new MutationObserver((_, observer) => {
+          if (settled()) {
+            observer.disconnect();
+            resolve();
+          }
+        }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+      }),
     files.length,
-    { timeout: 600_000, polling: "mutation" },
   );
   return page.$$eval("[data-testid=file-row]", (rows) =>
     rows.map((row) => ({

@@ -37,7 +37,7 @@ test("a plain page that imports the npm package uploads and reads back identical
       assert.deepEqual(confirmed, [...confirmed].sort((a, b) => a - b));
       if (file.size > 0) assert.ok(outcome.progress.length > 0, `${file.name} reported progress`);
     }
-    const tooLarge = await page.evaluate(async () => {
+    const rejection = await page.evaluate(async () => {
       // A rejection is an Error with a code.
       const { Uploader } = await import("/pkg/ferry_wasm.js");
       const uploader = new Uploader({ endpoint: "http://127.0.0.1:9" });
@@ -48,7 +48,7 @@ test("a plain page that imports the npm package uploads and reads back identical
         return { isError: error instanceof Error, code: error.code, message: error.message };
       }
     });
-    assert.deepEqual({ isError: tooLarge.isError, code: tooLarge.code }, { isError: true, code: "CompanionUnreachable" });
+    assert.deepEqual({ isError: rejection.isError, code: rejection.code }, { isError: true, code: "CompanionUnreachable" });
   } finally {
     await page.close();
     site.close();
