@@ -28,7 +28,10 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn step(message: &str) {
@@ -57,7 +60,9 @@ fn run_in(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Re
 /// The command's standard output, if it ran and succeeded.
 fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn ensure_wasm_tools() -> Result {
@@ -68,9 +73,19 @@ fn ensure_wasm_tools() -> Result {
     }
     let version = output("wasm-bindgen", &["--version"]).unwrap_or_default();
     if version.trim() != format!("wasm-bindgen {WASM_BINDGEN_VERSION}") {
-        step(&format!("installing wasm-bindgen-cli {WASM_BINDGEN_VERSION} (about 4 minutes, once)"));
+        step(&format!(
+            "installing wasm-bindgen-cli {WASM_BINDGEN_VERSION} (about 4 minutes, once)"
+        ));
         // Not --locked: its lockfile pins a crate the registry no longer serves.
-        run("cargo", &["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION])?;
+        run(
+            "cargo",
+            &[
+                "install",
+                "wasm-bindgen-cli",
+                "--version",
+                WASM_BINDGEN_VERSION,
+            ],
+        )?;
     }
     Ok(())
 }
@@ -79,11 +94,19 @@ fn ensure_test_tools() -> Result {
     if !Path::new("/usr/bin/chromium").exists() {
         step("installing Debian's Chromium and ChromeDriver");
         run("apt-get", &["update"])?;
-        run_in(&root(), "apt-get", &["install", "-y", "chromium", "chromium-driver"], &[("DEBIAN_FRONTEND", "noninteractive")])?;
+        run_in(
+            &root(),
+            "apt-get",
+            &["install", "-y", "chromium", "chromium-driver"],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
     }
     if output("moto_server", &["--help"]).is_none() {
         step("installing moto's S3 server (an independent S3 for tests)");
-        run("python3", &["-m", "pip", "install", "--quiet", "moto[server]"])?;
+        run(
+            "python3",
+            &["-m", "pip", "install", "--quiet", "moto[server]"],
+        )?;
     }
     let tests = root().join("tests");
     if !tests.join("node_modules/playwright-core").exists() {
@@ -97,14 +120,26 @@ fn ensure_test_tools() -> Result {
 /// package's hyphens, a library takes underscores) into `out`.
 fn build_wasm(package: &str, artifact: &str, out: &Path) -> Result {
     step(&format!("building {package} for the browser"));
-    run("cargo", &["build", "--release", "--target", WASM_TARGET, "-p", package])?;
+    run(
+        "cargo",
+        &["build", "--release", "--target", WASM_TARGET, "-p", package],
+    )?;
     let wasm = root()
         .join("target")
         .join(WASM_TARGET)
         .join("release")
         .join(format!("{artifact}.wasm"));
     let out_dir = out.to_str().ok_or("the output folder is not UTF-8")?;
-    run("wasm-bindgen", &["--target", "web", "--out-dir", out_dir, wasm.to_str().ok_or("path is not UTF-8")?])
+    run(
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--out-dir",
+            out_dir,
+            wasm.to_str().ok_or("path is not UTF-8")?,
+        ],
+    )
 }
 
 /// The demo page, built into `dist/`.
@@ -154,7 +189,9 @@ fn demo() -> Result {
     step("building the companion (release)");
     run("cargo", &["build", "--release", "-p", "ferry-companion"])?;
     let listen = std::env::var("FERRY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    step(&format!("starting the companion with the embedded store; open http://{listen}/ (Ctrl-C stops it)"));
+    step(&format!(
+        "starting the companion with the embedded store; open http://{listen}/ (Ctrl-C stops it)"
+    ));
     let companion = root().join("target/release/ferry-companion");
     let status = Command::new(companion)
         .current_dir(root())
@@ -162,7 +199,11 @@ fn demo() -> Result {
         .env("FERRY_LISTEN", &listen)
         .status()
         .map_err(|err| format!("cannot start the companion: {err}"))?;
-    if status.success() { Ok(()) } else { Err(format!("the companion stopped: {status}")) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the companion stopped: {status}"))
+    }
 }
 
 fn test() -> Result {
@@ -171,7 +212,17 @@ fn test() -> Result {
     step("formatting check");
     run("cargo", &["fmt", "--all", "--check"])?;
     step("Rust tests: engine, store and companion over HTTP, moto");
-    run("cargo", &["test", "--workspace", "--exclude", "ferry-wasm", "--exclude", "ferry-demo"])?;
+    run(
+        "cargo",
+        &[
+            "test",
+            "--workspace",
+            "--exclude",
+            "ferry-wasm",
+            "--exclude",
+            "ferry-demo",
+        ],
+    )?;
     let dist = build_demo()?;
     let pkg = npm()?;
     step("building the companion for the browser tests");
@@ -183,7 +234,10 @@ fn test() -> Result {
         "npm",
         &["test"],
         &[
-            ("FERRY_COMPANION_BIN", companion.to_str().ok_or("path is not UTF-8")?),
+            (
+                "FERRY_COMPANION_BIN",
+                companion.to_str().ok_or("path is not UTF-8")?,
+            ),
             ("FERRY_DIST", dist.to_str().ok_or("path is not UTF-8")?),
             ("FERRY_PKG", pkg.to_str().ok_or("path is not UTF-8")?),
         ],

@@ -166,7 +166,8 @@ impl Store {
             return Err(error);
         }
         // Read leniently for the same reason as ListParts: stores name the root differently.
-        s3xml::element(&answer, "ETag").ok_or_else(|| unexpected("a Complete answer without an ETag"))
+        s3xml::element(&answer, "ETag")
+            .ok_or_else(|| unexpected("a Complete answer without an ETag"))
     }
 
     pub async fn abort_multipart_upload(
@@ -269,7 +270,12 @@ fn parse_list_parts(xml: &str) -> Option<PartsPage> {
         .collect::<Option<Vec<_>>>()?;
     let truncated = s3xml::element(xml, "IsTruncated").is_some_and(|value| value.trim() == "true");
     let next_marker = if truncated {
-        Some(s3xml::element(xml, "NextPartNumberMarker")?.trim().parse().ok()?)
+        Some(
+            s3xml::element(xml, "NextPartNumberMarker")?
+                .trim()
+                .parse()
+                .ok()?,
+        )
     } else {
         None
     };
@@ -320,7 +326,13 @@ mod tests {
 
     #[test]
     fn an_error_in_a_200_answer_is_a_server_error() {
-        assert!(matches!(s3_error(200, "<Error><Code>InternalError</Code></Error>"), Some(StoreError::S3 { status: 500, .. })));
-        assert!(matches!(s3_error(400, "<Error><Code>EntityTooSmall</Code></Error>"), Some(StoreError::S3 { status: 400, .. })));
+        assert!(matches!(
+            s3_error(200, "<Error><Code>InternalError</Code></Error>"),
+            Some(StoreError::S3 { status: 500, .. })
+        ));
+        assert!(matches!(
+            s3_error(400, "<Error><Code>EntityTooSmall</Code></Error>"),
+            Some(StoreError::S3 { status: 400, .. })
+        ));
     }
 }

@@ -50,16 +50,28 @@ mod tests {
     fn error_documents_are_read() {
         let body = r#"<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>EntityTooSmall</Code><Message>part 1 &lt; 5 MiB</Message><RequestId>x</RequestId></Error>"#;
-        assert_eq!(error(body), Some(("EntityTooSmall".into(), "part 1 < 5 MiB".into())));
+        assert_eq!(
+            error(body),
+            Some(("EntityTooSmall".into(), "part 1 < 5 MiB".into()))
+        );
         assert_eq!(error("<CompleteMultipartUploadResult/>"), None);
-        assert_eq!(error("<Error></Error>"), Some(("Unknown".into(), String::new())));
+        assert_eq!(
+            error("<Error></Error>"),
+            Some(("Unknown".into(), String::new()))
+        );
     }
 
     #[test]
     fn repeated_elements_are_found_in_order() {
         let xml = "<L><Part><N>1</N></Part><Part><N>2</N></Part><Part><N>3</N></L>";
-        let parts: Vec<_> = elements(xml, "Part").into_iter().map(|p| element(p, "N").unwrap()).collect();
+        let parts: Vec<_> = elements(xml, "Part")
+            .into_iter()
+            .map(|p| element(p, "N").unwrap())
+            .collect();
         assert_eq!(parts, ["1", "2"], "an unclosed block is not a block");
-        assert_eq!(element("<ETag>&quot;ab&quot;</ETag>", "ETag").as_deref(), Some("\"ab\""));
+        assert_eq!(
+            element("<ETag>&quot;ab&quot;</ETag>", "ETag").as_deref(),
+            Some("\"ab\"")
+        );
     }
 }

@@ -56,7 +56,11 @@ fn human_size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// The whole page.
@@ -140,12 +144,22 @@ fn FileRow(
     let size = row.size;
     let percent = move || {
         if size == 0 {
-            if row.state.get() == RowState::Done { 100.0 } else { 0.0 }
+            if row.state.get() == RowState::Done {
+                100.0
+            } else {
+                0.0
+            }
         } else {
             row.sent.get() as f64 * 100.0 / size as f64
         }
     };
-    let confirmed_percent = move || if size == 0 { percent() } else { row.confirmed.get() as f64 * 100.0 / size as f64 };
+    let confirmed_percent = move || {
+        if size == 0 {
+            percent()
+        } else {
+            row.confirmed.get() as f64 * 100.0 / size as f64
+        }
+    };
     view! {
         <li class="file" data-testid="file-row" data-name=row.name.clone() data-state=move || row.state.get().as_str()>
             <span class="name">{row.name.clone()}</span>

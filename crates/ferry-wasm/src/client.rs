@@ -84,7 +84,11 @@ impl Client {
     }
 
     /// Uploads `file`, calling `on_progress` as bytes go out; resolves with the stored object.
-    pub async fn upload(&self, file: File, on_progress: impl FnMut(FileProgress) + 'static) -> Result<StoredObject, UploadError> {
+    pub async fn upload(
+        &self,
+        file: File,
+        on_progress: impl FnMut(FileProgress) + 'static,
+    ) -> Result<StoredObject, UploadError> {
         self.ensure_engine().await?;
         let (done, finished) = oneshot::channel();
         {
@@ -142,14 +146,19 @@ impl Client {
             Action::Create { file, request } => {
                 let client = self.clone();
                 spawn_local(async move {
-                    let answer: Result<UploadCreated, _> = call("POST", &client.url("/api/uploads"), Some(&request)).await;
+                    let answer: Result<UploadCreated, _> =
+                        call("POST", &client.url("/api/uploads"), Some(&request)).await;
                     client.with_engine(|engine| match answer {
                         Ok(created) => engine.handle_created(file, created),
                         Err(error) => engine.handle_call_failed(file, error),
                     });
                 });
             }
-            Action::Sign { file, upload_id, request } => {
+            Action::Sign {
+                file,
+                upload_id,
+                request,
+            } => {
                 let client = self.clone();
                 spawn_local(async move {
                     let url = client.url(&format!("/api/uploads/{upload_id}/sign"));
@@ -160,8 +169,17 @@ impl Client {
                     });
                 });
             }
-            Action::Put { file, part, range, url } => self.start_put(driver, file, part, range, url),
-            Action::Complete { file, upload_id, request } => {
+            Action::Put {
+                file,
+                part,
+                range,
+                url,
+            } => self.start_put(driver, file, part, range, url),
+            Action::Complete {
+                file,
+                upload_id,
+                request,
+            } => {
                 let client = self.clone();
                 spawn_local(async move {
                     let url = client.url(&format!("/api/uploads/{upload_id}/complete"));
@@ -180,8 +198,13 @@ impl Client {
                     *running_file != file
                 });
             }
-            Action::Abort { upload_id, token, .. } => {
-                let url = self.url(&format!("/api/uploads/{upload_id}?token={}", js_sys::encode_uri_component(&token)));
+            Action::Abort {
+                upload_id, token, ..
+            } => {
+                let url = self.url(&format!(
+                    "/api/uploads/{upload_id}?token={}",
+                    js_sys::encode_uri_component(&token)
+                ));
                 spawn_local(async move {
                     // The file has already failed; a failed abort leaves the parts to the
                     // store's lifecycle rules and to the companion's janitor.
@@ -193,13 +216,25 @@ impl Client {
         }
     }
 
-    fn start_put(&self, driver: &mut Driver, file: FileId, part: u32, range: std::ops::Range<u64>, url: ferry_core::protocol::SignedUrl) {
-        let Some(tracked) = driver.files.get(&file) else { return };
-        let body = tracked.file.slice_with_f64_and_f64(range.start as f64, range.end as f64);
+    fn start_put(
+        &self,
+        driver: &mut Driver,
+        file: FileId,
+        part: u32,
+        range: std::ops::Range<u64>,
+        url: ferry_core::protocol::SignedUrl,
+    ) {
+        let Some(tracked) = driver.files.get(&file) else {
+            return;
+        };
+        let body = tracked
+            .file
+            .slice_with_f64_and_f64(range.start as f64, range.end as f64);
         let progress_client = self.clone();
         let request = body.and_then(|body| {
             PutRequest::start(&url, &body, move |sent| {
-                progress_client.with_engine(|engine| engine.handle_put_progress(file, part, sent as u64));
+                progress_client
+                    .with_engine(|engine| engine.handle_put_progress(file, part, sent as u64));
                 progress_client.report_progress(file);
             })
         });
@@ -207,7 +242,9 @@ impl Client {
             Ok(request) => request,
             Err(err) => {
                 let message = format!("the browser refused to start the request: {err:?}");
-                driver.engine.handle_put_failed(file, part, UploadError::Network { part, message });
+                driver
+                    .engine
+                    .handle_put_failed(file, part, UploadError::Network { part, message });
                 return;
             }
         };
@@ -238,7 +275,9 @@ impl Client {
         let update = {
             let guard = self.driver.borrow();
             let Some(driver) = guard.as_ref() else { return };
-            let (Some(progress), Some(tracked)) = (driver.engine.progress(file), driver.files.get(&file)) else {
+            let (Some(progress), Some(tracked)) =
+                (driver.engine.progress(file), driver.files.get(&file))
+            else {
                 return;
             };
             let progress = FileProgress {

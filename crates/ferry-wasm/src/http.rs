@@ -10,7 +10,11 @@ use web_sys::{RequestInit, Response};
 
 /// Calls the companion at `url`; a non-2xx answer becomes [`UploadError::Companion`] with the
 /// companion's code, which for store refusals is the store's S3 code.
-pub async fn call<T: DeserializeOwned>(method: &str, url: &str, body: Option<&impl Serialize>) -> Result<T, UploadError> {
+pub async fn call<T: DeserializeOwned>(
+    method: &str,
+    url: &str,
+    body: Option<&impl Serialize>,
+) -> Result<T, UploadError> {
     let unreachable = |message: String| UploadError::CompanionUnreachable {
         endpoint: url.to_owned(),
         message,
@@ -21,7 +25,8 @@ pub async fn call<T: DeserializeOwned>(method: &str, url: &str, body: Option<&im
         let json = serde_json::to_string(body).map_err(|err| unreachable(err.to_string()))?;
         init.set_body(&json.into());
         let headers = js_sys::Object::new();
-        js_sys::Reflect::set(&headers, &"content-type".into(), &"application/json".into()).expect("set on a plain object");
+        js_sys::Reflect::set(&headers, &"content-type".into(), &"application/json".into())
+            .expect("set on a plain object");
         init.set_headers(&headers);
     }
     let window = web_sys::window().ok_or_else(|| unreachable("no window".into()))?;
@@ -40,7 +45,11 @@ pub async fn call<T: DeserializeOwned>(method: &str, url: &str, body: Option<&im
             Ok(error) => (error.code, error.message),
             Err(_) => (format!("Http{status}"), text.chars().take(200).collect()),
         };
-        return Err(UploadError::Companion { status, code, message });
+        return Err(UploadError::Companion {
+            status,
+            code,
+            message,
+        });
     }
     // An empty answer (204) reads as JSON null.
     let text = if text.is_empty() { "null" } else { &text };

@@ -107,8 +107,10 @@ impl Uploader {
     #[wasm_bindgen(constructor)]
     pub fn new(options: Option<UploaderOptions>) -> Result<Uploader, JsError> {
         let options: Options = match options {
-            Some(options) if !options.is_undefined() && !options.is_null() => serde_wasm_bindgen::from_value(options.into())
-                .map_err(|err| JsError::new(&format!("bad Uploader options: {err}")))?,
+            Some(options) if !options.is_undefined() && !options.is_null() => {
+                serde_wasm_bindgen::from_value(options.into())
+                    .map_err(|err| JsError::new(&format!("bad Uploader options: {err}")))?
+            }
             _ => Options::default(),
         };
         Ok(Self {
@@ -122,24 +124,26 @@ impl Uploader {
         let on_progress = options
             .and_then(|options| js_sys::Reflect::get(&options, &"onProgress".into()).ok())
             .and_then(|callback| callback.dyn_into::<js_sys::Function>().ok());
-        let promise = wasm_bindgen_futures::future_to_promise(async move {
-            let report = move |progress: FileProgress| {
-                if let Some(callback) = &on_progress {
-                    let value = serde_wasm_bindgen::to_value(&ProgressJs {
-                        loaded: progress.loaded() as f64,
-                        total: progress.size as f64,
-                        confirmed: progress.confirmed as f64,
-                        in_flight: progress.in_flight as f64,
-                    })
-                    .expect("plain numbers serialise");
-                    let _ = callback.call1(&JsValue::NULL, &value);
+        let promise =
+            wasm_bindgen_futures::future_to_promise(async move {
+                let report = move |progress: FileProgress| {
+                    if let Some(callback) = &on_progress {
+                        let value = serde_wasm_bindgen::to_value(&ProgressJs {
+                            loaded: progress.loaded() as f64,
+                            total: progress.size as f64,
+                            confirmed: progress.confirmed as f64,
+                            in_flight: progress.in_flight as f64,
+                        })
+                        .expect("plain numbers serialise");
+                        let _ = callback.call1(&JsValue::NULL, &value);
+                    }
+                };
+                match client.upload(file, report).await {
+                    Ok(object) => Ok(serde_wasm_bindgen::to_value(&object)
+                        .expect("strings and numbers serialise")),
+                    Err(error) => Err(js_error(&error)),
                 }
-            };
-            match client.upload(file, report).await {
-                Ok(object) => Ok(serde_wasm_bindgen::to_value(&object).expect("strings and numbers serialise")),
-                Err(error) => Err(js_error(&error)),
-            }
-        });
+            });
         promise.unchecked_into()
     }
 }

@@ -22,15 +22,22 @@ pub struct PutRequest {
 
 impl PutRequest {
     /// Starts a PUT of `body` to `url`, calling `on_progress` with the bytes sent so far.
-    pub fn start(url: &SignedUrl, body: &Blob, on_progress: impl FnMut(f64) + 'static) -> Result<Self, JsValue> {
+    pub fn start(
+        url: &SignedUrl,
+        body: &Blob,
+        on_progress: impl FnMut(f64) + 'static,
+    ) -> Result<Self, JsValue> {
         let xhr = XmlHttpRequest::new()?;
         xhr.open_with_async("PUT", &url.url, true)?;
         for (name, value) in &url.headers {
             xhr.set_request_header(name, value)?;
         }
         let mut on_progress = on_progress;
-        let on_progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| on_progress(event.loaded()));
-        xhr.upload()?.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+        let on_progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| {
+            on_progress(event.loaded())
+        });
+        xhr.upload()?
+            .set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
 
         let finished = Rc::new(Cell::new(false));
         let mut resolve_slot: Option<js_sys::Function> = None;
@@ -69,8 +76,14 @@ impl PutRequest {
         }
         let body = self.xhr.response_text().ok().flatten().unwrap_or_default();
         if !(200..300).contains(&status) {
-            let (code, message) = ferry_core::s3xml::error(&body).unwrap_or_else(|| (format!("Http{status}"), body.chars().take(200).collect()));
-            return Err(UploadError::Store { part, status, code, message });
+            let (code, message) = ferry_core::s3xml::error(&body)
+                .unwrap_or_else(|| (format!("Http{status}"), body.chars().take(200).collect()));
+            return Err(UploadError::Store {
+                part,
+                status,
+                code,
+                message,
+            });
         }
         match self.xhr.get_response_header("ETag").ok().flatten() {
             Some(etag) => Ok(etag),
