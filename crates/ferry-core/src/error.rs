@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub enum UploadError {
     /// The file is over the companion's maximum size; nothing was sent.
-    #[error("{name} is {size} bytes, over the limit of {max} bytes")]
-    TooLarge { name: String, size: u64, max: u64 },
+    #[error("the file is {size} bytes, over the limit of {max} bytes")]
+    TooLarge { size: u64, max: u64 },
     /// The companion does not accept this content type; nothing was sent.
-    #[error("{name} has type {content_type:?}, which the companion does not accept")]
-    TypeNotAllowed { name: String, content_type: String },
+    #[error("the companion does not accept files of type {content_type:?}")]
+    TypeNotAllowed { content_type: String },
     /// The companion answered with an error (its code may be the store's S3 code).
     #[error("the companion refused ({status} {code}): {message}")]
     Companion {

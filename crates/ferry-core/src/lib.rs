@@ -9,7 +9,9 @@ pub mod error;
 pub mod plan;
 pub mod protocol;
 pub mod s3xml;
+pub mod schedule;
 
-pub use engine::{Action, Engine, EngineConfig, Event, FileId, FileMeta, FileState, Progress};
+pub use engine::{Action, Engine, Event, FileId, FileSpec, FileState, Progress, Stats};
 pub use error::UploadError;
 pub use plan::{Plan, PlanError, StoreLimits, UploadMode};
+pub use schedule::{EngineConfig, FixedSlots, Order, SeedsRule, SlotRule};

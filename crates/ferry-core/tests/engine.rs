@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use ferry_core::plan::{MIB, StoreLimits, UploadMode};
 use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredObject, UploadCreated};
-use ferry_core::{Action, Engine, EngineConfig, Event, FileId, FileMeta, Plan, UploadError};
+use ferry_core::{
+    Action, Engine, EngineConfig, Event, FileId, FileSpec, FixedSlots, Order, Plan, UploadError,
+};
 
 fn companion() -> CompanionConfig {
     CompanionConfig {
@@ -16,12 +18,10 @@ fn companion() -> CompanionConfig {
     }
 }
 
-fn meta(name: &str, size: u64) -> FileMeta {
-    FileMeta {
-        name: name.into(),
+fn meta(_name: &str, size: u64) -> FileSpec {
+    FileSpec {
         size,
-        content_type: "application/octet-stream".into(),
-        last_modified: None,
+        ..FileSpec::default()
     }
 }
 
@@ -54,7 +54,6 @@ fn created(file: FileId, size: u64) -> UploadCreated {
 fn run_to_end(
     engine: &mut Engine,
     sizes: &BTreeMap<FileId, u64>,
-    slots: usize,
     per_file: usize,
 ) -> (Vec<Event>, Vec<Action>) {
     let mut seen = Vec::new();
@@ -97,7 +96,10 @@ fn run_to_end(
                 Action::StopPuts { .. } | Action::Abort { .. } => {}
             }
             seen.push(action);
-            assert!(engine.running_puts() <= slots, "never more PUTs than slots");
+            assert!(
+                engine.running_puts() <= 5,
+                "never more PUTs than the seeds' rule allows"
+            );
             for file in sizes.keys() {
                 assert!(running.iter().filter(|(f, _)| f == file).count() <= per_file);
             }
@@ -123,7 +125,7 @@ fn many_files_complete_within_the_slot_and_per_file_limits() {
             .enumerate()
             .map(|(i, size)| (engine.add(meta(&format!("f{i}"), size)), size))
             .collect();
-    let (events, actions) = run_to_end(&mut engine, &sizes, 3, 3);
+    let (events, actions) = run_to_end(&mut engine, &sizes, 3);
     let done: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -156,7 +158,7 @@ fn parts_cover_every_byte_exactly_once() {
     let mut engine = Engine::new(EngineConfig::default(), companion());
     let size = 23 * MIB + 7;
     let file = engine.add(meta("f", size));
-    let (_, actions) = run_to_end(&mut engine, &BTreeMap::from([(file, size)]), 3, 3);
+    let (_, actions) = run_to_end(&mut engine, &BTreeMap::from([(file, size)]), 3);
     let mut ranges: Vec<_> = actions
         .iter()
         .filter_map(|a| match a {
@@ -210,7 +212,11 @@ fn a_store_error_stops_the_other_parts_and_aborts_the_upload() {
             .collect(),
     );
     let puts: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
-    assert_eq!(puts.len(), 3, "three parts start: {puts:?}");
+    assert_eq!(
+        puts.len(),
+        3,
+        "three parts start, the per-file cap: {puts:?}"
+    );
     let error = UploadError::Store {
         part: 2,
         status: 403,
@@ -276,4 +282,201 @@ fn a_plan_that_does_not_fit_aborts_the_created_upload() {
             ..
         })
     ));
+}
+
+/// Answers the create of `file` (multipart) and its first sign; starts nothing.
+fn prepare(engine: &mut Engine, file: FileId, size: u64) {
+    engine.handle_created(file, created(file, size));
+    match engine.poll_action() {
+        Some(Action::Sign { file, request, .. }) => engine.handle_signed(
+            file,
+            request
+                .parts
+                .iter()
+                .map(|&part| SignedPart {
+                    part,
+                    url: url(part),
+                })
+                .collect(),
+        ),
+        other => panic!("expected the first sign, got {other:?}"),
+    }
+}
+
+fn puts(actions: &[Action]) -> Vec<(FileId, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Put { file, part, .. } => Some((*file, *part)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_outer_layer_takes_files_only_when_it_has_room() {
+    let config = EngineConfig {
+        triggers: 4,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(config, companion());
+    let files: Vec<FileId> = (0..1000).map(|_| engine.add(meta("f", 30 * MIB))).collect();
+    let creates: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
+    assert_eq!(
+        creates,
+        files[..4]
+            .iter()
+            .map(|&file| Action::Create { file })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!((engine.live_files(), engine.queued_files()), (4, 996));
+    // One file ending lets exactly one more in.
+    engine.cancel(files[0]);
+    let next: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
+    assert_eq!(next, vec![Action::Create { file: files[4] }]);
+    assert_eq!(engine.live_files(), 4);
+}
+
+#[test]
+fn priority_and_smallest_first_choose_who_goes_next() {
+    let config = EngineConfig {
+        triggers: 1,
+        order: Order::SmallestFirst,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(config, companion());
+    let big = engine.add(meta("big", 30 * MIB));
+    let small = engine.add(meta("small", MIB));
+    let urgent = engine.add(FileSpec {
+        size: 90 * MIB,
+        priority: 1,
+        ..FileSpec::default()
+    });
+    assert_eq!(
+        engine.poll_action(),
+        Some(Action::Create { file: urgent }),
+        "priority first"
+    );
+    engine.cancel(urgent);
+    engine.poll_event();
+    assert_eq!(
+        engine.poll_action(),
+        Some(Action::Create { file: small }),
+        "then the smallest"
+    );
+    engine.cancel(small);
+    assert_eq!(engine.poll_action(), Some(Action::Create { file: big }));
+}
+
+#[test]
+fn the_slot_rule_drops_to_three_when_a_large_file_is_live() {
+    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let small: Vec<FileId> = (0..3).map(|_| engine.add(meta("s", 20 * MIB))).collect();
+    for _ in 0..3 {
+        engine.poll_action();
+    }
+    for &file in &small {
+        engine.handle_created(file, created(file, 20 * MIB));
+    }
+    for action in std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>() {
+        let Action::Sign { file, request, .. } = action else {
+            panic!("signs first: {action:?}")
+        };
+        engine.handle_signed(
+            file,
+            request
+                .parts
+                .iter()
+                .map(|&part| SignedPart {
+                    part,
+                    url: url(part),
+                })
+                .collect(),
+        );
+    }
+    assert_eq!(engine.slots(), 5);
+    let started: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
+    assert_eq!(
+        puts(&started).len(),
+        5,
+        "five slots while every file is at most 65 MiB"
+    );
+
+    let large = engine.add(meta("l", 66 * MIB));
+    assert_eq!(engine.poll_action(), Some(Action::Create { file: large }));
+    assert_eq!(engine.slots(), 3, "a live file over 65 MiB makes it three");
+    // Running PUTs finish; none start until fewer than three run.
+    let (first, part) = puts(&started)[0];
+    engine.handle_put_done(first, part, "e".into());
+    assert_eq!(
+        puts(&std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>()),
+        vec![]
+    );
+    for &(file, part) in &puts(&started)[1..3] {
+        engine.handle_put_done(file, part, "e".into());
+    }
+    let next = puts(&std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>());
+    assert_eq!(next.len(), 1, "two still run, so one starts: {next:?}");
+    assert_eq!(engine.running_puts(), 3);
+}
+
+#[test]
+fn pause_stops_running_parts_and_resume_sends_them_again() {
+    let config = EngineConfig {
+        slot_rule: std::sync::Arc::new(FixedSlots(3)),
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(config, companion());
+    let file = engine.add(meta("f", 30 * MIB));
+    engine.poll_action();
+    prepare(&mut engine, file, 30 * MIB);
+    let first = puts(&std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>());
+    assert_eq!(first, vec![(file, 1), (file, 2), (file, 3)]);
+    engine.handle_put_progress(file, 1, 1000);
+    engine.handle_put_done(file, 2, "e2".into());
+    engine.pause(file);
+    assert_eq!(engine.poll_action(), Some(Action::StopPuts { file }));
+    assert_eq!(engine.poll_action(), None, "nothing starts while paused");
+    let progress = engine.progress(file).unwrap();
+    assert_eq!(
+        (progress.paused, progress.confirmed, progress.in_flight),
+        (true, 5 * MIB, 0)
+    );
+    // A stopped part that still answers is sent again rather than trusted.
+    engine.handle_put_done(file, 1, "late".into());
+    engine.resume(file);
+    let again = puts(&std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>());
+    assert_eq!(
+        again,
+        vec![(file, 1), (file, 3), (file, 4)],
+        "stopped parts go first"
+    );
+}
+
+#[test]
+fn pause_all_and_cancel_all() {
+    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let files: Vec<FileId> = (0..12).map(|_| engine.add(meta("f", 10 * MIB))).collect();
+    engine.pause_all();
+    assert_eq!(
+        engine.poll_action(),
+        None,
+        "nothing is taken while everything is paused"
+    );
+    engine.resume_all();
+    assert_eq!(
+        engine.poll_action(),
+        Some(Action::Create { file: files[0] })
+    );
+    engine.cancel_all();
+    let ends: Vec<_> = std::iter::from_fn(|| engine.poll_event()).collect();
+    assert_eq!(ends.len(), 12, "every file ends exactly once");
+    assert!(ends.iter().all(|e| matches!(
+        e,
+        Event::Failed {
+            error: UploadError::Cancelled,
+            ..
+        }
+    )));
+    assert_eq!(engine.unfinished(), 0);
 }

@@ -2,7 +2,7 @@
 //!
 //! Tests find elements by `data-testid` and read state from `data-state`, never from wording.
 
-use ferry_wasm::{Client, FileProgress};
+use ferry_wasm::{Client, FileId, FileProgress, SchedulerView};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::HtmlInputElement;
@@ -37,6 +37,9 @@ struct Row {
     /// Where the companion serves the object, once stored.
     location: RwSignal<Option<String>>,
     error: RwSignal<Option<String>>,
+    /// The scheduler's id, once the file is queued.
+    upload: RwSignal<Option<FileId>>,
+    paused: RwSignal<bool>,
 }
 
 /// The companion's address: the page's own origin, unless `?companion=` names another.
@@ -82,6 +85,8 @@ pub fn App() -> impl IntoView {
             state: RwSignal::new(RowState::Uploading),
             location: RwSignal::new(None),
             error: RwSignal::new(None),
+            upload: RwSignal::new(None),
+            paused: RwSignal::new(false),
         };
         rows.update(|rows| rows.push(row.clone()));
         let client = client.get_value();
@@ -90,7 +95,12 @@ pub fn App() -> impl IntoView {
                 row.sent.set(progress.loaded());
                 row.confirmed.set(progress.confirmed);
             };
-            match client.upload(file, on_progress).await {
+            let upload = async {
+                let handle = client.add(file, 0, on_progress).await?;
+                row.upload.set(Some(handle.id));
+                handle.done().await
+            };
+            match upload.await {
                 Ok(object) => {
                     row.sent.set(row.size);
                     row.confirmed.set(row.size);
@@ -104,6 +114,16 @@ pub fn App() -> impl IntoView {
             }
         });
     };
+
+    // The scheduler panel reads the engine after every change a row sees.
+    let scheduler = RwSignal::new(SchedulerView::default());
+    Effect::new(move || {
+        for row in rows.get() {
+            row.sent.track();
+            row.state.track();
+        }
+        scheduler.set(client.get_value().scheduler());
+    });
 
     let on_change = move |event: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&event);
@@ -126,9 +146,18 @@ pub fn App() -> impl IntoView {
                 "Choose files"
                 <input type="file" multiple data-testid="file-input" on:change=on_change />
             </label>
+            <section class="scheduler" data-testid="scheduler" aria-label="Scheduler">
+                <span data-testid="slots">{move || format!("{} / {} slots busy", scheduler.get().running, scheduler.get().slots)}</span>
+                <span data-testid="live">{move || format!("{} files prepared", scheduler.get().live)}</span>
+                <span data-testid="queued">{move || format!("{} queued", scheduler.get().queued)}</span>
+                <span>{move || format!("{} part PUTs, {} companion calls", scheduler.get().puts, scheduler.get().companion_calls)}</span>
+                <button data-testid="pause-all" on:click=move |_| client.get_value().pause_all()>"Pause all"</button>
+                <button data-testid="resume-all" on:click=move |_| client.get_value().resume_all()>"Resume all"</button>
+                <button data-testid="cancel-all" on:click=move |_| client.get_value().cancel_all()>"Cancel all"</button>
+            </section>
             <ul class="files" data-testid="file-list">
                 <For each=move || rows.get() key=|row| row.id let:row>
-                    <FileRow row=row />
+                    <FileRow row=row client=client />
                 </For>
             </ul>
         </main>
@@ -140,7 +169,26 @@ pub fn App() -> impl IntoView {
 fn FileRow(
     /// The file and its signals.
     row: Row,
+    /// The client that uploads it, for pause, resume and cancel.
+    client: StoredValue<Client, LocalStorage>,
 ) -> impl IntoView {
+    let uploading = move || row.state.get() == RowState::Uploading && row.upload.get().is_some();
+    let toggle_pause = move |_| {
+        let Some(id) = row.upload.get_untracked() else {
+            return;
+        };
+        if row.paused.get_untracked() {
+            client.get_value().resume(id);
+        } else {
+            client.get_value().pause(id);
+        }
+        row.paused.update(|paused| *paused = !*paused);
+    };
+    let cancel = move |_| {
+        if let Some(id) = row.upload.get_untracked() {
+            client.get_value().cancel(id);
+        }
+    };
     let size = row.size;
     let percent = move || {
         if size == 0 {
@@ -170,6 +218,12 @@ fn FileRow(
             </div>
             <span class="state" data-testid="file-state" data-state=move || row.state.get().as_str()>
                 {move || row.state.get().as_str()}
+            </span>
+            <span class="controls">
+                <button data-testid="pause" disabled=move || !uploading() on:click=toggle_pause>
+                    {move || if row.paused.get() { "Resume" } else { "Pause" }}
+                </button>
+                <button data-testid="cancel" disabled=move || !uploading() on:click=cancel>"Cancel"</button>
             </span>
             {move || row.location.get().map(|href| view! { <a data-testid="file-link" href=href target="_blank">"open"</a> })}
             {move || row.error.get().map(|message| view! { <p class="error" data-testid="file-error" role="alert">{message}</p> })}

@@ -5,8 +5,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use ferry_core::protocol::{CompanionConfig, PartsSigned, StoredObject, UploadCreated};
-use ferry_core::{Action, Engine, EngineConfig, Event, FileId, FileMeta, UploadError};
+use ferry_core::protocol::{
+    CompanionConfig, CreateUpload, PartsSigned, StoredObject, UploadCreated,
+};
+use ferry_core::{Action, Engine, EngineConfig, Event, FileId, FileSpec, UploadError};
 use futures_channel::oneshot;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{File, XmlHttpRequest};
@@ -28,6 +30,35 @@ impl FileProgress {
     pub fn loaded(&self) -> u64 {
         self.confirmed + self.in_flight
     }
+}
+
+/// A queued upload: its id for [`Client::pause`], [`Client::resume`] and [`Client::cancel`], and
+/// its outcome.
+pub struct UploadHandle {
+    pub id: FileId,
+    finished: oneshot::Receiver<Result<StoredObject, UploadError>>,
+}
+
+impl UploadHandle {
+    /// Waits for the upload to end.
+    pub async fn done(self) -> Result<StoredObject, UploadError> {
+        self.finished.await.unwrap_or(Err(UploadError::Cancelled))
+    }
+}
+
+/// A snapshot of the scheduler, for displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchedulerView {
+    /// Part PUTs running now.
+    pub running: usize,
+    /// Part PUTs the slot rule allows now.
+    pub slots: usize,
+    /// Files prepared or uploading (the outer layer).
+    pub live: usize,
+    /// Files waiting.
+    pub queued: usize,
+    pub companion_calls: u64,
+    pub puts: u64,
 }
 
 type ProgressCallback = Rc<RefCell<dyn FnMut(FileProgress)>>;
@@ -89,18 +120,28 @@ impl Client {
         file: File,
         on_progress: impl FnMut(FileProgress) + 'static,
     ) -> Result<StoredObject, UploadError> {
+        self.add(file, 0, on_progress).await?.done().await
+    }
+
+    /// Queues `file` with a `priority` (higher goes first) and returns its handle at once; the
+    /// scheduler starts it when the outer layer has room.
+    pub async fn add(
+        &self,
+        file: File,
+        priority: i32,
+        on_progress: impl FnMut(FileProgress) + 'static,
+    ) -> Result<UploadHandle, UploadError> {
         self.ensure_engine().await?;
         let (done, finished) = oneshot::channel();
-        {
+        let id = {
             let mut guard = self.driver.borrow_mut();
             let driver = guard.as_mut().expect("ensured above");
-            let meta = FileMeta {
-                name: file.name(),
+            let spec = FileSpec {
                 size: file.size() as u64,
                 content_type: file.type_(),
-                last_modified: Some(file.last_modified()),
+                priority,
             };
-            let id = driver.engine.add(meta);
+            let id = driver.engine.add(spec);
             driver.files.insert(
                 id,
                 Tracked {
@@ -109,9 +150,52 @@ impl Client {
                     done: Some(done),
                 },
             );
-        }
+            id
+        };
         self.pump();
-        finished.await.unwrap_or(Err(UploadError::Cancelled))
+        Ok(UploadHandle { id, finished })
+    }
+
+    /// Stops starting parts of the file and aborts its running ones; [`Client::resume`] sends them
+    /// again.
+    pub fn pause(&self, id: FileId) {
+        self.with_engine(|engine| engine.pause(id));
+    }
+
+    pub fn resume(&self, id: FileId) {
+        self.with_engine(|engine| engine.resume(id));
+    }
+
+    /// Ends the upload; a multipart upload already created is aborted on the store.
+    pub fn cancel(&self, id: FileId) {
+        self.with_engine(|engine| engine.cancel(id));
+    }
+
+    pub fn pause_all(&self) {
+        self.with_engine(Engine::pause_all);
+    }
+
+    pub fn resume_all(&self) {
+        self.with_engine(Engine::resume_all);
+    }
+
+    pub fn cancel_all(&self) {
+        self.with_engine(Engine::cancel_all);
+    }
+
+    /// What the scheduler is doing now.
+    pub fn scheduler(&self) -> SchedulerView {
+        self.driver
+            .borrow()
+            .as_ref()
+            .map_or_else(SchedulerView::default, |driver| SchedulerView {
+                running: driver.engine.running_puts(),
+                slots: driver.engine.slots(),
+                live: driver.engine.live_files(),
+                queued: driver.engine.queued_files(),
+                companion_calls: driver.engine.stats().companion_calls,
+                puts: driver.engine.stats().puts,
+            })
     }
 
     /// Runs every action the engine has, then settles every finished file.
@@ -143,7 +227,17 @@ impl Client {
 
     fn execute(&self, driver: &mut Driver, action: Action) {
         match action {
-            Action::Create { file, request } => {
+            Action::Create { file } => {
+                let Some(tracked) = driver.files.get(&file) else {
+                    return;
+                };
+                let request = CreateUpload {
+                    name: tracked.file.name(),
+                    size: tracked.file.size() as u64,
+                    content_type: tracked.file.type_(),
+                    last_modified: Some(tracked.file.last_modified()),
+                    fingerprint: None,
+                };
                 let client = self.clone();
                 spawn_local(async move {
                     let answer: Result<UploadCreated, _> =

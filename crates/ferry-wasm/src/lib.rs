@@ -19,7 +19,8 @@ use ferry_core::UploadError;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-pub use crate::client::{Client, FileProgress};
+pub use crate::client::{Client, FileProgress, SchedulerView, UploadHandle};
+pub use ferry_core::FileId;
 pub use ferry_core::protocol::StoredObject;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -46,6 +47,8 @@ export interface UploadProgress {
 export interface UploadOptions {
   /** Called as bytes go out. */
   onProgress?: (progress: UploadProgress) => void;
+  /** Higher goes first among queued files; 0 by default. */
+  priority?: number;
 }
 
 /** The stored object. */
@@ -121,9 +124,16 @@ impl Uploader {
     /// Uploads `file`; resolves with `{ key, etag, size, location }`, rejects with a `FerryError`.
     pub fn upload(&self, file: web_sys::File, options: Option<UploadOptions>) -> UploadPromise {
         let client = self.client.clone();
-        let on_progress = options
-            .and_then(|options| js_sys::Reflect::get(&options, &"onProgress".into()).ok())
-            .and_then(|callback| callback.dyn_into::<js_sys::Function>().ok());
+        let option = |name: &str| {
+            options
+                .as_ref()
+                .and_then(|options| js_sys::Reflect::get(options, &name.into()).ok())
+        };
+        let on_progress =
+            option("onProgress").and_then(|callback| callback.dyn_into::<js_sys::Function>().ok());
+        let priority = option("priority")
+            .and_then(|priority| priority.as_f64())
+            .unwrap_or(0.0) as i32;
         let promise =
             wasm_bindgen_futures::future_to_promise(async move {
                 let report = move |progress: FileProgress| {
@@ -138,13 +148,34 @@ impl Uploader {
                         let _ = callback.call1(&JsValue::NULL, &value);
                     }
                 };
-                match client.upload(file, report).await {
+                let upload = async { client.add(file, priority, report).await?.done().await };
+                match upload.await {
                     Ok(object) => Ok(serde_wasm_bindgen::to_value(&object)
                         .expect("strings and numbers serialise")),
                     Err(error) => Err(js_error(&error)),
                 }
             });
         promise.unchecked_into()
+    }
+}
+
+#[wasm_bindgen]
+impl Uploader {
+    /// Aborts every running part and starts nothing until `resumeAll()`.
+    #[wasm_bindgen(js_name = pauseAll)]
+    pub fn pause_all(&self) {
+        self.client.pause_all();
+    }
+
+    #[wasm_bindgen(js_name = resumeAll)]
+    pub fn resume_all(&self) {
+        self.client.resume_all();
+    }
+
+    /// Ends every upload; each one's Promise rejects with code `Cancelled`.
+    #[wasm_bindgen(js_name = cancelAll)]
+    pub fn cancel_all(&self) {
+        self.client.cancel_all();
     }
 }
 

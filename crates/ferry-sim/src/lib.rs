@@ -1,0 +1,475 @@
+//! A deterministic simulator that drives Ferry's real engine.
+//!
+//! Virtual time jumps from one event to the next (a companion answer, a transfer finishing, a
+//! scheduled command) instead of sleeping, so a 20,000-file batch runs in seconds and every run is
+//! reproducible from its seed. The network is modelled as one link whose bandwidth is shared
+//! equally by the PUTs moving bytes, with a latency per request and per companion call, and an
+//! extra latency for preparing a file (create). Faults come from a seeded generator.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ferry_core::plan::{Plan, UploadMode};
+use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredObject, UploadCreated};
+use ferry_core::{Action, Engine, EngineConfig, Event, FileId, FileSpec, StoreLimits, UploadError};
+use serde::Serialize;
+
+/// The modelled network. Times are seconds, bandwidth bytes per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    /// Bytes per second, shared equally by the PUTs moving bytes.
+    pub bandwidth: f64,
+    /// Time from a PUT's start until its bytes flow (connection, request, first byte).
+    pub put_latency: f64,
+    /// Time a companion call takes (sign, complete).
+    pub companion_latency: f64,
+    /// Extra time to prepare a file (create): the seeds' "preparation latency".
+    pub prepare_latency: f64,
+}
+
+impl Default for Link {
+    /// About 100 Mbit/s with a 40 ms round trip.
+    fn default() -> Self {
+        Self {
+            bandwidth: 12.5e6,
+            put_latency: 0.04,
+            companion_latency: 0.04,
+            prepare_latency: 0.0,
+        }
+    }
+}
+
+/// Seeded faults.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Faults {
+    pub seed: u64,
+    /// Probability that a part PUT fails (at the end of its transfer, with a 500).
+    pub put_failure: f64,
+}
+
+/// A command the application gives at a moment of virtual time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Pause(usize),
+    Resume(usize),
+    Cancel(usize),
+    PauseAll,
+    ResumeAll,
+}
+
+/// What an observer sees after each step.
+#[derive(Debug)]
+pub enum Observation<'a> {
+    /// The driver just carried out `action`.
+    Action(&'a Action, &'a Engine),
+    /// A file ended.
+    Event(&'a Event),
+    /// A command was applied and every action it caused was carried out.
+    Commanded(Command, FileId, &'a Sim),
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Report {
+    /// Virtual seconds from the first add to the last event.
+    pub elapsed: f64,
+    pub done: usize,
+    pub failed: usize,
+    pub puts: u64,
+    pub companion_calls: u64,
+    /// Of the slot-time from the first PUT until no part was left unstarted, the share in which a
+    /// slot the rule allowed stood empty.
+    pub slot_idle_fraction: f64,
+    pub peak_live: usize,
+    pub max_running: usize,
+}
+
+#[derive(Debug)]
+struct Transfer {
+    file: FileId,
+    part: u32,
+    flows_at: f64,
+    remaining: f64,
+    size: u64,
+    fails: bool,
+}
+
+#[derive(Debug)]
+enum Answer {
+    Created(FileId, UploadCreated),
+    Signed(FileId, Vec<SignedPart>),
+    Completed(FileId, StoredObject),
+}
+
+/// A small, fast, seeded generator (SplitMix64): the simulator must not depend on the OS.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The simulator: the engine, a modelled link and companion, and virtual time.
+#[derive(Debug)]
+pub struct Sim {
+    pub engine: Engine,
+    companion: CompanionConfig,
+    link: Link,
+    faults: Faults,
+    rng: Rng,
+    now: f64,
+    ids: Vec<FileId>,
+    sizes: HashMap<FileId, u64>,
+    transfers: Vec<Transfer>,
+    answers: Vec<(f64, Answer)>,
+    commands: Vec<(f64, Command)>,
+    /// Part count of files whose upload was created, and how many of their parts started.
+    parts: HashMap<FileId, (u32, u32)>,
+    /// Multipart uploads the engine asked to abort.
+    pub aborted: BTreeSet<FileId>,
+    /// Files whose upload was created as multipart.
+    pub multipart: BTreeSet<FileId>,
+    /// Confirmed part ranges per file, for coverage checks.
+    pub confirmed: BTreeMap<FileId, Vec<std::ops::Range<u64>>>,
+    report: Report,
+    idle: (f64, f64),
+    first_put: Option<f64>,
+}
+
+/// The limits the modelled companion announces: S3's, any file size.
+pub fn companion_config(preferred_part_size: u64) -> CompanionConfig {
+    CompanionConfig {
+        limits: StoreLimits::S3,
+        preferred_part_size,
+        max_file_size: StoreLimits::S3.max_object_size,
+        allowed_types: Vec::new(),
+        url_lifetime_secs: 900,
+    }
+}
+
+impl Sim {
+    pub fn new(config: EngineConfig, link: Link, faults: Faults) -> Self {
+        let companion = companion_config(ferry_core::plan::DEFAULT_PREFERRED_PART_SIZE);
+        Self {
+            engine: Engine::new(config, companion.clone()),
+            companion,
+            link,
+            rng: Rng::new(faults.seed),
+            faults,
+            now: 0.0,
+            ids: Vec::new(),
+            sizes: HashMap::new(),
+            transfers: Vec::new(),
+            answers: Vec::new(),
+            commands: Vec::new(),
+            parts: HashMap::new(),
+            aborted: BTreeSet::new(),
+            multipart: BTreeSet::new(),
+            confirmed: BTreeMap::new(),
+            report: Report::default(),
+            idle: (0.0, 0.0),
+            first_put: None,
+        }
+    }
+
+    /// Queues a file; returns its index for commands.
+    pub fn add(&mut self, size: u64, priority: i32) -> usize {
+        let id = self.engine.add(FileSpec {
+            size,
+            priority,
+            ..FileSpec::default()
+        });
+        self.sizes.insert(id, size);
+        self.ids.push(id);
+        self.ids.len() - 1
+    }
+
+    /// Gives `command` at virtual time `at`.
+    pub fn schedule(&mut self, at: f64, command: Command) {
+        self.commands.push((at, command));
+    }
+
+    pub fn id(&self, index: usize) -> FileId {
+        self.ids[index]
+    }
+
+    /// PUTs the modelled store is still receiving for `file`.
+    pub fn transfers_of(&self, file: FileId) -> usize {
+        self.transfers.iter().filter(|t| t.file == file).count()
+    }
+
+    /// Runs until every file has ended.
+    pub fn run(&mut self, observe: &mut dyn FnMut(Observation<'_>)) -> Report {
+        loop {
+            self.drive(observe);
+            let Some(next) = self.next_moment() else {
+                break;
+            };
+            self.advance(next);
+            self.deliver(observe);
+        }
+        self.report.elapsed = self.now;
+        let stats = self.engine.stats();
+        self.report.puts = stats.puts;
+        self.report.companion_calls = stats.companion_calls;
+        self.report.peak_live = stats.peak_live;
+        self.report.slot_idle_fraction = if self.idle.1 > 0.0 {
+            self.idle.0 / self.idle.1
+        } else {
+            0.0
+        };
+        self.report
+    }
+
+    fn drive(&mut self, observe: &mut dyn FnMut(Observation<'_>)) {
+        while let Some(action) = self.engine.poll_action() {
+            self.execute(&action);
+            observe(Observation::Action(&action, &self.engine));
+        }
+        while let Some(event) = self.engine.poll_event() {
+            match &event {
+                Event::Done { .. } => self.report.done += 1,
+                Event::Failed { .. } => self.report.failed += 1,
+            }
+            observe(Observation::Event(&event));
+        }
+        self.report.max_running = self.report.max_running.max(self.engine.running_puts());
+    }
+
+    fn execute(&mut self, action: &Action) {
+        let companion = self.link.companion_latency;
+        match action {
+            Action::Create { file } => {
+                let size = self.sizes[file];
+                let plan = Plan::new(
+                    size,
+                    self.companion.preferred_part_size,
+                    &self.companion.limits,
+                )
+                .expect("sizes under 5 TiB");
+                let multipart = plan.mode == UploadMode::Multipart;
+                if multipart {
+                    self.multipart.insert(*file);
+                }
+                self.parts.insert(*file, (plan.part_count, 0));
+                let created = UploadCreated {
+                    upload_id: multipart.then(|| format!("upload-{}", file.0)),
+                    key: format!("key-{}", file.0),
+                    token: String::new(),
+                    part_size: plan.part_size,
+                    part_count: plan.part_count,
+                    mode: plan.mode,
+                    url: (!multipart).then(|| url(1)),
+                    expires_at: u64::MAX,
+                    location: String::new(),
+                };
+                let at = self.now + companion + self.link.prepare_latency;
+                self.answers.push((at, Answer::Created(*file, created)));
+            }
+            Action::Sign { file, request, .. } => {
+                let urls = request
+                    .parts
+                    .iter()
+                    .map(|&part| SignedPart {
+                        part,
+                        url: url(part),
+                    })
+                    .collect();
+                self.answers
+                    .push((self.now + companion, Answer::Signed(*file, urls)));
+            }
+            Action::Put {
+                file, part, range, ..
+            } => {
+                self.first_put.get_or_insert(self.now);
+                if let Some(counts) = self.parts.get_mut(file) {
+                    counts.1 += 1;
+                }
+                let size = range.end - range.start;
+                self.confirmed.entry(*file).or_default();
+                self.transfers.push(Transfer {
+                    file: *file,
+                    part: *part,
+                    flows_at: self.now + self.link.put_latency,
+                    remaining: size as f64,
+                    size,
+                    fails: self.rng.unit() < self.faults.put_failure,
+                });
+            }
+            Action::Complete { file, request, .. } => {
+                let object = StoredObject {
+                    key: format!("key-{}", file.0),
+                    etag: format!("etag-{}", request.parts.len()),
+                    size: self.sizes[file],
+                    location: String::new(),
+                };
+                self.answers
+                    .push((self.now + companion, Answer::Completed(*file, object)));
+            }
+            Action::StopPuts { file } => {
+                // An aborted request never answers; its part may start again later.
+                let before = self.transfers.len();
+                self.transfers.retain(|transfer| transfer.file != *file);
+                let stopped = (before - self.transfers.len()) as u32;
+                if let Some(counts) = self.parts.get_mut(file) {
+                    counts.1 -= stopped;
+                }
+            }
+            Action::Abort { file, .. } => {
+                self.aborted.insert(*file);
+            }
+        }
+    }
+
+    /// The earliest moment something happens: an answer, a transfer's bytes starting or ending,
+    /// a command.
+    fn next_moment(&self) -> Option<f64> {
+        let flowing = self
+            .transfers
+            .iter()
+            .filter(|t| t.flows_at <= self.now)
+            .count();
+        let rate = self.link.bandwidth / flowing.max(1) as f64;
+        let transfers = self.transfers.iter().map(|t| {
+            if t.flows_at > self.now {
+                t.flows_at
+            } else {
+                self.now + t.remaining / rate
+            }
+        });
+        let answers = self.answers.iter().map(|(at, _)| *at);
+        let commands = self.commands.iter().map(|(at, _)| at.max(self.now));
+        transfers
+            .chain(answers)
+            .chain(commands)
+            .min_by(f64::total_cmp)
+    }
+
+    fn advance(&mut self, to: f64) {
+        let dt = to - self.now;
+        if self.first_put.is_some() && self.unstarted_work() {
+            let slots = self.engine.slots() as f64;
+            let running = self.engine.running_puts() as f64;
+            self.idle.0 += (slots - running).max(0.0) * dt;
+            self.idle.1 += slots * dt;
+        }
+        let flowing = self
+            .transfers
+            .iter()
+            .filter(|t| t.flows_at <= self.now)
+            .count();
+        let rate = self.link.bandwidth / flowing.max(1) as f64;
+        for transfer in &mut self.transfers {
+            if transfer.flows_at <= self.now {
+                transfer.remaining -= rate * dt;
+            }
+        }
+        self.now = to;
+    }
+
+    /// Whether some part has not started yet: queued files, files being created, parts waiting.
+    fn unstarted_work(&self) -> bool {
+        self.engine.queued_files() > 0
+            || self.engine.live_files() > self.parts.len()
+            || self.parts.values().any(|&(count, started)| started < count)
+    }
+
+    fn deliver(&mut self, observe: &mut dyn FnMut(Observation<'_>)) {
+        // Commands due now.
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.commands.drain(..).partition(|(at, _)| *at <= now);
+        self.commands = later;
+        for (_, command) in due {
+            let file = match command {
+                Command::Pause(i) | Command::Resume(i) | Command::Cancel(i) => self.ids[i],
+                Command::PauseAll | Command::ResumeAll => FileId(u64::MAX),
+            };
+            match command {
+                Command::Pause(_) => self.engine.pause(file),
+                Command::Resume(_) => self.engine.resume(file),
+                Command::Cancel(_) => self.engine.cancel(file),
+                Command::PauseAll => self.engine.pause_all(),
+                Command::ResumeAll => self.engine.resume_all(),
+            }
+            self.drive(observe);
+            observe(Observation::Commanded(command, file, self));
+        }
+
+        // Answers due now, in the order they were asked.
+        let (due, later): (Vec<_>, Vec<_>) = self.answers.drain(..).partition(|(at, _)| *at <= now);
+        self.answers = later;
+        for (_, answer) in due {
+            match answer {
+                Answer::Created(file, created) => self.engine.handle_created(file, created),
+                Answer::Signed(file, urls) => self.engine.handle_signed(file, urls),
+                Answer::Completed(file, object) => self.engine.handle_completed(file, object),
+            }
+        }
+
+        // Transfers: progress for all, an answer for those whose bytes are all sent.
+        let mut finished = Vec::new();
+        self.transfers.retain(|transfer| {
+            let done = transfer.flows_at <= now
+                && transfer.remaining <= 1e-6 * (transfer.size as f64).max(1.0);
+            if done {
+                finished.push((transfer.file, transfer.part, transfer.fails));
+            }
+            !done
+        });
+        for transfer in &self.transfers {
+            let sent = transfer.size - transfer.remaining.max(0.0).round() as u64;
+            self.engine
+                .handle_put_progress(transfer.file, transfer.part, sent.min(transfer.size));
+        }
+        for (file, part, fails) in finished {
+            if fails {
+                let error = UploadError::Store {
+                    part,
+                    status: 500,
+                    code: "InternalError".into(),
+                    message: "injected fault".into(),
+                };
+                self.engine.handle_put_failed(file, part, error);
+            } else {
+                let range = self.part_range(file, part);
+                self.confirmed.entry(file).or_default().push(range);
+                self.engine
+                    .handle_put_done(file, part, format!("\"etag-{part}\""));
+            }
+        }
+    }
+
+    fn part_range(&self, file: FileId, part: u32) -> std::ops::Range<u64> {
+        let size = self.sizes[&file];
+        let plan = Plan::new(
+            size,
+            self.companion.preferred_part_size,
+            &self.companion.limits,
+        )
+        .expect("planned at create");
+        plan.part_range(part)
+    }
+}
+
+fn url(part: u32) -> SignedUrl {
+    SignedUrl {
+        url: format!("sim://part/{part}"),
+        headers: Default::default(),
+        expires_at: u64::MAX,
+    }
+}

@@ -1,0 +1,277 @@
+//! The scheduler's claims, checked over random batches, settings and fault schedules.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use ferry_core::plan::{KIB, MIB};
+use ferry_core::{Action, EngineConfig, Event, FileId, Order, SeedsRule, SlotRule};
+use ferry_sim::{Command, Faults, Link, Observation, Sim};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    sizes: Vec<(u64, i32)>,
+    triggers: usize,
+    per_file: usize,
+    sign_batch: u32,
+    smallest_first: bool,
+    faults: Faults,
+    commands: Vec<(f64, Command)>,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    let size = prop_oneof![
+        3 => 0..2 * MIB,
+        2 => 2 * MIB..40 * MIB,
+        1 => 60 * MIB..140 * MIB,
+    ];
+    (
+        prop::collection::vec((size, -1..2i32), 1..40),
+        1..12usize,
+        1..5usize,
+        1..25u32,
+        any::<bool>(),
+        (any::<u64>(), prop_oneof![2 => Just(0.0), 1 => 0.0..0.2f64]),
+        prop::collection::vec((0.0..30.0f64, 0..6u8, 0..40usize), 0..8),
+    )
+        .prop_map(
+            |(sizes, triggers, per_file, sign_batch, smallest_first, (seed, put_failure), raw)| {
+                let files = sizes.len();
+                let commands = raw
+                    .into_iter()
+                    .map(|(at, kind, index)| {
+                        let index = index % files;
+                        let command = match kind {
+                            0 => Command::Pause(index),
+                            1 => Command::Resume(index),
+                            2 => Command::Cancel(index),
+                            3 => Command::PauseAll,
+                            _ => Command::ResumeAll,
+                        };
+                        (at, command)
+                    })
+                    .collect::<Vec<_>>();
+                Scenario {
+                    sizes,
+                    triggers,
+                    per_file,
+                    sign_batch,
+                    smallest_first,
+                    faults: Faults { seed, put_failure },
+                    commands,
+                }
+            },
+        )
+}
+
+/// Runs the scenario, asserting every invariant as it goes. Paused files are resumed at the end
+/// (after every command) so that every run ends.
+fn check(scenario: Scenario) {
+    let rule = SeedsRule::default();
+    let config = EngineConfig {
+        triggers: scenario.triggers,
+        per_file: scenario.per_file,
+        sign_batch: scenario.sign_batch,
+        order: if scenario.smallest_first {
+            Order::SmallestFirst
+        } else {
+            Order::Fifo
+        },
+        slot_rule: Arc::new(rule),
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::new(config, Link::default(), scenario.faults);
+    for &(size, priority) in &scenario.sizes {
+        sim.add(size, priority);
+    }
+    let last = scenario
+        .commands
+        .iter()
+        .map(|(at, _)| *at)
+        .fold(0.0, f64::max);
+    for &(at, command) in &scenario.commands {
+        sim.schedule(at, command);
+    }
+    sim.schedule(last + 0.001, Command::ResumeAll);
+    for index in 0..scenario.sizes.len() {
+        sim.schedule(last + 0.002, Command::Resume(index));
+    }
+
+    let sizes: HashMap<FileId, u64> = (0..scenario.sizes.len())
+        .map(|i| (sim.id(i), scenario.sizes[i].0))
+        .collect();
+    let mut ends: HashMap<FileId, usize> = HashMap::new();
+    let mut confirmed_seen: HashMap<FileId, u64> = HashMap::new();
+    let mut done_multipart = Vec::new();
+    let mut done = Vec::new();
+    let mut violations = Vec::new();
+    let triggers = scenario.triggers;
+    let per_file = scenario.per_file;
+
+    let report = sim.run(&mut |observation| match observation {
+        Observation::Action(action, engine) => {
+            if engine.live_files() > triggers {
+                violations.push(format!(
+                    "{} live files with {triggers} triggers",
+                    engine.live_files()
+                ));
+            }
+            match action {
+                Action::Put { file, .. } => {
+                    let live_sizes = engine.slots();
+                    if engine.running_puts() > live_sizes {
+                        violations.push(format!(
+                            "{} PUTs with {live_sizes} slots",
+                            engine.running_puts()
+                        ));
+                    }
+                    if engine.running_puts_of(*file) > per_file {
+                        violations.push(format!(
+                            "{} PUTs for one file, cap {per_file}",
+                            engine.running_puts_of(*file)
+                        ));
+                    }
+                }
+                Action::Complete { file, request, .. } => {
+                    done_multipart.push((*file, request.parts.len()))
+                }
+                _ => {}
+            }
+            for (&file, seen) in confirmed_seen.iter_mut() {
+                if let Some(progress) = engine.progress(file) {
+                    if progress.confirmed < *seen {
+                        violations.push(format!("confirmed bytes of {file:?} went back"));
+                    }
+                    *seen = progress.confirmed;
+                }
+            }
+            if let Action::Put { file, .. } = action {
+                confirmed_seen.entry(*file).or_insert(0);
+            }
+        }
+        Observation::Event(event) => {
+            let file = match event {
+                Event::Done { file, object } => {
+                    done.push((*file, object.size));
+                    *file
+                }
+                Event::Failed { file, .. } => *file,
+            };
+            *ends.entry(file).or_default() += 1;
+            confirmed_seen.remove(&file);
+        }
+        Observation::Commanded(Command::Cancel(_), file, sim) => {
+            if sim.transfers_of(file) != 0 {
+                violations.push(format!("{file:?} still has running requests after cancel"));
+            }
+            if sim.multipart.contains(&file)
+                && !sim.aborted.contains(&file)
+                && ends.get(&file).is_none()
+            {
+                violations.push(format!("{file:?} was cancelled without an Abort"));
+            }
+        }
+        Observation::Commanded(..) => {}
+    });
+
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_eq!(report.done + report.failed, sizes.len(), "every file ended");
+    for (&file, &count) in &ends {
+        assert_eq!(count, 1, "{file:?} ended {count} times");
+    }
+    assert_eq!(ends.len(), sizes.len());
+    // Every byte of every stored file is covered by exactly one confirmed part.
+    for &(file, size) in &done {
+        assert_eq!(size, sizes[&file]);
+        let mut ranges = sim.confirmed.get(&file).cloned().unwrap_or_default();
+        ranges.sort_by_key(|range| range.start);
+        let mut next = 0;
+        for range in &ranges {
+            assert_eq!(
+                range.start, next,
+                "{file:?}: parts overlap or leave a gap: {ranges:?}"
+            );
+            next = range.end;
+        }
+        assert_eq!(next, size, "{file:?}: parts cover the file");
+    }
+    for (file, parts) in done_multipart {
+        let expected = sim.confirmed.get(&file).map_or(0, Vec::len);
+        assert_eq!(
+            parts, expected,
+            "{file:?}: Complete lists every confirmed part once"
+        );
+    }
+    if scenario.faults.put_failure == 0.0 {
+        let cancelled = scenario
+            .commands
+            .iter()
+            .filter(|(_, c)| matches!(c, Command::Cancel(_)))
+            .count();
+        assert!(
+            report.done + cancelled >= sizes.len(),
+            "without faults only cancelled files fail: {report:?}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
+
+    #[test]
+    fn the_scheduler_keeps_its_promises(scenario in scenario()) {
+        check(scenario);
+    }
+}
+
+#[test]
+fn twenty_thousand_files_run_in_bounded_state() {
+    let config = EngineConfig::default();
+    let triggers = config.triggers;
+    let mut sim = Sim::new(config, Link::default(), Faults::default());
+    for _ in 0..20_000 {
+        sim.add(64 * KIB, 0);
+    }
+    let report = sim.run(&mut |_| {});
+    assert_eq!(report.done, 20_000);
+    assert!(report.peak_live <= triggers, "{report:?}");
+    assert!(report.max_running <= SeedsRule::default().slots(&mut [64 * KIB].into_iter()));
+}
+
+#[test]
+fn signing_is_batched() {
+    let mut sim = Sim::new(EngineConfig::default(), Link::default(), Faults::default());
+    sim.add(400 * MIB, 0);
+    let report = sim.run(&mut |_| {});
+    // 80 parts: one create, four signs of 20, one complete.
+    assert_eq!((report.puts, report.companion_calls), (80, 6));
+}
+
+#[test]
+fn runs_are_reproducible_from_their_seed() {
+    let run = || {
+        let mut sim = Sim::new(
+            EngineConfig::default(),
+            Link::default(),
+            Faults {
+                seed: 7,
+                put_failure: 0.1,
+            },
+        );
+        for size in [MIB, 30 * MIB, 70 * MIB, 5 * MIB] {
+            sim.add(size, 0);
+        }
+        let mut events = BTreeMap::new();
+        let report = sim.run(&mut |observation| {
+            if let Observation::Event(event) = observation {
+                let (file, ok) = match event {
+                    Event::Done { file, .. } => (*file, true),
+                    Event::Failed { file, .. } => (*file, false),
+                };
+                events.insert(file, ok);
+            }
+        });
+        (report.elapsed, report.done, events)
+    };
+    assert_eq!(run(), run());
+}
