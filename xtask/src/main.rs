@@ -263,12 +263,23 @@ fn machine() -> String {
 fn bench() -> Result {
     step("scheduler benchmarks in the simulator (virtual time)");
     let out = Command::new("cargo")
-        .args(["run", "--release", "--quiet", "-p", "ferry-sim", "--bin", "sim-bench"])
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "ferry-sim",
+            "--bin",
+            "sim-bench",
+        ])
         .current_dir(root())
         .output()
         .map_err(|err| format!("cannot run the simulator bench: {err}"))?;
     if !out.status.success() {
-        return Err(format!("the simulator bench failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "the simulator bench failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let json = String::from_utf8(out.stdout).map_err(|err| err.to_string())?;
     let results = root().join("bench/results");

@@ -85,5 +85,8 @@ fn main() {
             "ratio": per_part(&unbatched) / per_part(&batched),
         },
     });
-    println!("{}", serde_json::to_string_pretty(&results).expect("JSON of numbers"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&results).expect("JSON of numbers")
+    );
 }
