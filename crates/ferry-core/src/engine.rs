@@ -1,4 +1,4 @@
-//! The upload engine: a two-layer scheduler that is told what happened and says what to do next.
+//! The upload engine: a two-layer scheduler with retry, told what happened and saying what to do.
 //!
 //! - **Lazy source.** Queued files cost an entry in an ordered index (rank and size), not a state
 //!   object; a file gets its state only when the outer layer takes it.
@@ -7,27 +7,37 @@
 //!   out. Live states never exceed N, whatever the queue's length.
 //! - **Inner layer** ([`EngineConfig::slot_rule`]). A gatekeeper over all part PUTs, with a
 //!   per-file cap ([`EngineConfig::per_file`]). When a slot frees, the next signed part starts.
+//! - **Retry** ([`RetryPolicy`]). Failed parts and companion calls wait a jittered backoff; an
+//!   expired URL is signed again for free; a stalled part is aborted and retried; while offline,
+//!   or while a host's circuit breaker is open, failures spend no attempt; a file whose direct
+//!   PUTs keep failing at the network level sends its parts through the companion.
 //!
-//! It never performs I/O. A driver (the browser driver in ferry-wasm, the simulator, a test)
-//! calls, in a loop:
+//! It never performs I/O, reads no clock and draws no randomness of its own: time comes in as
+//! `now`, jitter from [`EngineConfig::seed`]. A driver calls, in a loop:
 //!
 //! 1. commands from the application: [`Engine::add`], [`Engine::pause`], [`Engine::cancel`], ...;
 //! 2. [`Engine::poll_action`] until it returns `None`, carrying out each [`Action`];
 //! 3. the `handle_*` method matching each finished action, as results arrive;
-//! 4. [`Engine::poll_event`] to learn which files finished or failed.
+//! 4. [`Engine::poll_event`] to learn which files finished, failed or resumed;
+//! 5. [`Engine::poll_timeout`] to know when to call [`Engine::handle_timeout`].
 //!
 //! Getters (`progress`, `running_puts`, `stats`, ...) may be called at any time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
 
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::Breaker;
 use crate::error::UploadError;
 use crate::plan::{Plan, UploadMode};
 use crate::protocol::{
     CompanionConfig, CompleteUpload, CompletedPart, SignParts, SignedPart, SignedUrl, StoredObject,
-    UploadCreated,
+    StoredPart, UploadCreated,
 };
+use crate::retry::{Class, Failure, classify};
 use crate::schedule::{EngineConfig, Rank};
+use crate::time::{Instant, Rng};
 
 /// A file to upload, as the engine needs it: its bytes, name and type stay with the driver.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -43,25 +53,54 @@ pub struct FileSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileId(pub u64);
 
+/// Where a part's bytes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutTarget {
+    /// Straight to the store, with a presigned URL.
+    Direct(SignedUrl),
+    /// Through the companion (`PUT /api/uploads/{id}/parts/{n}?token=`, or
+    /// `PUT /api/objects?token=` for a single PUT): the fallback when the store cannot be reached.
+    Companion {
+        upload_id: Option<String>,
+        token: String,
+    },
+}
+
+/// Which call to the companion a result is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Create,
+    Sign,
+    ListParts,
+    Complete,
+}
+
 /// What the driver must do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// `POST /api/uploads` with the file's name, size and type; answer with
     /// [`Engine::handle_created`] or [`Engine::handle_call_failed`].
     Create { file: FileId },
+    /// `GET /api/uploads/{upload_id}/parts?token=` for a resumed file; answer with
+    /// [`Engine::handle_listed`].
+    ListParts {
+        file: FileId,
+        upload_id: String,
+        token: String,
+    },
     /// `POST /api/uploads/{upload_id}/sign`; answer with [`Engine::handle_signed`].
     Sign {
         file: FileId,
         upload_id: String,
         request: SignParts,
     },
-    /// PUT the file's bytes in `range` to `url`; answer with [`Engine::handle_put_done`] or
+    /// PUT the file's bytes in `range` to `target`; answer with [`Engine::handle_put_done`] or
     /// [`Engine::handle_put_failed`], and report progress with [`Engine::handle_put_progress`].
     Put {
         file: FileId,
         part: u32,
         range: Range<u64>,
-        url: SignedUrl,
+        target: PutTarget,
     },
     /// `POST /api/uploads/{upload_id}/complete`; answer with [`Engine::handle_completed`].
     Complete {
@@ -69,8 +108,8 @@ pub enum Action {
         upload_id: String,
         request: CompleteUpload,
     },
-    /// Abort every PUT still running for the file; nothing to answer.
-    StopPuts { file: FileId },
+    /// Abort these running PUTs of the file; nothing to answer.
+    StopPuts { file: FileId, parts: Vec<u32> },
     /// `DELETE /api/uploads/{upload_id}?token=`; nothing to answer: the file has already failed
     /// or been cancelled, and a failed abort only leaves parts for the store's lifecycle rules.
     Abort {
@@ -80,11 +119,23 @@ pub enum Action {
     },
 }
 
-/// A file reached its end. Every file added gets exactly one.
+/// Something the application may want to know. Every file added gets exactly one `Done` or
+/// `Failed`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Done { file: FileId, object: StoredObject },
-    Failed { file: FileId, error: UploadError },
+    Done {
+        file: FileId,
+        object: StoredObject,
+    },
+    Failed {
+        file: FileId,
+        error: UploadError,
+    },
+    /// A resumed file kept these many parts the store already held.
+    Resumed {
+        file: FileId,
+        parts_kept: u32,
+    },
 }
 
 /// Where a file is in its life.
@@ -94,6 +145,8 @@ pub enum FileState {
     Queued,
     /// Its upload is being created.
     Creating,
+    /// A resumed file: the parts the store holds are being listed.
+    Listing,
     /// Its parts are going out.
     Uploading,
     /// Every part is stored; the upload is being completed.
@@ -109,17 +162,41 @@ pub struct Progress {
     pub size: u64,
     pub confirmed: u64,
     pub in_flight: u64,
+    /// Retries spent on this file's parts and calls.
+    pub retries: u32,
+    /// Whether its parts go through the companion.
+    pub fallback: bool,
 }
 
 /// Counters over the engine's life, for benchmarks and the demo's statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
-    /// Calls to the companion asked for: create, sign, complete, abort.
+    /// Calls to the companion asked for: create, list, sign, complete, abort.
     pub companion_calls: u64,
     /// Part PUTs started.
     pub puts: u64,
+    /// Retries after failures (parts and calls).
+    pub retries: u64,
+    /// Parts whose URL was signed again because it expired.
+    pub resigns: u64,
     /// The most files live at once.
     pub peak_live: usize,
+}
+
+/// What a client keeps to resume a multipart upload after a reload: the upload and the parts it
+/// saw confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub upload_id: String,
+    pub key: String,
+    pub token: String,
+    pub location: String,
+    pub part_size: u64,
+    pub part_count: u32,
+    /// When the token stops being accepted (Unix seconds): the record is useless after.
+    pub expires_at: u64,
+    pub parts: Vec<StoredPart>,
 }
 
 #[derive(Debug)]
@@ -127,12 +204,24 @@ struct Queued {
     rank: Rank,
     size: u64,
     paused: bool,
+    resume: Option<Box<Snapshot>>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    /// `None` until signed, or after the URL expired.
+    url: Option<SignedUrl>,
+    attempts: u32,
+    ready_at: Instant,
 }
 
 #[derive(Debug)]
 struct Running {
     sent: u64,
-    url: SignedUrl,
+    url: Option<SignedUrl>,
+    host: String,
+    attempts: u32,
+    last_progress: Instant,
 }
 
 #[derive(Debug)]
@@ -142,29 +231,85 @@ struct Upload {
     key: String,
     token: String,
     location: String,
+    expires_at: u64,
     plan: Plan,
-    /// Signed parts not started yet, in part order.
-    signed: VecDeque<SignedPart>,
-    /// The next part number that has not been asked to be signed.
-    next_to_sign: u32,
-    signing: bool,
+    waiting: BTreeMap<u32, Waiting>,
+    /// Parts in the sign call in flight.
+    signing: Vec<u32>,
     running: BTreeMap<u32, Running>,
     /// ETags of confirmed parts, by part number.
     etags: BTreeMap<u32, String>,
     confirmed: u64,
+    /// Parts go through the companion.
+    fallback: bool,
+    /// Network failures of direct PUTs in a row.
+    network_failures: u32,
 }
 
 impl Upload {
-    /// Puts running parts back in line, ahead of the others (their URLs are still good).
-    fn stop_running(&mut self) {
-        let stopped = std::mem::take(&mut self.running);
-        for (part, running) in stopped.into_iter().rev() {
-            self.signed.push_front(SignedPart {
-                part,
-                url: running.url,
-            });
+    fn new(created: &UploadCreated, plan: Plan, now: Instant) -> Self {
+        let waiting = (1..=plan.part_count)
+            .map(|part| {
+                let url = (part == 1).then(|| created.url.clone()).flatten();
+                (
+                    part,
+                    Waiting {
+                        url,
+                        attempts: 0,
+                        ready_at: now,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            upload_id: created.upload_id.clone(),
+            key: created.key.clone(),
+            token: created.token.clone(),
+            location: created.location.clone(),
+            expires_at: created.expires_at,
+            plan,
+            waiting,
+            signing: Vec::new(),
+            running: BTreeMap::new(),
+            etags: BTreeMap::new(),
+            confirmed: 0,
+            fallback: false,
+            network_failures: 0,
         }
     }
+
+    /// Puts running parts back in line, ready at once (their URLs are still good).
+    fn stop_running(&mut self, now: Instant) -> Vec<u32> {
+        let stopped = std::mem::take(&mut self.running);
+        let parts = stopped.keys().copied().collect();
+        for (part, running) in stopped {
+            let waiting = Waiting {
+                url: running.url,
+                attempts: running.attempts,
+                ready_at: now,
+            };
+            self.waiting.insert(part, waiting);
+        }
+        parts
+    }
+
+    fn target(&self, url: Option<SignedUrl>) -> PutTarget {
+        match url {
+            Some(url) if !self.fallback => PutTarget::Direct(url),
+            _ => PutTarget::Companion {
+                upload_id: self.upload_id.clone(),
+                token: self.token.clone(),
+            },
+        }
+    }
+}
+
+/// The companion's state for one file's calls: in flight, or waiting out a backoff.
+#[derive(Debug, Default)]
+struct CallGate {
+    in_flight: bool,
+    attempts: u32,
+    ready_at: Instant,
 }
 
 #[derive(Debug)]
@@ -173,37 +318,57 @@ struct Live {
     size: u64,
     state: FileState,
     paused: bool,
-    /// Set once the companion answered the create.
     upload: Option<Upload>,
+    resume: Option<Box<Snapshot>>,
+    call: CallGate,
+    retries: u32,
 }
 
-/// The upload engine. See the module documentation for the call order.
+/// The breaker key of calls and fallback PUTs to the companion.
+const COMPANION: &str = "companion";
+
+/// The engine. See the module documentation for the call order.
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
     companion: CompanionConfig,
+    rng: Rng,
     next_id: u64,
     /// Files waiting, best first; paused ones are held aside in `queued` only.
     line: BTreeSet<(Rank, FileId)>,
     queued: HashMap<FileId, Queued>,
     live: BTreeMap<FileId, Live>,
+    breakers: HashMap<String, Breaker>,
     paused_all: bool,
+    online: bool,
+    /// The latest `now` any call brought.
+    now: Instant,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     stats: Stats,
+}
+
+/// The host of a URL, for the circuit breaker.
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?']).next().unwrap_or_default().to_owned()
 }
 
 impl Engine {
     /// An engine for a companion that announced `companion` at `GET /api/config`.
     pub fn new(config: EngineConfig, companion: CompanionConfig) -> Self {
         Self {
+            rng: Rng::new(config.seed),
             config,
             companion,
             next_id: 0,
             line: BTreeSet::new(),
             queued: HashMap::new(),
             live: BTreeMap::new(),
+            breakers: HashMap::new(),
             paused_all: false,
+            online: true,
+            now: Instant::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -224,19 +389,20 @@ impl Engine {
                 size: queued.size,
                 confirmed: 0,
                 in_flight: 0,
+                retries: 0,
+                fallback: false,
             });
         }
         let live = self.live.get(&file)?;
-        let (confirmed, in_flight) = live.upload.as_ref().map_or((0, 0), |upload| {
-            let sent = upload.running.values().map(|running| running.sent).sum();
-            (upload.confirmed, sent)
-        });
+        let upload = live.upload.as_ref();
         Some(Progress {
             state: live.state,
             paused: live.paused,
             size: live.size,
-            confirmed,
-            in_flight,
+            confirmed: upload.map_or(0, |upload| upload.confirmed),
+            in_flight: upload.map_or(0, |upload| upload.running.values().map(|r| r.sent).sum()),
+            retries: live.retries,
+            fallback: upload.is_some_and(|upload| upload.fallback),
         })
     }
 
@@ -283,10 +449,48 @@ impl Engine {
         self.stats
     }
 
+    /// What to keep to resume the file's multipart upload later; `None` until it is created, and
+    /// for single PUTs.
+    pub fn snapshot(&self, file: FileId) -> Option<Snapshot> {
+        let upload = self.live.get(&file)?.upload.as_ref()?;
+        Some(Snapshot {
+            upload_id: upload.upload_id.clone()?,
+            key: upload.key.clone(),
+            token: upload.token.clone(),
+            location: upload.location.clone(),
+            part_size: upload.plan.part_size,
+            part_count: upload.plan.part_count,
+            expires_at: upload.expires_at,
+            parts: upload
+                .etags
+                .iter()
+                .map(|(&part, etag)| {
+                    let range = upload.plan.part_range(part);
+                    StoredPart {
+                        part,
+                        size: range.end - range.start,
+                        etag: etag.clone(),
+                    }
+                })
+                .collect(),
+        })
+    }
+
     // ---- commands ----
 
     /// Queues a file. A file the companion would refuse fails at once, before any request.
     pub fn add(&mut self, spec: FileSpec) -> FileId {
+        self.enqueue(spec, None)
+    }
+
+    /// Queues a file that may continue the upload `snapshot` describes: when its turn comes the
+    /// engine lists the parts the store holds, keeps those whose number, size and ETag agree with
+    /// the snapshot, and uploads the rest. If the upload is gone, the file starts afresh.
+    pub fn add_resumed(&mut self, spec: FileSpec, snapshot: Snapshot) -> FileId {
+        self.enqueue(spec, Some(Box::new(snapshot)))
+    }
+
+    fn enqueue(&mut self, spec: FileSpec, resume: Option<Box<Snapshot>>) -> FileId {
         let file = FileId(self.next_id);
         self.next_id += 1;
         if let Some(error) = self.refusal(&spec) {
@@ -301,6 +505,7 @@ impl Engine {
                 rank,
                 size: spec.size,
                 paused: false,
+                resume,
             },
         );
         file
@@ -331,7 +536,7 @@ impl Engine {
             self.line.remove(&(queued.rank, file));
         } else if let Some(live) = self.live.get_mut(&file) {
             live.paused = true;
-            stop(&mut self.actions, file, live);
+            stop(&mut self.actions, &mut self.breakers, file, live, self.now);
         }
     }
 
@@ -350,7 +555,7 @@ impl Engine {
     pub fn pause_all(&mut self) {
         self.paused_all = true;
         for (&file, live) in &mut self.live {
-            stop(&mut self.actions, file, live);
+            stop(&mut self.actions, &mut self.breakers, file, live, self.now);
         }
     }
 
@@ -385,106 +590,257 @@ impl Engine {
 
     // ---- events from the driver ----
 
-    pub fn handle_created(&mut self, file: FileId, mut created: UploadCreated) {
-        let Some(live) = self.live.get_mut(&file) else {
+    /// The browser went offline or came back. Offline, nothing starts, and network failures
+    /// spend no attempt.
+    pub fn handle_online(&mut self, online: bool, now: Instant) {
+        self.tick(now);
+        self.online = online;
+    }
+
+    pub fn handle_created(&mut self, file: FileId, created: UploadCreated, now: Instant) {
+        self.tick(now);
+        self.companion_answered();
+        let Some(live) = self
+            .live
+            .get_mut(&file)
+            .filter(|live| live.state == FileState::Creating)
+        else {
             return;
         };
-        if live.state != FileState::Creating {
-            return;
-        }
+        live.call = CallGate::default();
         let size = live.size;
         let plan = Plan::with_part_size(size, created.part_size)
             .ok()
             .filter(|plan| plan.mode == created.mode && plan.part_count == created.part_count);
-        let first_urls = match (plan.map(|plan| plan.mode), created.url.take()) {
-            (Some(UploadMode::Multipart), _) => Vec::new(),
-            (Some(UploadMode::Single), Some(url)) => vec![SignedPart { part: 1, url }],
-            (plan_mode, _) => {
-                let message = match plan_mode {
-                    None => format!(
-                        "{} parts of {} bytes ({:?}) do not cut {size} bytes",
-                        created.part_count, created.part_size, created.mode
-                    ),
-                    Some(_) => "a single PUT came without a URL".to_owned(),
-                };
-                if let Some(upload_id) = created.upload_id {
-                    self.stats.companion_calls += 1;
-                    self.actions.push_back(Action::Abort {
-                        file,
-                        upload_id,
-                        token: created.token,
-                    });
-                }
-                self.fail(file, UploadError::BadPlan(message));
-                return;
-            }
+        let fits = match plan.map(|plan| plan.mode) {
+            Some(UploadMode::Multipart) => true,
+            Some(UploadMode::Single) => created.url.is_some(),
+            None => false,
         };
-        live.upload = Some(Upload {
-            upload_id: created.upload_id,
-            key: created.key,
-            token: created.token,
-            location: created.location,
-            plan: plan.expect("matched above"),
-            next_to_sign: first_urls.len() as u32 + 1,
-            signed: first_urls.into(),
-            signing: false,
-            running: BTreeMap::new(),
-            etags: BTreeMap::new(),
-            confirmed: 0,
-        });
+        if !fits {
+            let message = format!(
+                "{} parts of {} bytes ({:?}, URL given: {}) do not cut {size} bytes",
+                created.part_count,
+                created.part_size,
+                created.mode,
+                created.url.is_some()
+            );
+            if let Some(upload_id) = created.upload_id {
+                self.stats.companion_calls += 1;
+                self.actions.push_back(Action::Abort {
+                    file,
+                    upload_id,
+                    token: created.token,
+                });
+            }
+            self.fail(file, UploadError::BadPlan(message));
+            return;
+        }
+        live.upload = Some(Upload::new(&created, plan.expect("checked above"), now));
         live.state = FileState::Uploading;
     }
 
-    pub fn handle_signed(&mut self, file: FileId, parts: Vec<SignedPart>) {
-        let Some(upload) = self.uploading(file) else {
+    /// The parts the store holds for a resumed file.
+    pub fn handle_listed(&mut self, file: FileId, listed: Vec<StoredPart>, now: Instant) {
+        self.tick(now);
+        self.companion_answered();
+        let Some(live) = self
+            .live
+            .get_mut(&file)
+            .filter(|live| live.state == FileState::Listing)
+        else {
             return;
         };
-        upload.signing = false;
-        upload.signed.extend(parts);
+        live.call = CallGate::default();
+        let snapshot = live.resume.take().expect("a listing file has a snapshot");
+        let Ok(plan) = Plan::with_part_size(live.size, snapshot.part_size)
+            .map_err(drop)
+            .and_then(|plan| {
+                if plan.part_count == snapshot.part_count {
+                    Ok(plan)
+                } else {
+                    Err(())
+                }
+            })
+        else {
+            live.state = FileState::Creating;
+            return;
+        };
+        let created = UploadCreated {
+            upload_id: Some(snapshot.upload_id.clone()),
+            key: snapshot.key.clone(),
+            token: snapshot.token.clone(),
+            part_size: snapshot.part_size,
+            part_count: snapshot.part_count,
+            mode: UploadMode::Multipart,
+            url: None,
+            expires_at: snapshot.expires_at,
+            location: snapshot.location.clone(),
+        };
+        let mut upload = Upload::new(&created, plan, now);
+        let unquote = |etag: &str| etag.trim_matches('"').to_owned();
+        for part in &listed {
+            let expected_size = (1..=plan.part_count).contains(&part.part).then(|| {
+                let range = plan.part_range(part.part);
+                range.end - range.start
+            });
+            let agrees = expected_size == Some(part.size)
+                && snapshot.parts.iter().any(|kept| {
+                    kept.part == part.part
+                        && kept.size == part.size
+                        && unquote(&kept.etag) == unquote(&part.etag)
+                });
+            if agrees && upload.waiting.remove(&part.part).is_some() {
+                upload.confirmed += part.size;
+                upload.etags.insert(part.part, part.etag.clone());
+            }
+        }
+        let parts_kept = upload.etags.len() as u32;
+        live.upload = Some(upload);
+        live.state = FileState::Uploading;
+        self.events.push_back(Event::Resumed { file, parts_kept });
     }
 
-    pub fn handle_put_progress(&mut self, file: FileId, part: u32, sent: u64) {
+    pub fn handle_signed(&mut self, file: FileId, parts: Vec<SignedPart>, now: Instant) {
+        self.tick(now);
+        self.companion_answered();
+        let Some(live) = self.live.get_mut(&file) else {
+            return;
+        };
+        live.call = CallGate::default();
+        let Some(upload) = live
+            .upload
+            .as_mut()
+            .filter(|_| live.state == FileState::Uploading)
+        else {
+            return;
+        };
+        upload.signing.clear();
+        for signed in parts {
+            if let Some(waiting) = upload.waiting.get_mut(&signed.part) {
+                waiting.url = Some(signed.url);
+            }
+        }
+    }
+
+    pub fn handle_put_progress(&mut self, file: FileId, part: u32, sent: u64, now: Instant) {
+        self.tick(now);
         if let Some(running) = self
             .uploading(file)
             .and_then(|upload| upload.running.get_mut(&part))
+            && sent > running.sent
         {
             running.sent = sent;
+            running.last_progress = now;
         }
     }
 
-    pub fn handle_put_done(&mut self, file: FileId, part: u32, etag: String) {
+    pub fn handle_put_done(&mut self, file: FileId, part: u32, etag: String, now: Instant) {
+        self.tick(now);
         let Some(upload) = self.uploading(file) else {
             return;
         };
-        if upload.running.remove(&part).is_none() {
-            // A part stopped by pause that finished anyway: it will be sent again.
+        let Some(running) = upload.running.remove(&part) else {
+            // A part stopped by pause or a stall that finished anyway: it will be sent again.
             return;
-        }
+        };
+        let host = running.host;
+        upload.network_failures = 0;
         let range = upload.plan.part_range(part);
         upload.confirmed += range.end - range.start;
         upload.etags.insert(part, etag);
-        if upload.plan.mode == UploadMode::Single {
-            let object = StoredObject {
-                key: upload.key.clone(),
-                etag: upload.etags[&1].clone(),
-                size: upload.plan.size,
-                location: upload.location.clone(),
-            };
+        let single = (upload.plan.mode == UploadMode::Single).then(|| StoredObject {
+            key: upload.key.clone(),
+            etag: upload.etags[&1].clone(),
+            size: upload.plan.size,
+            location: upload.location.clone(),
+        });
+        self.breakers.entry(host).or_default().on_answer();
+        if let Some(object) = single {
             self.live.remove(&file);
             self.events.push_back(Event::Done { file, object });
         }
     }
 
-    pub fn handle_put_failed(&mut self, file: FileId, part: u32, error: UploadError) {
-        let was_running = self
-            .uploading(file)
-            .is_some_and(|upload| upload.running.remove(&part).is_some());
-        if was_running {
-            self.fail(file, error);
+    pub fn handle_put_failed(&mut self, file: FileId, part: u32, failure: Failure, now: Instant) {
+        self.tick(now);
+        let online = self.online;
+        let Some(live) = self
+            .live
+            .get_mut(&file)
+            .filter(|live| live.state == FileState::Uploading)
+        else {
+            return;
+        };
+        let upload = live
+            .upload
+            .as_mut()
+            .expect("uploading files have an upload");
+        let Some(running) = upload.running.remove(&part) else {
+            return;
+        };
+        let breaker = self.breakers.entry(running.host.clone()).or_default();
+        let network = failure.status.is_none();
+        if network {
+            breaker.on_network_failure(now);
+        } else {
+            breaker.on_answer();
+        }
+        let mut waiting = Waiting {
+            url: running.url,
+            attempts: running.attempts,
+            ready_at: now,
+        };
+        let verdict = match classify(&failure) {
+            Class::Resign => {
+                self.stats.resigns += 1;
+                waiting.url = None;
+                Ok(waiting)
+            }
+            Class::Retry => {
+                let switched = network && online && !upload.fallback && {
+                    upload.network_failures += 1;
+                    upload.network_failures >= self.config.retry.fallback_after
+                };
+                if switched {
+                    // The store cannot be reached from here: go through the companion, afresh.
+                    upload.fallback = true;
+                    for waiting in upload.waiting.values_mut() {
+                        waiting.attempts = 0;
+                    }
+                    waiting.attempts = 0;
+                    Ok(waiting)
+                } else if network && (!online || breaker.is_tripped()) {
+                    // Offline or a tripped breaker is the network's fault, not the part's.
+                    Ok(waiting)
+                } else if waiting.attempts >= self.config.retry.retries {
+                    Err(part_error(part, failure))
+                } else {
+                    waiting.attempts += 1;
+                    live.retries += 1;
+                    self.stats.retries += 1;
+                    waiting.ready_at = now
+                        + self.config.retry.delay(
+                            waiting.attempts,
+                            failure.retry_after,
+                            &mut self.rng,
+                        );
+                    Ok(waiting)
+                }
+            }
+            Class::Fatal => Err(part_error(part, failure)),
+        };
+        match verdict {
+            Ok(waiting) => {
+                upload.waiting.insert(part, waiting);
+            }
+            Err(error) => self.fail(file, error),
         }
     }
 
-    pub fn handle_completed(&mut self, file: FileId, object: StoredObject) {
+    pub fn handle_completed(&mut self, file: FileId, object: StoredObject, now: Instant) {
+        self.tick(now);
+        self.companion_answered();
         if self
             .live
             .get(&file)
@@ -495,25 +851,107 @@ impl Engine {
         }
     }
 
-    /// A call to the companion (create, sign, complete) failed.
-    pub fn handle_call_failed(&mut self, file: FileId, error: UploadError) {
-        if self.live.contains_key(&file) {
-            self.fail(file, error);
+    /// A call to the companion failed: it is retried after a backoff when that can help.
+    pub fn handle_call_failed(&mut self, file: FileId, call: Call, failure: Failure, now: Instant) {
+        self.tick(now);
+        let online = self.online;
+        let Some(live) = self.live.get_mut(&file) else {
+            return;
+        };
+        let expected = match call {
+            Call::Create => live.state == FileState::Creating,
+            Call::ListParts => live.state == FileState::Listing,
+            Call::Sign => live
+                .upload
+                .as_ref()
+                .is_some_and(|upload| !upload.signing.is_empty()),
+            Call::Complete => live.state == FileState::Completing,
+        };
+        if !expected {
+            return;
+        }
+        live.call.in_flight = false;
+        if let Some(upload) = live.upload.as_mut() {
+            upload.signing.clear();
+        }
+        let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
+        let network = failure.status.is_none();
+        if network {
+            breaker.on_network_failure(now);
+        } else {
+            breaker.on_answer();
+        }
+        if call == Call::ListParts && !network && classify(&failure) == Class::Fatal {
+            // The upload is gone or the record is stale: start afresh, never fail for it.
+            live.resume = None;
+            live.state = FileState::Creating;
+            return;
+        }
+        let free = network && (!online || breaker.is_tripped());
+        let retry = classify(&failure) != Class::Fatal
+            && (free || live.call.attempts < self.config.retry.retries);
+        if !retry {
+            self.fail(file, call_error(&failure));
+            return;
+        }
+        if !free {
+            live.call.attempts += 1;
+            live.retries += 1;
+            self.stats.retries += 1;
+            live.call.ready_at = now
+                + self
+                    .config
+                    .retry
+                    .delay(live.call.attempts, failure.retry_after, &mut self.rng);
+        }
+    }
+
+    /// Time passed: stalled parts are aborted and retried.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
+        let stall_after = self.config.retry.stall_after;
+        let stalled: Vec<(FileId, u32)> = self
+            .live
+            .iter()
+            .filter_map(|(&file, live)| Some((file, live.upload.as_ref()?)))
+            .flat_map(|(file, upload)| {
+                upload
+                    .running
+                    .iter()
+                    .filter(|(_, running)| {
+                        now.saturating_since(running.last_progress) >= stall_after
+                    })
+                    .map(move |(&part, _)| (file, part))
+            })
+            .collect();
+        for (file, part) in stalled {
+            self.actions.push_back(Action::StopPuts {
+                file,
+                parts: vec![part],
+            });
+            let failure = Failure {
+                status: Some(408),
+                code: "Stalled".into(),
+                message: "no progress".into(),
+                retry_after: None,
+            };
+            self.handle_put_failed(file, part, failure, now);
         }
     }
 
     // ---- actions for the driver ----
 
-    pub fn poll_action(&mut self) -> Option<Action> {
+    pub fn poll_action(&mut self, now: Instant) -> Option<Action> {
+        self.tick(now);
         if let Some(action) = self.actions.pop_front() {
             return Some(action);
         }
-        if !self.paused_all {
+        if !self.paused_all && self.online {
             self.take_files();
-            self.sign_ahead();
-            self.start_puts();
+            self.call_companion(now);
+            self.sign_ahead(now);
+            self.start_puts(now);
         }
-        self.complete_finished();
         self.actions.pop_front()
     }
 
@@ -521,7 +959,41 @@ impl Engine {
         self.events.pop_front()
     }
 
+    /// When [`Engine::handle_timeout`] should be called next: a backoff ends, a breaker lets its
+    /// probe through, or a running part would count as stalled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let stall_after = self.config.retry.stall_after;
+        let mut deadlines: Vec<Instant> = Vec::new();
+        for live in self.live.values() {
+            if live.call.attempts > 0 && !live.call.in_flight {
+                deadlines.push(live.call.ready_at);
+            }
+            if let Some(upload) = &live.upload {
+                deadlines.extend(upload.waiting.values().map(|waiting| waiting.ready_at));
+                deadlines.extend(
+                    upload
+                        .running
+                        .values()
+                        .map(|running| running.last_progress + stall_after),
+                );
+            }
+        }
+        deadlines.extend(self.breakers.values().filter_map(Breaker::reopens_at));
+        deadlines.into_iter().filter(|&at| at > self.now).min()
+    }
+
     // ---- internals ----
+
+    fn tick(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    fn companion_answered(&mut self) {
+        self.breakers
+            .entry(COMPANION.to_owned())
+            .or_default()
+            .on_answer();
+    }
 
     fn uploading(&mut self, file: FileId) -> Option<&mut Upload> {
         self.live
@@ -537,7 +1009,14 @@ impl Engine {
         };
         if let Some(upload) = live.upload {
             if !upload.running.is_empty() {
-                self.actions.push_back(Action::StopPuts { file });
+                for running in upload.running.values() {
+                    self.breakers
+                        .entry(running.host.clone())
+                        .or_default()
+                        .on_abandon();
+                }
+                let parts = upload.running.keys().copied().collect();
+                self.actions.push_back(Action::StopPuts { file, parts });
             }
             if let Some(upload_id) = upload.upload_id {
                 self.stats.companion_calls += 1;
@@ -561,46 +1040,156 @@ impl Engine {
                 .queued
                 .remove(&file)
                 .expect("every file in line is queued");
-            self.live.insert(
-                file,
-                Live {
-                    rank,
-                    size: queued.size,
-                    state: FileState::Creating,
-                    paused: false,
-                    upload: None,
-                },
-            );
-            self.stats.companion_calls += 1;
-            self.actions.push_back(Action::Create { file });
+            let state = if queued.resume.is_some() {
+                FileState::Listing
+            } else {
+                FileState::Creating
+            };
+            let live = Live {
+                rank,
+                size: queued.size,
+                state,
+                paused: false,
+                upload: None,
+                resume: queued.resume,
+                call: CallGate::default(),
+                retries: 0,
+            };
+            self.live.insert(file, live);
         }
         self.stats.peak_live = self.stats.peak_live.max(self.live.len());
     }
 
-    /// Asks for the next batch of URLs while the file still has signed parts to run, so a
-    /// finishing part never waits for a signature.
-    fn sign_ahead(&mut self) {
-        let low_water = self.config.per_file;
-        let batch = self.config.sign_batch.max(1);
+    /// Create, list and complete calls whose turn has come.
+    fn call_companion(&mut self, now: Instant) {
+        let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
         for (&file, live) in &mut self.live {
-            let Some(upload) = live
-                .upload
-                .as_mut()
-                .filter(|_| live.state == FileState::Uploading && !live.paused)
-            else {
+            if live.call.in_flight || live.call.ready_at > now || !breaker.allows(now) {
+                continue;
+            }
+            let action = match live.state {
+                FileState::Creating => Action::Create { file },
+                FileState::Listing => {
+                    let snapshot = live.resume.as_ref().expect("a listing file has a snapshot");
+                    Action::ListParts {
+                        file,
+                        upload_id: snapshot.upload_id.clone(),
+                        token: snapshot.token.clone(),
+                    }
+                }
+                FileState::Uploading => {
+                    let Some(upload) = live.upload.as_ref() else {
+                        continue;
+                    };
+                    let finished = upload.etags.len() as u32 == upload.plan.part_count;
+                    let Some(upload_id) = upload.upload_id.clone().filter(|_| finished) else {
+                        continue;
+                    };
+                    live.state = FileState::Completing;
+                    let parts = upload
+                        .etags
+                        .iter()
+                        .map(|(&part, etag)| CompletedPart {
+                            part,
+                            etag: etag.clone(),
+                        })
+                        .collect();
+                    Action::Complete {
+                        file,
+                        upload_id,
+                        request: CompleteUpload {
+                            token: upload.token.clone(),
+                            parts,
+                        },
+                    }
+                }
+                FileState::Completing => {
+                    // A retried complete.
+                    let upload = live
+                        .upload
+                        .as_ref()
+                        .expect("completing files have an upload");
+                    let parts = upload
+                        .etags
+                        .iter()
+                        .map(|(&part, etag)| CompletedPart {
+                            part,
+                            etag: etag.clone(),
+                        })
+                        .collect();
+                    let upload_id = upload
+                        .upload_id
+                        .clone()
+                        .expect("only multipart uploads complete");
+                    Action::Complete {
+                        file,
+                        upload_id,
+                        request: CompleteUpload {
+                            token: upload.token.clone(),
+                            parts,
+                        },
+                    }
+                }
+                FileState::Queued => continue,
+            };
+            breaker.on_start(now);
+            live.call.in_flight = true;
+            self.stats.companion_calls += 1;
+            self.actions.push_back(action);
+        }
+    }
+
+    /// Asks for the next batch of URLs while the file still has signed parts to run, so a
+    /// finishing part never waits for a signature. Expired URLs are signed again here too.
+    fn sign_ahead(&mut self, now: Instant) {
+        let low_water = self.config.per_file;
+        let batch = self.config.sign_batch.max(1) as usize;
+        let margin = self.config.retry.resign_margin;
+        let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
+        for (&file, live) in &mut self.live {
+            if live.state != FileState::Uploading
+                || live.paused
+                || live.call.ready_at > now
+                || live.call.in_flight
+            {
+                continue;
+            }
+            let Some(upload) = live.upload.as_mut() else {
                 continue;
             };
+            if !upload.signing.is_empty() || upload.fallback {
+                continue;
+            }
             let Some(upload_id) = upload.upload_id.clone() else {
                 continue;
             };
-            let unsigned = upload.plan.part_count + 1 - upload.next_to_sign;
-            if upload.signing || unsigned == 0 || upload.signed.len() >= low_water {
+            for waiting in upload.waiting.values_mut() {
+                if waiting
+                    .url
+                    .as_ref()
+                    .is_some_and(|url| Instant::from_unix_secs(url.expires_at) < now + margin)
+                {
+                    waiting.url = None;
+                    self.stats.resigns += 1;
+                }
+            }
+            let ready = upload
+                .waiting
+                .values()
+                .filter(|waiting| waiting.url.is_some())
+                .count();
+            let parts: Vec<u32> = upload
+                .waiting
+                .iter()
+                .filter(|(_, waiting)| waiting.url.is_none())
+                .map(|(&part, _)| part)
+                .take(batch)
+                .collect();
+            if parts.is_empty() || ready >= low_water || !breaker.allows(now) {
                 continue;
             }
-            let count = unsigned.min(batch);
-            let parts: Vec<u32> = (upload.next_to_sign..upload.next_to_sign + count).collect();
-            upload.next_to_sign += count;
-            upload.signing = true;
+            breaker.on_start(now);
+            upload.signing = parts.clone();
             self.stats.companion_calls += 1;
             self.actions.push_back(Action::Sign {
                 file,
@@ -613,12 +1202,13 @@ impl Engine {
         }
     }
 
-    /// The inner layer: fills free slots with signed parts, best-ranked file first.
-    fn start_puts(&mut self) {
+    /// The inner layer: fills free slots with ready parts, best-ranked file first.
+    fn start_puts(&mut self, now: Instant) {
         let mut free = self.slots().saturating_sub(self.running_puts());
         if free == 0 {
             return;
         }
+        let margin = self.config.retry.resign_margin;
         let mut order: Vec<(Rank, FileId)> = self
             .live
             .iter()
@@ -633,22 +1223,51 @@ impl Engine {
                 .and_then(|live| live.upload.as_mut())
                 .expect("uploading files have an upload");
             while free > 0 && upload.running.len() < self.config.per_file {
-                let Some(signed) = upload.signed.pop_front() else {
-                    break;
+                // The lowest-numbered part that may go now, with a URL that will not expire first
+                // (single PUTs whose URL expired go through the companion).
+                let single = upload.plan.mode == UploadMode::Single;
+                let next = upload.waiting.iter().find_map(|(&part, waiting)| {
+                    let fresh = waiting
+                        .url
+                        .as_ref()
+                        .is_some_and(|url| Instant::from_unix_secs(url.expires_at) >= now + margin);
+                    let routable = upload.fallback || fresh || single;
+                    (waiting.ready_at <= now && routable).then_some(part)
+                });
+                let Some(part) = next else { break };
+                let waiting = upload.waiting.get(&part).expect("found above");
+                let fresh = waiting
+                    .url
+                    .as_ref()
+                    .is_some_and(|url| Instant::from_unix_secs(url.expires_at) >= now + margin);
+                let url = if fresh { waiting.url.clone() } else { None };
+                let target = upload.target(url.clone());
+                let host = match &target {
+                    PutTarget::Direct(url) => host_of(&url.url),
+                    PutTarget::Companion { .. } => COMPANION.to_owned(),
                 };
+                let breaker = self.breakers.entry(host.clone()).or_default();
+                if !breaker.allows(now) {
+                    break;
+                }
+                breaker.on_start(now);
+                let waiting = upload.waiting.remove(&part).expect("found above");
                 free -= 1;
                 self.stats.puts += 1;
                 self.actions.push_back(Action::Put {
                     file,
-                    part: signed.part,
-                    range: upload.plan.part_range(signed.part),
-                    url: signed.url.clone(),
+                    part,
+                    range: upload.plan.part_range(part),
+                    target,
                 });
                 upload.running.insert(
-                    signed.part,
+                    part,
                     Running {
                         sent: 0,
-                        url: signed.url,
+                        url,
+                        host,
+                        attempts: waiting.attempts,
+                        last_progress: now,
                     },
                 );
             }
@@ -657,44 +1276,54 @@ impl Engine {
             }
         }
     }
-
-    fn complete_finished(&mut self) {
-        for (&file, live) in &mut self.live {
-            let Some(upload) = live.upload.as_ref() else {
-                continue;
-            };
-            let finished = live.state == FileState::Uploading
-                && upload.etags.len() as u32 == upload.plan.part_count;
-            let Some(upload_id) = upload.upload_id.clone().filter(|_| finished) else {
-                continue;
-            };
-            live.state = FileState::Completing;
-            self.stats.companion_calls += 1;
-            self.actions.push_back(Action::Complete {
-                file,
-                upload_id,
-                request: CompleteUpload {
-                    token: upload.token.clone(),
-                    parts: upload
-                        .etags
-                        .iter()
-                        .map(|(&part, etag)| CompletedPart {
-                            part,
-                            etag: etag.clone(),
-                        })
-                        .collect(),
-                },
-            });
-        }
-    }
 }
 
 /// Aborts a live file's running PUTs and puts their parts back in line.
-fn stop(actions: &mut VecDeque<Action>, file: FileId, live: &mut Live) {
+fn stop(
+    actions: &mut VecDeque<Action>,
+    breakers: &mut HashMap<String, Breaker>,
+    file: FileId,
+    live: &mut Live,
+    now: Instant,
+) {
     if let Some(upload) = live.upload.as_mut()
         && !upload.running.is_empty()
     {
-        upload.stop_running();
-        actions.push_back(Action::StopPuts { file });
+        for running in upload.running.values() {
+            breakers
+                .entry(running.host.clone())
+                .or_default()
+                .on_abandon();
+        }
+        let parts = upload.stop_running(now);
+        actions.push_back(Action::StopPuts { file, parts });
+    }
+}
+
+fn part_error(part: u32, failure: Failure) -> UploadError {
+    match failure.status {
+        None => UploadError::Network {
+            part,
+            message: failure.message,
+        },
+        Some(status) => UploadError::Store {
+            part,
+            status,
+            code: failure.code,
+            message: failure.message,
+        },
+    }
+}
+
+fn call_error(failure: &Failure) -> UploadError {
+    match failure.status {
+        None => UploadError::CompanionUnreachable {
+            message: failure.message.clone(),
+        },
+        Some(status) => UploadError::Companion {
+            status,
+            code: failure.code.clone(),
+            message: failure.message.clone(),
+        },
     }
 }

@@ -21,8 +21,8 @@ pub enum UploadError {
         message: String,
     },
     /// The companion could not be reached at all.
-    #[error("the companion at {endpoint} could not be reached: {message}")]
-    CompanionUnreachable { endpoint: String, message: String },
+    #[error("the companion could not be reached: {message}")]
+    CompanionUnreachable { message: String },
     /// The store answered a part PUT with an error.
     #[error("the store refused part {part} ({status} {code}): {message}")]
     Store {

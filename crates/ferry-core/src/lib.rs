@@ -2,16 +2,24 @@
 //! like ([`protocol`]), and the engine that decides which request to send next ([`engine`]).
 //!
 //! Nothing here touches a clock, a random source, the network or the browser: drivers feed events
-//! in and carry actions out, so the same engine runs in the browser, natively and in tests.
+//! and the time in, and carry actions out, so the same engine runs in the browser, natively, in
+//! the simulator and in tests.
 
+mod breaker;
 pub mod engine;
 pub mod error;
 pub mod plan;
 pub mod protocol;
+pub mod retry;
 pub mod s3xml;
 pub mod schedule;
+pub mod time;
 
-pub use engine::{Action, Engine, Event, FileId, FileSpec, FileState, Progress, Stats};
+pub use engine::{
+    Action, Call, Engine, Event, FileId, FileSpec, FileState, Progress, PutTarget, Snapshot, Stats,
+};
 pub use error::UploadError;
 pub use plan::{Plan, PlanError, StoreLimits, UploadMode};
+pub use retry::{Failure, RetryPolicy};
 pub use schedule::{EngineConfig, FixedSlots, Order, SeedsRule, SlotRule};
+pub use time::Instant;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{StoreLimits, UploadMode};
 
 /// `GET /api/config`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CompanionConfig {
     pub limits: StoreLimits,
@@ -37,7 +37,7 @@ pub struct CreateUpload {
 }
 
 /// The answer to [`CreateUpload`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadCreated {
     /// The multipart upload id; `None` for a single PUT.
@@ -58,7 +58,7 @@ pub struct UploadCreated {
 }
 
 /// A presigned request the browser sends as it is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SignedUrl {
     pub url: String,
@@ -69,14 +69,14 @@ pub struct SignedUrl {
 }
 
 /// `POST /api/uploads/{id}/sign`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SignParts {
     pub token: String,
     pub parts: Vec<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SignedPart {
     pub part: u32,
@@ -85,14 +85,14 @@ pub struct SignedPart {
 }
 
 /// The answer to [`SignParts`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartsSigned {
     pub urls: Vec<SignedPart>,
 }
 
 /// A part the store holds, as ListParts reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredPart {
     pub part: u32,
@@ -101,13 +101,13 @@ pub struct StoredPart {
 }
 
 /// `GET /api/uploads/{id}/parts`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartList {
     pub parts: Vec<StoredPart>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CompletedPart {
     pub part: u32,
@@ -115,7 +115,7 @@ pub struct CompletedPart {
 }
 
 /// `POST /api/uploads/{id}/complete`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CompleteUpload {
     pub token: String,
@@ -123,7 +123,7 @@ pub struct CompleteUpload {
 }
 
 /// The stored object: the answer to [`CompleteUpload`] and the result of an upload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredObject {
     pub key: String,
@@ -134,7 +134,7 @@ pub struct StoredObject {
 }
 
 /// Every error answer of the companion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// A stable code: Ferry's own (`TooLarge`, `BadToken`, ...) or the store's S3 code.

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use crate::plan::MIB;
+use crate::retry::RetryPolicy;
 
 /// How many part PUTs may run at once over all files, given the sizes of the active files (those
 /// with an upload created and not yet finished). Replaceable: implement it for another rule.
@@ -77,6 +78,10 @@ pub struct EngineConfig {
     /// Parts signed by one call to the companion.
     pub sign_batch: u32,
     pub order: Order,
+    /// When and how often failures are retried.
+    pub retry: RetryPolicy,
+    /// Seed of the jitter: the driver draws it from its own random source.
+    pub seed: u64,
 }
 
 impl Default for EngineConfig {
@@ -87,6 +92,8 @@ impl Default for EngineConfig {
             per_file: 3,
             sign_batch: 20,
             order: Order::Fifo,
+            retry: RetryPolicy::default(),
+            seed: 0,
         }
     }
 }

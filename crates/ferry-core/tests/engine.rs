@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use ferry_core::plan::{MIB, StoreLimits, UploadMode};
 use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredObject, UploadCreated};
 use ferry_core::{
-    Action, Engine, EngineConfig, Event, FileId, FileSpec, FixedSlots, Order, Plan, UploadError,
+    Action, Engine, EngineConfig, Event, Failure, FileId, FileSpec, FixedSlots, Instant, Order,
+    Plan, UploadError,
 };
+
+const T: Instant = Instant::from_unix_millis(1_000_000);
 
 fn companion() -> CompanionConfig {
     CompanionConfig {
@@ -29,7 +32,7 @@ fn url(part: u32) -> SignedUrl {
     SignedUrl {
         url: format!("http://store/part/{part}"),
         headers: BTreeMap::new(),
-        expires_at: 0,
+        expires_at: u64::MAX,
     }
 }
 
@@ -44,7 +47,7 @@ fn created(file: FileId, size: u64) -> UploadCreated {
         part_count: plan.part_count,
         mode: plan.mode,
         url: (plan.mode == UploadMode::Single).then(|| url(1)),
-        expires_at: 0,
+        expires_at: u64::MAX,
         location: format!("/api/files/key-{}", file.0),
     }
 }
@@ -60,10 +63,10 @@ fn run_to_end(
     let mut running: Vec<(FileId, u32)> = Vec::new();
     let mut events = Vec::new();
     loop {
-        while let Some(action) = engine.poll_action() {
+        while let Some(action) = engine.poll_action(T) {
             match &action {
                 Action::Create { file, .. } => {
-                    engine.handle_created(*file, created(*file, sizes[file]))
+                    engine.handle_created(*file, created(*file, sizes[file]), T)
                 }
                 Action::Sign { file, request, .. } => {
                     let parts = request
@@ -74,7 +77,7 @@ fn run_to_end(
                             url: url(part),
                         })
                         .collect();
-                    engine.handle_signed(*file, parts);
+                    engine.handle_signed(*file, parts, T);
                 }
                 Action::Put { file, part, .. } => running.push((*file, *part)),
                 Action::Complete {
@@ -91,9 +94,11 @@ fn run_to_end(
                             size: sizes[file],
                             location: String::new(),
                         },
+                        T,
                     );
                 }
                 Action::StopPuts { .. } | Action::Abort { .. } => {}
+                Action::ListParts { .. } => panic!("nothing here resumes"),
             }
             seen.push(action);
             assert!(
@@ -110,8 +115,8 @@ fn run_to_end(
             break;
         }
         let (file, part) = running.remove(0);
-        engine.handle_put_progress(file, part, 1);
-        engine.handle_put_done(file, part, format!("etag-{part}"));
+        engine.handle_put_progress(file, part, 1, T);
+        engine.handle_put_done(file, part, format!("etag-{part}"), T);
     }
     (events, seen)
 }
@@ -179,7 +184,7 @@ fn parts_cover_every_byte_exactly_once() {
 fn a_file_over_the_maximum_fails_before_any_request() {
     let mut engine = Engine::new(EngineConfig::default(), companion());
     let file = engine.add(meta("big.bin", 100 * MIB + 1));
-    assert_eq!(engine.poll_action(), None);
+    assert_eq!(engine.poll_action(T), None);
     match engine.poll_event() {
         Some(Event::Failed {
             file: failed,
@@ -195,9 +200,9 @@ fn a_file_over_the_maximum_fails_before_any_request() {
 fn a_store_error_stops_the_other_parts_and_aborts_the_upload() {
     let mut engine = Engine::new(EngineConfig::default(), companion());
     let file = engine.add(meta("f", 30 * MIB));
-    assert!(matches!(engine.poll_action(), Some(Action::Create { .. })));
-    engine.handle_created(file, created(file, 30 * MIB));
-    let Some(Action::Sign { request, .. }) = engine.poll_action() else {
+    assert!(matches!(engine.poll_action(T), Some(Action::Create { .. })));
+    engine.handle_created(file, created(file, 30 * MIB), T);
+    let Some(Action::Sign { request, .. }) = engine.poll_action(T) else {
         panic!("sign first")
     };
     engine.handle_signed(
@@ -210,34 +215,47 @@ fn a_store_error_stops_the_other_parts_and_aborts_the_upload() {
                 url: url(part),
             })
             .collect(),
+        T,
     );
-    let puts: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
+    let puts: Vec<_> = std::iter::from_fn(|| engine.poll_action(T)).collect();
     assert_eq!(
         puts.len(),
         3,
         "three parts start, the per-file cap: {puts:?}"
     );
+    let failure = Failure {
+        status: Some(403),
+        code: "AccessDenied".into(),
+        message: "no".into(),
+        retry_after: None,
+    };
+    engine.handle_put_failed(file, 2, failure, T);
     let error = UploadError::Store {
         part: 2,
         status: 403,
         code: "AccessDenied".into(),
         message: "no".into(),
     };
-    engine.handle_put_failed(file, 2, error.clone());
-    assert_eq!(engine.poll_action(), Some(Action::StopPuts { file }));
     assert_eq!(
-        engine.poll_action(),
+        engine.poll_action(T),
+        Some(Action::StopPuts {
+            file,
+            parts: vec![1, 3]
+        })
+    );
+    assert_eq!(
+        engine.poll_action(T),
         Some(Action::Abort {
             file,
             upload_id: "upload-0".into(),
             token: "token-0".into()
         })
     );
-    assert_eq!(engine.poll_action(), None);
+    assert_eq!(engine.poll_action(T), None);
     assert_eq!(engine.poll_event(), Some(Event::Failed { file, error }));
     // Late answers of the stopped parts change nothing.
-    engine.handle_put_done(file, 1, "etag".into());
-    assert_eq!(engine.poll_action(), None);
+    engine.handle_put_done(file, 1, "etag".into(), T);
+    assert_eq!(engine.poll_action(T), None);
     assert_eq!(engine.poll_event(), None);
 }
 
@@ -245,7 +263,7 @@ fn a_store_error_stops_the_other_parts_and_aborts_the_upload() {
 fn cancel_before_create_answers_sends_nothing_more() {
     let mut engine = Engine::new(EngineConfig::default(), companion());
     let file = engine.add(meta("f", 10 * MIB));
-    assert!(matches!(engine.poll_action(), Some(Action::Create { .. })));
+    assert!(matches!(engine.poll_action(T), Some(Action::Create { .. })));
     engine.cancel(file);
     assert_eq!(
         engine.poll_event(),
@@ -255,20 +273,20 @@ fn cancel_before_create_answers_sends_nothing_more() {
         })
     );
     // The create answer arrives after the cancel: the engine no longer knows the file.
-    engine.handle_created(file, created(file, 10 * MIB));
-    assert_eq!(engine.poll_action(), None);
+    engine.handle_created(file, created(file, 10 * MIB), T);
+    assert_eq!(engine.poll_action(T), None);
 }
 
 #[test]
 fn a_plan_that_does_not_fit_aborts_the_created_upload() {
     let mut engine = Engine::new(EngineConfig::default(), companion());
     let file = engine.add(meta("f", 30 * MIB));
-    engine.poll_action();
+    engine.poll_action(T);
     let mut answer = created(file, 30 * MIB);
     answer.part_count = 2;
-    engine.handle_created(file, answer);
+    engine.handle_created(file, answer, T);
     assert_eq!(
-        engine.poll_action(),
+        engine.poll_action(T),
         Some(Action::Abort {
             file,
             upload_id: "upload-0".into(),
@@ -286,8 +304,8 @@ fn a_plan_that_does_not_fit_aborts_the_created_upload() {
 
 /// Answers the create of `file` (multipart) and its first sign; starts nothing.
 fn prepare(engine: &mut Engine, file: FileId, size: u64) {
-    engine.handle_created(file, created(file, size));
-    match engine.poll_action() {
+    engine.handle_created(file, created(file, size), T);
+    match engine.poll_action(T) {
         Some(Action::Sign { file, request, .. }) => engine.handle_signed(
             file,
             request
@@ -298,6 +316,7 @@ fn prepare(engine: &mut Engine, file: FileId, size: u64) {
                     url: url(part),
                 })
                 .collect(),
+            T,
         ),
         other => panic!("expected the first sign, got {other:?}"),
     }
@@ -321,7 +340,7 @@ fn the_outer_layer_takes_files_only_when_it_has_room() {
     };
     let mut engine = Engine::new(config, companion());
     let files: Vec<FileId> = (0..1000).map(|_| engine.add(meta("f", 30 * MIB))).collect();
-    let creates: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
+    let creates: Vec<_> = std::iter::from_fn(|| engine.poll_action(T)).collect();
     assert_eq!(
         creates,
         files[..4]
@@ -332,7 +351,7 @@ fn the_outer_layer_takes_files_only_when_it_has_room() {
     assert_eq!((engine.live_files(), engine.queued_files()), (4, 996));
     // One file ending lets exactly one more in.
     engine.cancel(files[0]);
-    let next: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
+    let next: Vec<_> = std::iter::from_fn(|| engine.poll_action(T)).collect();
     assert_eq!(next, vec![Action::Create { file: files[4] }]);
     assert_eq!(engine.live_files(), 4);
 }
@@ -353,19 +372,19 @@ fn priority_and_smallest_first_choose_who_goes_next() {
         ..FileSpec::default()
     });
     assert_eq!(
-        engine.poll_action(),
+        engine.poll_action(T),
         Some(Action::Create { file: urgent }),
         "priority first"
     );
     engine.cancel(urgent);
     engine.poll_event();
     assert_eq!(
-        engine.poll_action(),
+        engine.poll_action(T),
         Some(Action::Create { file: small }),
         "then the smallest"
     );
     engine.cancel(small);
-    assert_eq!(engine.poll_action(), Some(Action::Create { file: big }));
+    assert_eq!(engine.poll_action(T), Some(Action::Create { file: big }));
 }
 
 #[test]
@@ -373,12 +392,12 @@ fn the_slot_rule_drops_to_three_when_a_large_file_is_live() {
     let mut engine = Engine::new(EngineConfig::default(), companion());
     let small: Vec<FileId> = (0..3).map(|_| engine.add(meta("s", 20 * MIB))).collect();
     for _ in 0..3 {
-        engine.poll_action();
+        engine.poll_action(T);
     }
     for &file in &small {
-        engine.handle_created(file, created(file, 20 * MIB));
+        engine.handle_created(file, created(file, 20 * MIB), T);
     }
-    for action in std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>() {
+    for action in std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>() {
         let Action::Sign { file, request, .. } = action else {
             panic!("signs first: {action:?}")
         };
@@ -392,10 +411,11 @@ fn the_slot_rule_drops_to_three_when_a_large_file_is_live() {
                     url: url(part),
                 })
                 .collect(),
+            T,
         );
     }
     assert_eq!(engine.slots(), 5);
-    let started: Vec<_> = std::iter::from_fn(|| engine.poll_action()).collect();
+    let started: Vec<_> = std::iter::from_fn(|| engine.poll_action(T)).collect();
     assert_eq!(
         puts(&started).len(),
         5,
@@ -403,19 +423,19 @@ fn the_slot_rule_drops_to_three_when_a_large_file_is_live() {
     );
 
     let large = engine.add(meta("l", 66 * MIB));
-    assert_eq!(engine.poll_action(), Some(Action::Create { file: large }));
+    assert_eq!(engine.poll_action(T), Some(Action::Create { file: large }));
     assert_eq!(engine.slots(), 3, "a live file over 65 MiB makes it three");
     // Running PUTs finish; none start until fewer than three run.
     let (first, part) = puts(&started)[0];
-    engine.handle_put_done(first, part, "e".into());
+    engine.handle_put_done(first, part, "e".into(), T);
     assert_eq!(
-        puts(&std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>()),
+        puts(&std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>()),
         vec![]
     );
     for &(file, part) in &puts(&started)[1..3] {
-        engine.handle_put_done(file, part, "e".into());
+        engine.handle_put_done(file, part, "e".into(), T);
     }
-    let next = puts(&std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>());
+    let next = puts(&std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>());
     assert_eq!(next.len(), 1, "two still run, so one starts: {next:?}");
     assert_eq!(engine.running_puts(), 3);
 }
@@ -428,24 +448,30 @@ fn pause_stops_running_parts_and_resume_sends_them_again() {
     };
     let mut engine = Engine::new(config, companion());
     let file = engine.add(meta("f", 30 * MIB));
-    engine.poll_action();
+    engine.poll_action(T);
     prepare(&mut engine, file, 30 * MIB);
-    let first = puts(&std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>());
+    let first = puts(&std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>());
     assert_eq!(first, vec![(file, 1), (file, 2), (file, 3)]);
-    engine.handle_put_progress(file, 1, 1000);
-    engine.handle_put_done(file, 2, "e2".into());
+    engine.handle_put_progress(file, 1, 1000, T);
+    engine.handle_put_done(file, 2, "e2".into(), T);
     engine.pause(file);
-    assert_eq!(engine.poll_action(), Some(Action::StopPuts { file }));
-    assert_eq!(engine.poll_action(), None, "nothing starts while paused");
+    assert_eq!(
+        engine.poll_action(T),
+        Some(Action::StopPuts {
+            file,
+            parts: vec![1, 3]
+        })
+    );
+    assert_eq!(engine.poll_action(T), None, "nothing starts while paused");
     let progress = engine.progress(file).unwrap();
     assert_eq!(
         (progress.paused, progress.confirmed, progress.in_flight),
         (true, 5 * MIB, 0)
     );
     // A stopped part that still answers is sent again rather than trusted.
-    engine.handle_put_done(file, 1, "late".into());
+    engine.handle_put_done(file, 1, "late".into(), T);
     engine.resume(file);
-    let again = puts(&std::iter::from_fn(|| engine.poll_action()).collect::<Vec<_>>());
+    let again = puts(&std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>());
     assert_eq!(
         again,
         vec![(file, 1), (file, 3), (file, 4)],
@@ -459,13 +485,13 @@ fn pause_all_and_cancel_all() {
     let files: Vec<FileId> = (0..12).map(|_| engine.add(meta("f", 10 * MIB))).collect();
     engine.pause_all();
     assert_eq!(
-        engine.poll_action(),
+        engine.poll_action(T),
         None,
         "nothing is taken while everything is paused"
     );
     engine.resume_all();
     assert_eq!(
-        engine.poll_action(),
+        engine.poll_action(T),
         Some(Action::Create { file: files[0] })
     );
     engine.cancel_all();

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ferry_core::plan::{Plan, UploadMode};
 use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredObject, UploadCreated};
-use ferry_core::{Action, Engine, EngineConfig, Event, FileId, FileSpec, StoreLimits, UploadError};
+use ferry_core::{
+    Action, Call, Engine, EngineConfig, Event, Failure, FileId, FileSpec, Instant, StoreLimits,
+};
 use serde::Serialize;
 
 /// The modelled network. Times are seconds, bandwidth bytes per second.
@@ -39,11 +41,33 @@ impl Default for Link {
 }
 
 /// Seeded faults.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Faults {
     pub seed: u64,
     /// Probability that a part PUT fails (at the end of its transfer, with a 500).
     pub put_failure: f64,
+    /// Intervals (start, end) of virtual seconds when nothing answers: running PUTs die, and
+    /// every request fails at the network level.
+    pub outages: Vec<(f64, f64)>,
+}
+
+impl Faults {
+    fn in_outage(&self, at: f64) -> bool {
+        self.outages
+            .iter()
+            .any(|&(start, end)| (start..end).contains(&at))
+    }
+}
+
+/// Virtual second 0, as engine time.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
+fn instant(secs: f64) -> Instant {
+    Instant::from_unix_millis(EPOCH_MS + (secs * 1000.0).round() as u64)
+}
+
+fn secs(at: Instant) -> f64 {
+    at.unix_millis().saturating_sub(EPOCH_MS) as f64 / 1000.0
 }
 
 /// A command the application gives at a moment of virtual time.
@@ -81,6 +105,8 @@ pub struct Report {
     pub slot_idle_fraction: f64,
     pub peak_live: usize,
     pub max_running: usize,
+    /// Retries the engine spent (parts and calls).
+    pub retries: u64,
 }
 
 #[derive(Debug)]
@@ -96,32 +122,13 @@ struct Transfer {
 #[derive(Debug)]
 enum Answer {
     Created(FileId, UploadCreated),
+    Listed(FileId),
     Signed(FileId, Vec<SignedPart>),
     Completed(FileId, StoredObject),
+    Failed(FileId, Call, Failure),
 }
 
-/// A small, fast, seeded generator (SplitMix64): the simulator must not depend on the OS.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+pub use ferry_core::time::Rng;
 
 /// The simulator: the engine, a modelled link and companion, and virtual time.
 #[derive(Debug)]
@@ -227,6 +234,7 @@ impl Sim {
         self.report.puts = stats.puts;
         self.report.companion_calls = stats.companion_calls;
         self.report.peak_live = stats.peak_live;
+        self.report.retries = stats.retries;
         self.report.slot_idle_fraction = if self.idle.1 > 0.0 {
             self.idle.0 / self.idle.1
         } else {
@@ -236,7 +244,7 @@ impl Sim {
     }
 
     fn drive(&mut self, observe: &mut dyn FnMut(Observation<'_>)) {
-        while let Some(action) = self.engine.poll_action() {
+        while let Some(action) = self.engine.poll_action(instant(self.now)) {
             self.execute(&action);
             observe(Observation::Action(&action, &self.engine));
         }
@@ -244,10 +252,22 @@ impl Sim {
             match &event {
                 Event::Done { .. } => self.report.done += 1,
                 Event::Failed { .. } => self.report.failed += 1,
+                Event::Resumed { .. } => {}
             }
             observe(Observation::Event(&event));
         }
         self.report.max_running = self.report.max_running.max(self.engine.running_puts());
+    }
+
+    /// The companion answers `answer` after `latency`, unless an outage swallows the call.
+    fn answer(&mut self, file: FileId, call: Call, latency: f64, answer: Answer) {
+        let at = self.now + latency;
+        let answer = if self.faults.in_outage(self.now) || self.faults.in_outage(at) {
+            Answer::Failed(file, call, Failure::network("outage"))
+        } else {
+            answer
+        };
+        self.answers.push((at, answer));
     }
 
     fn execute(&mut self, action: &Action) {
@@ -277,8 +297,13 @@ impl Sim {
                     expires_at: u64::MAX,
                     location: String::new(),
                 };
-                let at = self.now + companion + self.link.prepare_latency;
-                self.answers.push((at, Answer::Created(*file, created)));
+                let latency = companion + self.link.prepare_latency;
+                self.answer(
+                    *file,
+                    Call::Create,
+                    latency,
+                    Answer::Created(*file, created),
+                );
             }
             Action::Sign { file, request, .. } => {
                 let urls = request
@@ -320,10 +345,14 @@ impl Sim {
                 self.answers
                     .push((self.now + companion, Answer::Completed(*file, object)));
             }
-            Action::StopPuts { file } => {
+            Action::ListParts { file, .. } => {
+                self.answer(*file, Call::ListParts, companion, Answer::Listed(*file));
+            }
+            Action::StopPuts { file, parts } => {
                 // An aborted request never answers; its part may start again later.
                 let before = self.transfers.len();
-                self.transfers.retain(|transfer| transfer.file != *file);
+                self.transfers
+                    .retain(|transfer| transfer.file != *file || !parts.contains(&transfer.part));
                 let stopped = (before - self.transfers.len()) as u32;
                 if let Some(counts) = self.parts.get_mut(file) {
                     counts.1 -= stopped;
@@ -353,9 +382,23 @@ impl Sim {
         });
         let answers = self.answers.iter().map(|(at, _)| *at);
         let commands = self.commands.iter().map(|(at, _)| at.max(self.now));
+        let timer = self.engine.poll_timeout().map(secs);
+        let pending = timer.is_some()
+            || !self.transfers.is_empty()
+            || !self.answers.is_empty()
+            || !self.commands.is_empty();
+        // An outage starting matters only while something is under way.
+        let outages = self
+            .faults
+            .outages
+            .iter()
+            .map(|&(start, _)| start)
+            .filter(|&start| pending && start > self.now);
         transfers
             .chain(answers)
             .chain(commands)
+            .chain(timer)
+            .chain(outages)
             .min_by(f64::total_cmp)
     }
 
@@ -389,8 +432,22 @@ impl Sim {
     }
 
     fn deliver(&mut self, observe: &mut dyn FnMut(Observation<'_>)) {
-        // Commands due now.
         let now = self.now;
+        let at = instant(now);
+        // An outage beginning kills every running PUT.
+        if self.faults.outages.iter().any(|&(start, _)| start == now) {
+            for transfer in std::mem::take(&mut self.transfers) {
+                self.engine.handle_put_failed(
+                    transfer.file,
+                    transfer.part,
+                    Failure::network("outage"),
+                    at,
+                );
+            }
+        }
+        self.engine.handle_timeout(at);
+
+        // Commands due now.
         let (due, later): (Vec<_>, Vec<_>) =
             self.commands.drain(..).partition(|(at, _)| *at <= now);
         self.commands = later;
@@ -415,9 +472,13 @@ impl Sim {
         self.answers = later;
         for (_, answer) in due {
             match answer {
-                Answer::Created(file, created) => self.engine.handle_created(file, created),
-                Answer::Signed(file, urls) => self.engine.handle_signed(file, urls),
-                Answer::Completed(file, object) => self.engine.handle_completed(file, object),
+                Answer::Created(file, created) => self.engine.handle_created(file, created, at),
+                Answer::Listed(file) => self.engine.handle_listed(file, Vec::new(), at),
+                Answer::Signed(file, urls) => self.engine.handle_signed(file, urls, at),
+                Answer::Completed(file, object) => self.engine.handle_completed(file, object, at),
+                Answer::Failed(file, call, failure) => {
+                    self.engine.handle_call_failed(file, call, failure, at)
+                }
             }
         }
 
@@ -433,23 +494,30 @@ impl Sim {
         });
         for transfer in &self.transfers {
             let sent = transfer.size - transfer.remaining.max(0.0).round() as u64;
-            self.engine
-                .handle_put_progress(transfer.file, transfer.part, sent.min(transfer.size));
+            self.engine.handle_put_progress(
+                transfer.file,
+                transfer.part,
+                sent.min(transfer.size),
+                at,
+            );
         }
         for (file, part, fails) in finished {
-            if fails {
-                let error = UploadError::Store {
-                    part,
-                    status: 500,
+            if self.faults.in_outage(now) {
+                self.engine
+                    .handle_put_failed(file, part, Failure::network("outage"), at);
+            } else if fails {
+                let failure = Failure {
+                    status: Some(500),
                     code: "InternalError".into(),
                     message: "injected fault".into(),
+                    retry_after: None,
                 };
-                self.engine.handle_put_failed(file, part, error);
+                self.engine.handle_put_failed(file, part, failure, at);
             } else {
                 let range = self.part_range(file, part);
                 self.confirmed.entry(file).or_default().push(range);
                 self.engine
-                    .handle_put_done(file, part, format!("\"etag-{part}\""));
+                    .handle_put_done(file, part, format!("\"etag-{part}\""), at);
             }
         }
     }

@@ -57,7 +57,11 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     per_file,
                     sign_batch,
                     smallest_first,
-                    faults: Faults { seed, put_failure },
+                    faults: Faults {
+                        seed,
+                        put_failure,
+                        outages: Vec::new(),
+                    },
                     commands,
                 }
             },
@@ -80,7 +84,7 @@ fn check(scenario: Scenario) {
         slot_rule: Arc::new(rule),
         ..EngineConfig::default()
     };
-    let mut sim = Sim::new(config, Link::default(), scenario.faults);
+    let mut sim = Sim::new(config, Link::default(), scenario.faults.clone());
     for &(size, priority) in &scenario.sizes {
         sim.add(size, priority);
     }
@@ -156,6 +160,7 @@ fn check(scenario: Scenario) {
                     *file
                 }
                 Event::Failed { file, .. } => *file,
+                Event::Resumed { .. } => return,
             };
             *ends.entry(file).or_default() += 1;
             confirmed_seen.remove(&file);
@@ -256,6 +261,7 @@ fn runs_are_reproducible_from_their_seed() {
             Faults {
                 seed: 7,
                 put_failure: 0.1,
+                ..Faults::default()
             },
         );
         for size in [MIB, 30 * MIB, 70 * MIB, 5 * MIB] {
@@ -267,6 +273,7 @@ fn runs_are_reproducible_from_their_seed() {
                 let (file, ok) = match event {
                     Event::Done { file, .. } => (*file, true),
                     Event::Failed { file, .. } => (*file, false),
+                    Event::Resumed { .. } => return,
                 };
                 events.insert(file, ok);
             }
@@ -274,4 +281,41 @@ fn runs_are_reproducible_from_their_seed() {
         (report.elapsed, report.done, events)
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn a_thousand_files_survive_failed_requests_and_two_outages() {
+    let faults = Faults {
+        seed: 11,
+        put_failure: 0.05,
+        outages: vec![(60.0, 90.0), (200.0, 230.0)],
+    };
+    let mut sim = Sim::new(EngineConfig::default(), Link::default(), faults);
+    let mut rng = ferry_sim::Rng::new(3);
+    let mut parts = 0;
+    for _ in 0..1000 {
+        let size = 64 * KIB + rng.next_u64() % (8 * MIB);
+        parts += ferry_core::Plan::new(size, 512 * KIB, &ferry_core::StoreLimits::S3)
+            .unwrap()
+            .part_count as u64;
+        sim.add(size, 0);
+    }
+    let report = sim.run(&mut |_| {});
+    assert_eq!((report.done, report.failed), (1000, 0), "{report:?}");
+    assert!(
+        report.elapsed > 230.0,
+        "both outages happened during the run: {report:?}"
+    );
+    // Attempts stay bounded: failures cost retries, outages cost little (the breaker holds parts
+    // back instead of letting them burn attempts).
+    assert!(
+        report.puts <= parts + parts / 4,
+        "{} PUTs for {parts} parts",
+        report.puts
+    );
+    assert!(
+        report.retries <= parts / 5,
+        "{} retries for {parts} parts",
+        report.retries
+    );
 }

@@ -1,0 +1,161 @@
+//! Should this failure be retried, and when? Pure functions of the failure and the policy.
+
+use std::time::Duration;
+
+use crate::time::Rng;
+
+/// How a request ended badly.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Failure {
+    /// The HTTP status, or `None` when no answer came (network error, CORS, abort, timeout).
+    pub status: Option<u16>,
+    /// S3's or the companion's error code, when the answer had one.
+    pub code: String,
+    pub message: String,
+    /// The answer's `Retry-After`.
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// A request that got no answer.
+    pub fn network(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// What to do about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Try again after a backoff (spends an attempt).
+    Retry,
+    /// The presigned URL expired: sign again and retry at once (spends nothing).
+    Resign,
+    /// Give up: the request is wrong, retrying cannot help.
+    Fatal,
+}
+
+/// Network errors, timeouts, 408, 429, 5xx and S3 `SlowDown` retry; an expired signature is
+/// signed again; every other 4xx is final.
+pub fn classify(failure: &Failure) -> Class {
+    match failure.status {
+        None => Class::Retry,
+        Some(408 | 429 | 500..=599) => Class::Retry,
+        Some(_) if failure.code == "SlowDown" => Class::Retry,
+        Some(403) if failure.message.to_ascii_lowercase().contains("expired") => Class::Resign,
+        Some(_) => Class::Fatal,
+    }
+}
+
+/// Retry settings, as DESIGN.md gives them: 3 retries, 1 s, 2 s, 4 s, with jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// Delay before the first retry; each next one doubles.
+    pub base_delay: Duration,
+    /// Longest delay, whatever the doubling says.
+    pub max_delay: Duration,
+    /// Each delay is scaled by a random factor in [1 − jitter, 1 + jitter].
+    pub jitter: f64,
+    /// A running part with no progress for this long is aborted and retried.
+    pub stall_after: Duration,
+    /// A URL expiring sooner than this is signed again before its part starts.
+    pub resign_margin: Duration,
+    /// Network failures of a file's direct PUTs, in a row, before its parts go through the
+    /// companion instead.
+    pub fallback_after: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            jitter: 0.2,
+            stall_after: Duration::from_secs(30),
+            resign_margin: Duration::from_secs(2),
+            fallback_after: 2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1-based), never shorter than `Retry-After`.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>, rng: &mut Rng) -> Duration {
+        let doubled = self
+            .base_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+            .min(self.max_delay);
+        let scale = 1.0 + self.jitter * (2.0 * rng.unit() - 1.0);
+        let jittered = doubled.mul_f64(scale.max(0.0));
+        retry_after.map_or(jittered, |after| jittered.max(after))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(status: Option<u16>, code: &str, message: &str) -> Failure {
+        Failure {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        for (status, code, message, expected) in [
+            (None, "", "connection reset", Class::Retry),
+            (Some(408), "RequestTimeout", "", Class::Retry),
+            (Some(429), "", "", Class::Retry),
+            (Some(500), "InternalError", "", Class::Retry),
+            (Some(503), "SlowDown", "", Class::Retry),
+            (Some(400), "SlowDown", "", Class::Retry),
+            (
+                Some(403),
+                "AccessDenied",
+                "Request has expired",
+                Class::Resign,
+            ),
+            (Some(403), "AccessDenied", "Access Denied", Class::Fatal),
+            (Some(403), "SignatureDoesNotMatch", "", Class::Fatal),
+            (Some(400), "EntityTooSmall", "", Class::Fatal),
+            (Some(404), "NoSuchUpload", "", Class::Fatal),
+        ] {
+            assert_eq!(
+                classify(&failure(status, code, message)),
+                expected,
+                "{status:?} {code} {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn delays_double_with_jitter_and_honour_retry_after() {
+        let policy = RetryPolicy::default();
+        let mut rng = Rng::new(1);
+        for (retry, base) in [(1, 1000.0), (2, 2000.0), (3, 4000.0), (10, 30_000.0)] {
+            for _ in 0..100 {
+                let ms = policy.delay(retry, None, &mut rng).as_millis() as f64;
+                assert!(
+                    (base * 0.8..=base * 1.2).contains(&ms),
+                    "retry {retry}: {ms} ms"
+                );
+            }
+        }
+        let after = Some(Duration::from_secs(5));
+        assert!(policy.delay(1, after, &mut rng) >= Duration::from_secs(5));
+        let no_jitter = RetryPolicy {
+            jitter: 0.0,
+            ..policy
+        };
+        assert_eq!(no_jitter.delay(2, None, &mut rng), Duration::from_secs(2));
+    }
+}
