@@ -57,6 +57,11 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/api/uploads/{id}/parts", get(list_parts))
         .route("/api/uploads/{id}/complete", post(complete))
         .route("/api/uploads/{id}", axum::routing::delete(abort))
+        .route(
+            "/api/uploads/{id}/parts/{part}",
+            axum::routing::put(put_part),
+        )
+        .route("/api/objects", axum::routing::put(put_object))
         .route("/api/files/{*key}", get(file))
         .route("/healthz", get(healthz))
         .with_state(state)
@@ -77,6 +82,8 @@ pub enum ApiError {
     TokenMismatch,
     #[error("part {part} is outside 1..={count}")]
     PartOutOfRange { part: u32, count: u32 },
+    #[error("the body must be exactly {expected} bytes (Content-Length), not {given:?}")]
+    WrongLength { expected: u64, given: Option<u64> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -100,6 +107,7 @@ impl IntoResponse for ApiError {
             Self::Token(_) => (StatusCode::FORBIDDEN, "BadToken".to_owned()),
             Self::TokenMismatch => (StatusCode::FORBIDDEN, "TokenMismatch".to_owned()),
             Self::PartOutOfRange { .. } => (StatusCode::FORBIDDEN, "PartOutOfRange".to_owned()),
+            Self::WrongLength { .. } => (StatusCode::BAD_REQUEST, "WrongLength".to_owned()),
             // The store's own refusals (EntityTooSmall, InvalidPart, NoSuchUpload) pass through
             // with their S3 code, so the client can say what the store said.
             Self::Store(StoreError::S3 { status, code, .. }) if (400..500).contains(status) => (
@@ -329,4 +337,68 @@ async fn file(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Re
 async fn healthz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
     state.store.check_bucket().await?;
     Ok("ok")
+}
+
+/// The ETag of a part or object sent through the companion.
+#[derive(Debug, serde::Serialize)]
+struct Etag {
+    etag: String,
+}
+
+/// The request's Content-Length, which must be exactly `expected`: the store needs it up front,
+/// and a part of another size would not fit the plan.
+fn exact_length(headers: &axum::http::HeaderMap, expected: u64) -> Result<u64, ApiError> {
+    let given = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    match given {
+        Some(length) if length == expected => Ok(length),
+        _ => Err(ApiError::WrongLength { expected, given }),
+    }
+}
+
+/// The fallback for a part: the browser cannot reach the store, so the companion streams the
+/// bytes there itself.
+async fn put_part(
+    State(state): State<Arc<AppState>>,
+    Path((upload_id, part)): Path<(String, u32)>,
+    Query(query): Query<TokenQuery>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Etag>, ApiError> {
+    let claims = state.verify(&query.token, Some(&upload_id))?;
+    let plan = Plan::with_part_size(claims.size, claims.part_size)
+        .map_err(|_| ApiError::Token(TokenError::Malformed))?;
+    let number = u16::try_from(part)
+        .ok()
+        .filter(|_| (1..=plan.part_count).contains(&part))
+        .ok_or(ApiError::PartOutOfRange {
+            part,
+            count: plan.part_count,
+        })?;
+    let range = plan.part_range(part);
+    let length = exact_length(&headers, range.end - range.start)?;
+    let url = state
+        .store
+        .sign_upload_part(&claims.key, &upload_id, number, state.url_lifetime());
+    let stream = reqwest::Body::wrap_stream(body.into_data_stream());
+    let etag = state.store.put_streamed(url, length, stream).await?;
+    Ok(Json(Etag { etag }))
+}
+
+/// The fallback for a single PUT.
+async fn put_object(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<TokenQuery>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Etag>, ApiError> {
+    let claims = state.verify(&query.token, None)?;
+    let length = exact_length(&headers, claims.size)?;
+    let url = state
+        .store
+        .sign_put_object(&claims.key, state.url_lifetime());
+    let stream = reqwest::Body::wrap_stream(body.into_data_stream());
+    let etag = state.store.put_streamed(url, length, stream).await?;
+    Ok(Json(Etag { etag }))
 }

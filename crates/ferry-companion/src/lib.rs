@@ -88,7 +88,8 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
         CorsLayer::new()
             .allow_origin(Any)
             .allow_methods(Any)
-            .allow_headers(Any),
+            .allow_headers(Any)
+            .expose_headers([axum::http::header::RETRY_AFTER]),
     );
     if let Some(dir) = &config.static_dir {
         router = router.fallback_service(ServeDir::new(dir));

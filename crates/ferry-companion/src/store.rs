@@ -209,6 +209,41 @@ impl Store {
             .sign(lifetime)
     }
 
+    /// PUTs a streamed body of `length` bytes to a presigned `url`; returns the store's ETag. The
+    /// companion's fallback for browsers that cannot reach the store: bytes pass through, never
+    /// held whole.
+    pub async fn put_streamed(
+        &self,
+        url: Url,
+        length: u64,
+        body: reqwest::Body,
+    ) -> Result<String, StoreError> {
+        let response = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let status = response.status().as_u16();
+        let etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .text()
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        match etag {
+            Some(etag) if (200..300).contains(&status) => Ok(etag),
+            _ => Err(s3_error(status, &body).unwrap_or_else(|| {
+                StoreError::Unavailable(format!("PUT answered {status} without an ETag"))
+            })),
+        }
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<String, StoreError> {
         let response = request
             .send()

@@ -189,3 +189,75 @@ async fn the_companion_refuses_to_start_without_its_bucket() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn parts_can_go_through_the_companion_when_the_store_is_out_of_reach() {
+    let companion = companion(&[]).await;
+    let bytes = pattern(11 * MIB, 5);
+    let created = companion.created("fallback.bin", bytes.len()).await;
+    let id = created.upload_id.clone().unwrap();
+    let mut etags = Vec::new();
+    for (chunk, part) in bytes.chunks(created.part_size as usize).zip(1..) {
+        let url = companion.url(&format!("/api/uploads/{id}/parts/{part}"));
+        let response = companion
+            .http
+            .put(&url)
+            .query(&[("token", &created.token)])
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        etags.push(answer["etag"].as_str().unwrap().to_owned());
+    }
+    let object: ferry_core::protocol::StoredObject = companion
+        .complete(&created, &etags)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(companion.read_back(&object).await == bytes);
+
+    // A part of the wrong size, or for another upload, is refused before the store sees it.
+    let url = companion.url(&format!("/api/uploads/{id}/parts/1"));
+    let short = companion
+        .http
+        .put(&url)
+        .query(&[("token", &created.token)])
+        .body(vec![0u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error(short).await, (400, "WrongLength".into()));
+    let other = companion.created("other.bin", 11 * MIB).await;
+    let crossed = companion
+        .http
+        .put(&url)
+        .query(&[("token", &other.token)])
+        .body(vec![0u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error(crossed).await, (403, "TokenMismatch".into()));
+
+    // A single PUT through the companion.
+    let small = pattern(1000, 6);
+    let single = companion.created("small.bin", small.len()).await;
+    let response = companion
+        .http
+        .put(companion.url("/api/objects"))
+        .query(&[("token", &single.token)])
+        .body(small.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let object = ferry_core::protocol::StoredObject {
+        key: single.key.clone(),
+        etag: String::new(),
+        size: 1000,
+        location: single.location.clone(),
+    };
+    assert!(companion.read_back(&object).await == small);
+}

@@ -112,6 +112,6 @@ fn cors() -> CorsLayer {
             Method::HEAD,
         ])
         .allow_headers(Any)
-        .expose_headers([header::ETAG])
+        .expose_headers([header::ETAG, header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(3600))
 }

@@ -1,20 +1,27 @@
-//! The browser driver: carries out the engine's actions with fetch and XMLHttpRequest and feeds
-//! the results back. This is the Rust API (used by the Leptos demo); `lib.rs` wraps it for JS.
+//! The browser driver: carries out the engine's actions with fetch and XMLHttpRequest, feeds the
+//! results, the time, timers and online/offline changes back, and keeps resume records. This is
+//! the Rust API (used by the Leptos demo); `lib.rs` wraps it for JavaScript.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use ferry_core::protocol::{
-    CompanionConfig, CreateUpload, PartsSigned, StoredObject, UploadCreated,
+    CompanionConfig, CreateUpload, PartList, PartsSigned, StoredObject, UploadCreated,
 };
-use ferry_core::{Action, Engine, EngineConfig, Event, FileId, FileSpec, UploadError};
+use ferry_core::{
+    Action, Call, Engine, EngineConfig, Event, Failure, FileId, FileSpec, Instant, PutTarget,
+    UploadError,
+};
 use futures_channel::oneshot;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{File, XmlHttpRequest};
 
 use crate::http::call;
-use crate::xhr::PutRequest;
+use crate::resume;
+use crate::xhr::{EtagFrom, PutRequest};
 
 /// A file's progress, in bytes. `confirmed` counts parts the store acknowledged; `in_flight` the
 /// bytes sent for parts still running.
@@ -23,6 +30,10 @@ pub struct FileProgress {
     pub size: u64,
     pub confirmed: u64,
     pub in_flight: u64,
+    /// Retries spent so far.
+    pub retries: u32,
+    /// Parts go through the companion because the store cannot be reached directly.
+    pub fallback: bool,
 }
 
 impl FileProgress {
@@ -36,6 +47,8 @@ impl FileProgress {
 /// its outcome.
 pub struct UploadHandle {
     pub id: FileId,
+    /// How many parts a resumed upload found already stored (`None` if it started afresh).
+    pub resumed: Rc<RefCell<Option<u32>>>,
     finished: oneshot::Receiver<Result<StoredObject, UploadError>>,
 }
 
@@ -59,21 +72,49 @@ pub struct SchedulerView {
     pub queued: usize,
     pub companion_calls: u64,
     pub puts: u64,
+    pub retries: u64,
 }
 
 type ProgressCallback = Rc<RefCell<dyn FnMut(FileProgress)>>;
 
 struct Tracked {
     file: File,
+    /// Where its resume record lives, when WebCrypto and storage allow one.
+    record: Option<String>,
     on_progress: ProgressCallback,
+    resumed: Rc<RefCell<Option<u32>>>,
     done: Option<oneshot::Sender<Result<StoredObject, UploadError>>>,
+}
+
+/// The engine's next timer, armed with `setTimeout`.
+struct Timer {
+    at: Instant,
+    handle: i32,
+    _callback: Closure<dyn FnMut()>,
 }
 
 struct Driver {
     engine: Engine,
     files: HashMap<FileId, Tracked>,
-    /// Running PUTs, so a failing or cancelled file can stop its other parts.
-    running: HashMap<(FileId, u32), XmlHttpRequest>,
+    /// Running PUTs, so a stopped part's request can be aborted; the number tells a request from
+    /// a later one for the same part.
+    running: HashMap<(FileId, u32), (u64, XmlHttpRequest)>,
+    next_request: u64,
+    timer: Option<Timer>,
+    _online: Closure<dyn FnMut()>,
+    _offline: Closure<dyn FnMut()>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let (Some(window), Some(timer)) = (web_sys::window(), &self.timer) {
+            window.clear_timeout_with_handle(timer.handle);
+        }
+    }
+}
+
+fn now() -> Instant {
+    Instant::from_unix_millis(js_sys::Date::now() as u64)
 }
 
 /// Uploads files through a companion. Cheap to clone: clones share one engine, so every upload
@@ -81,14 +122,21 @@ struct Driver {
 #[derive(Clone)]
 pub struct Client {
     endpoint: Rc<str>,
+    config: EngineConfig,
     driver: Rc<RefCell<Option<Driver>>>,
 }
 
 impl Client {
     /// A client for the companion at `endpoint` (`""` for the page's own origin).
     pub fn new(endpoint: &str) -> Self {
+        Self::with_config(endpoint, EngineConfig::default())
+    }
+
+    /// A client with its own scheduler settings.
+    pub fn with_config(endpoint: &str, config: EngineConfig) -> Self {
         Self {
             endpoint: endpoint.trim_end_matches('/').into(),
+            config,
             driver: Rc::new(RefCell::new(None)),
         }
     }
@@ -102,15 +150,50 @@ impl Client {
         if self.driver.borrow().is_some() {
             return Ok(());
         }
-        let config: CompanionConfig = call("GET", &self.url("/api/config"), None::<&()>).await?;
-        let mut driver = self.driver.borrow_mut();
-        if driver.is_none() {
-            *driver = Some(Driver {
-                engine: Engine::new(EngineConfig::default(), config),
-                files: HashMap::new(),
-                running: HashMap::new(),
-            });
+        let config: CompanionConfig =
+            call("GET", &self.url("/api/config"), None)
+                .await
+                .map_err(|failure| match failure.status {
+                    None => UploadError::CompanionUnreachable {
+                        message: failure.message,
+                    },
+                    Some(status) => UploadError::Companion {
+                        status,
+                        code: failure.code,
+                        message: failure.message,
+                    },
+                })?;
+        if self.driver.borrow().is_some() {
+            return Ok(());
         }
+        let window = web_sys::window().expect("ferry-wasm runs in a window");
+        let listener = |online: bool| {
+            let client = self.clone();
+            Closure::<dyn FnMut()>::new(move || {
+                client.with_engine(|engine| engine.handle_online(online, now()))
+            })
+        };
+        let (on_online, on_offline) = (listener(true), listener(false));
+        let _ =
+            window.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+        let _ =
+            window.add_event_listener_with_callback("offline", on_offline.as_ref().unchecked_ref());
+        let engine_config = EngineConfig {
+            // Jitter must differ between browsers, or retries would stay in step.
+            seed: (js_sys::Math::random() * u64::MAX as f64) as u64,
+            ..self.config.clone()
+        };
+        let mut engine = Engine::new(engine_config, config);
+        engine.handle_online(window.navigator().on_line(), now());
+        *self.driver.borrow_mut() = Some(Driver {
+            engine,
+            files: HashMap::new(),
+            running: HashMap::new(),
+            next_request: 0,
+            timer: None,
+            _online: on_online,
+            _offline: on_offline,
+        });
         Ok(())
     }
 
@@ -123,8 +206,8 @@ impl Client {
         self.add(file, 0, on_progress).await?.done().await
     }
 
-    /// Queues `file` with a `priority` (higher goes first) and returns its handle at once; the
-    /// scheduler starts it when the outer layer has room.
+    /// Queues `file` with a `priority` (higher goes first) and returns its handle; the scheduler
+    /// starts it when the outer layer has room. A file with a resume record continues its upload.
     pub async fn add(
         &self,
         file: File,
@@ -132,7 +215,12 @@ impl Client {
         on_progress: impl FnMut(FileProgress) + 'static,
     ) -> Result<UploadHandle, UploadError> {
         self.ensure_engine().await?;
+        let record = resume::fingerprint(&file).await;
+        let snapshot = record
+            .as_deref()
+            .and_then(|key| resume::load(key, now().unix_millis() / 1000));
         let (done, finished) = oneshot::channel();
+        let resumed = Rc::new(RefCell::new(None));
         let id = {
             let mut guard = self.driver.borrow_mut();
             let driver = guard.as_mut().expect("ensured above");
@@ -141,19 +229,26 @@ impl Client {
                 content_type: file.type_(),
                 priority,
             };
-            let id = driver.engine.add(spec);
-            driver.files.insert(
-                id,
-                Tracked {
-                    file,
-                    on_progress: Rc::new(RefCell::new(on_progress)),
-                    done: Some(done),
-                },
-            );
+            let id = match snapshot {
+                Some(snapshot) => driver.engine.add_resumed(spec, snapshot),
+                None => driver.engine.add(spec),
+            };
+            let tracked = Tracked {
+                file,
+                record,
+                on_progress: Rc::new(RefCell::new(on_progress)),
+                resumed: resumed.clone(),
+                done: Some(done),
+            };
+            driver.files.insert(id, tracked);
             id
         };
         self.pump();
-        Ok(UploadHandle { id, finished })
+        Ok(UploadHandle {
+            id,
+            resumed,
+            finished,
+        })
     }
 
     /// Stops starting parts of the file and aborts its running ones; [`Client::resume`] sends them
@@ -188,34 +283,57 @@ impl Client {
         self.driver
             .borrow()
             .as_ref()
-            .map_or_else(SchedulerView::default, |driver| SchedulerView {
-                running: driver.engine.running_puts(),
-                slots: driver.engine.slots(),
-                live: driver.engine.live_files(),
-                queued: driver.engine.queued_files(),
-                companion_calls: driver.engine.stats().companion_calls,
-                puts: driver.engine.stats().puts,
+            .map_or_else(SchedulerView::default, |driver| {
+                let stats = driver.engine.stats();
+                SchedulerView {
+                    running: driver.engine.running_puts(),
+                    slots: driver.engine.slots(),
+                    live: driver.engine.live_files(),
+                    queued: driver.engine.queued_files(),
+                    companion_calls: stats.companion_calls,
+                    puts: stats.puts,
+                    retries: stats.retries,
+                }
             })
     }
 
-    /// Runs every action the engine has, then settles every finished file.
+    /// Names of files with an unfinished upload from an earlier visit.
+    pub fn unfinished_uploads() -> Vec<String> {
+        resume::unfinished()
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect()
+    }
+
+    /// Runs every action the engine has, settles every finished file, and arms the next timer.
     fn pump(&self) {
         let mut settled = Vec::new();
         {
             let mut guard = self.driver.borrow_mut();
             let Some(driver) = guard.as_mut() else { return };
-            while let Some(action) = driver.engine.poll_action() {
+            while let Some(action) = driver.engine.poll_action(now()) {
                 self.execute(driver, action);
             }
             while let Some(event) = driver.engine.poll_event() {
                 let (file, result) = match event {
                     Event::Done { file, object } => (file, Ok(object)),
                     Event::Failed { file, error } => (file, Err(error)),
+                    Event::Resumed { file, parts_kept } => {
+                        if let Some(tracked) = driver.files.get(&file) {
+                            *tracked.resumed.borrow_mut() = Some(parts_kept);
+                        }
+                        continue;
+                    }
                 };
                 if let Some(mut tracked) = driver.files.remove(&file) {
+                    // Done or given up (and aborted): nothing is left to resume.
+                    if let Some(record) = &tracked.record {
+                        resume::remove(record);
+                    }
                     settled.push((tracked.done.take(), result));
                 }
             }
+            self.arm_timer(driver);
         }
         // Outside the borrow: a waiter may start another upload right away.
         for (done, result) in settled {
@@ -223,6 +341,56 @@ impl Client {
                 let _ = done.send(result);
             }
         }
+    }
+
+    fn arm_timer(&self, driver: &mut Driver) {
+        let next = driver.engine.poll_timeout();
+        if driver.timer.as_ref().map(|timer| timer.at) == next {
+            return;
+        }
+        let window = web_sys::window().expect("ferry-wasm runs in a window");
+        if let Some(timer) = driver.timer.take() {
+            window.clear_timeout_with_handle(timer.handle);
+        }
+        let Some(at) = next else { return };
+        let client = self.clone();
+        let callback = Closure::<dyn FnMut()>::new(move || {
+            if let Some(driver) = client.driver.borrow_mut().as_mut() {
+                driver.timer = None;
+            }
+            client.with_engine(|engine| engine.handle_timeout(now()));
+        });
+        let delay = at.saturating_since(now()).as_millis().min(i32::MAX as u128) as i32;
+        if let Ok(handle) = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+            callback.as_ref().unchecked_ref(),
+            delay,
+        ) {
+            driver.timer = Some(Timer {
+                at,
+                handle,
+                _callback: callback,
+            });
+        }
+    }
+
+    /// Makes a companion call and feeds its answer (or failure) to the engine.
+    fn companion_call<T: serde::de::DeserializeOwned + 'static>(
+        &self,
+        file: FileId,
+        kind: Call,
+        method: &'static str,
+        path: String,
+        body: Option<String>,
+        feed: impl FnOnce(&mut Driver, T) + 'static,
+    ) {
+        let client = self.clone();
+        spawn_local(async move {
+            let answer: Result<T, Failure> = call(method, &client.url(&path), body).await;
+            client.with_driver(|driver| match answer {
+                Ok(value) => feed(driver, value),
+                Err(failure) => driver.engine.handle_call_failed(file, kind, failure, now()),
+            });
+        });
     }
 
     fn execute(&self, driver: &mut Driver, action: Action) {
@@ -236,61 +404,89 @@ impl Client {
                     size: tracked.file.size() as u64,
                     content_type: tracked.file.type_(),
                     last_modified: Some(tracked.file.last_modified()),
-                    fingerprint: None,
+                    fingerprint: tracked.record.clone(),
                 };
-                let client = self.clone();
-                spawn_local(async move {
-                    let answer: Result<UploadCreated, _> =
-                        call("POST", &client.url("/api/uploads"), Some(&request)).await;
-                    client.with_engine(|engine| match answer {
-                        Ok(created) => engine.handle_created(file, created),
-                        Err(error) => engine.handle_call_failed(file, error),
-                    });
-                });
+                let body = serde_json::to_string(&request).ok();
+                self.companion_call(
+                    file,
+                    Call::Create,
+                    "POST",
+                    "/api/uploads".into(),
+                    body,
+                    move |driver, created: UploadCreated| {
+                        driver.engine.handle_created(file, created, now());
+                        save_record(driver, file);
+                    },
+                );
+            }
+            Action::ListParts {
+                file,
+                upload_id,
+                token,
+            } => {
+                let path = format!(
+                    "/api/uploads/{upload_id}/parts?token={}",
+                    js_sys::encode_uri_component(&token)
+                );
+                self.companion_call(
+                    file,
+                    Call::ListParts,
+                    "GET",
+                    path,
+                    None,
+                    move |driver, list: PartList| {
+                        driver.engine.handle_listed(file, list.parts, now());
+                    },
+                );
             }
             Action::Sign {
                 file,
                 upload_id,
                 request,
             } => {
-                let client = self.clone();
-                spawn_local(async move {
-                    let url = client.url(&format!("/api/uploads/{upload_id}/sign"));
-                    let answer: Result<PartsSigned, _> = call("POST", &url, Some(&request)).await;
-                    client.with_engine(|engine| match answer {
-                        Ok(signed) => engine.handle_signed(file, signed.urls),
-                        Err(error) => engine.handle_call_failed(file, error),
-                    });
-                });
+                let body = serde_json::to_string(&request).ok();
+                let path = format!("/api/uploads/{upload_id}/sign");
+                self.companion_call(
+                    file,
+                    Call::Sign,
+                    "POST",
+                    path,
+                    body,
+                    move |driver, signed: PartsSigned| {
+                        driver.engine.handle_signed(file, signed.urls, now());
+                    },
+                );
             }
             Action::Put {
                 file,
                 part,
                 range,
-                url,
-            } => self.start_put(driver, file, part, range, url),
+                target,
+            } => self.start_put(driver, file, part, range, target),
             Action::Complete {
                 file,
                 upload_id,
                 request,
             } => {
-                let client = self.clone();
-                spawn_local(async move {
-                    let url = client.url(&format!("/api/uploads/{upload_id}/complete"));
-                    let answer: Result<StoredObject, _> = call("POST", &url, Some(&request)).await;
-                    client.with_engine(|engine| match answer {
-                        Ok(object) => engine.handle_completed(file, object),
-                        Err(error) => engine.handle_call_failed(file, error),
-                    });
-                });
+                let body = serde_json::to_string(&request).ok();
+                let path = format!("/api/uploads/{upload_id}/complete");
+                self.companion_call(
+                    file,
+                    Call::Complete,
+                    "POST",
+                    path,
+                    body,
+                    move |driver, object: StoredObject| {
+                        driver.engine.handle_completed(file, object, now());
+                    },
+                );
             }
-            Action::StopPuts { file } => {
-                driver.running.retain(|(running_file, _), xhr| {
-                    if *running_file == file {
+            Action::StopPuts { file, parts } => {
+                for part in parts {
+                    if let Some((_, xhr)) = driver.running.remove(&(file, part)) {
                         let _ = xhr.abort();
                     }
-                    *running_file != file
-                });
+                }
             }
             Action::Abort {
                 upload_id, token, ..
@@ -300,10 +496,12 @@ impl Client {
                     js_sys::encode_uri_component(&token)
                 ));
                 spawn_local(async move {
-                    // The file has already failed; a failed abort leaves the parts to the
-                    // store's lifecycle rules and to the companion's janitor.
-                    if let Err(error) = call::<()>("DELETE", &url, None::<&()>).await {
-                        web_sys::console::warn_1(&format!("ferry: abort failed: {error}").into());
+                    // The file has already ended; a failed abort leaves the parts to the store's
+                    // lifecycle rules and the companion's janitor.
+                    if let Err(failure) = call::<()>("DELETE", &url, None).await {
+                        web_sys::console::warn_1(
+                            &format!("ferry: abort failed: {}", failure.message).into(),
+                        );
                     }
                 });
             }
@@ -316,42 +514,75 @@ impl Client {
         file: FileId,
         part: u32,
         range: std::ops::Range<u64>,
-        url: ferry_core::protocol::SignedUrl,
+        target: PutTarget,
     ) {
         let Some(tracked) = driver.files.get(&file) else {
             return;
+        };
+        let (url, headers, etag_from) = match &target {
+            PutTarget::Direct(signed) => {
+                (signed.url.clone(), signed.headers.clone(), EtagFrom::Header)
+            }
+            PutTarget::Companion { upload_id, token } => {
+                let token = js_sys::encode_uri_component(token);
+                let path = match upload_id {
+                    Some(upload_id) => {
+                        format!("/api/uploads/{upload_id}/parts/{part}?token={token}")
+                    }
+                    None => format!("/api/objects?token={token}"),
+                };
+                (self.url(&path), Default::default(), EtagFrom::Json)
+            }
         };
         let body = tracked
             .file
             .slice_with_f64_and_f64(range.start as f64, range.end as f64);
         let progress_client = self.clone();
         let request = body.and_then(|body| {
-            PutRequest::start(&url, &body, move |sent| {
-                progress_client
-                    .with_engine(|engine| engine.handle_put_progress(file, part, sent as u64));
+            PutRequest::start(&url, &headers, &body, etag_from, move |sent| {
+                progress_client.with_engine(|engine| {
+                    engine.handle_put_progress(file, part, sent as u64, now())
+                });
                 progress_client.report_progress(file);
             })
         });
         let request = match request {
             Ok(request) => request,
             Err(err) => {
-                let message = format!("the browser refused to start the request: {err:?}");
-                driver
-                    .engine
-                    .handle_put_failed(file, part, UploadError::Network { part, message });
+                let failure =
+                    Failure::network(format!("the browser refused to start the request: {err:?}"));
+                driver.engine.handle_put_failed(file, part, failure, now());
                 return;
             }
         };
-        driver.running.insert((file, part), request.abort_handle());
+        let number = driver.next_request;
+        driver.next_request += 1;
+        driver
+            .running
+            .insert((file, part), (number, request.abort_handle()));
         let client = self.clone();
         spawn_local(async move {
-            let result = request.finish(part).await;
-            if let Some(driver) = client.driver.borrow_mut().as_mut() {
-                driver.running.remove(&(file, part));
+            let result = request.finish().await;
+            let current = client.driver.borrow_mut().as_mut().is_some_and(|driver| {
+                let current = driver
+                    .running
+                    .get(&(file, part))
+                    .is_some_and(|(running, _)| *running == number);
+                if current {
+                    driver.running.remove(&(file, part));
+                }
+                current
+            });
+            if !current {
+                // Aborted on the engine's word: it already put the part back in line.
+                return;
             }
-            client.with_engine(|engine| match result {
-                Ok(etag) => engine.handle_put_done(file, part, etag),
-                Err(error) => engine.handle_put_failed(file, part, error),
+            client.with_driver(|driver| {
+                match result {
+                    Ok(etag) => driver.engine.handle_put_done(file, part, etag, now()),
+                    Err(failure) => driver.engine.handle_put_failed(file, part, failure, now()),
+                }
+                save_record(driver, file);
             });
             client.report_progress(file);
         });
@@ -359,8 +590,12 @@ impl Client {
 
     /// Feeds a result to the engine, then runs whatever it asks for next.
     fn with_engine(&self, feed: impl FnOnce(&mut Engine)) {
+        self.with_driver(|driver| feed(&mut driver.engine));
+    }
+
+    fn with_driver(&self, feed: impl FnOnce(&mut Driver)) {
         if let Some(driver) = self.driver.borrow_mut().as_mut() {
-            feed(&mut driver.engine);
+            feed(driver);
         }
         self.pump();
     }
@@ -378,11 +613,24 @@ impl Client {
                 size: progress.size,
                 confirmed: progress.confirmed,
                 in_flight: progress.in_flight,
+                retries: progress.retries,
+                fallback: progress.fallback,
             };
             (tracked.on_progress.clone(), progress)
         };
         let (callback, progress) = update;
         // Outside the borrow: the callback may call back into the client.
         (callback.borrow_mut())(progress);
+    }
+}
+
+/// Writes the file's resume record from the engine's snapshot.
+fn save_record(driver: &Driver, file: FileId) {
+    let record = driver
+        .files
+        .get(&file)
+        .and_then(|tracked| tracked.record.as_deref());
+    if let (Some(record), Some(snapshot)) = (record, driver.engine.snapshot(file)) {
+        resume::save(record, &snapshot);
     }
 }

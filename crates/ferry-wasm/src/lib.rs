@@ -13,6 +13,7 @@
 
 mod client;
 mod http;
+mod resume;
 mod xhr;
 
 use ferry_core::UploadError;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 pub use crate::client::{Client, FileProgress, SchedulerView, UploadHandle};
+pub use ferry_core::EngineConfig;
 pub use ferry_core::FileId;
 pub use ferry_core::protocol::StoredObject;
 

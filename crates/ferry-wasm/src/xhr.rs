@@ -4,11 +4,19 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use ferry_core::UploadError;
-use ferry_core::protocol::SignedUrl;
+use ferry_core::Failure;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Blob, ProgressEvent, XmlHttpRequest};
+
+/// Where the answer's ETag is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtagFrom {
+    /// The store's `ETag` header (its CORS rule must expose it).
+    Header,
+    /// The companion's JSON body `{ "etag": .. }` (the fallback route).
+    Json,
+}
 
 /// A running PUT. Dropping it aborts the request, so no request outlives the code waiting on it.
 #[must_use]
@@ -16,6 +24,7 @@ pub struct PutRequest {
     xhr: XmlHttpRequest,
     finished: Rc<Cell<bool>>,
     done: js_sys::Promise,
+    etag_from: EtagFrom,
     _on_progress: Closure<dyn FnMut(ProgressEvent)>,
     _on_end: Closure<dyn FnMut()>,
 }
@@ -23,13 +32,15 @@ pub struct PutRequest {
 impl PutRequest {
     /// Starts a PUT of `body` to `url`, calling `on_progress` with the bytes sent so far.
     pub fn start(
-        url: &SignedUrl,
+        url: &str,
+        headers: &std::collections::BTreeMap<String, String>,
         body: &Blob,
+        etag_from: EtagFrom,
         on_progress: impl FnMut(f64) + 'static,
     ) -> Result<Self, JsValue> {
         let xhr = XmlHttpRequest::new()?;
-        xhr.open_with_async("PUT", &url.url, true)?;
-        for (name, value) in &url.headers {
+        xhr.open_with_async("PUT", url, true)?;
+        for (name, value) in headers {
             xhr.set_request_header(name, value)?;
         }
         let mut on_progress = on_progress;
@@ -54,6 +65,7 @@ impl PutRequest {
             xhr,
             finished,
             done,
+            etag_from,
             _on_progress: on_progress,
             _on_end: on_end,
         })
@@ -64,36 +76,47 @@ impl PutRequest {
         self.xhr.clone()
     }
 
-    /// Waits for the answer: the part's ETag, or why there is none.
-    pub async fn finish(self, part: u32) -> Result<String, UploadError> {
+    /// Waits for the answer: the part's ETag, or how it failed.
+    pub async fn finish(self) -> Result<String, Failure> {
         let _ = wasm_bindgen_futures::JsFuture::from(self.done.clone()).await;
         let status = self.xhr.status().unwrap_or(0);
         if status == 0 {
-            return Err(UploadError::Network {
-                part,
-                message: "the request to the store failed (network error, blocked host or missing CORS rule)".into(),
-            });
+            return Err(Failure::network(
+                "the request got no answer (network error, blocked host, missing CORS rule, or aborted)",
+            ));
         }
         let body = self.xhr.response_text().ok().flatten().unwrap_or_default();
         if !(200..300).contains(&status) {
             let (code, message) = ferry_core::s3xml::error(&body)
+                .or_else(|| {
+                    let error: ferry_core::protocol::ErrorBody =
+                        serde_json::from_str(&body).ok()?;
+                    Some((error.code, error.message))
+                })
                 .unwrap_or_else(|| (format!("Http{status}"), body.chars().take(200).collect()));
-            return Err(UploadError::Store {
-                part,
-                status,
+            let retry_after = self.xhr.get_response_header("Retry-After").ok().flatten();
+            return Err(Failure {
+                status: Some(status),
                 code,
                 message,
+                retry_after: retry_after
+                    .as_deref()
+                    .and_then(crate::http::parse_retry_after),
             });
         }
-        match self.xhr.get_response_header("ETag").ok().flatten() {
-            Some(etag) => Ok(etag),
-            None => Err(UploadError::Store {
-                part,
-                status,
-                code: "MissingETag".into(),
-                message: "the store's CORS rule must expose the ETag header".into(),
-            }),
-        }
+        let etag = match self.etag_from {
+            EtagFrom::Header => self.xhr.get_response_header("ETag").ok().flatten(),
+            EtagFrom::Json => serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|value| value.get("etag")?.as_str().map(str::to_owned)),
+        };
+        etag.ok_or_else(|| Failure {
+            status: Some(status),
+            code: "MissingETag".into(),
+            message: "the answer had no ETag: the store's CORS rule must expose the ETag header"
+                .into(),
+            retry_after: None,
+        })
     }
 }
 
