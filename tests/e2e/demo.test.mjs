@@ -81,7 +81,7 @@ test("an unreachable companion gives a clear error", async () => {
     await page.goto(`${companion.url}/?companion=http://127.0.0.1:9`);
     const [row] = await uploadThroughDemo(page, [makeFile("lonely.bin", 1000)]);
     assert.equal(row.state, "failed");
-    assert.match(row.error, /companion at http:\/\/127\.0\.0\.1:9\/api\/config could not be reached/);
+    assert.match(row.error, /the companion could not be reached: GET http:\/\/127\.0\.0\.1:9\/api\/config/);
     assert.match(row.error, /CompanionUnreachable/);
   } finally {
     await page.close();

@@ -66,6 +66,15 @@ export async function startCompanion(env = {}) {
   return {
     url,
     dataDir,
+    /** The origin of the store the browser PUTs to, learned from a presigned URL. */
+    storeOrigin: async () => {
+      const created = await fetch(`${url}/api/uploads`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: "probe", size: 1, type: "" }),
+      }).then((response) => response.json());
+      return new URL(created.url.url).origin;
+    },
     /** Multipart uploads the embedded store still holds. */
     liveUploads: () => {
       const dir = path.join(dataDir, "ferry", "uploads");
@@ -202,4 +211,33 @@ export async function uploadThroughDemo(page, files) {
       error: row.querySelector("[data-testid=file-error]")?.textContent ?? null,
     })),
   );
+}
+
+/** CORS headers a fulfilled cross-origin answer needs for the page to read it. */
+export const CORS = {
+  "access-control-allow-origin": "*",
+  "access-control-expose-headers": "ETag, Retry-After",
+};
+
+/** An S3 error document. */
+export function s3Error(code, message) {
+  return `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+}
+
+/** Limits the page's upload bandwidth (bytes per second), as Chrome's network emulation does. */
+export async function throttle(page, bytesPerSecond) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.enable");
+  await cdp.send("Network.emulateNetworkConditions", {
+    offline: false,
+    latency: 10,
+    downloadThroughput: -1,
+    uploadThroughput: bytesPerSecond,
+  });
+  return cdp;
+}
+
+/** Picks files in the demo page without waiting for them. */
+export function pick(page, files) {
+  return page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
 }

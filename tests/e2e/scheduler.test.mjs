@@ -31,14 +31,7 @@ test("200 files of mixed sizes complete within the slot rule and read back ident
   const companion = await startCompanion();
   const page = await browser.newPage();
   // Part PUTs in flight, counted from the browser's own request events.
-  const storeOrigin = await (async () => {
-    const created = await fetch(`${companion.url}/api/uploads`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ name: "probe", size: 1, type: "" }),
-    }).then((response) => response.json());
-    return new URL(created.url.url).origin;
-  })();
+  const storeOrigin = await companion.storeOrigin();
   let inFlight = 0;
   let maxInFlight = 0;
   const perUpload = new Map();

@@ -40,6 +40,7 @@ struct Row {
     /// The scheduler's id, once the file is queued.
     upload: RwSignal<Option<FileId>>,
     paused: RwSignal<bool>,
+    retries: RwSignal<u32>,
 }
 
 /// The companion's address: the page's own origin, unless `?companion=` names another.
@@ -87,6 +88,7 @@ pub fn App() -> impl IntoView {
             error: RwSignal::new(None),
             upload: RwSignal::new(None),
             paused: RwSignal::new(false),
+            retries: RwSignal::new(0),
         };
         rows.update(|rows| rows.push(row.clone()));
         let client = client.get_value();
@@ -94,6 +96,7 @@ pub fn App() -> impl IntoView {
             let on_progress = move |progress: FileProgress| {
                 row.sent.set(progress.loaded());
                 row.confirmed.set(progress.confirmed);
+                row.retries.set(progress.retries);
             };
             let upload = async {
                 let handle = client.add(file, 0, on_progress).await?;
@@ -209,7 +212,13 @@ fn FileRow(
         }
     };
     view! {
-        <li class="file" data-testid="file-row" data-name=row.name.clone() data-state=move || row.state.get().as_str()>
+        <li
+            class="file"
+            data-testid="file-row"
+            data-name=row.name.clone()
+            data-state=move || row.state.get().as_str()
+            data-retries=move || row.retries.get().to_string()
+        >
             <span class="name">{row.name.clone()}</span>
             <span class="size">{human_size(row.size)}</span>
             <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow=move || format!("{:.0}", percent())>

@@ -1,0 +1,254 @@
+// Uploads that survive what a real network does, in headless Chromium with request interception.
+
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { after, before, test } from "node:test";
+
+import {
+  CORS,
+  MIB,
+  launchChromium,
+  makeFile,
+  pick,
+  readBack,
+  s3Error,
+  startCompanion,
+  throttle,
+  uploadThroughDemo,
+} from "./harness.mjs";
+
+let browser;
+before(async () => {
+  browser = await launchChromium();
+});
+after(() => browser?.close());
+
+/** A fresh page on the demo, and the companion behind it; both closed by `done`. */
+async function demo(env = {}) {
+  const companion = await startCompanion(env);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(companion.url);
+  return {
+    companion,
+    page,
+    context,
+    storeOrigin: await companion.storeOrigin(),
+    done: async () => {
+      await context.close();
+      companion.stop();
+    },
+  };
+}
+
+async function assertStored(companion, rows, files) {
+  for (const file of files) {
+    const row = rows.find((row) => row.name === file.name);
+    assert.equal(row?.state, "done", `${file.name}: ${row?.error}`);
+    const stored = await readBack(companion.url, row.href);
+    assert.equal(stored.sha256, file.sha256, `${file.name} reads back identical`);
+  }
+}
+
+const isPart = (storeOrigin) => (request) => request.method() === "PUT" && request.url().startsWith(storeOrigin);
+
+test("10% of part PUTs fail (aborted or 500) and every file still completes", async () => {
+  const { companion, page, storeOrigin, done } = await demo();
+  try {
+    let seen = 0;
+    let failed = 0;
+    await page.route(`${storeOrigin}/**`, async (route) => {
+      if (route.request().method() !== "PUT" || ++seen % 10 !== 0) return route.continue();
+      failed += 1;
+      if (failed % 2) return route.abort("connectionreset");
+      return route.fulfill({ status: 500, headers: CORS, body: s3Error("InternalError", "injected") });
+    });
+    const files = [64 * MIB, 64 * MIB, 23 * MIB, 17 * MIB, 3 * MIB, 100_000].map((size, i) => makeFile(`flaky-${i}.bin`, size));
+    const rows = await uploadThroughDemo(page, files);
+    await assertStored(companion, rows, files);
+    assert.ok(failed >= 2, `faults were injected (${failed})`);
+    const retries = await page.$$eval("[data-testid=file-row]", (rows) => rows.reduce((sum, row) => sum + Number(row.dataset.retries), 0));
+    assert.ok(retries >= failed, `${retries} retries for ${failed} failures`);
+  } finally {
+    await done();
+  }
+});
+
+test("429 with Retry-After: 2 makes the next attempt wait at least 2 s", async () => {
+  const { companion, page, storeOrigin, done } = await demo();
+  try {
+    const attempts = [];
+    let refused = false;
+    await page.route(`${storeOrigin}/**`, async (route) => {
+      const request = route.request();
+      if (request.method() !== "PUT") return route.continue();
+      const part = new URL(request.url()).searchParams.get("partNumber");
+      attempts.push({ part, at: Date.now() });
+      if (part === "2" && !refused) {
+        refused = true;
+        return route.fulfill({ status: 429, headers: { ...CORS, "retry-after": "2" }, body: s3Error("SlowDown", "Please reduce your request rate.") });
+      }
+      return route.continue();
+    });
+    const file = makeFile("slow-down.bin", 12 * MIB);
+    const rows = await uploadThroughDemo(page, [file]);
+    await assertStored(companion, rows, [file]);
+    const second = attempts.filter((attempt) => attempt.part === "2");
+    assert.equal(second.length, 2, "part 2 was tried twice");
+    const waited = second[1].at - second[0].at;
+    assert.ok(waited >= 2000, `waited ${waited} ms`);
+  } finally {
+    await done();
+  }
+});
+
+test("a reload half-way through 200 MiB resumes: only the missing parts are sent", async () => {
+  const { companion, page, storeOrigin, done } = await demo();
+  try {
+    const file = makeFile("big-resume.bin", 200 * MIB);
+    const partCount = 40;
+    let answered = 0;
+    const halfway = new Promise((resolve) => {
+      page.on("response", (response) => {
+        if (isPart(storeOrigin)(response.request()) && response.status() === 200 && ++answered === partCount / 2) resolve();
+      });
+    });
+    await pick(page, [file]);
+    await halfway;
+    await page.reload();
+    const records = await page.evaluate(() =>
+      Object.keys(localStorage)
+        .filter((key) => key.startsWith("ferry:v1:"))
+        .map((key) => JSON.parse(localStorage.getItem(key))),
+    );
+    assert.equal(records.length, 1, "a resume record survived the reload");
+    const kept = records[0].parts.length;
+    assert.ok(kept >= partCount / 4 && kept < partCount, `${kept} parts recorded`);
+
+    let putsAfter = 0;
+    page.on("request", (request) => {
+      if (isPart(storeOrigin)(request)) putsAfter += 1;
+    });
+    const rows = await uploadThroughDemo(page, [file]);
+    await assertStored(companion, rows, [file]);
+    assert.equal(putsAfter, partCount - kept, `only the ${partCount - kept} missing parts were sent`);
+    const left = await page.evaluate(() => Object.keys(localStorage).filter((key) => key.startsWith("ferry:v1:")).length);
+    assert.equal(left, 0, "the record is gone once the upload is done");
+  } finally {
+    await done();
+  }
+});
+
+test("a file changed between sessions (same name and size) is uploaded fresh", async () => {
+  const { companion, page, storeOrigin, done } = await demo();
+  try {
+    const original = makeFile("changed.bin", 30 * MIB);
+    let answered = 0;
+    const started = new Promise((resolve) => {
+      page.on("response", (response) => {
+        if (isPart(storeOrigin)(response.request()) && response.status() === 200 && ++answered === 2) resolve();
+      });
+    });
+    await pick(page, [original]);
+    await started;
+    await page.reload();
+    // Other bytes under the same name and size.
+    const changed = makeFile("changed.bin", 30 * MIB);
+    fs.copyFileSync(changed.path, original.path);
+    const listed = [];
+    page.on("request", (request) => {
+      if (request.method() === "GET" && request.url().includes("/parts?")) listed.push(request.url());
+    });
+    const rows = await uploadThroughDemo(page, [{ ...changed, path: original.path }]);
+    await assertStored(companion, rows, [changed]);
+    assert.deepEqual(listed, [], "the old upload was not resumed onto");
+  } finally {
+    await done();
+  }
+});
+
+test("offline for 10 s in the middle: the upload continues by itself", async () => {
+  const { companion, page, context, storeOrigin, done } = await demo();
+  try {
+    await throttle(page, 8 * MIB);
+    const file = makeFile("offline.bin", 40 * MIB);
+    let answered = 0;
+    const started = new Promise((resolve) => {
+      page.on("response", (response) => {
+        if (isPart(storeOrigin)(response.request()) && response.status() === 200 && ++answered === 1) resolve();
+      });
+    });
+    const finished = uploadThroughDemo(page, [file]);
+    await started;
+    await context.setOffline(true);
+    // The scenario is ten seconds without a network; nothing to wait on but the clock.
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    const during = await page.$eval("[data-testid=file-row]", (row) => row.dataset.state);
+    assert.equal(during, "uploading", "offline does not fail the upload");
+    await context.setOffline(false);
+    const rows = await finished;
+    await assertStored(companion, rows, [file]);
+  } finally {
+    await done();
+  }
+});
+
+test("URLs that live 5 s on a throttled link: the upload completes by re-signing", async () => {
+  const { companion, page, done } = await demo({ FERRY_URL_LIFETIME: "5" });
+  try {
+    await throttle(page, 6 * MIB);
+    const signs = [];
+    page.on("request", (request) => {
+      if (request.method() === "POST" && request.url().endsWith("/sign")) signs.push(request.postDataJSON().parts);
+    });
+    const file = makeFile("short-lived.bin", 64 * MIB);
+    const rows = await uploadThroughDemo(page, [file]);
+    await assertStored(companion, rows, [file]);
+    assert.ok(signs.length >= 2, `URLs were signed again: ${JSON.stringify(signs)}`);
+  } finally {
+    await done();
+  }
+});
+
+test("the store's origin blocked for the page: parts go through the companion", async () => {
+  const { companion, page, storeOrigin, done } = await demo();
+  try {
+    await page.route(`${storeOrigin}/**`, (route) => route.abort("blockedbyclient"));
+    const throughCompanion = [];
+    page.on("request", (request) => {
+      if (request.method() === "PUT" && request.url().startsWith(companion.url)) throughCompanion.push(request.url());
+    });
+    const files = [makeFile("blocked.bin", 23 * MIB), makeFile("blocked-small.bin", 1000)];
+    const rows = await uploadThroughDemo(page, files);
+    await assertStored(companion, rows, files);
+    assert.ok(throughCompanion.length >= 5, `${throughCompanion.length} PUTs through the companion`);
+  } finally {
+    await done();
+  }
+});
+
+test("cancel in the middle: the store keeps no multipart upload", async () => {
+  const { companion, page, storeOrigin, done } = await demo();
+  try {
+    await throttle(page, 4 * MIB);
+    const file = makeFile("cancel-me.bin", 40 * MIB);
+    let answered = 0;
+    const started = new Promise((resolve) => {
+      page.on("response", (response) => {
+        if (isPart(storeOrigin)(response.request()) && response.status() === 200 && ++answered === 1) resolve();
+      });
+    });
+    const finished = uploadThroughDemo(page, [file]);
+    await started;
+    assert.equal(companion.liveUploads().length, 1, "the multipart upload exists on the store");
+    const aborted = page.waitForResponse((response) => response.request().method() === "DELETE");
+    await page.click("[data-testid=file-row] [data-testid=cancel]");
+    const [row] = await finished;
+    assert.equal(row.state, "failed");
+    assert.match(row.error, /Cancelled/);
+    assert.equal((await aborted).status(), 204);
+    assert.deepEqual(companion.liveUploads(), [], "the store lists no multipart upload");
+  } finally {
+    await done();
+  }
+});
