@@ -781,9 +781,10 @@ impl Engine {
         };
         let breaker = self.breakers.entry(running.host.clone()).or_default();
         let network = failure.status.is_none();
-        if network {
+        // Offline, failures say nothing about the host.
+        if network && online {
             breaker.on_network_failure(now);
-        } else {
+        } else if !network {
             breaker.on_answer();
         }
         let mut waiting = Waiting {
@@ -876,9 +877,10 @@ impl Engine {
         }
         let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
         let network = failure.status.is_none();
-        if network {
+        // Offline, failures say nothing about the host.
+        if network && online {
             breaker.on_network_failure(now);
-        } else {
+        } else if !network {
             breaker.on_answer();
         }
         if call == Call::ListParts && !network && classify(&failure) == Class::Fatal {

@@ -1,0 +1,423 @@
+//! Retry, expiry, stalls, offline, the breaker, fallback and resume, driven with explicit times.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ferry_core::plan::{MIB, StoreLimits};
+use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredPart, UploadCreated};
+use ferry_core::{
+    Action, Call, Engine, EngineConfig, Event, Failure, FileId, FileSpec, Instant, Plan, PutTarget,
+    RetryPolicy, Snapshot, UploadError, UploadMode,
+};
+
+const START: u64 = 1_800_000_000_000;
+
+fn at(ms: u64) -> Instant {
+    Instant::from_unix_millis(START + ms)
+}
+
+fn companion() -> CompanionConfig {
+    CompanionConfig {
+        limits: StoreLimits::S3,
+        preferred_part_size: 512 * 1024,
+        max_file_size: u64::MAX,
+        allowed_types: Vec::new(),
+        url_lifetime_secs: 900,
+    }
+}
+
+/// An engine with jitter off, so delays are exact.
+fn engine() -> Engine {
+    let config = EngineConfig {
+        retry: RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        },
+        ..EngineConfig::default()
+    };
+    Engine::new(config, companion())
+}
+
+fn url(part: u32, expires_secs: u64) -> SignedUrl {
+    SignedUrl {
+        url: format!("http://store:9000/b/k?partNumber={part}"),
+        headers: BTreeMap::new(),
+        expires_at: expires_secs,
+    }
+}
+
+fn created(size: u64) -> UploadCreated {
+    let plan = Plan::new(size, 512 * 1024, &StoreLimits::S3).unwrap();
+    let single = plan.mode == UploadMode::Single;
+    UploadCreated {
+        upload_id: (!single).then(|| "u1".to_owned()),
+        key: "k".into(),
+        token: "t".into(),
+        part_size: plan.part_size,
+        part_count: plan.part_count,
+        mode: plan.mode,
+        url: single.then(|| url(1, u64::MAX / 1000)),
+        expires_at: u64::MAX / 1000,
+        location: "/api/files/k".into(),
+    }
+}
+
+fn drain(engine: &mut Engine, now: Instant) -> Vec<Action> {
+    std::iter::from_fn(|| engine.poll_action(now)).collect()
+}
+
+fn puts(actions: &[Action]) -> Vec<(u32, PutTarget)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Put { part, target, .. } => Some((*part, target.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A 15 MiB file (three parts) created and signed at `at(0)`, with URLs expiring at `expires`.
+fn started(engine: &mut Engine, expires_secs: u64) -> (FileId, Vec<Action>) {
+    let file = engine.add(FileSpec {
+        size: 15 * MIB,
+        ..FileSpec::default()
+    });
+    assert_eq!(drain(engine, at(0)), vec![Action::Create { file }]);
+    engine.handle_created(file, created(15 * MIB), at(0));
+    let sign = drain(engine, at(0));
+    let [Action::Sign { request, .. }] = sign.as_slice() else {
+        panic!("{sign:?}")
+    };
+    let urls = request
+        .parts
+        .iter()
+        .map(|&part| SignedPart {
+            part,
+            url: url(part, expires_secs),
+        })
+        .collect();
+    engine.handle_signed(file, urls, at(0));
+    (file, drain(engine, at(0)))
+}
+
+fn status(status: u16, code: &str) -> Failure {
+    Failure {
+        status: Some(status),
+        code: code.into(),
+        message: String::new(),
+        retry_after: None,
+    }
+}
+
+#[test]
+fn a_failed_part_waits_its_backoff_then_goes_again() {
+    let mut engine = engine();
+    let (file, first) = started(&mut engine, u64::MAX / 1000);
+    assert_eq!(puts(&first).len(), 3);
+    engine.handle_put_failed(file, 2, status(500, "InternalError"), at(100));
+    assert_eq!(
+        drain(&mut engine, at(100)),
+        vec![],
+        "no retry before the backoff ends"
+    );
+    assert_eq!(engine.poll_timeout(), Some(at(1100)), "1 s backoff");
+    engine.handle_timeout(at(1100));
+    assert_eq!(
+        puts(&drain(&mut engine, at(1100)))
+            .iter()
+            .map(|(part, _)| *part)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+    engine.handle_put_failed(file, 2, status(503, "SlowDown"), at(1200));
+    assert_eq!(engine.poll_timeout(), Some(at(3200)), "then 2 s");
+    assert_eq!(engine.progress(file).unwrap().retries, 2);
+}
+
+#[test]
+fn retry_after_is_honoured_and_attempts_run_out() {
+    let mut engine = engine();
+    let (file, _) = started(&mut engine, u64::MAX / 1000);
+    let mut now = 0;
+    for retry in 1..=3 {
+        let failure = Failure {
+            retry_after: Some(Duration::from_secs(5)),
+            ..status(429, "")
+        };
+        engine.handle_put_failed(file, 1, failure, at(now));
+        assert_eq!(
+            engine.poll_timeout(),
+            Some(at(now + 5000)),
+            "retry {retry} waits Retry-After"
+        );
+        now += 5000;
+        drain(&mut engine, at(now));
+    }
+    engine.handle_put_failed(file, 1, status(500, "InternalError"), at(now));
+    let actions = drain(&mut engine, at(now));
+    assert!(
+        matches!(actions.last(), Some(Action::Abort { .. })),
+        "{actions:?}"
+    );
+    assert!(matches!(
+        engine.poll_event(),
+        Some(Event::Failed {
+            error: UploadError::Store {
+                part: 1,
+                status: 500,
+                ..
+            },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn an_expired_url_is_signed_again_without_spending_an_attempt() {
+    let mut engine = engine();
+    let expires = START / 1000 + 60;
+    let (file, _) = started(&mut engine, expires);
+    engine.handle_put_failed(
+        file,
+        3,
+        Failure {
+            message: "Request has expired".into(),
+            ..status(403, "AccessDenied")
+        },
+        at(100),
+    );
+    let actions = drain(&mut engine, at(100));
+    let [Action::Sign { request, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(request.parts, vec![3]);
+    assert_eq!(engine.progress(file).unwrap().retries, 0);
+    // A URL about to expire is signed again before its part starts.
+    engine.handle_signed(
+        file,
+        vec![SignedPart {
+            part: 3,
+            url: url(3, expires),
+        }],
+        at(100),
+    );
+    engine.handle_put_done(file, 1, "\"e1\"".into(), at(59_000));
+    let actions = drain(&mut engine, at(59_000));
+    assert!(
+        matches!(actions.as_slice(), [Action::Sign { .. }]),
+        "re-signed instead of started: {actions:?}"
+    );
+}
+
+#[test]
+fn a_stalled_part_is_aborted_and_retried() {
+    let mut engine = engine();
+    let (file, _) = started(&mut engine, u64::MAX / 1000);
+    engine.handle_put_progress(file, 1, 1000, at(10_000));
+    for part in [2, 3] {
+        engine.handle_put_progress(file, part, 1000, at(29_000));
+    }
+    assert_eq!(
+        engine.poll_timeout(),
+        Some(at(40_000)),
+        "part 1 stalls 30 s after its last progress"
+    );
+    engine.handle_timeout(at(40_000));
+    let actions = drain(&mut engine, at(40_000));
+    assert_eq!(
+        actions.first(),
+        Some(&Action::StopPuts {
+            file,
+            parts: vec![1]
+        })
+    );
+    assert_eq!(engine.progress(file).unwrap().retries, 1);
+}
+
+#[test]
+fn offline_starts_nothing_and_network_failures_cost_nothing() {
+    let mut engine = engine();
+    let (file, _) = started(&mut engine, u64::MAX / 1000);
+    engine.handle_online(false, at(100));
+    for part in 1..=3 {
+        engine.handle_put_failed(file, part, Failure::network("offline"), at(100));
+    }
+    assert_eq!(
+        drain(&mut engine, at(100)),
+        vec![],
+        "nothing starts offline"
+    );
+    engine.handle_online(true, at(10_000));
+    assert_eq!(
+        puts(&drain(&mut engine, at(10_000))).len(),
+        3,
+        "everything goes again when back"
+    );
+    assert_eq!(engine.progress(file).unwrap().retries, 0);
+}
+
+#[test]
+fn network_failures_to_the_store_switch_the_file_to_the_companion() {
+    let mut engine = engine();
+    let (file, _) = started(&mut engine, u64::MAX / 1000);
+    engine.handle_put_failed(file, 1, Failure::network("blocked"), at(100));
+    engine.handle_put_failed(file, 2, Failure::network("blocked"), at(100));
+    let again = puts(&drain(&mut engine, at(100)));
+    assert!(!again.is_empty());
+    for (_, target) in &again {
+        assert_eq!(
+            target,
+            &PutTarget::Companion {
+                upload_id: Some("u1".into()),
+                token: "t".into()
+            }
+        );
+    }
+    assert!(engine.progress(file).unwrap().fallback);
+}
+
+#[test]
+fn companion_calls_are_retried_and_resume_keeps_only_agreeing_parts() {
+    let mut engine = engine();
+    let snapshot = Snapshot {
+        upload_id: "u1".into(),
+        key: "k".into(),
+        token: "t".into(),
+        location: "/api/files/k".into(),
+        part_size: 5 * MIB,
+        part_count: 3,
+        expires_at: u64::MAX / 1000,
+        parts: vec![
+            StoredPart {
+                part: 1,
+                size: 5 * MIB,
+                etag: "\"a\"".into(),
+            },
+            StoredPart {
+                part: 2,
+                size: 5 * MIB,
+                etag: "\"b\"".into(),
+            },
+        ],
+    };
+    let file = engine.add_resumed(
+        FileSpec {
+            size: 15 * MIB,
+            ..FileSpec::default()
+        },
+        snapshot,
+    );
+    let list = drain(&mut engine, at(0));
+    assert_eq!(
+        list,
+        vec![Action::ListParts {
+            file,
+            upload_id: "u1".into(),
+            token: "t".into()
+        }]
+    );
+    engine.handle_call_failed(
+        file,
+        Call::ListParts,
+        status(502, "StoreUnavailable"),
+        at(0),
+    );
+    assert_eq!(drain(&mut engine, at(500)), vec![], "waits its backoff");
+    assert_eq!(drain(&mut engine, at(1000)).len(), 1, "then lists again");
+    // The store holds part 1 as recorded, part 2 with another ETag, and part 3 unrecorded.
+    let listed = vec![
+        StoredPart {
+            part: 1,
+            size: 5 * MIB,
+            etag: "\"a\"".into(),
+        },
+        StoredPart {
+            part: 2,
+            size: 5 * MIB,
+            etag: "\"other\"".into(),
+        },
+        StoredPart {
+            part: 3,
+            size: 5 * MIB,
+            etag: "\"c\"".into(),
+        },
+    ];
+    engine.handle_listed(file, listed, at(1000));
+    assert_eq!(
+        engine.poll_event(),
+        Some(Event::Resumed {
+            file,
+            parts_kept: 1
+        })
+    );
+    assert_eq!(engine.progress(file).unwrap().confirmed, 5 * MIB);
+    let actions = drain(&mut engine, at(1000));
+    let [Action::Sign { request, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        request.parts,
+        vec![2, 3],
+        "only the parts that do not agree are sent again"
+    );
+}
+
+#[test]
+fn a_vanished_upload_starts_afresh_instead_of_failing() {
+    let mut engine = engine();
+    let snapshot = Snapshot {
+        upload_id: "gone".into(),
+        key: "k".into(),
+        token: "t".into(),
+        location: String::new(),
+        part_size: 5 * MIB,
+        part_count: 3,
+        expires_at: u64::MAX / 1000,
+        parts: Vec::new(),
+    };
+    let file = engine.add_resumed(
+        FileSpec {
+            size: 15 * MIB,
+            ..FileSpec::default()
+        },
+        snapshot,
+    );
+    drain(&mut engine, at(0));
+    engine.handle_call_failed(file, Call::ListParts, status(404, "NoSuchUpload"), at(0));
+    assert_eq!(drain(&mut engine, at(0)), vec![Action::Create { file }]);
+}
+
+#[test]
+fn a_refused_create_fails_at_once_and_an_unreachable_one_is_retried() {
+    let mut engine = engine();
+    let refused = engine.add(FileSpec {
+        size: 10,
+        ..FileSpec::default()
+    });
+    drain(&mut engine, at(0));
+    engine.handle_call_failed(refused, Call::Create, status(413, "TooLarge"), at(0));
+    assert!(matches!(
+        engine.poll_event(),
+        Some(Event::Failed {
+            error: UploadError::Companion { status: 413, .. },
+            ..
+        })
+    ));
+
+    let unreachable = engine.add(FileSpec {
+        size: 10,
+        ..FileSpec::default()
+    });
+    drain(&mut engine, at(0));
+    engine.handle_call_failed(
+        unreachable,
+        Call::Create,
+        Failure::network("refused"),
+        at(0),
+    );
+    assert_eq!(engine.poll_event(), None);
+    assert_eq!(
+        drain(&mut engine, at(1000)),
+        vec![Action::Create { file: unreachable }]
+    );
+}
