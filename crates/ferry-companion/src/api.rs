@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,12 +17,11 @@ use ferry_core::{Plan, UploadMode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
+use crate::auth::{Auth, AuthError};
 use crate::keys::object_key;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::token::{Claims, TokenError, TokenKey};
-
-/// The owner of uploads while the companion has no authentication.
-const ANONYMOUS: &str = "anonymous";
 
 /// Everything a request needs; the companion keeps no per-upload state.
 #[derive(Debug)]
@@ -32,6 +31,8 @@ pub struct AppState {
     pub advertised: CompanionConfig,
     pub key_prefix: String,
     pub token_lifetime: Duration,
+    pub auth: Auth,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -39,32 +40,54 @@ impl AppState {
         Duration::from_secs(self.advertised.url_lifetime_secs)
     }
 
-    fn verify(&self, token: &str, upload_id: Option<&str>) -> Result<Claims, ApiError> {
+    /// The token's claims, if it is genuine, unexpired, for this upload and this caller.
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        token: &str,
+        upload_id: Option<&str>,
+    ) -> Result<Claims, ApiError> {
+        let owner = self.auth.owner(headers)?;
         let claims = self.tokens.verify(token, unix_now())?;
         if claims.upload_id.as_deref() != upload_id {
             return Err(ApiError::TokenMismatch);
+        }
+        if claims.owner != owner {
+            return Err(ApiError::NotYourUpload);
         }
         Ok(claims)
     }
 }
 
-/// The API routes, ready to be served or tested with `oneshot`.
-pub fn routes(state: Arc<AppState>) -> Router {
+/// The JSON routes that create, sign and finish uploads: admission control and a timeout guard
+/// them.
+pub fn upload_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/api/config", get(config))
         .route("/api/uploads", post(create))
         .route("/api/uploads/{id}/sign", post(sign))
         .route("/api/uploads/{id}/parts", get(list_parts))
         .route("/api/uploads/{id}/complete", post(complete))
         .route("/api/uploads/{id}", axum::routing::delete(abort))
+}
+
+/// The fallback routes that stream part bytes: admission control, but no JSON body limit and no
+/// short timeout.
+pub fn streaming_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route(
             "/api/uploads/{id}/parts/{part}",
             axum::routing::put(put_part),
         )
         .route("/api/objects", axum::routing::put(put_object))
+}
+
+/// Routes anyone may call at any rate: configuration, downloads, health and metrics.
+pub fn open_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/config", get(config))
         .route("/api/files/{*key}", get(file))
         .route("/healthz", get(healthz))
-        .with_state(state)
+        .route("/metrics", get(metrics))
 }
 
 /// Why a request was refused. The body is an [`ErrorBody`]; internals never reach the client.
@@ -80,6 +103,10 @@ pub enum ApiError {
     Token(#[from] TokenError),
     #[error("the upload token is for another upload")]
     TokenMismatch,
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error("this upload belongs to someone else")]
+    NotYourUpload,
     #[error("part {part} is outside 1..={count}")]
     PartOutOfRange { part: u32, count: u32 },
     #[error("the body must be exactly {expected} bytes (Content-Length), not {given:?}")]
@@ -106,6 +133,8 @@ impl IntoResponse for ApiError {
             Self::Token(TokenError::Expired) => (StatusCode::FORBIDDEN, "TokenExpired".to_owned()),
             Self::Token(_) => (StatusCode::FORBIDDEN, "BadToken".to_owned()),
             Self::TokenMismatch => (StatusCode::FORBIDDEN, "TokenMismatch".to_owned()),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized".to_owned()),
+            Self::NotYourUpload => (StatusCode::FORBIDDEN, "NotYourUpload".to_owned()),
             Self::PartOutOfRange { .. } => (StatusCode::FORBIDDEN, "PartOutOfRange".to_owned()),
             Self::WrongLength { .. } => (StatusCode::BAD_REQUEST, "WrongLength".to_owned()),
             // The store's own refusals (EntityTooSmall, InvalidPart, NoSuchUpload) pass through
@@ -158,8 +187,10 @@ async fn config(State(state): State<Arc<AppState>>) -> Json<CompanionConfig> {
 
 async fn create(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     request: Result<Json<CreateUpload>, JsonRejection>,
 ) -> Result<Json<UploadCreated>, ApiError> {
+    let owner = state.auth.owner(&headers)?;
     let Json(request) = request?;
     let policy = &state.advertised;
     if request.size > policy.max_file_size {
@@ -178,7 +209,7 @@ async fn create(
                 max: policy.limits.max_object_size,
             }
         })?;
-    let key = object_key(&state.key_prefix, ANONYMOUS, &request.name);
+    let key = object_key(&state.key_prefix, &owner, &request.name);
     let (upload_id, url) = match plan.mode {
         UploadMode::Single => {
             let url = SignedUrl {
@@ -204,9 +235,10 @@ async fn create(
         key: key.clone(),
         size: request.size,
         part_size: plan.part_size,
-        owner: ANONYMOUS.to_owned(),
+        owner,
         expires_at: unix_now() + state.token_lifetime.as_secs(),
     };
+    state.metrics.created();
     Ok(Json(UploadCreated {
         upload_id,
         location: location(&key),
@@ -230,10 +262,11 @@ fn part_count(claims: &Claims) -> Result<u32, ApiError> {
 async fn sign(
     State(state): State<Arc<AppState>>,
     Path(upload_id): Path<String>,
+    headers: HeaderMap,
     request: Result<Json<SignParts>, JsonRejection>,
 ) -> Result<Json<PartsSigned>, ApiError> {
     let Json(request) = request?;
-    let claims = state.verify(&request.token, Some(&upload_id))?;
+    let claims = state.verify(&headers, &request.token, Some(&upload_id))?;
     let count = part_count(&claims)?;
     // Check every part before signing any: a refused call signs nothing.
     let parts: Vec<u16> = request
@@ -260,7 +293,8 @@ async fn sign(
                 expires_at,
             },
         })
-        .collect();
+        .collect::<Vec<_>>();
+    state.metrics.signed(urls.len());
     Ok(Json(PartsSigned { urls }))
 }
 
@@ -272,9 +306,10 @@ struct TokenQuery {
 async fn list_parts(
     State(state): State<Arc<AppState>>,
     Path(upload_id): Path<String>,
+    headers: HeaderMap,
     Query(query): Query<TokenQuery>,
 ) -> Result<Json<PartList>, ApiError> {
-    let claims = state.verify(&query.token, Some(&upload_id))?;
+    let claims = state.verify(&headers, &query.token, Some(&upload_id))?;
     let parts = state.store.list_parts(&claims.key, &upload_id).await?;
     Ok(Json(PartList { parts }))
 }
@@ -282,10 +317,11 @@ async fn list_parts(
 async fn complete(
     State(state): State<Arc<AppState>>,
     Path(upload_id): Path<String>,
+    headers: HeaderMap,
     request: Result<Json<CompleteUpload>, JsonRejection>,
 ) -> Result<Json<StoredObject>, ApiError> {
     let Json(request) = request?;
-    let claims = state.verify(&request.token, Some(&upload_id))?;
+    let claims = state.verify(&headers, &request.token, Some(&upload_id))?;
     let count = part_count(&claims)?;
     let in_order = request.parts.len() == count as usize
         && request
@@ -303,6 +339,7 @@ async fn complete(
         .store
         .complete_multipart_upload(&claims.key, &upload_id, &etags)
         .await?;
+    state.metrics.completed(claims.size);
     Ok(Json(StoredObject {
         location: location(&claims.key),
         key: claims.key,
@@ -314,13 +351,15 @@ async fn complete(
 async fn abort(
     State(state): State<Arc<AppState>>,
     Path(upload_id): Path<String>,
+    headers: HeaderMap,
     Query(query): Query<TokenQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let claims = state.verify(&query.token, Some(&upload_id))?;
+    let claims = state.verify(&headers, &query.token, Some(&upload_id))?;
     state
         .store
         .abort_multipart_upload(&claims.key, &upload_id)
         .await?;
+    state.metrics.aborted();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -337,6 +376,15 @@ async fn file(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Re
 async fn healthz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
     state.store.check_bucket().await?;
     Ok("ok")
+}
+
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+) -> ([(header::HeaderName, &'static str); 1], String) {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 /// The ETag of a part or object sent through the companion.
@@ -366,7 +414,7 @@ async fn put_part(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Etag>, ApiError> {
-    let claims = state.verify(&query.token, Some(&upload_id))?;
+    let claims = state.verify(&headers, &query.token, Some(&upload_id))?;
     let plan = Plan::with_part_size(claims.size, claims.part_size)
         .map_err(|_| ApiError::Token(TokenError::Malformed))?;
     let number = u16::try_from(part)
@@ -393,7 +441,7 @@ async fn put_object(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Etag>, ApiError> {
-    let claims = state.verify(&query.token, None)?;
+    let claims = state.verify(&headers, &query.token, None)?;
     let length = exact_length(&headers, claims.size)?;
     let url = state
         .store

@@ -15,6 +15,9 @@ use url::Url;
     about = "Creates multipart uploads and signs URLs for Ferry clients"
 )]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address the API listens on.
     #[arg(long, env = "FERRY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -92,4 +95,65 @@ pub struct Config {
     /// Folder of static files served at / (the demo page).
     #[arg(long, env = "FERRY_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
+
+    /// Static bearer tokens, as token=owner pairs, comma separated.
+    #[arg(
+        long,
+        env = "FERRY_AUTH_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub auth_tokens: Vec<String>,
+
+    /// Secret of HS256 JWTs whose `sub` is the owner.
+    #[arg(long, env = "FERRY_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// PEM file of the RSA public key of RS256 JWTs whose `sub` is the owner.
+    #[arg(long, env = "FERRY_JWT_RS256_PUBLIC_KEY")]
+    pub jwt_rs256_public_key: Option<PathBuf>,
+
+    /// The `iss` JWTs must carry, if set.
+    #[arg(long, env = "FERRY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` JWTs must carry, if set.
+    #[arg(long, env = "FERRY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Listen beyond loopback without authentication (everyone is `anonymous`).
+    #[arg(long, env = "FERRY_ALLOW_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_anonymous: bool,
+
+    /// Origins allowed to call the API, comma separated; empty allows any.
+    #[arg(long, env = "FERRY_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Requests to the upload routes that run at once.
+    #[arg(long, env = "FERRY_ADMISSION_CONCURRENCY", default_value_t = 64)]
+    pub admission_concurrency: usize,
+
+    /// Requests to the upload routes that may wait; beyond, 503 with Retry-After.
+    #[arg(long, env = "FERRY_ADMISSION_QUEUE", default_value_t = 256)]
+    pub admission_queue: usize,
+
+    /// Seconds a JSON request may take.
+    #[arg(long, env = "FERRY_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+
+    /// Age in seconds after which the janitor aborts a multipart upload.
+    #[arg(long, env = "FERRY_JANITOR_AGE", default_value_t = 86_400)]
+    pub janitor_age: u64,
+
+    /// Run the janitor every this many seconds while serving (off when unset).
+    #[arg(long, env = "FERRY_JANITOR_PERIOD")]
+    pub janitor_period: Option<u64>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Abort multipart uploads older than --janitor-age under the key prefix, once, and exit.
+    Janitor,
 }

@@ -4,9 +4,13 @@
 //! It keeps no state per upload: everything a later call needs comes back in the signed upload
 //! token ([`token`]), so any number of companions can serve the same uploads.
 
+pub mod admission;
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod janitor;
 pub mod keys;
+pub mod metrics;
 pub mod store;
 pub mod token;
 
@@ -14,24 +18,54 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
 use ferry_core::StoreLimits;
 use ferry_core::protocol::CompanionConfig;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 pub use crate::config::Config;
 use crate::store::{Store, StoreConfig};
+
+/// Largest JSON body accepted (a sign call for 10,000 parts is about 60 KiB).
+const JSON_BODY_LIMIT: usize = 256 * 1024;
 
 /// A companion ready to serve: its router, and the store it talks to.
 #[derive(Debug)]
 pub struct Companion {
     pub router: Router,
     pub store: StoreConfig,
+    /// The shared state, for the janitor.
+    pub state: Arc<api::AppState>,
 }
 
 /// Sets up the store (starting the embedded one when no endpoint is configured), checks the bucket
 /// and builds the router. Fails with a message a person can act on.
 pub async fn build(config: &Config) -> Result<Companion, String> {
+    let rs256_key = match &config.jwt_rs256_public_key {
+        Some(path) => Some(
+            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?,
+        ),
+        None => None,
+    };
+    let auth = auth::Auth::new(
+        &config.auth_tokens,
+        config.jwt_hs256_secret.as_deref(),
+        rs256_key.as_deref(),
+        config.jwt_issuer.as_deref(),
+        config.jwt_audience.as_deref(),
+    )?;
+    if !auth.is_enabled() && !config.allow_anonymous && !config.listen.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {} without authentication: set FERRY_AUTH_TOKENS or FERRY_JWT_HS256_SECRET / \
+             FERRY_JWT_RS256_PUBLIC_KEY, or FERRY_ALLOW_ANONYMOUS=true to let anyone upload",
+            config.listen
+        ));
+    }
     let store_config = match &config.s3_endpoint {
         Some(endpoint) => {
             let (Some(access_key), Some(secret_key)) =
@@ -67,7 +101,8 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
             rand::random::<[u8; 32]>().to_vec()
         }
     };
-    let state = api::AppState {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let state = Arc::new(api::AppState {
         store,
         tokens: token::TokenKey::new(&secret),
         advertised: CompanionConfig {
@@ -82,22 +117,89 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
         },
         key_prefix: config.key_prefix.clone(),
         token_lifetime: Duration::from_secs(config.token_lifetime),
+        auth,
+        metrics: metrics.clone(),
+    });
+    Ok(Companion {
+        router: router(config, state.clone(), metrics)?,
+        store: store_config,
+        state,
+    })
+}
+
+/// The routes with their guards: admission control on the upload routes, a timeout and a body
+/// limit on the JSON ones (the streaming fallback may take as long as a slow link needs), metrics
+/// by route, a request id on every request and log line, and CORS.
+fn router(
+    config: &Config,
+    state: Arc<api::AppState>,
+    metrics: Arc<metrics::Metrics>,
+) -> Result<Router, String> {
+    let admission = Arc::new(admission::Admission::new(
+        config.admission_concurrency,
+        config.admission_queue,
+        metrics.clone(),
+    ));
+    let admitted = || axum::middleware::from_fn_with_state(admission.clone(), admission::admit);
+    let timeout = || {
+        TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout),
+        )
     };
-    let mut router = api::routes(Arc::new(state)).layer(
-        // Clients carry their token in the request, never in cookies: any origin may call.
-        CorsLayer::new()
-            .allow_origin(Any)
-            .allow_methods(Any)
-            .allow_headers(Any)
-            .expose_headers([axum::http::header::RETRY_AFTER]),
-    );
+    let uploads = api::upload_routes()
+        .route_layer(admitted())
+        .layer(timeout())
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+    let streaming = api::streaming_routes().route_layer(admitted());
+    let open = api::open_routes().layer(timeout());
+    let mut router = uploads
+        .merge(streaming)
+        .merge(open)
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+        .with_state(state);
     if let Some(dir) = &config.static_dir {
         router = router.fallback_service(ServeDir::new(dir));
     }
-    Ok(Companion {
-        router,
-        store: store_config,
-    })
+    // Clients carry their upload token in the request, never in cookies.
+    let origins = if config.cors_origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        let origins = config
+            .cors_origins
+            .iter()
+            .map(|origin| {
+                HeaderValue::from_str(origin).map_err(|_| format!("bad CORS origin {origin:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(origins)
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+        ]);
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+        let id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+    });
+    Ok(router.layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(cors),
+    ))
 }
 
 /// Starts ferry-store on loopback with fresh credentials that never leave this process, and

@@ -1,5 +1,8 @@
+use std::time::Duration;
+
 use clap::Parser;
-use ferry_companion::Config;
+use ferry_companion::config::Command;
+use ferry_companion::{Config, janitor};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -17,6 +20,35 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let age = Duration::from_secs(config.janitor_age);
+    if let Some(Command::Janitor) = config.command {
+        return match janitor::sweep(&companion.state.store, &config.key_prefix, age).await {
+            Ok(sweep) => {
+                println!(
+                    "janitor: {} uploads under {:?}, {} aborted",
+                    sweep.seen, config.key_prefix, sweep.aborted
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("ferry-companion janitor: {err}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(period) = config.janitor_period {
+        let state = companion.state.clone();
+        let prefix = config.key_prefix.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(period.max(1)));
+            loop {
+                every.tick().await;
+                if let Err(err) = janitor::sweep(&state.store, &prefix, age).await {
+                    tracing::warn!(%err, "janitor sweep failed");
+                }
+            }
+        });
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -30,15 +62,29 @@ async fn main() -> std::process::ExitCode {
     tracing::info!(%addr, store = %companion.store.endpoint, bucket = %companion.store.bucket, "companion listening");
     // Tools that start the companion read this line to learn the port.
     println!("ferry-companion listening on http://{addr}");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     if let Err(err) = axum::serve(listener, companion.router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(shutdown())
         .await
     {
         eprintln!("ferry-companion: {err}");
         return std::process::ExitCode::FAILURE;
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, let running requests finish.
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
 }

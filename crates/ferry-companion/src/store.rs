@@ -23,6 +23,14 @@ pub struct StoreConfig {
     pub secret_key: String,
 }
 
+/// A multipart upload the store still holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: jiff::Timestamp,
+}
+
 /// An error from the store, with S3's code when it sent one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -180,6 +188,68 @@ impl Store {
             .abort_multipart_upload(Some(&self.credentials), key, upload_id)
             .sign(OWN_CALL_LIFETIME);
         self.send(self.http.delete(url)).await.map(drop)
+    }
+
+    /// Every multipart upload in progress under `prefix`, following every page.
+    pub async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<PendingUpload>, StoreError> {
+        let mut uploads = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            // rusty-s3 has no ListMultipartUploads: it is a GET on the bucket with `uploads`, which
+            // ListObjectsV2's action signs once its own query is replaced.
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            let query = action.query_mut();
+            query.remove("list-type");
+            query.remove("encoding-type");
+            query.insert("uploads", "");
+            query.insert("prefix", prefix.to_owned());
+            if let Some((key, upload_id)) = &markers {
+                query.insert("key-marker", key.clone());
+                query.insert("upload-id-marker", upload_id.clone());
+            }
+            let body = self
+                .send(self.http.get(action.sign(OWN_CALL_LIFETIME)))
+                .await?;
+            for upload in s3xml::elements(&body, "Upload") {
+                let (Some(key), Some(upload_id), Some(initiated)) = (
+                    s3xml::element(upload, "Key"),
+                    s3xml::element(upload, "UploadId"),
+                    s3xml::element(upload, "Initiated")
+                        .and_then(|at| at.trim().parse::<jiff::Timestamp>().ok()),
+                ) else {
+                    return Err(unexpected(
+                        "a ListMultipartUploads entry without key, id or date",
+                    ));
+                };
+                uploads.push(PendingUpload {
+                    key,
+                    upload_id,
+                    initiated,
+                });
+            }
+            let truncated =
+                s3xml::element(&body, "IsTruncated").is_some_and(|value| value.trim() == "true");
+            let next = (
+                s3xml::element(&body, "NextKeyMarker"),
+                s3xml::element(&body, "NextUploadIdMarker"),
+            );
+            match next {
+                (Some(key), Some(upload_id))
+                    if truncated && markers.as_ref() != Some(&(key.clone(), upload_id.clone())) =>
+                {
+                    markers = Some((key, upload_id));
+                }
+                _ if truncated => {
+                    return Err(unexpected(
+                        "ListMultipartUploads did not move past its markers",
+                    ));
+                }
+                _ => return Ok(uploads),
+            }
+        }
     }
 
     /// A URL the browser PUTs part `part` to.
