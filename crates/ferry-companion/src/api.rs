@@ -95,6 +95,10 @@ pub fn open_routes() -> Router<Arc<AppState>> {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// The body is not the JSON asked for: malformed (400), of the wrong shape (422), too large
+    /// (413) or not declared JSON (415).
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
     #[error("the file is {size} bytes, over the limit of {max} bytes")]
     TooLarge { size: u64, max: u64 },
     #[error("files of type {0:?} are not accepted")]
@@ -117,7 +121,10 @@ pub enum ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::BadRequest(rejection.body_text())
+        Self::Rejected {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        }
     }
 }
 
@@ -125,6 +132,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest".to_owned()),
+            Self::Rejected { status, .. } => (*status, "BadRequest".to_owned()),
             Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "TooLarge".to_owned()),
             Self::TypeNotAllowed(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -126,3 +126,209 @@ pub async fn entity_too_small_keeps_the_upload(companion: &RunningCompanion) {
     let error: ErrorBody = gone.json().await.unwrap();
     assert_eq!(error.code, "NoSuchUpload");
 }
+
+/// Bad requests, each refused with its exact status and code, none of them touching the store.
+/// The companion must run with `--auth-tokens alice-key=alice,bob-key=bob`,
+/// `--max-file-size 104857600`, `--allowed-types application/octet-stream` and secret
+/// `test-secret`.
+pub async fn bad_requests_are_refused_without_touching_the_store(companion: &RunningCompanion) {
+    use ferry_companion::token::{Claims, TokenKey};
+    use serde_json::json;
+
+    let http = &companion.http;
+    let post = |path: &str, bearer: Option<&str>| {
+        let request = http.post(companion.url(path));
+        match bearer {
+            Some(bearer) => request.bearer_auth(bearer),
+            None => request,
+        }
+    };
+    let create = json!({"name": "a.bin", "size": 11 * MIB, "type": "application/octet-stream"});
+    let created: ferry_core::protocol::UploadCreated = post("/api/uploads", Some("alice-key"))
+        .json(&create)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created.upload_id.clone().unwrap();
+    let sign_path = format!("/api/uploads/{id}/sign");
+    let expired = TokenKey::new(b"test-secret").sign(&Claims {
+        upload_id: Some(id.clone()),
+        key: created.key.clone(),
+        size: 11 * MIB as u64,
+        part_size: created.part_size,
+        owner: "alice".into(),
+        expires_at: 1,
+    });
+    let huge =
+        json!({"name": "x".repeat(400 * 1024), "size": 1, "type": "application/octet-stream"});
+
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            post("/api/uploads", Some("alice-key"))
+                .header("content-type", "application/json")
+                .body("{\"name\": "),
+            400,
+            "BadRequest",
+        ),
+        (
+            "a huge body",
+            post("/api/uploads", Some("alice-key")).json(&huge),
+            413,
+            "BadRequest",
+        ),
+        (
+            "no credentials",
+            post("/api/uploads", None).json(&create),
+            401,
+            "Unauthorized",
+        ),
+        (
+            "a wrong bearer token",
+            post("/api/uploads", Some("mallory-key")).json(&create),
+            401,
+            "Unauthorized",
+        ),
+        (
+            "a negative size",
+            post("/api/uploads", Some("alice-key"))
+                .json(&json!({"name": "a", "size": -1, "type": ""})),
+            422,
+            "BadRequest",
+        ),
+        (
+            "an oversized size",
+            post("/api/uploads", Some("alice-key")).json(
+                &json!({"name": "a", "size": 100 * MIB + 1, "type": "application/octet-stream"}),
+            ),
+            413,
+            "TooLarge",
+        ),
+        (
+            "a size beyond u64",
+            post("/api/uploads", Some("alice-key"))
+                .header("content-type", "application/json")
+                .body("{\"name\":\"a\",\"size\":18446744073709551616,\"type\":\"\"}"),
+            422,
+            "BadRequest",
+        ),
+        (
+            "a content type not allowed",
+            post("/api/uploads", Some("alice-key"))
+                .json(&json!({"name": "a.exe", "size": 10, "type": "application/x-msdownload"})),
+            415,
+            "TypeNotAllowed",
+        ),
+        (
+            "a forged upload token",
+            post(&sign_path, Some("alice-key")).json(&json!({"token": "e30.AAAA", "parts": [1]})),
+            403,
+            "BadToken",
+        ),
+        (
+            "an expired upload token",
+            post(&sign_path, Some("alice-key")).json(&json!({"token": expired, "parts": [1]})),
+            403,
+            "TokenExpired",
+        ),
+        (
+            "another owner's upload",
+            post(&sign_path, Some("bob-key")).json(&json!({"token": created.token, "parts": [1]})),
+            403,
+            "NotYourUpload",
+        ),
+        (
+            "part 0",
+            post(&sign_path, Some("alice-key"))
+                .json(&json!({"token": created.token, "parts": [0]})),
+            403,
+            "PartOutOfRange",
+        ),
+        (
+            "part 10,001",
+            post(&sign_path, Some("alice-key"))
+                .json(&json!({"token": created.token, "parts": [10_001]})),
+            403,
+            "PartOutOfRange",
+        ),
+        (
+            "a part beyond the plan",
+            post(&sign_path, Some("alice-key"))
+                .json(&json!({"token": created.token, "parts": [1, 4]})),
+            403,
+            "PartOutOfRange",
+        ),
+        (
+            "an unknown upload id",
+            post("/api/uploads/no-such-upload/sign", Some("alice-key"))
+                .json(&json!({"token": created.token, "parts": [1]})),
+            403,
+            "TokenMismatch",
+        ),
+        (
+            "an incomplete part list",
+            post(&format!("/api/uploads/{id}/complete"), Some("alice-key"))
+                .json(&json!({"token": created.token, "parts": [{"part": 1, "etag": "x"}]})),
+            400,
+            "BadRequest",
+        ),
+        (
+            "another owner's abort",
+            http.delete(companion.url(&format!("/api/uploads/{id}")))
+                .bearer_auth("bob-key")
+                .query(&[("token", &created.token)]),
+            403,
+            "NotYourUpload",
+        ),
+        (
+            "a part of the wrong size",
+            http.put(companion.url(&format!("/api/uploads/{id}/parts/1")))
+                .bearer_auth("alice-key")
+                .query(&[("token", &created.token)])
+                .body(vec![0u8; 10]),
+            400,
+            "WrongLength",
+        ),
+    ];
+    for (name, request, status, code) in cases {
+        let before = companion.store_state().await;
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        let body: ErrorBody = response
+            .json()
+            .await
+            .unwrap_or_else(|err| panic!("{name}: no JSON error body: {err}"));
+        assert_eq!(body.code, code, "{name}: {}", body.message);
+        assert_eq!(
+            companion.store_state().await,
+            before,
+            "{name} left the store as it was"
+        );
+    }
+
+    // Names are never refused for what they contain: they are made safe.
+    for (name, expected) in [
+        ("../../etc/passwd", "/passwd"),
+        ("a\u{0}b\u{7}.txt", "/a_b_.txt"),
+        ("ünïcödé.txt", "/ünïcödé.txt"),
+    ] {
+        let body = json!({"name": name, "size": 10, "type": "application/octet-stream"});
+        let created: ferry_core::protocol::UploadCreated = post("/api/uploads", Some("alice-key"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            created.key.starts_with("uploads/alice/") && created.key.ends_with(expected),
+            "{name:?} became {}",
+            created.key
+        );
+        assert!(!created.key.contains("..") && !created.key.chars().any(char::is_control));
+    }
+}

@@ -19,7 +19,11 @@ pub const MIB: usize = 1024 * 1024;
 pub struct RunningCompanion {
     pub base: String,
     pub http: reqwest::Client,
-    _data: tempfile::TempDir,
+    /// The companion's own state: its store client, for the janitor.
+    pub state: std::sync::Arc<ferry_companion::api::AppState>,
+    data: tempfile::TempDir,
+    /// The moto endpoint and bucket, when the companion uses moto instead of its own store.
+    moto: Option<(String, String)>,
 }
 
 /// Starts a companion with `args` added to a fresh data folder and a loopback port.
@@ -40,13 +44,21 @@ pub async fn companion(args: &[&str]) -> RunningCompanion {
     let companion = ferry_companion::build(&config)
         .await
         .expect("companion starts");
+    let state = companion.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, companion.router).await.unwrap() });
+    let arg = |name: &str| {
+        args.iter()
+            .position(|arg| *arg == name)
+            .map(|at| args[at + 1].to_owned())
+    };
     RunningCompanion {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
-        _data: data,
+        state,
+        data,
+        moto: arg("--s3-endpoint").zip(arg("--s3-bucket")),
     }
 }
 
@@ -60,6 +72,61 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 impl RunningCompanion {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Everything the store holds, as text: equal before and after a request means the request
+    /// did not touch the store.
+    pub async fn store_state(&self) -> String {
+        match &self.moto {
+            // moto does not check signatures: plain GETs list objects and uploads.
+            Some((endpoint, bucket)) => {
+                let objects = self
+                    .http
+                    .get(format!("{endpoint}/{bucket}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let uploads = self
+                    .http
+                    .get(format!("{endpoint}/{bucket}?uploads"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let strip = |xml: String| {
+                    xml.split("<RequestId>")
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                format!("{}\n{}", strip(objects), strip(uploads))
+            }
+            None => {
+                let mut files = Vec::new();
+                let mut dirs = vec![self.data.path().to_path_buf()];
+                while let Some(dir) = dirs.pop() {
+                    for entry in std::fs::read_dir(dir).unwrap() {
+                        let entry = entry.unwrap();
+                        if entry.file_type().unwrap().is_dir() {
+                            dirs.push(entry.path());
+                        } else {
+                            files.push(format!(
+                                "{} {}",
+                                entry.path().display(),
+                                entry.metadata().unwrap().len()
+                            ));
+                        }
+                    }
+                }
+                files.sort();
+                files.join("\n")
+            }
+        }
     }
 
     pub async fn create(&self, name: &str, size: usize) -> reqwest::Response {

@@ -1,0 +1,325 @@
+//! The companion as an operator runs it: authentication, refusals, admission control, metrics,
+//! the janitor, downloads, against the embedded store and against moto.
+
+mod common;
+
+use std::time::Duration;
+
+use clap::Parser;
+use common::{MIB, cases, companion, moto, pattern};
+use ferry_companion::Config;
+use ferry_core::protocol::{ErrorBody, StoredObject};
+use serde_json::json;
+
+const AUTHED: [&str; 6] = [
+    "--auth-tokens",
+    "alice-key=alice,bob-key=bob",
+    "--max-file-size",
+    "104857600",
+    "--allowed-types",
+    "application/octet-stream",
+];
+
+#[tokio::test]
+async fn bad_requests_are_refused_without_touching_the_embedded_store() {
+    cases::bad_requests_are_refused_without_touching_the_store(&companion(&AUTHED).await).await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_without_touching_moto() {
+    let moto = moto();
+    moto.create_bucket("ferry-bad").await;
+    let mut args = moto.companion_args("ferry-bad");
+    args.extend(AUTHED.map(str::to_owned));
+    let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    cases::bad_requests_are_refused_without_touching_the_store(&companion).await;
+}
+
+#[tokio::test]
+async fn without_authentication_it_listens_only_on_loopback_unless_told() {
+    let build = |args: &[&str]| {
+        let mut argv = vec!["ferry-companion", "--data-dir"];
+        let dir = tempfile::tempdir().unwrap().keep();
+        let dir = dir.to_str().unwrap().to_owned();
+        argv.push(Box::leak(dir.into_boxed_str()));
+        argv.extend_from_slice(args);
+        Config::parse_from(argv)
+    };
+    let err = ferry_companion::build(&build(&["--listen", "0.0.0.0:0"]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without authentication"),
+        "{err}"
+    );
+    assert!(
+        ferry_companion::build(&build(&[
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-anonymous",
+            "true"
+        ]))
+        .await
+        .is_ok()
+    );
+    assert!(
+        ferry_companion::build(&build(&["--listen", "0.0.0.0:0", "--auth-tokens", "k=o"]))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn rs256_jwts_name_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("key.pem");
+    let public = dir.path().join("key.pub.pem");
+    let openssl = |args: &[&str]| {
+        assert!(
+            std::process::Command::new("openssl")
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    openssl(&["genrsa", "-out", private.to_str().unwrap(), "2048"]);
+    openssl(&[
+        "rsa",
+        "-in",
+        private.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    let companion = companion(&[
+        "--jwt-rs256-public-key",
+        public.to_str().unwrap(),
+        "--jwt-issuer",
+        "https://login.example",
+    ])
+    .await;
+    let token = |issuer: &str| {
+        let claims = json!({"sub": "carol", "iss": issuer, "exp": jsonwebtoken::get_current_timestamp() + 600});
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&private).unwrap()).unwrap();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .unwrap()
+    };
+    let create = json!({"name": "a.bin", "size": 10, "type": ""});
+    let ok = companion
+        .http
+        .post(companion.url("/api/uploads"))
+        .bearer_auth(token("https://login.example"))
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let created: ferry_core::protocol::UploadCreated = ok.json().await.unwrap();
+    assert!(created.key.starts_with("uploads/carol/"), "{}", created.key);
+    let wrong_issuer = companion
+        .http
+        .post(companion.url("/api/uploads"))
+        .bearer_auth(token("https://evil.example"))
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_issuer.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admission_control_answers_busy_at_once_and_memory_stays_flat() {
+    let companion = companion(&["--admission-concurrency", "1", "--admission-queue", "2"]).await;
+    // 10,000 parts of 5 MiB: each sign call presigns up to 1,000 URLs, enough work to overlap.
+    let created = companion.created("load.bin", 10_000 * 5 * MIB).await;
+    let parts: Vec<u32> = (1..=1000).collect();
+    let burst = || async {
+        let requests = (0..200).map(|_| companion.sign(&created, parts.clone()));
+        let responses = futures::future::join_all(requests).await;
+        let mut counts = (0, 0);
+        for response in responses {
+            match response.status().as_u16() {
+                200 => counts.0 += 1,
+                503 => {
+                    assert_eq!(response.headers()["retry-after"], "1");
+                    let body: ErrorBody = response.json().await.unwrap();
+                    assert_eq!(body.code, "Busy");
+                    counts.1 += 1;
+                }
+                other => panic!("only 200 and 503 are expected, got {other}"),
+            }
+        }
+        counts
+    };
+    let (ok, busy) = burst().await;
+    assert!(
+        ok > 0 && busy > 0,
+        "some served ({ok}), some refused at once ({busy})"
+    );
+    let rss = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    };
+    let after_first = rss();
+    for _ in 0..4 {
+        burst().await;
+    }
+    let growth = rss().saturating_sub(after_first);
+    assert!(
+        growth < 32 * MIB as u64,
+        "memory grew by {growth} bytes over four more bursts"
+    );
+    let metrics = companion
+        .http
+        .get(companion.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ferry_admissions_refused_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(refused >= busy as u64, "{metrics}");
+}
+
+#[tokio::test]
+async fn metrics_and_request_ids() {
+    let companion = companion(&[]).await;
+    let bytes = pattern(11 * MIB, 9);
+    let created = companion.created("metered.bin", bytes.len()).await;
+    let etags = companion.put_parts(&created, &bytes).await;
+    let response = companion.complete(&created, &etags).await;
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "every answer carries its request id"
+    );
+    let metrics = companion
+        .http
+        .get(companion.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "ferry_uploads_created_total 1",
+        "ferry_signatures_total 3",
+        "ferry_uploads_completed_total 1",
+        &format!("ferry_bytes_completed_total {}", 11 * MIB),
+        "ferry_http_requests_total{route=\"/api/uploads/{id}/sign\",status=\"200\"} 1",
+        "ferry_http_request_duration_seconds_count{route=\"/api/uploads\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == expected),
+            "missing {expected:?} in\n{metrics}"
+        );
+    }
+    assert_eq!(
+        companion
+            .http
+            .get(companion.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+}
+
+#[tokio::test]
+async fn range_requests_work_through_the_download_redirect() {
+    let companion = companion(&[]).await;
+    let bytes = pattern(11 * MIB, 10);
+    let created = companion.created("ranged.bin", bytes.len()).await;
+    let etags = companion.put_parts(&created, &bytes).await;
+    let object: StoredObject = companion
+        .complete(&created, &etags)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let start = 5 * MIB - 10;
+    let response = companion
+        .http
+        .get(companion.url(&object.location))
+        .header("range", format!("bytes={start}-{}", start + 19))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(
+        response.bytes().await.unwrap().to_vec(),
+        bytes[start..start + 20].to_vec()
+    );
+}
+
+#[tokio::test]
+async fn the_janitor_aborts_stale_uploads_and_keeps_young_ones() {
+    let companion = companion(&[]).await;
+    let fresh = companion.created("fresh.bin", 11 * MIB).await;
+    let store = &companion.state.store;
+    let young = ferry_companion::janitor::sweep(store, "uploads/", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        (young.seen, young.aborted),
+        (1, 0),
+        "a young upload is kept"
+    );
+    assert_eq!(companion.list_parts(&fresh).await.status(), 200);
+    let elsewhere = ferry_companion::janitor::sweep(store, "other/", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        elsewhere.seen, 0,
+        "only uploads under the prefix are looked at"
+    );
+    let old = ferry_companion::janitor::sweep(store, "uploads/", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((old.seen, old.aborted), (1, 1), "an old one is aborted");
+    assert_eq!(companion.list_parts(&fresh).await.status(), 404);
+}
+
+#[tokio::test]
+async fn the_janitor_reads_moto_listings() {
+    // moto dates every upload in 2010, so only the sweep itself can be checked there.
+    let moto = moto();
+    moto.create_bucket("ferry-janitor").await;
+    let args = moto.companion_args("ferry-janitor");
+    let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let stale = companion.created("stale.bin", 11 * MIB).await;
+    let sweep = ferry_companion::janitor::sweep(
+        &companion.state.store,
+        "uploads/",
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    assert_eq!((sweep.seen, sweep.aborted), (1, 1));
+    assert_eq!(companion.list_parts(&stale).await.status(), 404);
+}
