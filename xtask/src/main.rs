@@ -261,34 +261,134 @@ fn machine() -> String {
 }
 
 fn bench() -> Result {
-    step("scheduler benchmarks in the simulator (virtual time)");
-    let out = Command::new("cargo")
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "ferry-sim",
-            "--bin",
-            "sim-bench",
-        ])
-        .current_dir(root())
-        .output()
-        .map_err(|err| format!("cannot run the simulator bench: {err}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "the simulator bench failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let json = String::from_utf8(out.stdout).map_err(|err| err.to_string())?;
     let results = root().join("bench/results");
     std::fs::create_dir_all(&results).map_err(|err| err.to_string())?;
-    std::fs::write(results.join("scheduler.json"), &json).map_err(|err| err.to_string())?;
-    let markdown = scheduler_markdown(&json)?;
+
+    step("scheduler benchmarks in the simulator (virtual time)");
+    let scheduler = captured(Command::new("cargo").args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "ferry-sim",
+        "--bin",
+        "sim-bench",
+    ]))?;
+    std::fs::write(results.join("scheduler.json"), &scheduler).map_err(|err| err.to_string())?;
+
+    step("building the companion and the store (release) for the signing benchmark");
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "ferry-companion",
+            "-p",
+            "ferry-store",
+        ],
+    )?;
+    let bench = root().join("bench");
+    if !bench.join("node_modules/@uppy/companion").exists() {
+        step("installing @uppy/companion, the peer the companion is measured against");
+        run_in(&bench, "npm", &["ci", "--no-audit", "--no-fund"], &[])?;
+    }
+    step(
+        "signatures per second: Ferry's companion and @uppy/companion side by side (about a minute)",
+    );
+    let release = root().join("target/release");
+    let companion = captured(
+        Command::new("node")
+            .arg("companion-bench.mjs")
+            .current_dir(&bench)
+            .env("FERRY_STORE_BIN", release.join("ferry-store"))
+            .env("FERRY_COMPANION_BIN", release.join("ferry-companion")),
+    )?;
+    std::fs::write(results.join("companion.json"), &companion).map_err(|err| err.to_string())?;
+
+    let markdown = format!(
+        "{}\n{}",
+        scheduler_markdown(&scheduler)?,
+        companion_markdown(&companion)?
+    );
     std::fs::write(root().join("BENCHMARKS.md"), markdown).map_err(|err| err.to_string())?;
-    step("wrote bench/results/scheduler.json and BENCHMARKS.md");
+    step("wrote bench/results/ and BENCHMARKS.md");
     Ok(())
+}
+
+/// Runs a command in the workspace root, letting its stderr through, and returns its stdout.
+fn captured(command: &mut Command) -> Result<String> {
+    if command.get_current_dir().is_none() {
+        command.current_dir(root());
+    }
+    let out = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|err| format!("cannot run {:?}: {err}", command.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} failed ({})",
+            command.get_program(),
+            out.status
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|err| err.to_string())
+}
+
+fn companion_markdown(json: &str) -> Result<String> {
+    let results: serde_json::Value = serde_json::from_str(json).map_err(|err| err.to_string())?;
+    let points = results["points"]
+        .as_array()
+        .ok_or("no points in the companion results")?;
+    let find = |peer: &str, mode: &str, concurrency: u64| {
+        points
+            .iter()
+            .find(|point| {
+                point["peer"] == peer
+                    && point["mode"] == mode
+                    && point["concurrency"] == concurrency
+            })
+            .ok_or(format!("no {peer} {mode} point at {concurrency}"))
+    };
+    let mut rows = String::new();
+    for mode in ["one", "batch"] {
+        for concurrency in [1, 64, 512] {
+            let (ferry, uppy) = (
+                find("ferry", mode, concurrency)?,
+                find("uppy", mode, concurrency)?,
+            );
+            let rate =
+                |point: &serde_json::Value| point["signatures_per_second"].as_f64().unwrap_or(0.0);
+            let p99 = |point: &serde_json::Value| point["p99_ms"].as_f64().unwrap_or(0.0);
+            let failures = |point: &serde_json::Value| point["failures"].as_u64().unwrap_or(0);
+            rows += &format!(
+                "| {} | {concurrency} | {:.0} | {:.1} | {:.0} | {:.1} | **{:.1}x** | {} / {} |\n",
+                if mode == "one" { "1 part" } else { "100 parts" },
+                rate(ferry),
+                p99(ferry),
+                rate(uppy),
+                p99(uppy),
+                rate(ferry) / rate(uppy).max(f64::MIN_POSITIVE),
+                failures(ferry),
+                failures(uppy),
+            );
+        }
+    }
+    Ok(format!(
+        "## Companion: signatures per second and p99 latency
+
+Ferry's companion (release build) and @uppy/companion 6.2.2 (its S3 multipart routes: one part per
+`GET /s3/multipart/{{id}}/{{n}}`, 100 per `/batch`), both signing for the same ferry-store on
+loopback, measured one after the other in one run, {seconds} s per point, by a Node.js load
+generator on the same {machine}. Ferry's admission control was set wide (1,024 running, 4,096
+waiting) so that it measures signing, not refusals. Non-200 answers are counted as failures.
+
+| per request | clients | Ferry sig/s | Ferry p99 ms | Uppy sig/s | Uppy p99 ms | Ferry / Uppy | failures (Ferry / Uppy) |
+|---|---|---|---|---|---|---|---|
+{rows}",
+        seconds = results["seconds_per_point"],
+        machine = results["machine"].as_str().unwrap_or("machine"),
+    ))
 }
 
 fn scheduler_markdown(json: &str) -> Result<String> {
@@ -310,7 +410,8 @@ fn scheduler_markdown(json: &str) -> Result<String> {
     Ok(format!(
         "# Benchmarks
 
-Produced by `cargo xtask bench` on {machine}. Raw results: `bench/results/`.
+Produced by `cargo xtask bench` on {machine}. Raw results: `bench/results/`. Figures from one
+run; compare them as ratios, not as absolute numbers.
 
 ## Scheduler (ferry-sim: the real engine in virtual time)
 

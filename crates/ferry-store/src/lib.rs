@@ -84,6 +84,14 @@ pub async fn serve(
     Ok(())
 }
 
+/// Creates `bucket` under `root` directly on disk (no request, so no signature needed).
+pub async fn create_bucket(root: &std::path::Path, bucket: &str) -> std::io::Result<()> {
+    disk::Disk::open(root)?
+        .create_bucket(bucket)
+        .await
+        .map(drop)
+}
+
 /// Binds `addr` and serves the store on a background task; returns the bound address.
 pub async fn spawn(addr: SocketAddr, config: StoreConfig) -> std::io::Result<SocketAddr> {
     // Open once here so a bad root fails the caller, not the background task.

@@ -1,0 +1,33 @@
+// @uppy/companion's S3 multipart routes, signing for the same store as Ferry's companion.
+// Prints "uppy-companion listening on http://ADDR" once it serves.
+
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+import * as companion from "@uppy/companion";
+import express from "express";
+
+const { STORE_ENDPOINT, STORE_KEY, STORE_SECRET, STORE_BUCKET } = process.env;
+const filePath = fs.mkdtempSync(path.join(os.tmpdir(), "uppy-companion-"));
+const { app } = companion.app({
+  s3: {
+    key: STORE_KEY,
+    secret: STORE_SECRET,
+    bucket: STORE_BUCKET,
+    region: "us-east-1",
+    endpoint: STORE_ENDPOINT,
+    forcePathStyle: true,
+    expires: 900,
+    getKey: ({ filename }) => `uppy/${Date.now()}-${filename}`,
+  },
+  server: { host: "127.0.0.1", protocol: "http" },
+  filePath,
+  secret: "bench-secret",
+  corsOrigins: true,
+  uploadUrls: [],
+  metrics: false,
+});
+const server = express().use(app).listen(0, "127.0.0.1", () => {
+  console.log(`uppy-companion listening on http://127.0.0.1:${server.address().port}`);
+});
