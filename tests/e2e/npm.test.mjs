@@ -1,11 +1,13 @@
 // The npm package imported by a plain page on another origin than the companion.
 
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
-import { MIB, launchChromium, makeFile, readBack, serveFolder, startCompanion } from "./harness.mjs";
+import { MIB, launchChromium, makeFile, readBack, scratch, serveFolder, startCompanion } from "./harness.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -26,6 +28,7 @@ test("a plain page that imports the npm package uploads and reads back identical
     await page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
     await page.waitForFunction((count) => window.results.length >= count, files.length, { timeout: 600_000 });
     const results = await page.evaluate(() => window.results);
+    const events = await page.evaluate(() => window.events);
     for (const file of files) {
       const outcome = results.find((result) => result.name === file.name);
       assert.ok(outcome.ok, `${file.name}: ${outcome.code} ${outcome.message}`);
@@ -36,7 +39,24 @@ test("a plain page that imports the npm package uploads and reads back identical
       const confirmed = outcome.progress.map((p) => p.confirmed);
       assert.deepEqual(confirmed, [...confirmed].sort((a, b) => a - b));
       if (file.size > 0) assert.ok(outcome.progress.length > 0, `${file.name} reported progress`);
+      const mine = events.filter((event) => event.id === outcome.id).map((event) => event.name);
+      assert.equal(mine.filter((name) => name === "complete").length, 1, `${file.name}: one complete event`);
+      if (file.size > 5 * MIB) assert.ok(mine.includes("part"), `${file.name}: part events`);
     }
+    const cancelled = await page.evaluate(async () => {
+      // An AbortSignal cancels the upload; the rejection is a FerryError.
+      const uploader = window.createUploader({ endpoint: new URLSearchParams(location.search).get("companion") });
+      const controller = new AbortController();
+      const upload = uploader.add(new File([new Uint8Array(12 * 1024 * 1024)], "aborted.bin"), { signal: controller.signal });
+      controller.abort();
+      try {
+        await upload.done;
+        return null;
+      } catch (error) {
+        return { ferry: error instanceof window.FerryError, code: error.code };
+      }
+    });
+    assert.deepEqual(cancelled, { ferry: true, code: "Cancelled" });
     const rejection = await page.evaluate(async () => {
       // A rejection is an Error with a code.
       const { Uploader } = await import("/pkg/ferry_wasm.js");
@@ -49,6 +69,37 @@ test("a plain page that imports the npm package uploads and reads back identical
       }
     });
     assert.deepEqual({ isError: rejection.isError, code: rejection.code }, { isError: true, code: "CompanionUnreachable" });
+  } finally {
+    await page.close();
+    site.close();
+    companion.stop();
+  }
+});
+
+test("an app built with Vite 7 imports the package and uploads", async () => {
+  const outDir = fs.mkdtempSync(path.join(scratch, "vite-"));
+  const vite = path.join(here, "../node_modules/.bin/vite");
+  const built = spawnSync(vite, ["build", path.join(here, "../fixtures/vite-app"), "--outDir", outDir], {
+    env: { ...process.env },
+    encoding: "utf8",
+  });
+  assert.equal(built.status, 0, `vite build failed:\n${built.stdout}\n${built.stderr}`);
+  assert.ok(fs.readdirSync(path.join(outDir, "assets")).some((name) => name.endsWith(".wasm")), "the wasm is an asset of the build");
+  const companion = await startCompanion();
+  const site = await serveFolder({ "/": outDir });
+  const page = await browser.newPage();
+  try {
+    await page.goto(`${site.url}/?companion=${encodeURIComponent(companion.url)}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const files = [1000, 11 * MIB].map((size) => makeFile(`vite-${size}.bin`, size));
+    await page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
+    await page.waitForFunction((count) => window.results.length >= count, files.length, { timeout: 120_000 });
+    const results = await page.evaluate(() => window.results);
+    for (const file of files) {
+      const outcome = results.find((result) => result.name === file.name);
+      assert.ok(outcome.ok, `${file.name}: ${outcome.code}`);
+      assert.equal((await readBack(companion.url, outcome.result.location)).sha256, file.sha256);
+    }
   } finally {
     await page.close();
     site.close();

@@ -163,23 +163,51 @@ fn npm() -> Result<PathBuf> {
     let pkg = root().join("pkg");
     let _ = std::fs::remove_dir_all(&pkg);
     build_wasm("ferry-wasm", "ferry_wasm", &pkg)?;
-    let manifest = format!(
-        r#"{{
+    // wasm-bindgen copies the FerryError class into snippets/<crate-hash>/: the entry point
+    // re-exports it, so `instanceof FerryError` works for callers.
+    let snippets = pkg.join("snippets");
+    let snippet_dir = std::fs::read_dir(&snippets)
+        .map_err(|err| format!("{}: {err}", snippets.display()))?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("ferry-wasm-"))
+        .ok_or("wasm-bindgen wrote no ferry-wasm snippet")?;
+    let write = |name: &str, text: String| {
+        std::fs::write(pkg.join(name), text).map_err(|err| err.to_string())
+    };
+    write(
+        "index.js",
+        format!(
+            "export {{ default }} from \"./ferry_wasm.js\";\nexport * from \"./ferry_wasm.js\";\nexport {{ FerryError }} from \"./snippets/{snippet_dir}/js/ferry-error.js\";\n"
+        ),
+    )?;
+    write(
+        "index.d.ts",
+        "export { default } from \"./ferry_wasm.js\";\nexport * from \"./ferry_wasm.js\";\n\n/** Every rejection and `error` event of Ferry: an `Error` with a stable `code` (`TooLarge`,\n * `Cancelled`, `CompanionUnreachable`, `NetworkError`, or the store's S3 code). */\nexport declare class FerryError extends Error {\n  readonly code: string;\n  constructor(code: string, message: string);\n}\n".to_owned(),
+    )?;
+    write(
+        "package.json",
+        format!(
+            r#"{{
   "name": "ferry-wasm",
   "version": "{version}",
   "description": "Direct multipart uploads from the browser to S3-compatible storage, in Rust and WebAssembly",
   "license": "MIT OR Apache-2.0",
   "type": "module",
-  "module": "ferry_wasm.js",
-  "main": "ferry_wasm.js",
-  "types": "ferry_wasm.d.ts",
-  "files": ["ferry_wasm.js", "ferry_wasm.d.ts", "ferry_wasm_bg.wasm", "ferry_wasm_bg.wasm.d.ts"],
+  "module": "./index.js",
+  "main": "./index.js",
+  "types": "./index.d.ts",
+  "exports": {{
+    ".": {{ "types": "./index.d.ts", "import": "./index.js", "default": "./index.js" }},
+    "./ferry_wasm_bg.wasm": "./ferry_wasm_bg.wasm"
+  }},
+  "files": ["index.js", "index.d.ts", "ferry_wasm.js", "ferry_wasm.d.ts", "ferry_wasm_bg.wasm", "ferry_wasm_bg.wasm.d.ts", "snippets"],
   "sideEffects": false
 }}
 "#,
-        version = env!("CARGO_PKG_VERSION")
-    );
-    std::fs::write(pkg.join("package.json"), manifest).map_err(|err| err.to_string())?;
+            version = env!("CARGO_PKG_VERSION")
+        ),
+    )?;
     let _ = std::fs::remove_file(pkg.join(".gitignore"));
     step(&format!("npm package ready in {}", pkg.display()));
     Ok(pkg)
@@ -226,6 +254,13 @@ fn test() -> Result {
     )?;
     let dist = build_demo()?;
     let pkg = npm()?;
+    step("TypeScript: the package's .d.ts under tsc --strict");
+    run_in(
+        &root().join("tests"),
+        "npm",
+        &["run", "--silent", "typecheck"],
+        &[],
+    )?;
     step("building the companion for the browser tests");
     run("cargo", &["build", "-p", "ferry-companion"])?;
     step("end to end in headless Chromium");

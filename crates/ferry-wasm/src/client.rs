@@ -75,6 +75,41 @@ pub struct SchedulerView {
     pub retries: u64,
 }
 
+/// Something that happened to an upload, for listeners registered with [`Client::on_event`].
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    Progress {
+        id: FileId,
+        progress: FileProgress,
+    },
+    /// A part is stored.
+    Part {
+        id: FileId,
+        part: u32,
+        etag: String,
+    },
+    /// A part or call failed and will be tried again; `retries` counts the file's retries so far.
+    Retry {
+        id: FileId,
+        retries: u32,
+    },
+    /// A resumed upload kept this many parts the store already held.
+    Resumed {
+        id: FileId,
+        parts_kept: u32,
+    },
+    Complete {
+        id: FileId,
+        object: StoredObject,
+    },
+    Error {
+        id: FileId,
+        error: UploadError,
+    },
+}
+
+type Listener = Rc<dyn Fn(&ClientEvent)>;
+
 type ProgressCallback = Rc<RefCell<dyn FnMut(FileProgress)>>;
 
 struct Tracked {
@@ -83,6 +118,8 @@ struct Tracked {
     record: Option<String>,
     on_progress: ProgressCallback,
     resumed: Rc<RefCell<Option<u32>>>,
+    /// Retries already announced with [`ClientEvent::Retry`].
+    retries_seen: std::cell::Cell<u32>,
     done: Option<oneshot::Sender<Result<StoredObject, UploadError>>>,
 }
 
@@ -122,8 +159,11 @@ fn now() -> Instant {
 #[derive(Clone)]
 pub struct Client {
     endpoint: Rc<str>,
+    /// Headers sent to the companion (e.g. `Authorization`).
+    headers: Rc<Vec<(String, String)>>,
     config: EngineConfig,
     driver: Rc<RefCell<Option<Driver>>>,
+    listeners: Rc<RefCell<Vec<Listener>>>,
 }
 
 impl Client {
@@ -134,10 +174,34 @@ impl Client {
 
     /// A client with its own scheduler settings.
     pub fn with_config(endpoint: &str, config: EngineConfig) -> Self {
+        Self::with_headers(endpoint, config, Vec::new())
+    }
+
+    /// A client that sends `headers` (such as `Authorization`) with every call to the companion.
+    pub fn with_headers(
+        endpoint: &str,
+        config: EngineConfig,
+        headers: Vec<(String, String)>,
+    ) -> Self {
         Self {
             endpoint: endpoint.trim_end_matches('/').into(),
+            headers: Rc::new(headers),
             config,
             driver: Rc::new(RefCell::new(None)),
+            listeners: Rc::new(RefCell::new(Vec::new())),
+        }
+    }
+
+    /// Calls `listener` for every [`ClientEvent`] of every upload of this client.
+    pub fn on_event(&self, listener: impl Fn(&ClientEvent) + 'static) {
+        self.listeners.borrow_mut().push(Rc::new(listener));
+    }
+
+    /// Tells every listener, outside any borrow: a listener may call back into the client.
+    fn emit(&self, event: ClientEvent) {
+        let listeners = self.listeners.borrow().clone();
+        for listener in listeners {
+            listener(&event);
         }
     }
 
@@ -150,19 +214,18 @@ impl Client {
         if self.driver.borrow().is_some() {
             return Ok(());
         }
-        let config: CompanionConfig =
-            call("GET", &self.url("/api/config"), None)
-                .await
-                .map_err(|failure| match failure.status {
-                    None => UploadError::CompanionUnreachable {
-                        message: failure.message,
-                    },
-                    Some(status) => UploadError::Companion {
-                        status,
-                        code: failure.code,
-                        message: failure.message,
-                    },
-                })?;
+        let config: CompanionConfig = call("GET", &self.url("/api/config"), &self.headers, None)
+            .await
+            .map_err(|failure| match failure.status {
+                None => UploadError::CompanionUnreachable {
+                    message: failure.message,
+                },
+                Some(status) => UploadError::Companion {
+                    status,
+                    code: failure.code,
+                    message: failure.message,
+                },
+            })?;
         if self.driver.borrow().is_some() {
             return Ok(());
         }
@@ -238,6 +301,7 @@ impl Client {
                 record,
                 on_progress: Rc::new(RefCell::new(on_progress)),
                 resumed: resumed.clone(),
+                retries_seen: std::cell::Cell::new(0),
                 done: Some(done),
             };
             driver.files.insert(id, tracked);
@@ -308,6 +372,7 @@ impl Client {
     /// Runs every action the engine has, settles every finished file, and arms the next timer.
     fn pump(&self) {
         let mut settled = Vec::new();
+        let mut announced = Vec::new();
         {
             let mut guard = self.driver.borrow_mut();
             let Some(driver) = guard.as_mut() else { return };
@@ -322,6 +387,10 @@ impl Client {
                         if let Some(tracked) = driver.files.get(&file) {
                             *tracked.resumed.borrow_mut() = Some(parts_kept);
                         }
+                        announced.push(ClientEvent::Resumed {
+                            id: file,
+                            parts_kept,
+                        });
                         continue;
                     }
                 };
@@ -330,12 +399,25 @@ impl Client {
                     if let Some(record) = &tracked.record {
                         resume::remove(record);
                     }
+                    announced.push(match &result {
+                        Ok(object) => ClientEvent::Complete {
+                            id: file,
+                            object: object.clone(),
+                        },
+                        Err(error) => ClientEvent::Error {
+                            id: file,
+                            error: error.clone(),
+                        },
+                    });
                     settled.push((tracked.done.take(), result));
                 }
             }
             self.arm_timer(driver);
         }
-        // Outside the borrow: a waiter may start another upload right away.
+        // Outside the borrow: a listener or waiter may start another upload right away.
+        for event in announced {
+            self.emit(event);
+        }
         for (done, result) in settled {
             if let Some(done) = done {
                 let _ = done.send(result);
@@ -385,11 +467,13 @@ impl Client {
     ) {
         let client = self.clone();
         spawn_local(async move {
-            let answer: Result<T, Failure> = call(method, &client.url(&path), body).await;
+            let answer: Result<T, Failure> =
+                call(method, &client.url(&path), &client.headers, body).await;
             client.with_driver(|driver| match answer {
                 Ok(value) => feed(driver, value),
                 Err(failure) => driver.engine.handle_call_failed(file, kind, failure, now()),
             });
+            client.report_progress(file);
         });
     }
 
@@ -495,10 +579,11 @@ impl Client {
                     "/api/uploads/{upload_id}?token={}",
                     js_sys::encode_uri_component(&token)
                 ));
+                let headers = self.headers.clone();
                 spawn_local(async move {
                     // The file has already ended; a failed abort leaves the parts to the store's
                     // lifecycle rules and the companion's janitor.
-                    if let Err(failure) = call::<()>("DELETE", &url, None).await {
+                    if let Err(failure) = call::<()>("DELETE", &url, &headers, None).await {
                         web_sys::console::warn_1(
                             &format!("ferry: abort failed: {}", failure.message).into(),
                         );
@@ -531,7 +616,11 @@ impl Client {
                     }
                     None => format!("/api/objects?token={token}"),
                 };
-                (self.url(&path), Default::default(), EtagFrom::Json)
+                (
+                    self.url(&path),
+                    self.headers.iter().cloned().collect(),
+                    EtagFrom::Json,
+                )
             }
         };
         let body = tracked
@@ -577,6 +666,7 @@ impl Client {
                 // Aborted on the engine's word: it already put the part back in line.
                 return;
             }
+            let stored = result.as_ref().ok().cloned();
             client.with_driver(|driver| {
                 match result {
                     Ok(etag) => driver.engine.handle_put_done(file, part, etag, now()),
@@ -584,6 +674,13 @@ impl Client {
                 }
                 save_record(driver, file);
             });
+            if let Some(etag) = stored {
+                client.emit(ClientEvent::Part {
+                    id: file,
+                    part,
+                    etag,
+                });
+            }
             client.report_progress(file);
         });
     }
@@ -616,11 +713,19 @@ impl Client {
                 retries: progress.retries,
                 fallback: progress.fallback,
             };
-            (tracked.on_progress.clone(), progress)
+            let new_retry = progress.retries > tracked.retries_seen.replace(progress.retries);
+            (tracked.on_progress.clone(), progress, new_retry)
         };
-        let (callback, progress) = update;
+        let (callback, progress, new_retry) = update;
         // Outside the borrow: the callback may call back into the client.
         (callback.borrow_mut())(progress);
+        if new_retry {
+            self.emit(ClientEvent::Retry {
+                id: file,
+                retries: progress.retries,
+            });
+        }
+        self.emit(ClientEvent::Progress { id: file, progress });
     }
 }
 

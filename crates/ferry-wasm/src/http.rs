@@ -14,6 +14,7 @@ use web_sys::{RequestInit, Response};
 pub async fn call<T: DeserializeOwned>(
     method: &str,
     url: &str,
+    extra_headers: &[(String, String)],
     json: Option<String>,
 ) -> Result<T, Failure> {
     let network = |err: &wasm_bindgen::JsValue| {
@@ -21,13 +22,18 @@ pub async fn call<T: DeserializeOwned>(
     };
     let init = RequestInit::new();
     init.set_method(method);
+    let headers = js_sys::Object::new();
+    let set = |name: &str, value: &str| {
+        js_sys::Reflect::set(&headers, &name.into(), &value.into()).expect("set on a plain object")
+    };
+    for (name, value) in extra_headers {
+        set(name, value);
+    }
     if let Some(json) = json {
         init.set_body(&json.into());
-        let headers = js_sys::Object::new();
-        js_sys::Reflect::set(&headers, &"content-type".into(), &"application/json".into())
-            .expect("set on a plain object");
-        init.set_headers(&headers);
+        set("content-type", "application/json");
     }
+    init.set_headers(&headers);
     let window = web_sys::window().ok_or_else(|| Failure::network("no window"))?;
     let response: Response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
         .await

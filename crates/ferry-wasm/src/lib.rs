@@ -3,10 +3,12 @@
 //! From JavaScript:
 //!
 //! ```js
-//! import init, { Uploader } from "ferry-wasm";
+//! import init, { createUploader } from "ferry-wasm";
 //! await init();
-//! const uploader = new Uploader({ endpoint: "https://companion.example" });
-//! const { key, etag, size } = await uploader.upload(file, { onProgress: (p) => console.log(p.loaded / p.total) });
+//! const uploader = createUploader({ endpoint: "https://companion.example" });
+//! const upload = uploader.add(file, { priority: 1 });
+//! uploader.on("progress", ({ id, loaded, total }) => console.log(id, loaded / total));
+//! const { key, etag, size } = await upload.done;
 //! ```
 //!
 //! From Rust (Leptos and other wasm crates), use [`Client`] directly.
@@ -16,25 +18,57 @@ mod http;
 mod resume;
 mod xhr;
 
-use ferry_core::UploadError;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::{FixedSlots, UploadError};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-pub use crate::client::{Client, FileProgress, SchedulerView, UploadHandle};
-pub use ferry_core::EngineConfig;
-pub use ferry_core::FileId;
+pub use crate::client::{Client, ClientEvent, FileProgress, SchedulerView, UploadHandle};
 pub use ferry_core::protocol::StoredObject;
+pub use ferry_core::{EngineConfig, FileId};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
-/** Options of `new Uploader(options)`. */
+/** Options of `createUploader(options)`. */
 export interface UploaderOptions {
   /** Base URL of the companion; "" or omitted for the page's own origin. */
   endpoint?: string;
+  /** Headers sent with every call to the companion, e.g. `{ Authorization: "Bearer ..." }`. */
+  headers?: Record<string, string>;
+  /** Part PUTs at once over all files; by default 5, or 3 while a file over 65 MiB is active. */
+  slots?: number;
+  /** Files prepared ahead (upload created, first URLs signed); 10 by default. */
+  triggers?: number;
+  /** Part PUTs at once for one file; 3 by default. */
+  perFile?: number;
+  /** Retries of a failed part or call; 3 by default. */
+  retries?: number;
+  /** Delay before the first retry, doubled for each next one (with jitter); 1000 by default. */
+  retryDelayMs?: number;
 }
+
+/** Options of `uploader.add(file, options)`. */
+export interface AddOptions {
+  /** Higher goes first among queued files; 0 by default. */
+  priority?: number;
+  /** Aborting it cancels the upload (its Promise rejects with code `Cancelled`). */
+  signal?: AbortSignal;
+  /** Called as bytes go out. */
+  onProgress?: (progress: UploadProgress) => void;
+}
+
+/** Options of `uploader.upload(file, options)`. */
+export type UploadOptions = AddOptions;
 
 /** Progress of one file, in bytes. */
 export interface UploadProgress {
+  /** The upload's id, as `Upload.id`. */
+  id: number;
   /** Bytes sent so far (`confirmed + inFlight`). */
   loaded: number;
   /** Size of the file. */
@@ -43,14 +77,10 @@ export interface UploadProgress {
   confirmed: number;
   /** Bytes sent for parts still running; drops when a part fails. */
   inFlight: number;
-}
-
-/** Options of `uploader.upload(file, options)`. */
-export interface UploadOptions {
-  /** Called as bytes go out. */
-  onProgress?: (progress: UploadProgress) => void;
-  /** Higher goes first among queued files; 0 by default. */
-  priority?: number;
+  /** Retries spent so far. */
+  retries: number;
+  /** Whether parts go through the companion because the store cannot be reached. */
+  fallback: boolean;
 }
 
 /** The stored object. */
@@ -65,13 +95,17 @@ export interface UploadResult {
   location: string;
 }
 
-/**
- * Every rejection of `upload` is an `Error` with a stable `code`: Ferry's own
- * (`TooLarge`, `TypeNotAllowed`, `CompanionUnreachable`, `NetworkError`, `Cancelled`, ...)
- * or the store's S3 code (`EntityTooSmall`, `AccessDenied`, ...).
- */
-export interface FerryError extends Error {
-  code: string;
+/** The events of `uploader.on(name, listener)`, by name. */
+export interface UploaderEvents {
+  progress: UploadProgress;
+  /** A part is stored. */
+  part: { id: number; part: number; etag: string };
+  /** A part or call failed and will be tried again. */
+  retry: { id: number; retries: number };
+  /** A reloaded upload continued, keeping the parts the store already held. */
+  resumed: { id: number; partsKept: number };
+  complete: { id: number; result: UploadResult };
+  error: { id: number; error: import("./index").FerryError };
 }
 "#;
 
@@ -79,32 +113,110 @@ export interface FerryError extends Error {
 extern "C" {
     #[wasm_bindgen(typescript_type = "UploaderOptions")]
     pub type UploaderOptions;
-    #[wasm_bindgen(typescript_type = "UploadOptions")]
-    pub type UploadOptions;
+    #[wasm_bindgen(typescript_type = "AddOptions")]
+    pub type AddOptions;
     #[wasm_bindgen(typescript_type = "Promise<UploadResult>")]
     pub type UploadPromise;
+    #[wasm_bindgen(typescript_type = "keyof UploaderEvents")]
+    pub type EventName;
+    #[wasm_bindgen(typescript_type = "(event: any) => void")]
+    pub type Listener;
+    #[wasm_bindgen(typescript_type = "() => void")]
+    pub type Unsubscribe;
+}
+
+#[wasm_bindgen(module = "/js/ferry-error.js")]
+extern "C" {
+    /// The JS class of every error Ferry hands to JavaScript.
+    #[wasm_bindgen(extends = js_sys::Error)]
+    type FerryError;
+    #[wasm_bindgen(constructor)]
+    fn new(code: &str, message: &str) -> FerryError;
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Options {
     #[serde(default)]
     endpoint: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    slots: Option<usize>,
+    triggers: Option<usize>,
+    per_file: Option<usize>,
+    retries: Option<u32>,
+    retry_delay_ms: Option<u64>,
+}
+
+impl Options {
+    fn engine_config(&self) -> EngineConfig {
+        let defaults = EngineConfig::default();
+        let mut config = EngineConfig {
+            triggers: self.triggers.unwrap_or(defaults.triggers).max(1),
+            per_file: self.per_file.unwrap_or(defaults.per_file).max(1),
+            ..defaults
+        };
+        if let Some(slots) = self.slots {
+            config.slot_rule = Arc::new(FixedSlots(slots.max(1)));
+        }
+        if let Some(retries) = self.retries {
+            config.retry.retries = retries;
+        }
+        if let Some(delay) = self.retry_delay_ms {
+            config.retry.base_delay = Duration::from_millis(delay);
+        }
+        config
+    }
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ProgressJs {
+    id: f64,
     loaded: f64,
     total: f64,
     confirmed: f64,
     in_flight: f64,
+    retries: u32,
+    fallback: bool,
 }
+
+impl ProgressJs {
+    fn new(id: FileId, progress: &FileProgress) -> Self {
+        Self {
+            id: id.0 as f64,
+            loaded: progress.loaded() as f64,
+            total: progress.size as f64,
+            confirmed: progress.confirmed as f64,
+            in_flight: progress.in_flight as f64,
+            retries: progress.retries,
+            fallback: progress.fallback,
+        }
+    }
+}
+
+fn to_js(value: &impl Serialize) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .expect("plain data serialises")
+}
+
+/// Listeners by event name, each with the number that unsubscribes it.
+type Listeners = Rc<RefCell<BTreeMap<String, Vec<(u64, js_sys::Function)>>>>;
 
 /// Uploads files straight to the store through a companion. One uploader schedules all its
 /// uploads together; call `.free()` when done with it to release its memory.
 #[wasm_bindgen]
 pub struct Uploader {
     client: Client,
+    listeners: Listeners,
+    next_listener: std::cell::Cell<u64>,
+}
+
+/// An uploader for the companion `options.endpoint`.
+#[wasm_bindgen(js_name = createUploader)]
+pub fn create_uploader(options: Option<UploaderOptions>) -> Result<Uploader, JsError> {
+    Uploader::new(options)
 }
 
 #[wasm_bindgen]
@@ -114,18 +226,66 @@ impl Uploader {
         let options: Options = match options {
             Some(options) if !options.is_undefined() && !options.is_null() => {
                 serde_wasm_bindgen::from_value(options.into())
-                    .map_err(|err| JsError::new(&format!("bad Uploader options: {err}")))?
+                    .map_err(|err| JsError::new(&format!("bad uploader options: {err}")))?
             }
             _ => Options::default(),
         };
+        let headers = options.headers.clone().into_iter().collect();
+        let client = Client::with_headers(&options.endpoint, options.engine_config(), headers);
+        let listeners: Listeners = Rc::default();
+        let dispatch = listeners.clone();
+        client.on_event(move |event| {
+            let (name, payload) = match event {
+                ClientEvent::Progress { id, progress } => {
+                    ("progress", to_js(&ProgressJs::new(*id, progress)))
+                }
+                ClientEvent::Part { id, part, etag } => (
+                    "part",
+                    to_js(&serde_json::json!({"id": id.0, "part": part, "etag": etag})),
+                ),
+                ClientEvent::Retry { id, retries } => (
+                    "retry",
+                    to_js(&serde_json::json!({"id": id.0, "retries": retries})),
+                ),
+                ClientEvent::Resumed { id, parts_kept } => (
+                    "resumed",
+                    to_js(&serde_json::json!({"id": id.0, "partsKept": parts_kept})),
+                ),
+                ClientEvent::Complete { id, object } => (
+                    "complete",
+                    to_js(&serde_json::json!({"id": id.0, "result": object})),
+                ),
+                ClientEvent::Error { id, error } => {
+                    let payload = js_sys::Object::new();
+                    let _ = js_sys::Reflect::set(&payload, &"id".into(), &(id.0 as f64).into());
+                    let _ = js_sys::Reflect::set(&payload, &"error".into(), &js_error(error));
+                    ("error", payload.into())
+                }
+            };
+            let callbacks: Vec<js_sys::Function> = dispatch
+                .borrow()
+                .get(name)
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .map(|(_, callback)| callback.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for callback in callbacks {
+                let _ = callback.call1(&JsValue::NULL, &payload);
+            }
+        });
         Ok(Self {
-            client: Client::new(&options.endpoint),
+            client,
+            listeners,
+            next_listener: std::cell::Cell::new(0),
         })
     }
 
-    /// Uploads `file`; resolves with `{ key, etag, size, location }`, rejects with a `FerryError`.
-    pub fn upload(&self, file: web_sys::File, options: Option<UploadOptions>) -> UploadPromise {
-        let client = self.client.clone();
+    /// Queues `file` and returns its `Upload` at once; `upload.done` resolves with the stored
+    /// object or rejects with a `FerryError`.
+    pub fn add(&self, file: web_sys::File, options: Option<AddOptions>) -> Upload {
         let option = |name: &str| {
             options
                 .as_ref()
@@ -136,33 +296,89 @@ impl Uploader {
         let priority = option("priority")
             .and_then(|priority| priority.as_f64())
             .unwrap_or(0.0) as i32;
-        let promise =
-            wasm_bindgen_futures::future_to_promise(async move {
-                let report = move |progress: FileProgress| {
-                    if let Some(callback) = &on_progress {
-                        let value = serde_wasm_bindgen::to_value(&ProgressJs {
-                            loaded: progress.loaded() as f64,
-                            total: progress.size as f64,
-                            confirmed: progress.confirmed as f64,
-                            in_flight: progress.in_flight as f64,
-                        })
-                        .expect("plain numbers serialise");
-                        let _ = callback.call1(&JsValue::NULL, &value);
-                    }
-                };
-                let upload = async { client.add(file, priority, report).await?.done().await };
-                match upload.await {
-                    Ok(object) => Ok(serde_wasm_bindgen::to_value(&object)
-                        .expect("strings and numbers serialise")),
-                    Err(error) => Err(js_error(&error)),
+        let signal =
+            option("signal").and_then(|signal| signal.dyn_into::<web_sys::AbortSignal>().ok());
+        let state = Rc::new(RefCell::new(UploadState::default()));
+        let upload_state = state.clone();
+        let client = self.client.clone();
+        let shared = state.clone();
+        let done = wasm_bindgen_futures::future_to_promise(async move {
+            let report = move |progress: FileProgress| {
+                if let (Some(callback), Some(id)) = (&on_progress, shared.borrow().id) {
+                    let _ = callback.call1(&JsValue::NULL, &to_js(&ProgressJs::new(id, &progress)));
                 }
+            };
+            let handle = client
+                .add(file, priority, report)
+                .await
+                .map_err(|error| js_error(&error))?;
+            let id = handle.id;
+            let pending = {
+                let mut state = state.borrow_mut();
+                state.id = Some(id);
+                state.pending.take()
+            };
+            match pending {
+                Some(Pending::Cancel) => client.cancel(id),
+                Some(Pending::Pause) => client.pause(id),
+                None => {}
+            }
+            let aborted = signal.map(|signal| {
+                let canceller = client.clone();
+                let on_abort = Closure::<dyn FnMut()>::new(move || canceller.cancel(id));
+                if signal.aborted() {
+                    client.cancel(id);
+                }
+                signal.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
+                (signal, on_abort)
             });
-        promise.unchecked_into()
+            let result = handle.done().await;
+            if let Some((signal, _on_abort)) = aborted {
+                signal.set_onabort(None);
+            }
+            result
+                .map(|object| to_js(&object))
+                .map_err(|error| js_error(&error))
+        });
+        Upload {
+            client: self.client.clone(),
+            state: upload_state,
+            done,
+        }
     }
-}
 
-#[wasm_bindgen]
-impl Uploader {
+    /// Uploads `file`; resolves with `{ key, etag, size, location }`, rejects with a `FerryError`.
+    pub fn upload(&self, file: web_sys::File, options: Option<AddOptions>) -> UploadPromise {
+        self.add(file, options).done.unchecked_into()
+    }
+
+    /// Calls `listener` for each event named `name`; returns a function that unsubscribes it.
+    pub fn on(&self, name: EventName, listener: Listener) -> Result<Unsubscribe, JsError> {
+        let name = name
+            .as_string()
+            .ok_or_else(|| JsError::new("the event name must be a string"))?;
+        if !["progress", "part", "retry", "resumed", "complete", "error"].contains(&name.as_str()) {
+            return Err(JsError::new(&format!("unknown event {name:?}")));
+        }
+        let listener: js_sys::Function = listener
+            .dyn_into()
+            .map_err(|_| JsError::new("the listener must be a function"))?;
+        let number = self.next_listener.get();
+        self.next_listener.set(number + 1);
+        self.listeners
+            .borrow_mut()
+            .entry(name.clone())
+            .or_default()
+            .push((number, listener));
+        let listeners = self.listeners.clone();
+        let unsubscribe = Closure::once_into_js(move || {
+            if let Some(entries) = listeners.borrow_mut().get_mut(&name) {
+                entries.retain(|(entry, _)| *entry != number);
+            }
+        });
+        Ok(unsubscribe.unchecked_into())
+    }
+
     /// Aborts every running part and starts nothing until `resumeAll()`.
     #[wasm_bindgen(js_name = pauseAll)]
     pub fn pause_all(&self) {
@@ -181,10 +397,81 @@ impl Uploader {
     }
 }
 
-/// An `Error` with the failure's `code`, as JS callers expect.
+/// A command given before the upload had its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Pause,
+    Cancel,
+}
+
+#[derive(Debug, Default)]
+struct UploadState {
+    id: Option<FileId>,
+    pending: Option<Pending>,
+}
+
+/// One file's upload: its outcome and its controls.
+#[wasm_bindgen]
+pub struct Upload {
+    client: Client,
+    state: Rc<RefCell<UploadState>>,
+    done: js_sys::Promise,
+}
+
+#[wasm_bindgen]
+impl Upload {
+    /// Resolves with the stored object; rejects with a `FerryError`.
+    #[wasm_bindgen(getter)]
+    pub fn done(&self) -> UploadPromise {
+        self.done.clone().unchecked_into()
+    }
+
+    /// The id that events carry, once the upload is queued (`undefined` before).
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> Option<f64> {
+        self.state.borrow().id.map(|id| id.0 as f64)
+    }
+
+    /// Aborts the running parts and starts no more until `resume()`.
+    pub fn pause(&self) {
+        self.command(Pending::Pause, Client::pause);
+    }
+
+    pub fn resume(&self) {
+        let id = {
+            let mut state = self.state.borrow_mut();
+            if state.pending == Some(Pending::Pause) {
+                state.pending = None;
+            }
+            state.id
+        };
+        if let Some(id) = id {
+            self.client.resume(id);
+        }
+    }
+
+    /// Ends the upload; the multipart upload is aborted on the store.
+    pub fn cancel(&self) {
+        self.command(Pending::Cancel, Client::cancel);
+    }
+}
+
+impl Upload {
+    fn command(&self, pending: Pending, run: fn(&Client, FileId)) {
+        let id = {
+            let mut state = self.state.borrow_mut();
+            if state.id.is_none() {
+                state.pending = Some(pending);
+            }
+            state.id
+        };
+        if let Some(id) = id {
+            run(&self.client, id);
+        }
+    }
+}
+
+/// An `Error` of class `FerryError` with the failure's `code`, as JS callers expect.
 pub fn js_error(error: &UploadError) -> JsValue {
-    let js = js_sys::Error::new(&error.to_string());
-    js.set_name("FerryError");
-    let _ = js_sys::Reflect::set(&js, &"code".into(), &error.code().into());
-    js.into()
+    FerryError::new(error.code(), &error.to_string()).into()
 }

@@ -1,0 +1,37 @@
+// Compiles under `tsc --strict` against the package's own `.d.ts`: the typed API as users see it.
+import init, { createUploader, FerryError, type UploadProgress, type UploadResult } from "ferry-wasm";
+
+export async function example(file: File, signal: AbortSignal): Promise<string> {
+  await init();
+  const uploader = createUploader({
+    endpoint: "https://uploads.example.com",
+    headers: { Authorization: "Bearer token" },
+    slots: 4,
+    triggers: 8,
+    perFile: 2,
+    retries: 5,
+    retryDelayMs: 500,
+  });
+  const unsubscribe: () => void = uploader.on("progress", (event: UploadProgress) => {
+    const share: number = event.loaded / event.total;
+    console.log(event.id, share, event.confirmed, event.inFlight, event.retries, event.fallback);
+  });
+  uploader.on("error", ({ error }: { id: number; error: FerryError }) => console.error(error.code));
+  const upload = uploader.add(file, { priority: 2, signal, onProgress: (p) => console.log(p.loaded) });
+  upload.pause();
+  upload.resume();
+  const id: number | undefined = upload.id;
+  try {
+    const result: UploadResult = await upload.done;
+    unsubscribe();
+    return `${id}: ${result.key} ${result.etag} ${result.size} ${result.location}`;
+  } catch (error) {
+    if (error instanceof FerryError) return error.code;
+    throw error;
+  } finally {
+    uploader.pauseAll();
+    uploader.resumeAll();
+    uploader.cancelAll();
+    uploader.free();
+  }
+}
