@@ -210,12 +210,11 @@ async fn create(
     if !policy.allowed_types.is_empty() && !policy.allowed_types.contains(&request.content_type) {
         return Err(ApiError::TypeNotAllowed(request.content_type));
     }
+    let preferred = request.part_size.unwrap_or(policy.preferred_part_size);
     let plan =
-        Plan::new(request.size, policy.preferred_part_size, &policy.limits).map_err(|_| {
-            ApiError::TooLarge {
-                size: request.size,
-                max: policy.limits.max_object_size,
-            }
+        Plan::new(request.size, preferred, &policy.limits).map_err(|_| ApiError::TooLarge {
+            size: request.size,
+            max: policy.limits.max_object_size,
         })?;
     let key = object_key(&state.key_prefix, &owner, &request.name);
     let (upload_id, url) = match plan.mode {

@@ -168,6 +168,15 @@ pub struct Progress {
     pub fallback: bool,
 }
 
+/// A part PUT in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunningPart {
+    pub file: FileId,
+    pub part: u32,
+    pub sent: u64,
+    pub size: u64,
+}
+
 /// Counters over the engine's life, for benchmarks and the demo's statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
@@ -413,6 +422,25 @@ impl Engine {
             .filter_map(|live| live.upload.as_ref())
             .map(|upload| upload.running.len())
             .sum()
+    }
+
+    /// Every part PUT in flight: file, part, bytes sent and part size, for displays.
+    pub fn running_parts(&self) -> Vec<RunningPart> {
+        self.live
+            .iter()
+            .filter_map(|(&file, live)| Some((file, live.upload.as_ref()?)))
+            .flat_map(|(file, upload)| {
+                upload.running.iter().map(move |(&part, running)| {
+                    let range = upload.plan.part_range(part);
+                    RunningPart {
+                        file,
+                        part,
+                        sent: running.sent,
+                        size: range.end - range.start,
+                    }
+                })
+            })
+            .collect()
     }
 
     /// Part PUTs in flight for one file.

@@ -16,7 +16,8 @@ pub mod schedule;
 pub mod time;
 
 pub use engine::{
-    Action, Call, Engine, Event, FileId, FileSpec, FileState, Progress, PutTarget, Snapshot, Stats,
+    Action, Call, Engine, Event, FileId, FileSpec, FileState, Progress, PutTarget, RunningPart,
+    Snapshot, Stats,
 };
 pub use error::UploadError;
 pub use plan::{Plan, PlanError, StoreLimits, UploadMode};

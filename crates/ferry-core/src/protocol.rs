@@ -34,6 +34,9 @@ pub struct CreateUpload {
     pub last_modified: Option<f64>,
     #[serde(default)]
     pub fingerprint: Option<String>,
+    /// The client's preferred part size; the companion raises it to the store's rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_size: Option<u64>,
 }
 
 /// The answer to [`CreateUpload`].

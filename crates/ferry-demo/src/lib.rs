@@ -1,16 +1,35 @@
-//! The demo page: pick files, watch each one's progress and state, open the stored object.
+//! The demo page: drop or pick files, watch each one's progress, speed and state, steer them, and
+//! watch the scheduler itself: its slots, its queue, its events and its throughput.
 //!
-//! Tests find elements by `data-testid` and read state from `data-state`, never from wording.
+//! Tests find elements by `data-testid` and read state from `data-*` attributes, never from
+//! wording.
 
-use ferry_wasm::{Client, FileId, FileProgress, SchedulerView};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_wasm::{
+    Client, ClientEvent, EngineConfig, FileId, FileProgress, FileState, FixedSlots, SchedulerView,
+};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::HtmlInputElement;
 
+/// How often speeds, the scheduler view and the chart are refreshed.
+const TICK: Duration = Duration::from_millis(250);
+/// Speed is measured over this window.
+const SPEED_WINDOW_MS: f64 = 3000.0;
+/// Points kept in the throughput chart.
+const CHART_POINTS: usize = 120;
+/// Events kept in the timeline.
+const TIMELINE_LENGTH: usize = 40;
+
 /// Where a file's upload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RowState {
+    Queued,
     Uploading,
+    Paused,
     Done,
     Failed,
 }
@@ -18,29 +37,76 @@ enum RowState {
 impl RowState {
     fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Uploading => "uploading",
+            Self::Paused => "paused",
             Self::Done => "done",
             Self::Failed => "failed",
         }
     }
+
+    fn is_active(self) -> bool {
+        matches!(self, Self::Queued | Self::Uploading | Self::Paused)
+    }
 }
 
 /// One picked file and what became of it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Row {
     id: usize,
     name: String,
     size: u64,
+    file: StoredValue<web_sys::File, LocalStorage>,
+    /// The client that uploads it (settings apply to new uploads only).
+    client: StoredValue<Client, LocalStorage>,
+    preview: Option<(String, bool)>,
     sent: RwSignal<u64>,
     confirmed: RwSignal<u64>,
+    speed: RwSignal<f64>,
+    samples: StoredValue<VecDeque<(f64, u64)>>,
     state: RwSignal<RowState>,
-    /// Where the companion serves the object, once stored.
-    location: RwSignal<Option<String>>,
-    error: RwSignal<Option<String>>,
-    /// The scheduler's id, once the file is queued.
-    upload: RwSignal<Option<FileId>>,
-    paused: RwSignal<bool>,
     retries: RwSignal<u32>,
+    fallback: RwSignal<bool>,
+    location: RwSignal<Option<String>>,
+    etag: RwSignal<Option<String>>,
+    error: RwSignal<Option<String>>,
+    upload: RwSignal<Option<FileId>>,
+}
+
+/// Settings applied to new uploads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Settings {
+    part_size_mib: u64,
+    /// 0 means the seeds' rule (5, or 3 with a file over 65 MiB).
+    slots: usize,
+    triggers: usize,
+    retry_delay_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            part_size_mib: 0,
+            slots: 0,
+            triggers: 10,
+            retry_delay_ms: 1000,
+        }
+    }
+}
+
+impl Settings {
+    fn client(&self) -> Client {
+        let mut config = EngineConfig {
+            triggers: self.triggers.max(1),
+            ..EngineConfig::default()
+        };
+        if self.slots > 0 {
+            config.slot_rule = Arc::new(FixedSlots(self.slots));
+        }
+        config.retry.base_delay = Duration::from_millis(self.retry_delay_ms);
+        let part_size = (self.part_size_mib > 0).then(|| self.part_size_mib * 1024 * 1024);
+        Client::with_config(&companion_endpoint(), config).with_part_size(part_size)
+    }
 }
 
 /// The companion's address: the page's own origin, unless `?companion=` names another.
@@ -52,27 +118,154 @@ fn companion_endpoint() -> String {
         .unwrap_or_default()
 }
 
-fn human_size(bytes: u64) -> String {
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+fn human_size(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
+    let mut value = bytes;
     let mut unit = 0;
     while value >= 1024.0 && unit < UNITS.len() - 1 {
         value /= 1024.0;
         unit += 1;
     }
     if unit == 0 {
-        format!("{bytes} B")
+        format!("{bytes:.0} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
 
+fn eta(remaining: u64, speed: f64) -> String {
+    if remaining == 0 {
+        return "—".into();
+    }
+    if speed < 1.0 {
+        return "…".into();
+    }
+    let secs = (remaining as f64 / speed).ceil() as u64;
+    if secs >= 3600 {
+        format!("{}h {:02}m", secs / 3600, secs / 60 % 60)
+    } else {
+        format!("{}m {:02}s", secs / 60, secs % 60)
+    }
+}
+
+/// A preview URL for images and videos, made in the page.
+fn preview(file: &web_sys::File) -> Option<(String, bool)> {
+    let kind = file.type_();
+    let video = kind.starts_with("video/");
+    (kind.starts_with("image/") || video)
+        .then(|| {
+            web_sys::Url::create_object_url_with_blob(file)
+                .ok()
+                .map(|url| (url, video))
+        })
+        .flatten()
+}
+
+/// Starts (or starts again) the upload of a row.
+fn run_upload(row: Row, timeline: RwSignal<VecDeque<String>>) {
+    row.state.set(RowState::Queued);
+    row.error.set(None);
+    row.sent.set(0);
+    row.confirmed.set(0);
+    let client = row.client.get_value();
+    let file = row.file.get_value();
+    spawn_local(async move {
+        let on_progress = move |progress: FileProgress| {
+            row.sent.set(progress.loaded());
+            row.confirmed.set(progress.confirmed);
+            row.retries.set(progress.retries);
+            row.fallback.set(progress.fallback);
+            let state = match progress.state {
+                FileState::Queued => RowState::Queued,
+                _ if progress.paused => RowState::Paused,
+                _ => RowState::Uploading,
+            };
+            row.state.set(state);
+        };
+        let upload = async {
+            let handle = client.add(file, 0, on_progress).await?;
+            row.upload.set(Some(handle.id));
+            handle.done().await
+        };
+        match upload.await {
+            Ok(object) => {
+                row.sent.set(row.size);
+                row.confirmed.set(row.size);
+                row.etag.set(Some(object.etag.trim_matches('"').to_owned()));
+                row.location.set(Some(object.location));
+                row.state.set(RowState::Done);
+                log(timeline, format!("{} stored", row.name));
+            }
+            Err(error) => {
+                row.error.set(Some(format!("{} ({})", error, error.code())));
+                row.state.set(RowState::Failed);
+                log(timeline, format!("{} failed: {}", row.name, error.code()));
+            }
+        }
+    });
+}
+
+fn log(timeline: RwSignal<VecDeque<String>>, line: String) {
+    let stamp = js_sys::Date::new_0().to_locale_time_string("en-GB");
+    timeline.update(|lines| {
+        lines.push_front(format!("{} {line}", String::from(stamp)));
+        lines.truncate(TIMELINE_LENGTH);
+    });
+}
+
 /// The whole page.
 #[component]
 pub fn App() -> impl IntoView {
-    let client = StoredValue::new_local(Client::new(&companion_endpoint()));
+    let settings = RwSignal::new(Settings::default());
+    let timeline = RwSignal::new(VecDeque::<String>::new());
     let rows = RwSignal::new(Vec::<Row>::new());
     let next_id = StoredValue::new(0usize);
+    let names = StoredValue::new(std::collections::HashMap::<(usize, u64), String>::new());
+    let client = StoredValue::new_local(settings.get_untracked().client());
+    let watch = move |client: &Client, generation: usize| {
+        client.on_event(move |event| match event {
+            ClientEvent::Part { id, part, .. } => {
+                let name = names
+                    .with_value(|names| names.get(&(generation, id.0)).cloned())
+                    .unwrap_or_default();
+                log(timeline, format!("{name}: part {part} stored"));
+            }
+            ClientEvent::Retry { id, retries } => {
+                let name = names
+                    .with_value(|names| names.get(&(generation, id.0)).cloned())
+                    .unwrap_or_default();
+                log(timeline, format!("{name}: retry {retries}"));
+            }
+            ClientEvent::Resumed { id, parts_kept } => {
+                let name = names
+                    .with_value(|names| names.get(&(generation, id.0)).cloned())
+                    .unwrap_or_default();
+                log(
+                    timeline,
+                    format!("{name}: resumed with {parts_kept} parts already stored"),
+                );
+            }
+            _ => {}
+        });
+    };
+    let generation = StoredValue::new(0usize);
+    client.with_value(|client| watch(client, 0));
+    // New settings make a new client; uploads already running keep theirs.
+    Effect::new(move |previous: Option<Settings>| {
+        let current = settings.get();
+        if previous.is_some_and(|previous| previous != current) {
+            let fresh = current.client();
+            generation.update_value(|generation| *generation += 1);
+            watch(&fresh, generation.get_value());
+            client.set_value(fresh);
+            log(timeline, "settings applied to new uploads".into());
+        }
+        current
+    });
 
     let start = move |file: web_sys::File| {
         let id = next_id.get_value();
@@ -81,119 +274,314 @@ pub fn App() -> impl IntoView {
             id,
             name: file.name(),
             size: file.size() as u64,
+            preview: preview(&file),
+            file: StoredValue::new_local(file),
+            client: StoredValue::new_local(client.get_value()),
             sent: RwSignal::new(0),
             confirmed: RwSignal::new(0),
-            state: RwSignal::new(RowState::Uploading),
+            speed: RwSignal::new(0.0),
+            samples: StoredValue::new(VecDeque::new()),
+            state: RwSignal::new(RowState::Queued),
+            retries: RwSignal::new(0),
+            fallback: RwSignal::new(false),
             location: RwSignal::new(None),
+            etag: RwSignal::new(None),
             error: RwSignal::new(None),
             upload: RwSignal::new(None),
-            paused: RwSignal::new(false),
-            retries: RwSignal::new(0),
         };
         rows.update(|rows| rows.push(row.clone()));
-        let client = client.get_value();
-        spawn_local(async move {
-            let on_progress = move |progress: FileProgress| {
-                row.sent.set(progress.loaded());
-                row.confirmed.set(progress.confirmed);
-                row.retries.set(progress.retries);
-            };
-            let upload = async {
-                let handle = client.add(file, 0, on_progress).await?;
-                row.upload.set(Some(handle.id));
-                handle.done().await
-            };
-            match upload.await {
-                Ok(object) => {
-                    row.sent.set(row.size);
-                    row.confirmed.set(row.size);
-                    row.location.set(Some(object.location));
-                    row.state.set(RowState::Done);
-                }
-                Err(error) => {
-                    row.error.set(Some(format!("{} ({})", error, error.code())));
-                    row.state.set(RowState::Failed);
-                }
+        // Names for the timeline, keyed by the client's generation and the engine's id.
+        let generation = generation.get_value();
+        let name = row.name.clone();
+        Effect::new(move || {
+            if let Some(upload) = row.upload.get() {
+                names.update_value(|names| {
+                    names.insert((generation, upload.0), name.clone());
+                });
             }
         });
+        log(timeline, format!("{} added", row.name));
+        run_upload(row, timeline);
+    };
+    let add_files = move |files: web_sys::FileList| {
+        for index in 0..files.length() {
+            if let Some(file) = files.item(index) {
+                start(file);
+            }
+        }
     };
 
-    // The scheduler panel reads the engine after every change a row sees.
+    // Speeds, the scheduler view and the throughput chart, refreshed on a tick.
     let scheduler = RwSignal::new(SchedulerView::default());
-    Effect::new(move || {
-        for row in rows.get() {
-            row.sent.track();
-            row.state.track();
+    let slots_in_use = RwSignal::new(Vec::<(String, u32, f64)>::new());
+    let throughput = RwSignal::new(VecDeque::<f64>::new());
+    let last_total = StoredValue::new((now_ms(), 0u64));
+    let tick = move || {
+        let now = now_ms();
+        let mut total = 0;
+        for row in rows.get_untracked() {
+            let sent = row.sent.get_untracked();
+            total += sent;
+            row.samples.update_value(|samples| {
+                samples.push_back((now, sent));
+                while samples
+                    .front()
+                    .is_some_and(|(at, _)| now - at > SPEED_WINDOW_MS)
+                {
+                    samples.pop_front();
+                }
+                let (first_at, first_sent) = samples.front().copied().unwrap_or((now, sent));
+                let speed = if now > first_at {
+                    sent.saturating_sub(first_sent) as f64 * 1000.0 / (now - first_at)
+                } else {
+                    0.0
+                };
+                row.speed
+                    .set(if row.state.get_untracked() == RowState::Uploading {
+                        speed
+                    } else {
+                        0.0
+                    });
+            });
         }
-        scheduler.set(client.get_value().scheduler());
+        let (then, before) = last_total.get_value();
+        last_total.set_value((now, total));
+        if now > then {
+            throughput.update(|points| {
+                points.push_back(total.saturating_sub(before) as f64 * 1000.0 / (now - then));
+                while points.len() > CHART_POINTS {
+                    points.pop_front();
+                }
+            });
+        }
+        let current = client.get_value();
+        scheduler.set(current.scheduler());
+        let parts = current
+            .running_parts()
+            .into_iter()
+            .map(|part| {
+                let name = names
+                    .with_value(|names| names.get(&(generation.get_value(), part.file.0)).cloned())
+                    .unwrap_or_default();
+                (
+                    name,
+                    part.part,
+                    part.sent as f64 * 100.0 / part.size.max(1) as f64,
+                )
+            })
+            .collect();
+        slots_in_use.set(parts);
+    };
+    let interval = set_interval_with_handle(tick, TICK).ok();
+    on_cleanup(move || {
+        if let Some(interval) = interval {
+            interval.clear();
+        }
     });
 
     let on_change = move |event: leptos::ev::Event| {
         let input: HtmlInputElement = event_target(&event);
         if let Some(files) = input.files() {
-            for index in 0..files.length() {
-                if let Some(file) = files.item(index) {
-                    start(file);
-                }
-            }
+            add_files(files);
         }
         // Let the same file be picked again.
         input.set_value("");
     };
+    let dragging = RwSignal::new(false);
+    let on_drop = move |event: leptos::ev::DragEvent| {
+        event.prevent_default();
+        dragging.set(false);
+        if let Some(files) = event.data_transfer().and_then(|transfer| transfer.files()) {
+            add_files(files);
+        }
+    };
+    let unfinished = ferry_wasm::Client::unfinished_uploads();
+
+    let totals = move || {
+        let rows = rows.get();
+        let size: u64 = rows.iter().map(|row| row.size).sum();
+        let confirmed: u64 = rows.iter().map(|row| row.confirmed.get()).sum();
+        let sent: u64 = rows.iter().map(|row| row.sent.get()).sum();
+        let done = rows
+            .iter()
+            .filter(|row| row.state.get() == RowState::Done)
+            .count();
+        (size, confirmed, sent, done, rows.len())
+    };
 
     view! {
         <main>
-            <h1>"Ferry"</h1>
-            <p class="lede">"Files go from this page straight to the store, in parts, through one scheduler."</p>
-            <label class="picker">
-                "Choose files"
+            <header>
+                <h1>"Ferry"</h1>
+                <p class="lede">"Files go from this page straight to the store, in parts, through one scheduler."</p>
+            </header>
+            {(!unfinished.is_empty()).then(|| view! {
+                <p class="banner" data-testid="resume-banner" role="status">
+                    "Unfinished uploads from an earlier visit: " {unfinished.join(", ")}
+                    ". Select the same files again to continue where they stopped."
+                </p>
+            })}
+            <label
+                class="drop"
+                class:dragging=move || dragging.get()
+                data-testid="drop-zone"
+                on:dragover=move |event: leptos::ev::DragEvent| { event.prevent_default(); dragging.set(true); }
+                on:dragleave=move |_| dragging.set(false)
+                on:drop=on_drop
+            >
+                <span>"Drop files here, or choose them"</span>
                 <input type="file" multiple data-testid="file-input" on:change=on_change />
             </label>
-            <section class="scheduler" data-testid="scheduler" aria-label="Scheduler">
-                <span data-testid="slots">{move || format!("{} / {} slots busy", scheduler.get().running, scheduler.get().slots)}</span>
-                <span data-testid="live">{move || format!("{} files prepared", scheduler.get().live)}</span>
-                <span data-testid="queued">{move || format!("{} queued", scheduler.get().queued)}</span>
-                <span>{move || format!("{} part PUTs, {} companion calls", scheduler.get().puts, scheduler.get().companion_calls)}</span>
-                <button data-testid="pause-all" on:click=move |_| client.get_value().pause_all()>"Pause all"</button>
-                <button data-testid="resume-all" on:click=move |_| client.get_value().resume_all()>"Resume all"</button>
-                <button data-testid="cancel-all" on:click=move |_| client.get_value().cancel_all()>"Cancel all"</button>
+
+            <section class="totals" aria-label="Totals">
+                {move || {
+                    let (size, confirmed, sent, done, count) = totals();
+                    let share = |bytes: u64| if size == 0 { 0.0 } else { bytes as f64 * 100.0 / size as f64 };
+                    view! {
+                        <div class="bar" data-testid="total-bar" data-confirmed=confirmed.to_string() data-total=size.to_string()
+                            role="progressbar" aria-label="All files" aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{:.0}", share(sent))>
+                            <div class="sent" style:width=format!("{:.1}%", share(sent))></div>
+                            <div class="confirmed" style:width=format!("{:.1}%", share(confirmed))></div>
+                        </div>
+                        <p data-testid="totals">{format!("{done} of {count} files, {} of {} stored", human_size(confirmed as f64), human_size(size as f64))}</p>
+                    }
+                }}
+                <div class="controls">
+                    <button data-testid="pause-all" on:click=move |_| { for row in rows.get_untracked() { row.client.get_value().pause_all(); } }>"Pause all"</button>
+                    <button data-testid="resume-all" on:click=move |_| { for row in rows.get_untracked() { row.client.get_value().resume_all(); } }>"Resume all"</button>
+                    <button data-testid="cancel-all" on:click=move |_| { for row in rows.get_untracked() { row.client.get_value().cancel_all(); } }>"Cancel all"</button>
+                </div>
             </section>
-            <ul class="files" data-testid="file-list">
+
+            <ul class="files" data-testid="file-list" aria-label="Files">
                 <For each=move || rows.get() key=|row| row.id let:row>
-                    <FileRow row=row client=client />
+                    <FileRow row=row timeline=timeline />
                 </For>
             </ul>
+
+            <div class="panels">
+                <SchedulerPanel scheduler=scheduler slots=slots_in_use throughput=throughput timeline=timeline />
+                <SettingsPanel settings=settings />
+            </div>
         </main>
     }
 }
 
-/// A file's name, size, progress bar, state, and link or error.
+/// The settings applied to uploads added after a change.
+#[component]
+fn SettingsPanel(
+    /// The settings, shared with the page.
+    settings: RwSignal<Settings>,
+) -> impl IntoView {
+    let number = |event: &leptos::ev::Event| event_target_value(event).parse::<u64>().unwrap_or(0);
+    view! {
+        <section class="panel" data-testid="settings" aria-label="Settings">
+            <h2>"Settings for new uploads"</h2>
+            <label>"Preferred part size (MiB, 0 = companion's)"
+                <input type="number" min="0" data-testid="setting-part-size" prop:value=move || settings.get().part_size_mib
+                    on:change=move |event| settings.update(|s| s.part_size_mib = number(&event)) />
+            </label>
+            <label>"Slots (0 = 5, or 3 with a file over 65 MiB)"
+                <input type="number" min="0" max="32" data-testid="setting-slots" prop:value=move || settings.get().slots
+                    on:change=move |event| settings.update(|s| s.slots = number(&event) as usize) />
+            </label>
+            <label>"Files prepared ahead (triggers)"
+                <input type="number" min="1" max="100" data-testid="setting-triggers" prop:value=move || settings.get().triggers
+                    on:change=move |event| settings.update(|s| s.triggers = number(&event).max(1) as usize) />
+            </label>
+            <label>"First retry delay (ms, then doubled)"
+                <input type="number" min="0" step="100" data-testid="setting-retry-delay" prop:value=move || settings.get().retry_delay_ms
+                    on:change=move |event| settings.update(|s| s.retry_delay_ms = number(&event)) />
+            </label>
+        </section>
+    }
+}
+
+/// The scheduler at work: slots, queue, statistics, throughput and events.
+#[component]
+fn SchedulerPanel(
+    /// Counters and sizes of the two layers.
+    scheduler: RwSignal<SchedulerView>,
+    /// The running parts: file name, part number, percent sent.
+    slots: RwSignal<Vec<(String, u32, f64)>>,
+    /// Bytes per second, oldest first.
+    throughput: RwSignal<VecDeque<f64>>,
+    /// Newest first.
+    timeline: RwSignal<VecDeque<String>>,
+) -> impl IntoView {
+    let chart = move || {
+        let points = throughput.get();
+        let peak = points.iter().copied().fold(1.0, f64::max);
+        let line = points
+            .iter()
+            .enumerate()
+            .map(|(index, value)| {
+                format!(
+                    "{:.1},{:.1}",
+                    index as f64 * 300.0 / CHART_POINTS as f64,
+                    80.0 - value * 76.0 / peak
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        (
+            line,
+            human_size(points.back().copied().unwrap_or(0.0)),
+            human_size(peak),
+        )
+    };
+    view! {
+        <section class="panel" data-testid="scheduler" aria-label="Scheduler">
+            <h2>"Scheduler"</h2>
+            <div class="slots" data-testid="slot-grid" aria-label="Bandwidth slots">
+                {move || {
+                    let view = scheduler.get();
+                    let running = slots.get();
+                    (0..view.slots.max(running.len()))
+                        .map(|index| match running.get(index) {
+                            Some((name, part, percent)) => view! {
+                                <div class="slot busy" data-testid="slot" data-busy="true" title=format!("{name}, part {part}")>
+                                    <span>{format!("{name} #{part}")}</span>
+                                    <div class="fill" style:width=format!("{percent:.0}%")></div>
+                                </div>
+                            }.into_any(),
+                            None => view! { <div class="slot" data-testid="slot" data-busy="false"><span>"idle"</span></div> }.into_any(),
+                        })
+                        .collect_view()
+                }}
+            </div>
+            <dl class="stats">
+                <dt>"Slots busy"</dt><dd data-testid="slots">{move || format!("{} / {}", scheduler.get().running, scheduler.get().slots)}</dd>
+                <dt>"Files prepared"</dt><dd data-testid="live">{move || scheduler.get().live}</dd>
+                <dt>"Queued"</dt><dd data-testid="queued">{move || scheduler.get().queued}</dd>
+                <dt>"Part PUTs"</dt><dd data-testid="puts">{move || scheduler.get().puts}</dd>
+                <dt>"Companion calls"</dt><dd data-testid="companion-calls">{move || scheduler.get().companion_calls}</dd>
+                <dt>"Retries"</dt><dd data-testid="retries">{move || scheduler.get().retries}</dd>
+            </dl>
+            <figure>
+                <svg viewBox="0 0 300 80" class="chart" data-testid="throughput-chart" role="img" aria-label="Throughput over time">
+                    <polyline points=move || chart().0 />
+                </svg>
+                <figcaption>{move || { let (_, now, peak) = chart(); format!("{now}/s now, peak {peak}/s") }}</figcaption>
+            </figure>
+            <h3>"Events"</h3>
+            <ol class="timeline" data-testid="timeline" aria-live="polite">
+                {move || timeline.get().into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}
+            </ol>
+        </section>
+    }
+}
+
+/// A file's preview, name, size, progress, speed, ETA, state, retries and controls.
 #[component]
 fn FileRow(
     /// The file and its signals.
     row: Row,
-    /// The client that uploads it, for pause, resume and cancel.
-    client: StoredValue<Client, LocalStorage>,
+    /// Where the row's events are logged.
+    timeline: RwSignal<VecDeque<String>>,
 ) -> impl IntoView {
-    let uploading = move || row.state.get() == RowState::Uploading && row.upload.get().is_some();
-    let toggle_pause = move |_| {
-        let Some(id) = row.upload.get_untracked() else {
-            return;
-        };
-        if row.paused.get_untracked() {
-            client.get_value().resume(id);
-        } else {
-            client.get_value().pause(id);
-        }
-        row.paused.update(|paused| *paused = !*paused);
-    };
-    let cancel = move |_| {
-        if let Some(id) = row.upload.get_untracked() {
-            client.get_value().cancel(id);
-        }
-    };
     let size = row.size;
-    let percent = move || {
+    let share = move |bytes: u64| {
         if size == 0 {
             if row.state.get() == RowState::Done {
                 100.0
@@ -201,16 +589,40 @@ fn FileRow(
                 0.0
             }
         } else {
-            row.sent.get() as f64 * 100.0 / size as f64
+            bytes as f64 * 100.0 / size as f64
         }
     };
-    let confirmed_percent = move || {
-        if size == 0 {
-            percent()
+    let running = move || {
+        matches!(row.state.get(), RowState::Uploading | RowState::Queued)
+            && row.upload.get().is_some()
+    };
+    let toggle_pause = move |_| {
+        let Some(id) = row.upload.get_untracked() else {
+            return;
+        };
+        let client = row.client.get_value();
+        if row.state.get_untracked() == RowState::Paused {
+            client.resume(id);
+            row.state.set(RowState::Uploading);
         } else {
-            row.confirmed.get() as f64 * 100.0 / size as f64
+            client.pause(id);
+            row.state.set(RowState::Paused);
         }
     };
+    let cancel = move |_| {
+        if let Some(id) = row.upload.get_untracked() {
+            row.client.get_value().cancel(id);
+        }
+    };
+    let retry_row = row.clone();
+    let retry = move |_| run_upload(retry_row.clone(), timeline);
+    let preview = row.preview.clone().map(|(url, video)| {
+        if video {
+            view! { <video class="thumb" data-testid="thumbnail" src=url muted=true preload="metadata" aria-hidden="true"></video> }.into_any()
+        } else {
+            view! { <img class="thumb" data-testid="thumbnail" src=url alt="" /> }.into_any()
+        }
+    });
     view! {
         <li
             class="file"
@@ -218,23 +630,38 @@ fn FileRow(
             data-name=row.name.clone()
             data-state=move || row.state.get().as_str()
             data-retries=move || row.retries.get().to_string()
+            data-fallback=move || row.fallback.get().to_string()
         >
-            <span class="name">{row.name.clone()}</span>
-            <span class="size">{human_size(row.size)}</span>
-            <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow=move || format!("{:.0}", percent())>
-                <div class="sent" style:width=move || format!("{:.1}%", percent())></div>
-                <div class="confirmed" style:width=move || format!("{:.1}%", confirmed_percent())></div>
+            <div class="preview">{preview}</div>
+            <div class="about">
+                <span class="name">{row.name.clone()}</span>
+                <span class="size">{human_size(row.size as f64)}</span>
+                <span class="state" data-testid="file-state" data-state=move || row.state.get().as_str()>{move || row.state.get().as_str()}</span>
             </div>
-            <span class="state" data-testid="file-state" data-state=move || row.state.get().as_str()>
-                {move || row.state.get().as_str()}
-            </span>
-            <span class="controls">
-                <button data-testid="pause" disabled=move || !uploading() on:click=toggle_pause>
-                    {move || if row.paused.get() { "Resume" } else { "Pause" }}
+            <div class="bar" role="progressbar" aria-label=format!("{} progress", row.name) aria-valuemin="0" aria-valuemax="100"
+                aria-valuenow=move || format!("{:.0}", share(row.sent.get()))>
+                <div class="sent" style:width=move || format!("{:.1}%", share(row.sent.get()))></div>
+                <div class="confirmed" style:width=move || format!("{:.1}%", share(row.confirmed.get()))></div>
+            </div>
+            <div class="numbers">
+                <span data-testid="speed">{move || format!("{}/s", human_size(row.speed.get()))}</span>
+                <span data-testid="eta">{move || format!("ETA {}", eta(size.saturating_sub(row.confirmed.get()), row.speed.get()))}</span>
+                <span>{move || format!("{} retries", row.retries.get())}</span>
+                {move || row.fallback.get().then(|| view! { <span>"via companion"</span> })}
+            </div>
+            <div class="controls">
+                <button data-testid="pause" disabled=move || !(running() || row.state.get() == RowState::Paused) on:click=toggle_pause>
+                    {move || if row.state.get() == RowState::Paused { "Resume" } else { "Pause" }}
                 </button>
-                <button data-testid="cancel" disabled=move || !uploading() on:click=cancel>"Cancel"</button>
-            </span>
-            {move || row.location.get().map(|href| view! { <a data-testid="file-link" href=href target="_blank">"open"</a> })}
+                <button data-testid="cancel" disabled=move || !row.state.get().is_active() || row.upload.get().is_none() on:click=cancel>"Cancel"</button>
+                <button data-testid="retry" disabled=move || row.state.get() != RowState::Failed on:click=retry>"Retry"</button>
+            </div>
+            {move || row.location.get().map(|href| view! {
+                <p class="stored">
+                    <a data-testid="file-link" href=href target="_blank">"Download"</a>
+                    " ETag " <code data-testid="file-etag">{row.etag.get().unwrap_or_default()}</code>
+                </p>
+            })}
             {move || row.error.get().map(|message| view! { <p class="error" data-testid="file-error" role="alert">{message}</p> })}
         </li>
     }

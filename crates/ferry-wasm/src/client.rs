@@ -27,6 +27,8 @@ use crate::xhr::{EtagFrom, PutRequest};
 /// bytes sent for parts still running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileProgress {
+    pub state: ferry_core::FileState,
+    pub paused: bool,
     pub size: u64,
     pub confirmed: u64,
     pub in_flight: u64,
@@ -161,6 +163,8 @@ pub struct Client {
     endpoint: Rc<str>,
     /// Headers sent to the companion (e.g. `Authorization`).
     headers: Rc<Vec<(String, String)>>,
+    /// Part size asked of the companion for new uploads.
+    part_size: Option<u64>,
     config: EngineConfig,
     driver: Rc<RefCell<Option<Driver>>>,
     listeners: Rc<RefCell<Vec<Listener>>>,
@@ -186,10 +190,26 @@ impl Client {
         Self {
             endpoint: endpoint.trim_end_matches('/').into(),
             headers: Rc::new(headers),
+            part_size: None,
             config,
             driver: Rc::new(RefCell::new(None)),
             listeners: Rc::new(RefCell::new(Vec::new())),
         }
+    }
+
+    /// Asks the companion for parts of about `part_size` bytes (it raises them to the store's
+    /// rules).
+    pub fn with_part_size(mut self, part_size: Option<u64>) -> Self {
+        self.part_size = part_size;
+        self
+    }
+
+    /// Every part PUT running now, for displays.
+    pub fn running_parts(&self) -> Vec<ferry_core::RunningPart> {
+        self.driver
+            .borrow()
+            .as_ref()
+            .map_or_else(Vec::new, |driver| driver.engine.running_parts())
     }
 
     /// Calls `listener` for every [`ClientEvent`] of every upload of this client.
@@ -489,6 +509,7 @@ impl Client {
                     content_type: tracked.file.type_(),
                     last_modified: Some(tracked.file.last_modified()),
                     fingerprint: tracked.record.clone(),
+                    part_size: self.part_size,
                 };
                 let body = serde_json::to_string(&request).ok();
                 self.companion_call(
@@ -707,6 +728,8 @@ impl Client {
                 return;
             };
             let progress = FileProgress {
+                state: progress.state,
+                paused: progress.paused,
                 size: progress.size,
                 confirmed: progress.confirmed,
                 in_flight: progress.in_flight,

@@ -24,13 +24,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::{FixedSlots, UploadError};
+use ferry_core::UploadError;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 pub use crate::client::{Client, ClientEvent, FileProgress, SchedulerView, UploadHandle};
 pub use ferry_core::protocol::StoredObject;
-pub use ferry_core::{EngineConfig, FileId};
+pub use ferry_core::{EngineConfig, FileId, FileState, FixedSlots, SlotRule};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
