@@ -190,3 +190,25 @@ test("after a reload a banner lists the unfinished upload", async () => {
     companion.stop();
   }
 });
+
+test("the simulated network runs the real engine in the page, at the chosen speed", async () => {
+  const companion = await startCompanion();
+  const { page, context } = await openDemo(companion);
+  try {
+    await page.fill("[data-testid=sim-files]", "20");
+    await page.dispatchEvent("[data-testid=sim-files]", "change");
+    await page.fill("[data-testid=sim-speed]", "0");
+    await page.click("[data-testid=sim-start]");
+    await page.waitForSelector("[data-testid=sim-status]");
+    assert.equal(await page.getAttribute("[data-testid=sim-status]", "data-virtual-seconds"), "0.00", "speed 0 holds time still");
+    await page.fill("[data-testid=sim-speed]", "10");
+    await page.waitForSelector('[data-testid=sim-status][data-finished="true"]', { timeout: 120_000 });
+    const status = await page.$eval("[data-testid=sim-status]", (node) => ({ ...node.dataset }));
+    assert.equal(status.done, "20", JSON.stringify(status));
+    assert.equal(status.files, "20");
+    assert.ok(Number(status.virtualSeconds) > 1, JSON.stringify(status));
+  } finally {
+    await context.close();
+    companion.stop();
+  }
+});

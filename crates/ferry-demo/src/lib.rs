@@ -463,6 +463,7 @@ pub fn App() -> impl IntoView {
                 <SchedulerPanel scheduler=scheduler slots=slots_in_use throughput=throughput timeline=timeline />
                 <SettingsPanel settings=settings />
             </div>
+            <SimulationPanel />
         </main>
     }
 }
@@ -664,5 +665,122 @@ fn FileRow(
             })}
             {move || row.error.get().map(|message| view! { <p class="error" data-testid="file-error" role="alert">{message}</p> })}
         </li>
+    }
+}
+
+/// What the simulated network shows on each tick.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct SimulationView {
+    virtual_secs: f64,
+    done: usize,
+    files: usize,
+    slots: usize,
+    running: Vec<(u64, u32, f64)>,
+    live: usize,
+    queued: usize,
+    puts: u64,
+    companion_calls: u64,
+    finished: bool,
+}
+
+/// The real engine driven by the simulator in the page: no store needed, speed from 0 to 10x.
+#[component]
+fn SimulationPanel() -> impl IntoView {
+    let speed = RwSignal::new(1.0f64);
+    let files = RwSignal::new(200usize);
+    let view_state = RwSignal::new(None::<SimulationView>);
+    let simulation = StoredValue::new_local(None::<ferry_sim::Sim>);
+    let start = move |_| {
+        let mut sim = ferry_sim::Sim::new(
+            EngineConfig::default(),
+            ferry_sim::Link::default(),
+            ferry_sim::Faults::default(),
+        );
+        let mut rng = ferry_sim::Rng::new(js_sys::Date::now() as u64);
+        for _ in 0..files.get_untracked() {
+            // Mostly small files, a few large ones: the slot rule shows both of its faces.
+            let size = if rng.unit() < 0.1 {
+                66 * 1024 * 1024 + rng.next_u64() % (60 * 1024 * 1024)
+            } else {
+                rng.next_u64() % (8 * 1024 * 1024)
+            };
+            sim.add(size, 0);
+        }
+        simulation.set_value(Some(sim));
+    };
+    let tick = move || {
+        let step = TICK.as_secs_f64() * speed.get_untracked();
+        let snapshot = simulation
+            .try_update_value(|sim| {
+                let sim = sim.as_mut()?;
+                let target = sim.now() + step;
+                let under_way = sim.run_until(target, &mut |_| {});
+                let report = sim.report();
+                Some(SimulationView {
+                    virtual_secs: sim.now(),
+                    done: report.done,
+                    files: report.done + report.failed + sim.engine.unfinished(),
+                    slots: sim.engine.slots(),
+                    running: sim
+                        .engine
+                        .running_parts()
+                        .into_iter()
+                        .map(|part| {
+                            (
+                                part.file.0,
+                                part.part,
+                                part.sent as f64 * 100.0 / part.size.max(1) as f64,
+                            )
+                        })
+                        .collect(),
+                    live: sim.engine.live_files(),
+                    queued: sim.engine.queued_files(),
+                    puts: report.puts,
+                    companion_calls: report.companion_calls,
+                    finished: !under_way,
+                })
+            })
+            .flatten();
+        if snapshot.is_some() {
+            view_state.set(snapshot);
+        }
+    };
+    let interval = set_interval_with_handle(tick, TICK).ok();
+    on_cleanup(move || {
+        if let Some(interval) = interval {
+            interval.clear();
+        }
+    });
+    view! {
+        <section class="panel simulation" data-testid="simulation" aria-label="Simulated network">
+            <h2>"Simulated network"</h2>
+            <p>"The same engine, driven by the simulator in this page: a 100 Mbit/s link, 40 ms per request, no store."</p>
+            <div class="sim-controls">
+                <label>"Files"
+                    <input type="number" min="1" max="20000" data-testid="sim-files" prop:value=move || files.get()
+                        on:change=move |event| files.set(event_target_value(&event).parse().unwrap_or(200)) />
+                </label>
+                <label>{move || format!("Speed {:.1}x", speed.get())}
+                    <input type="range" min="0" max="10" step="0.5" data-testid="sim-speed" prop:value=move || speed.get()
+                        on:input=move |event| speed.set(event_target_value(&event).parse().unwrap_or(1.0)) />
+                </label>
+                <button data-testid="sim-start" on:click=start>"Start simulation"</button>
+            </div>
+            {move || view_state.get().map(|view| view! {
+                <p data-testid="sim-status" data-done=view.done.to_string() data-files=view.files.to_string()
+                    data-virtual-seconds=format!("{:.2}", view.virtual_secs) data-finished=view.finished.to_string()>
+                    {format!("{:.1} virtual s: {} of {} files done, {} / {} slots busy, {} prepared, {} queued, {} PUTs, {} companion calls",
+                        view.virtual_secs, view.done, view.files, view.running.len(), view.slots, view.live, view.queued, view.puts, view.companion_calls)}
+                </p>
+                <div class="slots" data-testid="sim-slots">
+                    {(0..view.slots.max(view.running.len())).map(|index| match view.running.get(index) {
+                        Some((file, part, percent)) => view! {
+                            <div class="slot busy"><span>{format!("file {file} #{part}")}</span><div class="fill" style:width=format!("{percent:.0}%")></div></div>
+                        }.into_any(),
+                        None => view! { <div class="slot"><span>"idle"</span></div> }.into_any(),
+                    }).collect_view()}
+                </div>
+            })}
+        </section>
     }
 }

@@ -221,26 +221,48 @@ impl Sim {
 
     /// Runs until every file has ended.
     pub fn run(&mut self, observe: &mut dyn FnMut(Observation<'_>)) -> Report {
+        self.run_until(f64::INFINITY, observe);
+        self.report()
+    }
+
+    /// Runs until virtual time `until`, or until every file has ended; returns whether anything
+    /// is still under way. For showing a run as it goes (the demo's simulated network).
+    pub fn run_until(&mut self, until: f64, observe: &mut dyn FnMut(Observation<'_>)) -> bool {
         loop {
             self.drive(observe);
             let Some(next) = self.next_moment() else {
-                break;
+                return false;
             };
+            if next > until {
+                self.advance(until);
+                return true;
+            }
             self.advance(next);
             self.deliver(observe);
         }
-        self.report.elapsed = self.now;
+    }
+
+    /// Virtual seconds since the start.
+    pub fn now(&self) -> f64 {
+        self.now
+    }
+
+    /// What the run measured so far.
+    pub fn report(&self) -> Report {
         let stats = self.engine.stats();
-        self.report.puts = stats.puts;
-        self.report.companion_calls = stats.companion_calls;
-        self.report.peak_live = stats.peak_live;
-        self.report.retries = stats.retries;
-        self.report.slot_idle_fraction = if self.idle.1 > 0.0 {
-            self.idle.0 / self.idle.1
-        } else {
-            0.0
-        };
-        self.report
+        Report {
+            elapsed: self.now,
+            puts: stats.puts,
+            companion_calls: stats.companion_calls,
+            peak_live: stats.peak_live,
+            retries: stats.retries,
+            slot_idle_fraction: if self.idle.1 > 0.0 {
+                self.idle.0 / self.idle.1
+            } else {
+                0.0
+            },
+            ..self.report
+        }
     }
 
     fn drive(&mut self, observe: &mut dyn FnMut(Observation<'_>)) {

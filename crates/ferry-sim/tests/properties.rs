@@ -319,3 +319,23 @@ fn a_thousand_files_survive_failed_requests_and_two_outages() {
         report.retries
     );
 }
+
+#[test]
+fn running_in_steps_ends_where_one_run_ends() {
+    let batch = |sim: &mut Sim| {
+        for size in [MIB, 30 * MIB, 70 * MIB, 5 * MIB, 0] {
+            sim.add(size, 0);
+        }
+    };
+    let mut whole = Sim::new(EngineConfig::default(), Link::default(), Faults::default());
+    batch(&mut whole);
+    let expected = whole.run(&mut |_| {});
+    let mut stepped = Sim::new(EngineConfig::default(), Link::default(), Faults::default());
+    batch(&mut stepped);
+    let mut until = 0.0;
+    while stepped.run_until(until, &mut |_| {}) {
+        assert!(stepped.now() <= until);
+        until += 0.25;
+    }
+    assert_eq!(stepped.report(), expected);
+}
