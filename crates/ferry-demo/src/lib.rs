@@ -8,11 +8,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_wasm::{
-    Client, ClientEvent, EngineConfig, FileId, FileProgress, FileState, FixedSlots, SchedulerView,
-};
+use ferry_wasm::leptos::use_upload;
+use ferry_wasm::{Client, ClientEvent, EngineConfig, FileId, FileState, FixedSlots, SchedulerView};
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 use web_sys::HtmlInputElement;
 
 /// How often speeds, the scheduler view and the chart are refreshed.
@@ -171,10 +169,10 @@ fn run_upload(row: Row, timeline: RwSignal<VecDeque<String>>) {
     row.error.set(None);
     row.sent.set(0);
     row.confirmed.set(0);
-    let client = row.client.get_value();
-    let file = row.file.get_value();
-    spawn_local(async move {
-        let on_progress = move |progress: FileProgress| {
+    let upload = use_upload(&row.client.get_value(), row.file.get_value(), 0);
+    Effect::new(move || {
+        row.upload.set(upload.id.get());
+        if let Some(progress) = upload.progress.get() {
             row.sent.set(progress.loaded());
             row.confirmed.set(progress.confirmed);
             row.retries.set(progress.retries);
@@ -184,28 +182,26 @@ fn run_upload(row: Row, timeline: RwSignal<VecDeque<String>>) {
                 _ if progress.paused => RowState::Paused,
                 _ => RowState::Uploading,
             };
-            row.state.set(state);
-        };
-        let upload = async {
-            let handle = client.add(file, 0, on_progress).await?;
-            row.upload.set(Some(handle.id));
-            handle.done().await
-        };
-        match upload.await {
-            Ok(object) => {
-                row.sent.set(row.size);
-                row.confirmed.set(row.size);
-                row.etag.set(Some(object.etag.trim_matches('"').to_owned()));
-                row.location.set(Some(object.location));
-                row.state.set(RowState::Done);
-                log(timeline, format!("{} stored", row.name));
-            }
-            Err(error) => {
-                row.error.set(Some(format!("{} ({})", error, error.code())));
-                row.state.set(RowState::Failed);
-                log(timeline, format!("{} failed: {}", row.name, error.code()));
+            if row.state.get_untracked().is_active() {
+                row.state.set(state);
             }
         }
+    });
+    Effect::new(move || match upload.outcome.get() {
+        Some(Ok(object)) => {
+            row.sent.set(row.size);
+            row.confirmed.set(row.size);
+            row.etag.set(Some(object.etag.trim_matches('"').to_owned()));
+            row.location.set(Some(object.location));
+            row.state.set(RowState::Done);
+            log(timeline, format!("{} stored", row.name));
+        }
+        Some(Err(error)) => {
+            row.error.set(Some(format!("{} ({})", error, error.code())));
+            row.state.set(RowState::Failed);
+            log(timeline, format!("{} failed: {}", row.name, error.code()));
+        }
+        None => {}
     });
 }
 

@@ -15,6 +15,8 @@
 
 mod client;
 mod http;
+#[cfg(feature = "leptos")]
+pub mod leptos;
 mod resume;
 mod xhr;
 
