@@ -164,7 +164,7 @@ export async function readBack(companionUrl, location) {
   const response = await fetch(new URL(location, companionUrl));
   if (!response.ok) throw new Error(`GET ${location}: ${response.status}`);
   const bytes = Buffer.from(await response.arrayBuffer());
-  return { size: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") };
+  return { size: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex"), headers: response.headers };
 }
 
 /** Debian's Chromium, headless, with a fresh profile and no calls to the outside world. */

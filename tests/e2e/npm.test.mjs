@@ -35,6 +35,7 @@ test("a plain page that imports the npm package uploads and reads back identical
       assert.equal(outcome.result.size, file.size);
       const stored = await readBack(companion.url, outcome.result.location);
       assert.equal(stored.sha256, file.sha256, `${file.name} reads back identical`);
+      assert.equal(stored.headers.get("x-amz-meta-source"), "npm-page", `${file.name} keeps its metadata`);
       // Progress is reported and confirmed bytes never go back.
       const confirmed = outcome.progress.map((p) => p.confirmed);
       assert.deepEqual(confirmed, [...confirmed].sort((a, b) => a - b));

@@ -17,7 +17,7 @@ export async function example(file: File, signal: AbortSignal): Promise<string> 
     console.log(event.id, share, event.confirmed, event.inFlight, event.retries, event.fallback);
   });
   uploader.on("error", ({ error }: { id: number; error: FerryError }) => console.error(error.code));
-  const upload = uploader.add(file, { priority: 2, signal, onProgress: (p) => console.log(p.loaded) });
+  const upload = uploader.add(file, { priority: 2, signal, metadata: { album: "summer" }, onProgress: (p) => console.log(p.loaded) });
   upload.pause();
   upload.resume();
   const id: number | undefined = upload.id;

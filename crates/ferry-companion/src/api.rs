@@ -1,5 +1,6 @@
 //! The HTTP API of DESIGN.md: config, create, batched sign, list parts, complete, abort, files.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -210,6 +211,7 @@ async fn create(
     if !policy.allowed_types.is_empty() && !policy.allowed_types.contains(&request.content_type) {
         return Err(ApiError::TypeNotAllowed(request.content_type));
     }
+    check_metadata(&request.metadata)?;
     let preferred = request.part_size.unwrap_or(policy.preferred_part_size);
     let plan =
         Plan::new(request.size, preferred, &policy.limits).map_err(|_| ApiError::TooLarge {
@@ -219,12 +221,13 @@ async fn create(
     let key = object_key(&state.key_prefix, &owner, &request.name);
     let (upload_id, url) = match plan.mode {
         UploadMode::Single => {
-            let url = SignedUrl {
-                url: state
+            let (url, headers) =
+                state
                     .store
-                    .sign_put_object(&key, state.url_lifetime())
-                    .to_string(),
-                headers: Default::default(),
+                    .sign_put_object(&key, state.url_lifetime(), &request.metadata);
+            let url = SignedUrl {
+                url: url.to_string(),
+                headers,
                 expires_at: unix_now() + policy.url_lifetime_secs,
             };
             (None, Some(url))
@@ -232,7 +235,7 @@ async fn create(
         UploadMode::Multipart => {
             let upload_id = state
                 .store
-                .create_multipart_upload(&key, &request.content_type)
+                .create_multipart_upload(&key, &request.content_type, &request.metadata)
                 .await?;
             (Some(upload_id), None)
         }
@@ -244,6 +247,12 @@ async fn create(
         part_size: plan.part_size,
         owner,
         expires_at: unix_now() + state.token_lifetime.as_secs(),
+        // A single PUT may have to go through the companion, which must sign the same metadata.
+        metadata: if upload_id.is_none() {
+            request.metadata.clone()
+        } else {
+            Default::default()
+        },
     };
     state.metrics.created();
     Ok(Json(UploadCreated {
@@ -394,6 +403,35 @@ async fn metrics(
     )
 }
 
+/// S3's rule: user metadata, names and values together, fits in 2 KiB.
+const MAX_METADATA_BYTES: usize = 2048;
+
+/// Metadata names must be plain header-name characters, values printable ASCII.
+fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    let total: usize = metadata
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    if total > MAX_METADATA_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "metadata is {total} bytes, over S3's {MAX_METADATA_BYTES}"
+        )));
+    }
+    for (name, value) in metadata {
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+        let value_ok = value.bytes().all(|byte| (0x20..0x7f).contains(&byte));
+        if !name_ok || !value_ok {
+            return Err(ApiError::BadRequest(format!(
+                "metadata {name:?} must be a token name with a printable ASCII value"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The ETag of a part or object sent through the companion.
 #[derive(Debug, serde::Serialize)]
 struct Etag {
@@ -437,7 +475,10 @@ async fn put_part(
         .store
         .sign_upload_part(&claims.key, &upload_id, number, state.url_lifetime());
     let stream = reqwest::Body::wrap_stream(body.into_data_stream());
-    let etag = state.store.put_streamed(url, length, stream).await?;
+    let etag = state
+        .store
+        .put_streamed(url, length, &BTreeMap::new(), stream)
+        .await?;
     Ok(Json(Etag { etag }))
 }
 
@@ -450,10 +491,14 @@ async fn put_object(
 ) -> Result<Json<Etag>, ApiError> {
     let claims = state.verify(&headers, &query.token, None)?;
     let length = exact_length(&headers, claims.size)?;
-    let url = state
-        .store
-        .sign_put_object(&claims.key, state.url_lifetime());
+    let (url, metadata) =
+        state
+            .store
+            .sign_put_object(&claims.key, state.url_lifetime(), &claims.metadata);
     let stream = reqwest::Body::wrap_stream(body.into_data_stream());
-    let etag = state.store.put_streamed(url, length, stream).await?;
+    let etag = state
+        .store
+        .put_streamed(url, length, &metadata, stream)
+        .await?;
     Ok(Json(Etag { etag }))
 }

@@ -1,6 +1,7 @@
 //! The companion's side of S3: rusty-s3 signs every call (sans-IO), reqwest sends the ones the
 //! companion makes itself, and the browser gets presigned URLs for the rest.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_core::protocol::StoredPart;
@@ -21,6 +22,19 @@ pub struct StoreConfig {
     pub path_style: bool,
     pub access_key: String,
     pub secret_key: String,
+}
+
+/// `x-amz-meta-<name>` headers for user metadata.
+fn metadata_headers(metadata: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    metadata
+        .iter()
+        .map(|(name, value)| {
+            (
+                format!("x-amz-meta-{}", name.to_ascii_lowercase()),
+                value.clone(),
+            )
+        })
+        .collect()
 }
 
 /// A multipart upload the store still holds.
@@ -105,19 +119,22 @@ impl Store {
         &self,
         key: &str,
         content_type: &str,
+        metadata: &BTreeMap<String, String>,
     ) -> Result<String, StoreError> {
         let mut action = self
             .bucket
             .create_multipart_upload(Some(&self.credentials), key);
+        let mut headers = metadata_headers(metadata);
         if !content_type.is_empty() {
-            action
-                .headers_mut()
-                .insert("content-type", content_type.to_owned());
+            headers.insert("content-type".to_owned(), content_type.to_owned());
+        }
+        for (name, value) in &headers {
+            action.headers_mut().insert(name.clone(), value.clone());
         }
         let url = action.sign(OWN_CALL_LIFETIME);
         let mut request = self.http.post(url);
-        if !content_type.is_empty() {
-            request = request.header("content-type", content_type);
+        for (name, value) in &headers {
+            request = request.header(name, value);
         }
         let body = self.send(request).await?;
         let parsed = CreateMultipartUpload::parse_response(&body).map_err(unexpected)?;
@@ -266,10 +283,19 @@ impl Store {
     }
 
     /// A URL the browser PUTs a whole small file to.
-    pub fn sign_put_object(&self, key: &str, lifetime: Duration) -> Url {
-        self.bucket
-            .put_object(Some(&self.credentials), key)
-            .sign(lifetime)
+    /// The URL signs the metadata headers too: the browser must send exactly those.
+    pub fn sign_put_object(
+        &self,
+        key: &str,
+        lifetime: Duration,
+        metadata: &BTreeMap<String, String>,
+    ) -> (Url, BTreeMap<String, String>) {
+        let headers = metadata_headers(metadata);
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        for (name, value) in &headers {
+            action.headers_mut().insert(name.clone(), value.clone());
+        }
+        (action.sign(lifetime), headers)
     }
 
     /// A URL that reads the object (Range requests work on it).
@@ -286,12 +312,17 @@ impl Store {
         &self,
         url: Url,
         length: u64,
+        headers: &BTreeMap<String, String>,
         body: reqwest::Body,
     ) -> Result<String, StoreError> {
-        let response = self
+        let mut request = self
             .http
             .put(url)
-            .header(reqwest::header::CONTENT_LENGTH, length)
+            .header(reqwest::header::CONTENT_LENGTH, length);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request
             .body(body)
             .send()
             .await

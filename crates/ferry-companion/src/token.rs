@@ -26,6 +26,13 @@ pub struct Claims {
     /// Unix seconds after which the token is refused.
     #[serde(rename = "e")]
     pub expires_at: u64,
+    /// User metadata of a single PUT, so its fallback through the companion keeps it.
+    #[serde(
+        rename = "m",
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +109,7 @@ mod tests {
             part_size: 5,
             owner: "anonymous".into(),
             expires_at: 1_000,
+            metadata: Default::default(),
         }
     }
 

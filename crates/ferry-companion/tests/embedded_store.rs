@@ -261,3 +261,8 @@ async fn parts_can_go_through_the_companion_when_the_store_is_out_of_reach() {
     };
     assert!(companion.read_back(&object).await == small);
 }
+
+#[tokio::test]
+async fn metadata_is_stored_with_the_object() {
+    cases::metadata_is_stored_with_the_object(&companion(&[]).await).await;
+}

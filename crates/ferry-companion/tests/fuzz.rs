@@ -15,6 +15,7 @@ fn claims() -> Claims {
         part_size: 5,
         owner: "anonymous".into(),
         expires_at: u64::MAX,
+        metadata: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@ async fn multipart_round_trip() {
     let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     cases::multipart_round_trip(&companion).await;
     cases::single_put_round_trip(&companion).await;
+    cases::metadata_is_stored_with_the_object(&companion).await;
 }
 
 #[tokio::test]

@@ -37,6 +37,9 @@ pub struct CreateUpload {
     /// The client's preferred part size; the companion raises it to the store's rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_size: Option<u64>,
+    /// User metadata stored with the object (`x-amz-meta-*`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// The answer to [`CreateUpload`].

@@ -12,6 +12,7 @@
 //! temporary name, fsynced and renamed over the old pointer; the rename is the commit. Keys are
 //! hashed into file names, so no key can reach outside its bucket.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +32,9 @@ pub struct ObjectMeta {
     /// ETag without quotes: the MD5 of the bytes, or `<md5 of part md5s>-<count>` for multipart.
     pub etag: String,
     pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
     pub modified_unix: u64,
     data: String,
 }
@@ -40,6 +44,8 @@ pub struct ObjectMeta {
 pub struct UploadMeta {
     pub key: String,
     pub content_type: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
     pub initiated_unix: u64,
 }
 
@@ -174,12 +180,14 @@ impl Disk {
         written: Written,
         etag: String,
         content_type: Option<String>,
+        metadata: BTreeMap<String, String>,
     ) -> io::Result<ObjectMeta> {
         let meta = ObjectMeta {
             key: key.to_owned(),
             size: written.size,
             etag,
             content_type,
+            metadata,
             modified_unix: unix_now(),
             data: written.file_name,
         };

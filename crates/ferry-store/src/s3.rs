@@ -80,6 +80,15 @@ fn timestamp(unix: u64) -> Timestamp {
     Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
 }
 
+/// S3 keeps metadata names lower-case.
+fn user_metadata(metadata: Option<Metadata>) -> std::collections::BTreeMap<String, String> {
+    metadata
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect()
+}
+
 fn etag_value(etag: &ETag) -> &str {
     etag.value().trim_matches('"')
 }
@@ -127,6 +136,7 @@ impl S3 for FerryStore {
                 written,
                 etag.clone(),
                 input.content_type,
+                user_metadata(input.metadata),
             )
             .await
             .map_err(internal)?;
@@ -150,6 +160,7 @@ impl S3 for FerryStore {
         let meta = meta.ok_or_else(|| s3_error!(NoSuchKey))?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(meta.size as i64),
+            metadata: Some(meta.metadata.into_iter().collect()),
             content_type: meta.content_type,
             e_tag: Some(ETag::Strong(meta.etag)),
             last_modified: Some(timestamp(meta.modified_unix)),
@@ -191,6 +202,7 @@ impl S3 for FerryStore {
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some(length as i64),
             content_range,
+            metadata: Some(meta.metadata.clone().into_iter().collect()),
             content_type: meta.content_type,
             e_tag: Some(ETag::Strong(meta.etag)),
             last_modified: Some(timestamp(meta.modified_unix)),
@@ -208,6 +220,7 @@ impl S3 for FerryStore {
         let meta = UploadMeta {
             key: input.key.clone(),
             content_type: input.content_type,
+            metadata: user_metadata(input.metadata),
             initiated_unix: crate::disk::unix_now(),
         };
         let upload_id = self
@@ -391,6 +404,7 @@ impl S3 for FerryStore {
                 written,
                 etag.clone(),
                 upload.content_type,
+                upload.metadata,
             )
             .await
             .map_err(internal)?;

@@ -3,7 +3,7 @@
 //! the Rust API (used by the Leptos demo); `lib.rs` wraps it for JavaScript.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use ferry_core::protocol::{
@@ -118,6 +118,8 @@ struct Tracked {
     file: File,
     /// Where its resume record lives, when WebCrypto and storage allow one.
     record: Option<String>,
+    /// User metadata for the object.
+    metadata: BTreeMap<String, String>,
     on_progress: ProgressCallback,
     resumed: Rc<RefCell<Option<u32>>>,
     /// Retries already announced with [`ClientEvent::Retry`].
@@ -297,6 +299,18 @@ impl Client {
         priority: i32,
         on_progress: impl FnMut(FileProgress) + 'static,
     ) -> Result<UploadHandle, UploadError> {
+        self.add_with_metadata(file, priority, BTreeMap::new(), on_progress)
+            .await
+    }
+
+    /// As [`Client::add`], with user metadata stored on the object (`x-amz-meta-*`).
+    pub async fn add_with_metadata(
+        &self,
+        file: File,
+        priority: i32,
+        metadata: BTreeMap<String, String>,
+        on_progress: impl FnMut(FileProgress) + 'static,
+    ) -> Result<UploadHandle, UploadError> {
         self.ensure_engine().await?;
         let record = resume::fingerprint(&file).await;
         let snapshot = record
@@ -319,6 +333,7 @@ impl Client {
             let tracked = Tracked {
                 file,
                 record,
+                metadata,
                 on_progress: Rc::new(RefCell::new(on_progress)),
                 resumed: resumed.clone(),
                 retries_seen: std::cell::Cell::new(0),
@@ -510,6 +525,7 @@ impl Client {
                     last_modified: Some(tracked.file.last_modified()),
                     fingerprint: tracked.record.clone(),
                     part_size: self.part_size,
+                    metadata: tracked.metadata.clone(),
                 };
                 let body = serde_json::to_string(&request).ok();
                 self.companion_call(

@@ -60,6 +60,8 @@ export interface AddOptions {
   priority?: number;
   /** Aborting it cancels the upload (its Promise rejects with code `Cancelled`). */
   signal?: AbortSignal;
+  /** Stored with the object as `x-amz-meta-<name>` (names: letters, digits, `-`, `_`; 2 KiB in all). */
+  metadata?: Record<string, string>;
   /** Called as bytes go out. */
   onProgress?: (progress: UploadProgress) => void;
 }
@@ -300,6 +302,12 @@ impl Uploader {
             .unwrap_or(0.0) as i32;
         let signal =
             option("signal").and_then(|signal| signal.dyn_into::<web_sys::AbortSignal>().ok());
+        let metadata: Result<BTreeMap<String, String>, _> = match option("metadata") {
+            Some(value) if !value.is_undefined() && !value.is_null() => {
+                serde_wasm_bindgen::from_value(value)
+            }
+            _ => Ok(BTreeMap::new()),
+        };
         let state = Rc::new(RefCell::new(UploadState::default()));
         let upload_state = state.clone();
         let client = self.client.clone();
@@ -310,8 +318,15 @@ impl Uploader {
                     let _ = callback.call1(&JsValue::NULL, &to_js(&ProgressJs::new(id, &progress)));
                 }
             };
+            let metadata = metadata.map_err(|err| {
+                js_error(&UploadError::Companion {
+                    status: 400,
+                    code: "BadRequest".into(),
+                    message: format!("metadata must map names to strings: {err}"),
+                })
+            })?;
             let handle = client
-                .add(file, priority, report)
+                .add_with_metadata(file, priority, metadata, report)
                 .await
                 .map_err(|error| js_error(&error))?;
             let id = handle.id;

@@ -161,6 +161,7 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
         part_size: created.part_size,
         owner: "alice".into(),
         expires_at: 1,
+        metadata: Default::default(),
     });
     let huge =
         json!({"name": "x".repeat(400 * 1024), "size": 1, "type": "application/octet-stream"});
@@ -331,4 +332,69 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
         );
         assert!(!created.key.contains("..") && !created.key.chars().any(char::is_control));
     }
+}
+
+/// User metadata given at create comes back on the object, for single and multipart uploads.
+pub async fn metadata_is_stored_with_the_object(companion: &RunningCompanion) {
+    use serde_json::json;
+    for size in [100, 11 * MIB] {
+        let bytes = pattern(size, 7);
+        let body = json!({"name": "m.bin", "size": size, "type": "application/octet-stream", "metadata": {"album": "Summer-2026", "Camera": "x100"}});
+        let response = companion
+            .http
+            .post(companion.url("/api/uploads"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let created: ferry_core::protocol::UploadCreated = response.json().await.unwrap();
+        let location = if let Some(url) = &created.url {
+            let mut put = companion.http.put(&url.url).body(bytes.clone());
+            for (name, value) in &url.headers {
+                put = put.header(name, value);
+            }
+            assert_eq!(
+                put.send().await.unwrap().status(),
+                200,
+                "the signed metadata headers are accepted"
+            );
+            created.location.clone()
+        } else {
+            let etags = companion.put_parts(&created, &bytes).await;
+            let object: StoredObject = companion
+                .complete(&created, &etags)
+                .await
+                .json()
+                .await
+                .unwrap();
+            object.location
+        };
+        let read = companion
+            .http
+            .get(companion.url(&location))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            read.headers()["x-amz-meta-album"],
+            "Summer-2026",
+            "{size} bytes"
+        );
+        assert_eq!(read.headers()["x-amz-meta-camera"], "x100");
+        assert!(read.bytes().await.unwrap().to_vec() == bytes);
+    }
+    let bad = json!({"name": "m.bin", "size": 10, "type": "", "metadata": {"bad name": "x"}});
+    let response = companion
+        .http
+        .post(companion.url("/api/uploads"))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        400,
+        "a metadata name that is no header name is refused"
+    );
 }
