@@ -110,9 +110,16 @@ fn ensure_test_tools() -> Result {
         )?;
     }
     let tests = root().join("tests");
-    if !tests.join("node_modules/playwright-core").exists() {
-        step("installing playwright-core (it drives Debian's Chromium; no browser download)");
-        run_in(&tests, "npm", &["ci", "--no-audit", "--no-fund"], &[])?;
+    let installed = ["playwright-core", "typescript", "vite"]
+        .iter()
+        .all(|package| tests.join("node_modules").join(package).exists());
+    if !installed {
+        step(
+            "installing playwright-core (it drives Debian's Chromium; no browser download), TypeScript and Vite",
+        );
+        // `npm install`, not `npm ci`: this machine's npm omits other platforms' optional
+        // packages from the lockfile, and `npm ci` then refuses it.
+        run_in(&tests, "npm", &["install", "--no-audit", "--no-fund"], &[])?;
     }
     Ok(())
 }
@@ -326,7 +333,7 @@ fn bench() -> Result {
     let bench = root().join("bench");
     if !bench.join("node_modules/@uppy/companion").exists() {
         step("installing @uppy/companion, the peer the companion is measured against");
-        run_in(&bench, "npm", &["ci", "--no-audit", "--no-fund"], &[])?;
+        run_in(&bench, "npm", &["install", "--no-audit", "--no-fund"], &[])?;
     }
     step(
         "signatures per second: Ferry's companion and @uppy/companion side by side (about a minute)",
