@@ -229,6 +229,7 @@ async fn create(
                 url: url.to_string(),
                 headers,
                 expires_at: unix_now() + policy.url_lifetime_secs,
+                expires_in: Some(policy.url_lifetime_secs),
             };
             (None, Some(url))
         }
@@ -307,6 +308,7 @@ async fn sign(
                     .to_string(),
                 headers: Default::default(),
                 expires_at,
+                expires_in: Some(state.advertised.url_lifetime_secs),
             },
         })
         .collect::<Vec<_>>();

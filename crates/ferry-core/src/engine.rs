@@ -23,7 +23,7 @@
 //!
 //! Getters (`progress`, `running_puts`, `stats`, ...) may be called at any time.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
@@ -255,11 +255,22 @@ struct Upload {
     network_failures: u32,
 }
 
+/// A URL's expiry moved to the local clock: the companion's clock and the browser's may
+/// disagree, the lifetime it gave does not.
+fn localized(mut url: SignedUrl, now: Instant) -> SignedUrl {
+    if let Some(lifetime) = url.expires_in {
+        url.expires_at = now.unix_millis() / 1000 + lifetime;
+    }
+    url
+}
+
 impl Upload {
     fn new(created: &UploadCreated, plan: Plan, now: Instant) -> Self {
         let waiting = (1..=plan.part_count)
             .map(|part| {
-                let url = (part == 1).then(|| created.url.clone()).flatten();
+                let url = (part == 1)
+                    .then(|| created.url.clone().map(|url| localized(url, now)))
+                    .flatten();
                 (
                     part,
                     Waiting {
@@ -300,6 +311,28 @@ impl Upload {
             self.waiting.insert(part, waiting);
         }
         parts
+    }
+
+    /// The Complete call, once every part is confirmed (multipart uploads only).
+    fn complete(&self, file: FileId) -> Option<Action> {
+        let finished = self.etags.len() as u32 == self.plan.part_count;
+        let upload_id = self.upload_id.clone().filter(|_| finished)?;
+        let parts = self
+            .etags
+            .iter()
+            .map(|(&part, etag)| CompletedPart {
+                part,
+                etag: etag.clone(),
+            })
+            .collect();
+        Some(Action::Complete {
+            file,
+            upload_id,
+            request: CompleteUpload {
+                token: self.token.clone(),
+                parts,
+            },
+        })
     }
 
     fn target(&self, url: Option<SignedUrl>) -> PutTarget {
@@ -345,9 +378,9 @@ pub struct Engine {
     next_id: u64,
     /// Files waiting, best first; paused ones are held aside in `queued` only.
     line: BTreeSet<(Rank, FileId)>,
-    queued: HashMap<FileId, Queued>,
+    queued: BTreeMap<FileId, Queued>,
     live: BTreeMap<FileId, Live>,
-    breakers: HashMap<String, Breaker>,
+    breakers: BTreeMap<String, Breaker>,
     paused_all: bool,
     online: bool,
     /// The latest `now` any call brought.
@@ -372,9 +405,9 @@ impl Engine {
             companion,
             next_id: 0,
             line: BTreeSet::new(),
-            queued: HashMap::new(),
+            queued: BTreeMap::new(),
             live: BTreeMap::new(),
-            breakers: HashMap::new(),
+            breakers: BTreeMap::new(),
             paused_all: false,
             online: true,
             now: Instant::default(),
@@ -633,6 +666,15 @@ impl Engine {
             .get_mut(&file)
             .filter(|live| live.state == FileState::Creating)
         else {
+            // Cancelled (or failed) while the create was on its way: nothing may stay behind.
+            if let Some(upload_id) = created.upload_id {
+                self.stats.companion_calls += 1;
+                self.actions.push_back(Action::Abort {
+                    file,
+                    upload_id,
+                    token: created.token,
+                });
+            }
             return;
         };
         live.call = CallGate::default();
@@ -735,18 +777,20 @@ impl Engine {
         let Some(live) = self.live.get_mut(&file) else {
             return;
         };
-        live.call = CallGate::default();
+        // Only an answer to the sign call in flight counts; a late one must not touch the gate
+        // of a Complete that may be running now.
         let Some(upload) = live
             .upload
             .as_mut()
-            .filter(|_| live.state == FileState::Uploading)
+            .filter(|upload| live.state == FileState::Uploading && !upload.signing.is_empty())
         else {
             return;
         };
+        live.call = CallGate::default();
         upload.signing.clear();
         for signed in parts {
             if let Some(waiting) = upload.waiting.get_mut(&signed.part) {
-                waiting.url = Some(signed.url);
+                waiting.url = Some(localized(signed.url, now));
             }
         }
     }
@@ -959,12 +1003,8 @@ impl Engine {
                 file,
                 parts: vec![part],
             });
-            let failure = Failure {
-                status: Some(408),
-                code: "Stalled".into(),
-                message: "no progress".into(),
-                retry_after: None,
-            };
+            // No progress is no answer: the host, not the part, is the suspect.
+            let failure = Failure::network(format!("no progress for {} s", stall_after.as_secs()));
             self.handle_put_failed(file, part, failure, now);
         }
     }
@@ -1097,6 +1137,9 @@ impl Engine {
             if live.call.in_flight || live.call.ready_at > now || !breaker.allows(now) {
                 continue;
             }
+            if live.paused {
+                continue;
+            }
             let action = match live.state {
                 FileState::Creating => Action::Create { file },
                 FileState::Listing => {
@@ -1107,58 +1150,15 @@ impl Engine {
                         token: snapshot.token.clone(),
                     }
                 }
-                FileState::Uploading => {
+                FileState::Uploading | FileState::Completing => {
                     let Some(upload) = live.upload.as_ref() else {
                         continue;
                     };
-                    let finished = upload.etags.len() as u32 == upload.plan.part_count;
-                    let Some(upload_id) = upload.upload_id.clone().filter(|_| finished) else {
+                    let Some(complete) = upload.complete(file) else {
                         continue;
                     };
                     live.state = FileState::Completing;
-                    let parts = upload
-                        .etags
-                        .iter()
-                        .map(|(&part, etag)| CompletedPart {
-                            part,
-                            etag: etag.clone(),
-                        })
-                        .collect();
-                    Action::Complete {
-                        file,
-                        upload_id,
-                        request: CompleteUpload {
-                            token: upload.token.clone(),
-                            parts,
-                        },
-                    }
-                }
-                FileState::Completing => {
-                    // A retried complete.
-                    let upload = live
-                        .upload
-                        .as_ref()
-                        .expect("completing files have an upload");
-                    let parts = upload
-                        .etags
-                        .iter()
-                        .map(|(&part, etag)| CompletedPart {
-                            part,
-                            etag: etag.clone(),
-                        })
-                        .collect();
-                    let upload_id = upload
-                        .upload_id
-                        .clone()
-                        .expect("only multipart uploads complete");
-                    Action::Complete {
-                        file,
-                        upload_id,
-                        request: CompleteUpload {
-                            token: upload.token.clone(),
-                            parts,
-                        },
-                    }
+                    complete
                 }
                 FileState::Queued => continue,
             };
@@ -1311,7 +1311,7 @@ impl Engine {
 /// Aborts a live file's running PUTs and puts their parts back in line.
 fn stop(
     actions: &mut VecDeque<Action>,
-    breakers: &mut HashMap<String, Breaker>,
+    breakers: &mut BTreeMap<String, Breaker>,
     file: FileId,
     live: &mut Live,
     now: Instant,

@@ -71,7 +71,12 @@ pub struct SignedUrl {
     /// Headers the signature covers; the request must send them unchanged.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// When the URL stops working, by the companion's clock (Unix seconds).
     pub expires_at: u64,
+    /// How long the URL lives from when it was signed, in seconds: clients count from receipt,
+    /// so a client clock that disagrees with the companion's does not matter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
 }
 
 /// `POST /api/uploads/{id}/sign`

@@ -84,7 +84,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before retry number `retry` (1-based), never shorter than `Retry-After`.
+    /// The wait before retry number `retry` (1-based), never shorter than `Retry-After` (itself
+    /// capped at `max_delay`, so a server cannot park a part for a day).
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>, rng: &mut Rng) -> Duration {
         let doubled = self
             .base_delay
@@ -92,7 +93,7 @@ impl RetryPolicy {
             .min(self.max_delay);
         let scale = 1.0 + self.jitter * (2.0 * rng.unit() - 1.0);
         let jittered = doubled.mul_f64(scale.max(0.0));
-        retry_after.map_or(jittered, |after| jittered.max(after))
+        retry_after.map_or(jittered, |after| jittered.max(after.min(self.max_delay)))
     }
 }
 
@@ -152,6 +153,11 @@ mod tests {
         }
         let after = Some(Duration::from_secs(5));
         assert!(policy.delay(1, after, &mut rng) >= Duration::from_secs(5));
+        let a_day = Some(Duration::from_secs(86_400));
+        assert!(
+            policy.delay(1, a_day, &mut rng) <= policy.max_delay,
+            "Retry-After is capped"
+        );
         let no_jitter = RetryPolicy {
             jitter: 0.0,
             ..policy

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use crate::plan::MIB;
 use crate::retry::RetryPolicy;
 
-/// How many part PUTs may run at once over all files, given the sizes of the active files (those
-/// with an upload created and not yet finished). Replaceable: implement it for another rule.
+/// How many part PUTs may start while others run, given the sizes of the live files (taken by
+/// the outer layer: being prepared or uploading). Replaceable: implement it for another rule.
+/// When the count drops (a large file becomes live), running PUTs finish; no new one starts
+/// until fewer run than the rule allows.
 pub trait SlotRule: Debug + Send + Sync {
     fn slots(&self, active_sizes: &mut dyn Iterator<Item = u64>) -> usize;
 }

@@ -33,6 +33,7 @@ fn url(part: u32) -> SignedUrl {
         url: format!("http://store/part/{part}"),
         headers: BTreeMap::new(),
         expires_at: u64::MAX,
+        expires_in: None,
     }
 }
 
@@ -260,7 +261,7 @@ fn a_store_error_stops_the_other_parts_and_aborts_the_upload() {
 }
 
 #[test]
-fn cancel_before_create_answers_sends_nothing_more() {
+fn cancel_before_create_answers_aborts_the_upload_it_creates() {
     let mut engine = Engine::new(EngineConfig::default(), companion());
     let file = engine.add(meta("f", 10 * MIB));
     assert!(matches!(engine.poll_action(T), Some(Action::Create { .. })));
@@ -272,8 +273,16 @@ fn cancel_before_create_answers_sends_nothing_more() {
             error: UploadError::Cancelled
         })
     );
-    // The create answer arrives after the cancel: the engine no longer knows the file.
+    // The create answer arrives after the cancel: the upload it made is aborted, nothing else.
     engine.handle_created(file, created(file, 10 * MIB), T);
+    assert_eq!(
+        engine.poll_action(T),
+        Some(Action::Abort {
+            file,
+            upload_id: "upload-0".into(),
+            token: "token-0".into()
+        })
+    );
     assert_eq!(engine.poll_action(T), None);
 }
 

@@ -43,6 +43,7 @@ fn url(part: u32, expires_secs: u64) -> SignedUrl {
         url: format!("http://store:9000/b/k?partNumber={part}"),
         headers: BTreeMap::new(),
         expires_at: expires_secs,
+        expires_in: None,
     }
 }
 
@@ -420,4 +421,84 @@ fn a_refused_create_fails_at_once_and_an_unreachable_one_is_retried() {
         drain(&mut engine, at(1000)),
         vec![Action::Create { file: unreachable }]
     );
+}
+
+#[test]
+fn url_lifetimes_count_from_receipt_whatever_the_clocks_say() {
+    // The companion's clock is an hour behind the browser's: by its `expires_at` every URL has
+    // expired already, but it lives 900 s from when it arrived.
+    let mut engine = engine();
+    let file = engine.add(FileSpec {
+        size: 15 * MIB,
+        ..FileSpec::default()
+    });
+    drain(&mut engine, at(0));
+    engine.handle_created(file, created(15 * MIB), at(0));
+    let sign = drain(&mut engine, at(0));
+    let [Action::Sign { request, .. }] = sign.as_slice() else {
+        panic!("{sign:?}")
+    };
+    let behind = START / 1000 - 3600 + 900;
+    let urls = request
+        .parts
+        .iter()
+        .map(|&part| SignedPart {
+            part,
+            url: SignedUrl {
+                expires_in: Some(900),
+                ..url(part, behind)
+            },
+        })
+        .collect();
+    engine.handle_signed(file, urls, at(0));
+    assert_eq!(
+        puts(&drain(&mut engine, at(0))).len(),
+        3,
+        "the URLs are used, not signed again"
+    );
+}
+
+#[test]
+fn a_late_sign_answer_does_not_reopen_a_complete_in_flight() {
+    let mut engine = engine();
+    let (file, _) = started(&mut engine, u64::MAX / 1000);
+    for part in 1..=3 {
+        engine.handle_put_done(file, part, format!("\"e{part}\""), at(10));
+    }
+    let complete = drain(&mut engine, at(10));
+    assert!(
+        matches!(complete.as_slice(), [Action::Complete { .. }]),
+        "{complete:?}"
+    );
+    engine.handle_signed(
+        file,
+        vec![SignedPart {
+            part: 2,
+            url: url(2, u64::MAX / 1000),
+        }],
+        at(20),
+    );
+    assert_eq!(drain(&mut engine, at(20)), vec![], "no second Complete");
+}
+
+#[test]
+fn a_paused_file_makes_no_companion_calls() {
+    let mut engine = engine();
+    let file = engine.add(FileSpec {
+        size: 15 * MIB,
+        ..FileSpec::default()
+    });
+    assert_eq!(drain(&mut engine, at(0)), vec![Action::Create { file }]);
+    engine.handle_created(file, created(15 * MIB), at(0));
+    engine.pause(file);
+    assert_eq!(
+        drain(&mut engine, at(0)),
+        vec![],
+        "no sign call while paused"
+    );
+    engine.resume(file);
+    assert!(matches!(
+        drain(&mut engine, at(0)).as_slice(),
+        [Action::Sign { .. }]
+    ));
 }

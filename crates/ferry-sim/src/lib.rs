@@ -561,5 +561,6 @@ fn url(part: u32) -> SignedUrl {
         url: format!("sim://part/{part}"),
         headers: Default::default(),
         expires_at: u64::MAX,
+        expires_in: None,
     }
 }
