@@ -67,8 +67,13 @@ pub fn upload_routes() -> Router<Arc<AppState>> {
         .route("/api/uploads", post(create))
         .route("/api/uploads/{id}/sign", post(sign))
         .route("/api/uploads/{id}/parts", get(list_parts))
-        .route("/api/uploads/{id}/complete", post(complete))
         .route("/api/uploads/{id}", axum::routing::delete(abort))
+}
+
+/// Complete: admission control and a JSON body limit, but no short timeout, as the store may take
+/// a while to assemble a large object.
+pub fn finishing_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/api/uploads/{id}/complete", post(complete))
 }
 
 /// The fallback routes that stream part bytes: admission control, but no JSON body limit and no
@@ -221,10 +226,12 @@ async fn create(
     let key = object_key(&state.key_prefix, &owner, &request.name);
     let (upload_id, url) = match plan.mode {
         UploadMode::Single => {
-            let (url, headers) =
-                state
-                    .store
-                    .sign_put_object(&key, state.url_lifetime(), &request.metadata);
+            let (url, headers) = state.store.sign_put_object(
+                &key,
+                state.url_lifetime(),
+                &request.content_type,
+                &request.metadata,
+            );
             let url = SignedUrl {
                 url: url.to_string(),
                 headers,
@@ -248,11 +255,16 @@ async fn create(
         part_size: plan.part_size,
         owner,
         expires_at: unix_now() + state.token_lifetime.as_secs(),
-        // A single PUT may have to go through the companion, which must sign the same metadata.
+        // A single PUT may have to go through the companion, which must sign the same headers.
         metadata: if upload_id.is_none() {
             request.metadata.clone()
         } else {
             Default::default()
+        },
+        content_type: if upload_id.is_none() {
+            request.content_type.clone()
+        } else {
+            String::new()
         },
     };
     state.metrics.created();
@@ -353,10 +365,28 @@ async fn complete(
         )));
     }
     let etags: Vec<String> = request.parts.into_iter().map(|part| part.etag).collect();
-    let etag = state
+    let etag = match state
         .store
         .complete_multipart_upload(&claims.key, &upload_id, &etags)
-        .await?;
+        .await
+    {
+        Ok(etag) => etag,
+        // A retried Complete whose first try succeeded: the object is there, with its size.
+        Err(StoreError::S3 { code, .. }) if code == "NoSuchUpload" => {
+            match state.store.head_object(&claims.key).await? {
+                Some((size, etag)) if size == claims.size => etag,
+                _ => {
+                    return Err(StoreError::S3 {
+                        status: 404,
+                        code,
+                        message: "the upload is gone".into(),
+                    }
+                    .into());
+                }
+            }
+        }
+        Err(err) => return Err(err.into()),
+    };
     state.metrics.completed(claims.size);
     Ok(Json(StoredObject {
         location: location(&claims.key),
@@ -382,6 +412,14 @@ async fn abort(
 }
 
 async fn file(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    // Only objects Ferry stored: the bucket may hold others that are none of the caller's business.
+    if !key.starts_with(&state.key_prefix) {
+        let body = ErrorBody {
+            code: "NoSuchKey".into(),
+            message: "no such upload".into(),
+        };
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    }
     let url = state.store.sign_get_object(&key, state.url_lifetime());
     let mut response = Redirect::temporary(url.as_str()).into_response();
     response.headers_mut().insert(
@@ -493,10 +531,12 @@ async fn put_object(
 ) -> Result<Json<Etag>, ApiError> {
     let claims = state.verify(&headers, &query.token, None)?;
     let length = exact_length(&headers, claims.size)?;
-    let (url, metadata) =
-        state
-            .store
-            .sign_put_object(&claims.key, state.url_lifetime(), &claims.metadata);
+    let (url, metadata) = state.store.sign_put_object(
+        &claims.key,
+        state.url_lifetime(),
+        &claims.content_type,
+        &claims.metadata,
+    );
     let stream = reqwest::Body::wrap_stream(body.into_data_stream());
     let etag = state
         .store

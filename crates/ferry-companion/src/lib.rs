@@ -151,9 +151,22 @@ fn router(
         .route_layer(admitted())
         .layer(timeout())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
-    let streaming = api::streaming_routes().route_layer(admitted());
+    let finishing = api::finishing_routes()
+        .route_layer(admitted())
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+    // Slow fallback streams get a gate of their own, so they never starve the JSON calls.
+    let streaming_admission = Arc::new(admission::Admission::new(
+        config.admission_concurrency,
+        config.admission_queue,
+        metrics.clone(),
+    ));
+    let streaming = api::streaming_routes().route_layer(axum::middleware::from_fn_with_state(
+        streaming_admission,
+        admission::admit,
+    ));
     let open = api::open_routes().layer(timeout());
     let mut router = uploads
+        .merge(finishing)
         .merge(streaming)
         .merge(open)
         .route_layer(axum::middleware::from_fn_with_state(

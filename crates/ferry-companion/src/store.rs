@@ -65,6 +65,9 @@ pub struct Store {
     bucket: Bucket,
     credentials: Credentials,
     http: reqwest::Client,
+    /// For the fallback's streamed PUTs: no total timeout, as a slow link may need long for a
+    /// part; a connection that stalls is still cut.
+    streaming: reqwest::Client,
 }
 
 impl Store {
@@ -85,15 +88,17 @@ impl Store {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|err| err.to_string())?;
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|err| err.to_string())?;
         Ok(Self {
             bucket,
             credentials: Credentials::new(&config.access_key, &config.secret_key),
             http,
+            streaming,
         })
-    }
-
-    pub fn bucket_name(&self) -> &str {
-        self.bucket.name()
     }
 
     /// Creates the bucket (the embedded store starts empty); one that already exists is fine.
@@ -288,14 +293,52 @@ impl Store {
         &self,
         key: &str,
         lifetime: Duration,
+        content_type: &str,
         metadata: &BTreeMap<String, String>,
     ) -> (Url, BTreeMap<String, String>) {
-        let headers = metadata_headers(metadata);
+        let mut headers = metadata_headers(metadata);
+        if !content_type.is_empty() {
+            headers.insert("content-type".to_owned(), content_type.to_owned());
+        }
         let mut action = self.bucket.put_object(Some(&self.credentials), key);
         for (name, value) in &headers {
             action.headers_mut().insert(name.clone(), value.clone());
         }
         (action.sign(lifetime), headers)
+    }
+
+    /// The object's size and ETag, or `None` if there is no such object.
+    pub async fn head_object(&self, key: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let url = self
+            .bucket
+            .head_object(Some(&self.credentials), key)
+            .sign(OWN_CALL_LIFETIME);
+        let response = self
+            .http
+            .head(url)
+            .send()
+            .await
+            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        match response.status().as_u16() {
+            404 => Ok(None),
+            200 => {
+                let header = |name| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let size =
+                    header(reqwest::header::CONTENT_LENGTH).and_then(|value| value.parse().ok());
+                Ok(size.zip(header(reqwest::header::ETAG)))
+            }
+            status => Err(StoreError::S3 {
+                status,
+                code: format!("Http{status}"),
+                message: "HEAD failed".into(),
+            }),
+        }
     }
 
     /// A URL that reads the object (Range requests work on it).
@@ -316,7 +359,7 @@ impl Store {
         body: reqwest::Body,
     ) -> Result<String, StoreError> {
         let mut request = self
-            .http
+            .streaming
             .put(url)
             .header(reqwest::header::CONTENT_LENGTH, length);
         for (name, value) in headers {

@@ -33,6 +33,9 @@ pub struct Claims {
         skip_serializing_if = "std::collections::BTreeMap::is_empty"
     )]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Content type of a single PUT, for the same reason.
+    #[serde(rename = "c", default, skip_serializing_if = "String::is_empty")]
+    pub content_type: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +113,7 @@ mod tests {
             owner: "anonymous".into(),
             expires_at: 1_000,
             metadata: Default::default(),
+            content_type: String::new(),
         }
     }
 

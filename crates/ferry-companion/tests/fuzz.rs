@@ -16,6 +16,7 @@ fn claims() -> Claims {
         owner: "anonymous".into(),
         expires_at: u64::MAX,
         metadata: Default::default(),
+        content_type: String::new(),
     }
 }
 

@@ -323,3 +323,38 @@ async fn the_janitor_reads_moto_listings() {
     assert_eq!((sweep.seen, sweep.aborted), (1, 1));
     assert_eq!(companion.list_parts(&stale).await.status(), 404);
 }
+
+#[tokio::test]
+async fn downloads_are_limited_to_uploaded_keys_and_complete_can_be_retried() {
+    let companion = companion(&[]).await;
+    let outside = companion
+        .http
+        .get(companion.url("/api/files/private/report.pdf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        outside.status(),
+        404,
+        "a key outside the prefix is not served"
+    );
+
+    let bytes = pattern(11 * MIB, 11);
+    let created = companion.created("twice.bin", bytes.len()).await;
+    let etags = companion.put_parts(&created, &bytes).await;
+    let first: StoredObject = companion
+        .complete(&created, &etags)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The answer was lost and the client asks again: the object is there, so it is the answer.
+    let again = companion.complete(&created, &etags).await;
+    assert_eq!(again.status(), 200);
+    let second: StoredObject = again.json().await.unwrap();
+    assert_eq!(
+        (second.key.as_str(), second.size),
+        (first.key.as_str(), first.size)
+    );
+    assert_eq!(second.etag.trim_matches('"'), first.etag.trim_matches('"'));
+}

@@ -71,13 +71,12 @@ pub async fn single_put_round_trip(companion: &RunningCompanion) {
             (UploadMode::Single, None)
         );
         let url = created.url.as_ref().unwrap();
-        let response = companion
-            .http
-            .put(&url.url)
-            .body(bytes.clone())
-            .send()
-            .await
-            .unwrap();
+        // The signed headers (here the content type) must go with the PUT.
+        let mut put = companion.http.put(&url.url).body(bytes.clone());
+        for (name, value) in &url.headers {
+            put = put.header(name, value);
+        }
+        let response = put.send().await.unwrap();
         assert_eq!(
             response.status(),
             200,
@@ -162,6 +161,7 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
         owner: "alice".into(),
         expires_at: 1,
         metadata: Default::default(),
+        content_type: String::new(),
     });
     let huge =
         json!({"name": "x".repeat(400 * 1024), "size": 1, "type": "application/octet-stream"});
@@ -382,6 +382,11 @@ pub async fn metadata_is_stored_with_the_object(companion: &RunningCompanion) {
             "{size} bytes"
         );
         assert_eq!(read.headers()["x-amz-meta-camera"], "x100");
+        assert_eq!(
+            read.headers()["content-type"],
+            "application/octet-stream",
+            "{size} bytes keep their type"
+        );
         assert!(read.bytes().await.unwrap().to_vec() == bytes);
     }
     let bad = json!({"name": "m.bin", "size": 10, "type": "", "metadata": {"bad name": "x"}});
