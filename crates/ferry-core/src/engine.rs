@@ -177,6 +177,13 @@ pub struct RunningPart {
     pub size: u64,
 }
 
+impl Progress {
+    /// Everything sent so far, confirmed or not.
+    pub fn loaded(&self) -> u64 {
+        self.confirmed + self.in_flight
+    }
+}
+
 /// Counters over the engine's life, for benchmarks and the demo's statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
@@ -965,7 +972,7 @@ impl Engine {
         let retry = classify(&failure) != Class::Fatal
             && (free || live.call.attempts < self.config.retry.retries);
         if !retry {
-            self.fail(file, call_error(&failure));
+            self.fail(file, UploadError::from_call(failure));
             return;
         }
         if !free {
@@ -1341,19 +1348,6 @@ fn part_error(part: u32, failure: Failure) -> UploadError {
             status,
             code: failure.code,
             message: failure.message,
-        },
-    }
-}
-
-fn call_error(failure: &Failure) -> UploadError {
-    match failure.status {
-        None => UploadError::CompanionUnreachable {
-            message: failure.message.clone(),
-        },
-        Some(status) => UploadError::Companion {
-            status,
-            code: failure.code.clone(),
-            message: failure.message.clone(),
         },
     }
 }

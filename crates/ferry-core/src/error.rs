@@ -43,6 +43,20 @@ pub enum UploadError {
 }
 
 impl UploadError {
+    /// A failed call to the companion: unreachable, or refused with its code.
+    pub fn from_call(failure: crate::retry::Failure) -> Self {
+        match failure.status {
+            None => Self::CompanionUnreachable {
+                message: failure.message,
+            },
+            Some(status) => Self::Companion {
+                status,
+                code: failure.code,
+                message: failure.message,
+            },
+        }
+    }
+
     /// A stable code: Ferry's own name of the failure, or the S3 or companion code it carries.
     pub fn code(&self) -> &str {
         match self {

@@ -23,27 +23,9 @@ use crate::http::call;
 use crate::resume;
 use crate::xhr::{EtagFrom, PutRequest};
 
-/// A file's progress, in bytes. `confirmed` counts parts the store acknowledged; `in_flight` the
-/// bytes sent for parts still running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileProgress {
-    pub state: ferry_core::FileState,
-    pub paused: bool,
-    pub size: u64,
-    pub confirmed: u64,
-    pub in_flight: u64,
-    /// Retries spent so far.
-    pub retries: u32,
-    /// Parts go through the companion because the store cannot be reached directly.
-    pub fallback: bool,
-}
-
-impl FileProgress {
-    /// Everything sent so far, confirmed or not.
-    pub fn loaded(&self) -> u64 {
-        self.confirmed + self.in_flight
-    }
-}
+/// A file's progress, as the engine reports it: `confirmed` bytes never go back, `in_flight`
+/// bytes drop when a part stops; `loaded()` is both.
+pub type FileProgress = ferry_core::Progress;
 
 /// A queued upload: its id for [`Client::pause`], [`Client::resume`] and [`Client::cancel`], and
 /// its outcome.
@@ -148,9 +130,42 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        if let (Some(window), Some(timer)) = (web_sys::window(), &self.timer) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        if let Some(timer) = &self.timer {
             window.clear_timeout_with_handle(timer.handle);
         }
+        for (name, listener) in [("online", &self._online), ("offline", &self._offline)] {
+            let _ =
+                window.remove_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
+        }
+    }
+}
+
+/// A [`Client`] that does not keep the driver alive: what the driver's own window listeners and
+/// timer hold, so that dropping the last `Client` frees everything.
+struct WeakClient {
+    endpoint: Rc<str>,
+    headers: Rc<Vec<(String, String)>>,
+    part_size: Option<u64>,
+    config: EngineConfig,
+    driver: std::rc::Weak<RefCell<Option<Driver>>>,
+    listeners: std::rc::Weak<RefCell<Vec<Listener>>>,
+    last_add: std::rc::Weak<RefCell<Option<oneshot::Receiver<()>>>>,
+}
+
+impl WeakClient {
+    fn upgrade(&self) -> Option<Client> {
+        Some(Client {
+            endpoint: self.endpoint.clone(),
+            headers: self.headers.clone(),
+            part_size: self.part_size,
+            config: self.config.clone(),
+            driver: self.driver.upgrade()?,
+            listeners: self.listeners.upgrade()?,
+            last_add: self.last_add.upgrade()?,
+        })
     }
 }
 
@@ -170,9 +185,23 @@ pub struct Client {
     config: EngineConfig,
     driver: Rc<RefCell<Option<Driver>>>,
     listeners: Rc<RefCell<Vec<Listener>>>,
+    /// Done when the latest `add` has queued its file: adds queue in call order.
+    last_add: Rc<RefCell<Option<oneshot::Receiver<()>>>>,
 }
 
 impl Client {
+    fn downgrade(&self) -> WeakClient {
+        WeakClient {
+            endpoint: self.endpoint.clone(),
+            headers: self.headers.clone(),
+            part_size: self.part_size,
+            config: self.config.clone(),
+            driver: Rc::downgrade(&self.driver),
+            listeners: Rc::downgrade(&self.listeners),
+            last_add: Rc::downgrade(&self.last_add),
+        }
+    }
+
     /// A client for the companion at `endpoint` (`""` for the page's own origin).
     pub fn new(endpoint: &str) -> Self {
         Self::with_config(endpoint, EngineConfig::default())
@@ -196,6 +225,7 @@ impl Client {
             config,
             driver: Rc::new(RefCell::new(None)),
             listeners: Rc::new(RefCell::new(Vec::new())),
+            last_add: Rc::new(RefCell::new(None)),
         }
     }
 
@@ -238,24 +268,17 @@ impl Client {
         }
         let config: CompanionConfig = call("GET", &self.url("/api/config"), &self.headers, None)
             .await
-            .map_err(|failure| match failure.status {
-                None => UploadError::CompanionUnreachable {
-                    message: failure.message,
-                },
-                Some(status) => UploadError::Companion {
-                    status,
-                    code: failure.code,
-                    message: failure.message,
-                },
-            })?;
+            .map_err(UploadError::from_call)?;
         if self.driver.borrow().is_some() {
             return Ok(());
         }
         let window = web_sys::window().expect("ferry-wasm runs in a window");
         let listener = |online: bool| {
-            let client = self.clone();
+            let client = self.downgrade();
             Closure::<dyn FnMut()>::new(move || {
-                client.with_engine(|engine| engine.handle_online(online, now()))
+                if let Some(client) = client.upgrade() {
+                    client.with_engine(|engine| engine.handle_online(online, now()));
+                }
             })
         };
         let (on_online, on_offline) = (listener(true), listener(false));
@@ -312,7 +335,14 @@ impl Client {
         on_progress: impl FnMut(FileProgress) + 'static,
     ) -> Result<UploadHandle, UploadError> {
         self.ensure_engine().await?;
+        // Fingerprints are computed side by side, but files join the queue in the order they were
+        // added: each add waits for the one before it.
+        let (queued, turn) = oneshot::channel::<()>();
+        let previous = self.last_add.replace(Some(turn));
         let record = resume::fingerprint(&file).await;
+        if let Some(previous) = previous {
+            let _ = previous.await;
+        }
         let snapshot = record
             .as_deref()
             .and_then(|key| resume::load(key, now().unix_millis() / 1000));
@@ -342,6 +372,8 @@ impl Client {
             driver.files.insert(id, tracked);
             id
         };
+        // The next add may queue its file now.
+        let _ = queued.send(());
         self.pump();
         Ok(UploadHandle {
             id,
@@ -470,8 +502,11 @@ impl Client {
             window.clear_timeout_with_handle(timer.handle);
         }
         let Some(at) = next else { return };
-        let client = self.clone();
+        let client = self.downgrade();
         let callback = Closure::<dyn FnMut()>::new(move || {
+            let Some(client) = client.upgrade() else {
+                return;
+            };
             if let Some(driver) = client.driver.borrow_mut().as_mut() {
                 driver.timer = None;
             }
@@ -742,15 +777,6 @@ impl Client {
                 (driver.engine.progress(file), driver.files.get(&file))
             else {
                 return;
-            };
-            let progress = FileProgress {
-                state: progress.state,
-                paused: progress.paused,
-                size: progress.size,
-                confirmed: progress.confirmed,
-                in_flight: progress.in_flight,
-                retries: progress.retries,
-                fallback: progress.fallback,
             };
             let new_retry = progress.retries > tracked.retries_seen.replace(progress.retries);
             (tracked.on_progress.clone(), progress, new_retry)

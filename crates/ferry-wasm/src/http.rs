@@ -22,6 +22,10 @@ pub async fn call<T: DeserializeOwned>(
     };
     let init = RequestInit::new();
     init.set_method(method);
+    // A call that never answers must not hold its file forever: it fails as a network error.
+    init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(
+        CALL_TIMEOUT_MS,
+    )));
     let headers = js_sys::Object::new();
     let set = |name: &str, value: &str| {
         js_sys::Reflect::set(&headers, &name.into(), &value.into()).expect("set on a plain object")
@@ -47,16 +51,7 @@ pub async fn call<T: DeserializeOwned>(
     let status = response.status();
     if !(200..300).contains(&status) {
         let retry_after = response.headers().get("retry-after").ok().flatten();
-        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(error) => (error.code, error.message),
-            Err(_) => (format!("Http{status}"), text.chars().take(200).collect()),
-        };
-        return Err(Failure {
-            status: Some(status),
-            code,
-            message,
-            retry_after: retry_after.as_deref().and_then(parse_retry_after),
-        });
+        return Err(failure_from_answer(status, &text, retry_after));
     }
     // An empty answer (204) reads as JSON null.
     let text = if text.is_empty() { "null" } else { &text };
@@ -68,15 +63,30 @@ pub async fn call<T: DeserializeOwned>(
     })
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by S3 or the companion).
+/// `Retry-After` in seconds (the HTTP-date form is not used by S3 or the companion). Nonsense
+/// (negative, infinite, huge) is ignored rather than trusted.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|secs| *secs >= 0.0)
-        .map(Duration::from_secs_f64)
+    Duration::try_from_secs_f64(value.trim().parse::<f64>().ok()?).ok()
 }
+
+/// A failed answer: the code and message of its S3 or companion error body, and `Retry-After`.
+pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
+    let (code, message) = ferry_core::s3xml::error(body)
+        .or_else(|| {
+            let error: ErrorBody = serde_json::from_str(body).ok()?;
+            Some((error.code, error.message))
+        })
+        .unwrap_or_else(|| (format!("Http{status}"), body.chars().take(200).collect()));
+    Failure {
+        status: Some(status),
+        code,
+        message,
+        retry_after: retry_after.as_deref().and_then(parse_retry_after),
+    }
+}
+
+/// How long a call to the companion may take before it counts as lost.
+const CALL_TIMEOUT_MS: u32 = 30_000;
 
 fn describe(err: &wasm_bindgen::JsValue) -> String {
     err.dyn_ref::<js_sys::Error>()

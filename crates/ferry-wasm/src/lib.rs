@@ -340,18 +340,23 @@ impl Uploader {
                 Some(Pending::Pause) => client.pause(id),
                 None => {}
             }
+            // A listener of its own, so one signal can cancel a whole batch.
             let aborted = signal.map(|signal| {
                 let canceller = client.clone();
                 let on_abort = Closure::<dyn FnMut()>::new(move || canceller.cancel(id));
                 if signal.aborted() {
                     client.cancel(id);
                 }
-                signal.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
+                let _ = signal
+                    .add_event_listener_with_callback("abort", on_abort.as_ref().unchecked_ref());
                 (signal, on_abort)
             });
             let result = handle.done().await;
-            if let Some((signal, _on_abort)) = aborted {
-                signal.set_onabort(None);
+            if let Some((signal, on_abort)) = aborted {
+                let _ = signal.remove_event_listener_with_callback(
+                    "abort",
+                    on_abort.as_ref().unchecked_ref(),
+                );
             }
             result
                 .map(|object| to_js(&object))
@@ -477,7 +482,8 @@ impl Upload {
     fn command(&self, pending: Pending, run: fn(&Client, FileId)) {
         let id = {
             let mut state = self.state.borrow_mut();
-            if state.id.is_none() {
+            // A cancel given before the id is never undone by a later pause.
+            if state.id.is_none() && state.pending != Some(Pending::Cancel) {
                 state.pending = Some(pending);
             }
             state.id

@@ -87,22 +87,8 @@ impl PutRequest {
         }
         let body = self.xhr.response_text().ok().flatten().unwrap_or_default();
         if !(200..300).contains(&status) {
-            let (code, message) = ferry_core::s3xml::error(&body)
-                .or_else(|| {
-                    let error: ferry_core::protocol::ErrorBody =
-                        serde_json::from_str(&body).ok()?;
-                    Some((error.code, error.message))
-                })
-                .unwrap_or_else(|| (format!("Http{status}"), body.chars().take(200).collect()));
             let retry_after = self.xhr.get_response_header("Retry-After").ok().flatten();
-            return Err(Failure {
-                status: Some(status),
-                code,
-                message,
-                retry_after: retry_after
-                    .as_deref()
-                    .and_then(crate::http::parse_retry_after),
-            });
+            return Err(crate::http::failure_from_answer(status, &body, retry_after));
         }
         let etag = match self.etag_from {
             EtagFrom::Header => self.xhr.get_response_header("ETag").ok().flatten(),
