@@ -91,6 +91,16 @@ impl Breaker {
         };
     }
 
+    /// Records how a request failed: no answer counts against the host (unless the browser was
+    /// offline, which says nothing about it); any answer shows it is reachable.
+    pub fn on_outcome(&mut self, failure: &crate::retry::Failure, online: bool, now: Instant) {
+        match failure.status {
+            None if online => self.on_network_failure(now),
+            None => {}
+            Some(_) => self.on_answer(),
+        }
+    }
+
     /// Whether the circuit is not closed: failures now are the host's, not the request's.
     pub fn is_tripped(&self) -> bool {
         !matches!(self.0, State::Closed { .. })

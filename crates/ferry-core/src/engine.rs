@@ -426,10 +426,6 @@ impl Engine {
 
     // ---- getters ----
 
-    pub fn companion(&self) -> &CompanionConfig {
-        &self.companion
-    }
-
     pub fn progress(&self, file: FileId) -> Option<Progress> {
         if let Some(queued) = self.queued.get(&file) {
             return Some(Progress {
@@ -859,13 +855,8 @@ impl Engine {
             return;
         };
         let breaker = self.breakers.entry(running.host.clone()).or_default();
+        breaker.on_outcome(&failure, online, now);
         let network = failure.status.is_none();
-        // Offline, failures say nothing about the host.
-        if network && online {
-            breaker.on_network_failure(now);
-        } else if !network {
-            breaker.on_answer();
-        }
         let mut waiting = Waiting {
             url: running.url,
             attempts: running.attempts,
@@ -955,13 +946,8 @@ impl Engine {
             upload.signing.clear();
         }
         let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
+        breaker.on_outcome(&failure, online, now);
         let network = failure.status.is_none();
-        // Offline, failures say nothing about the host.
-        if network && online {
-            breaker.on_network_failure(now);
-        } else if !network {
-            breaker.on_answer();
-        }
         if call == Call::ListParts && !network && classify(&failure) == Class::Fatal {
             // The upload is gone or the record is stale: start afresh, never fail for it.
             live.resume = None;
