@@ -19,7 +19,7 @@ const { app } = companion.app({
     endpoint: STORE_ENDPOINT,
     forcePathStyle: true,
     expires: 900,
-    getKey: ({ filename }) => `uppy/${Date.now()}-${filename}`,
+    getKey: ({ filename }) => `uploads/uppy/${Date.now()}-${Math.random().toString(36).slice(2)}-${filename}`,
   },
   server: { host: "127.0.0.1", protocol: "http" },
   filePath,

@@ -268,10 +268,14 @@ fn test() -> Result {
         &["run", "--silent", "typecheck"],
         &[],
     )?;
-    step("building the companion for the browser tests");
-    run("cargo", &["build", "-p", "ferry-companion"])?;
+    step("building the companion and the store for the browser tests");
+    run(
+        "cargo",
+        &["build", "-p", "ferry-companion", "-p", "ferry-store"],
+    )?;
     step("end to end in headless Chromium");
     let companion = root().join("target/debug/ferry-companion");
+    let store = root().join("target/debug/ferry-store");
     run_in(
         &root().join("tests"),
         "npm",
@@ -283,6 +287,25 @@ fn test() -> Result {
             ),
             ("FERRY_DIST", dist.to_str().ok_or("path is not UTF-8")?),
             ("FERRY_PKG", pkg.to_str().ok_or("path is not UTF-8")?),
+        ],
+    )?;
+    step("a smoke run of the browser benchmark (every peer, small workloads)");
+    let bench = ensure_bench_tools()?;
+    run_in(
+        &bench,
+        "node",
+        &["browser-bench.mjs"],
+        &[
+            ("BENCH_SMOKE", "1"),
+            ("FERRY_PKG", pkg.to_str().ok_or("path is not UTF-8")?),
+            (
+                "FERRY_STORE_BIN",
+                store.to_str().ok_or("path is not UTF-8")?,
+            ),
+            (
+                "FERRY_COMPANION_BIN",
+                companion.to_str().ok_or("path is not UTF-8")?,
+            ),
         ],
     )
 }
@@ -330,11 +353,7 @@ fn bench() -> Result {
             "ferry-store",
         ],
     )?;
-    let bench = root().join("bench");
-    if !bench.join("node_modules/@uppy/companion").exists() {
-        step("installing @uppy/companion, the peer the companion is measured against");
-        run_in(&bench, "npm", &["install", "--no-audit", "--no-fund"], &[])?;
-    }
+    let bench = ensure_bench_tools()?;
     step(
         "signatures per second: Ferry's companion and @uppy/companion side by side (about a minute)",
     );
@@ -348,9 +367,25 @@ fn bench() -> Result {
     )?;
     std::fs::write(results.join("companion.json"), &companion).map_err(|err| err.to_string())?;
 
+    step(
+        "the peers in Chromium: Ferry, @uppy/aws-s3 6.x and 5.x, @aws-sdk/lib-storage (several minutes)",
+    );
+    let pkg = npm()?;
+    let browser = captured(
+        Command::new("node")
+            .arg("browser-bench.mjs")
+            .current_dir(&bench)
+            .env("FERRY_PKG", &pkg)
+            .env("BENCH_CHARTS", &results)
+            .env("FERRY_STORE_BIN", release.join("ferry-store"))
+            .env("FERRY_COMPANION_BIN", release.join("ferry-companion")),
+    )?;
+    std::fs::write(results.join("browser.json"), &browser).map_err(|err| err.to_string())?;
+
     let markdown = format!(
-        "{}\n{}",
+        "{}\n{}\n{}",
         scheduler_markdown(&scheduler)?,
+        browser_markdown(&browser)?,
         companion_markdown(&companion)?
     );
     std::fs::write(root().join("BENCHMARKS.md"), markdown).map_err(|err| err.to_string())?;
@@ -375,6 +410,104 @@ fn captured(command: &mut Command) -> Result<String> {
         ));
     }
     String::from_utf8(out.stdout).map_err(|err| err.to_string())
+}
+
+/// The Node.js side of the benchmarks: @uppy/companion, the browser peers and Vite, installed
+/// once; @uppy/aws-s3 5.x keeps its own folder so that its @uppy/core never meets 6.x.
+fn ensure_bench_tools() -> Result<PathBuf> {
+    let bench = root().join("bench");
+    for (dir, probe) in [
+        (bench.clone(), "node_modules/@uppy/aws-s3"),
+        (bench.join("uppy5"), "node_modules/@uppy/aws-s3"),
+    ] {
+        if !dir.join(probe).exists() {
+            step(&format!(
+                "installing the benchmark's peers in {}",
+                dir.display()
+            ));
+            run_in(&dir, "npm", &["install", "--no-audit", "--no-fund"], &[])?;
+        }
+    }
+    Ok(bench)
+}
+
+fn browser_markdown(json: &str) -> Result<String> {
+    let results: serde_json::Value = serde_json::from_str(json).map_err(|err| err.to_string())?;
+    let points = results["points"]
+        .as_array()
+        .ok_or("no points in the browser results")?;
+    let number = |point: &serde_json::Value, name: &str| point[name].as_f64().unwrap_or(f64::NAN);
+    let mut out = format!(
+        "## In the browser: Ferry and its peers
+
+The same headless Chromium ({chromium}), the same ferry-store on loopback, one run, {machine}.
+Every object was read back and its SHA-256 compared (`verified`). Peak JS heap is sampled from
+Chrome's performance metrics every 100 ms; requests per part count every request but CORS
+preflights. Charts: `bench/results/*.png`.
+
+Settings: {settings}
+
+",
+        chromium = results["chromium"].as_str().unwrap_or("Chromium"),
+        machine = results["machine"].as_str().unwrap_or(""),
+        settings = results["settings"]
+            .as_object()
+            .map(|settings| settings
+                .iter()
+                .map(|(name, value)| format!("**{name}**: {}", value.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join("; "))
+            .unwrap_or_default(),
+    );
+    let mut workloads: Vec<&str> = Vec::new();
+    for point in points {
+        let workload = point["workload"].as_str().unwrap_or("");
+        if !workloads.contains(&workload) {
+            workloads.push(workload);
+        }
+    }
+    for workload in workloads {
+        let here: Vec<&serde_json::Value> = points
+            .iter()
+            .filter(|point| point["workload"] == workload)
+            .collect();
+        let ferry = here
+            .iter()
+            .find(|point| point["library"] == "ferry" && point["failed"].is_null());
+        out += &format!(
+            "### {workload}\n\n| library | seconds | MB/s | files/s | peak JS heap MiB | page CPU s | store req/part | companion req/part | verified | Ferry is |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        );
+        for point in &here {
+            let library = point["library"].as_str().unwrap_or("");
+            if let Some(failure) = point["failed"].as_str() {
+                out += &format!(
+                    "| {library} | failed: {} | | | | | | | | |\n",
+                    failure.lines().next().unwrap_or("")
+                );
+                continue;
+            }
+            let ratio = match ferry {
+                Some(ferry) if library != "ferry" => format!(
+                    "**{:.2}x** faster",
+                    number(point, "seconds") / number(ferry, "seconds")
+                ),
+                _ => String::new(),
+            };
+            out += &format!(
+                "| {library} | {:.2} | {:.1} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {ratio} |\n",
+                number(point, "seconds"),
+                number(point, "mb_per_second"),
+                number(point, "files_per_second"),
+                number(point, "peak_js_heap_mib"),
+                number(point, "page_cpu_seconds"),
+                number(point, "store_requests_per_part"),
+                number(point, "companion_requests_per_part"),
+                point["verified"].as_str().unwrap_or("—"),
+            );
+        }
+        out += "\n";
+    }
+    Ok(out)
 }
 
 fn companion_markdown(json: &str) -> Result<String> {

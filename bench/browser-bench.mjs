@@ -1,0 +1,271 @@
+// Ferry against its peers in the same headless Chromium, against the same ferry-store on
+// loopback, side by side in one run: wall time, throughput, peak JS heap, requests per part, page
+// CPU, with every object verified by SHA-256. Run by `cargo xtask bench` (BENCH_SMOKE=1 for the
+// small run `cargo xtask test` makes).
+
+import { spawn, spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+
+import { chromium } from "playwright-core";
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const MIB = 1024 * 1024;
+const SMOKE = process.env.BENCH_SMOKE === "1";
+const LIBRARIES = (process.env.BENCH_LIBRARIES ?? "ferry,uppy-6,uppy-5,lib-storage").split(",");
+/** A library that takes longer than this on one workload did not survive it. */
+const POINT_TIMEOUT_MS = Number(process.env.BENCH_POINT_TIMEOUT_SECONDS ?? (SMOKE ? 120 : 240)) * 1000;
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-browser-bench-"));
+
+/** The workloads of the benchmark; the smoke run keeps their shape at a fraction of the size. */
+const WORKLOADS = [
+  { name: "one large file", files: 1, size: SMOKE ? 16 * MIB : 1024 * MIB },
+  { name: "many small files", files: SMOKE ? 40 : 2000, size: 64 * 1024 },
+  { name: "very many tiny files", files: SMOKE ? 100 : 20000, size: 4 * 1024, onlySurvivors: true },
+  { name: "10% of part PUTs fail", files: 1, size: SMOKE ? 16 * MIB : 256 * MIB, failEvery: 10 },
+  { name: "throttled link (100 Mbit/s, 40 ms)", files: 1, size: SMOKE ? 4 * MIB : 256 * MIB, throttle: true },
+];
+
+const children = [];
+process.on("exit", () => children.forEach((child) => child.kill("SIGKILL")));
+
+function start(command, args, env, pattern) {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    readline.createInterface({ input: child.stdout }).on("line", (line) => {
+      const match = line.match(pattern);
+      if (match) resolve(match[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`${command} exited (${code})`)));
+  });
+}
+
+function makeFiles(workload) {
+  const dir = fs.mkdtempSync(path.join(scratch, "files-"));
+  return Array.from({ length: workload.files }, (_, index) => {
+    const file = path.join(dir, `file-${index}.bin`);
+    const hash = createHash("sha256");
+    const fd = fs.openSync(file, "w");
+    for (let written = 0; written < workload.size; ) {
+      const chunk = randomBytes(Math.min(8 * MIB, workload.size - written));
+      hash.update(chunk);
+      fs.writeSync(fd, chunk);
+      written += chunk.length;
+    }
+    fs.closeSync(fd);
+    return { path: file, name: path.basename(file), sha256: hash.digest("hex") };
+  });
+}
+
+function serve(dir) {
+  const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+  const server = http.createServer((request, response) => {
+    const file = path.join(dir, new URL(request.url, "http://x").pathname.replace(/\/$/, "/index.html"));
+    if (!file.startsWith(dir) || !fs.existsSync(file)) return response.writeHead(404).end();
+    response.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" });
+    fs.createReadStream(file).pipe(response);
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(`http://127.0.0.1:${server.address().port}`)));
+}
+
+/** SHA-256 of a stored object, read through Ferry's companion (it presigns a GET for any key under its prefix). */
+async function stored(companion, key) {
+  const response = await fetch(`${companion}/api/files/${key.split("/").map(encodeURIComponent).join("/")}`);
+  if (!response.ok) throw new Error(`read back ${key}: ${response.status}`);
+  return createHash("sha256").update(Buffer.from(await response.arrayBuffer())).digest("hex");
+}
+
+// The servers: one store, Ferry's companion and @uppy/companion both signing for it.
+const key = "bench-key";
+const secret = "bench-secret-key";
+const store = await start(process.env.FERRY_STORE_BIN, ["--root", fs.mkdtempSync(path.join(scratch, "store-")), "--access-key", key, "--secret-key", secret, "--bucket", "bench"], {}, /listening on (http:\/\/\S+)/);
+const ferry = await start(
+  process.env.FERRY_COMPANION_BIN,
+  [],
+  {
+    FERRY_LISTEN: "127.0.0.1:0",
+    FERRY_S3_ENDPOINT: store,
+    FERRY_S3_BUCKET: "bench",
+    FERRY_S3_PATH_STYLE: "true",
+    AWS_ACCESS_KEY_ID: key,
+    AWS_SECRET_ACCESS_KEY: secret,
+    FERRY_SECRET: "bench",
+    FERRY_ADMISSION_CONCURRENCY: "1024",
+    FERRY_ADMISSION_QUEUE: "65536",
+    RUST_LOG: "warn",
+  },
+  /listening on (http:\/\/\S+)/,
+);
+const uppy = await start("node", [path.join(here, "uppy-server.mjs")], { STORE_ENDPOINT: store, STORE_KEY: key, STORE_SECRET: secret, STORE_BUCKET: "bench" }, /listening on (http:\/\/\S+)/);
+const config = { ferry, uppy, store, key, secret, bucket: "bench" };
+
+// The page, built by Vite with every library in it.
+const dist = path.join(scratch, "dist");
+const built = spawnSync(path.join(here, "node_modules/.bin/vite"), ["build", path.join(here, "browser"), "--outDir", dist], { encoding: "utf8" });
+if (built.status !== 0) throw new Error(`vite build failed:\n${built.stdout}\n${built.stderr}`);
+const site = await serve(dist);
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-precise-memory-info"],
+});
+
+async function measure(library, workload, files) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Performance.enable");
+  await page.goto(site);
+  await page.waitForSelector("body[data-ready=true]");
+  if (workload.throttle) {
+    await cdp.send("Network.enable");
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 40, downloadThroughput: 12.5e6, uploadThroughput: 12.5e6 });
+  }
+  const requests = { store: 0, companion: 0, failedOnPurpose: 0 };
+  page.on("request", (request) => {
+    if (request.method() === "OPTIONS") return;
+    if (request.url().startsWith(store)) requests.store += 1;
+    else if (request.url().startsWith(ferry) || request.url().startsWith(uppy)) requests.companion += 1;
+  });
+  if (workload.failEvery) {
+    let puts = 0;
+    await page.route(`${store}/**`, (route) => {
+      if (route.request().method() === "PUT" && ++puts % workload.failEvery === 0) {
+        requests.failedOnPurpose += 1;
+        return route.fulfill({ status: 500, headers: { "access-control-allow-origin": "*", "access-control-expose-headers": "ETag" }, body: "<Error><Code>InternalError</Code></Error>" });
+      }
+      return route.continue();
+    });
+  }
+  await page.setInputFiles("#files", files.map((file) => file.path));
+  const metrics = async () => Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map(({ name, value }) => [name, value]));
+  const before = await metrics();
+  let peakHeap = before.JSHeapUsedSize;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peakHeap = Math.max(peakHeap, (await metrics()).JSHeapUsedSize);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  let outcome;
+  let timer;
+  const timeout = new Promise((resolve) => {
+    timer = setTimeout(() => resolve({ error: `did not finish within ${POINT_TIMEOUT_MS / 1000} s` }), POINT_TIMEOUT_MS);
+  });
+  try {
+    outcome = await Promise.race([page.evaluate(([library, config]) => window.bench.run(library, config), [library, config]), timeout]);
+  } catch (error) {
+    outcome = { error: String(error.message ?? error).slice(0, 300) };
+  }
+  clearTimeout(timer);
+  sampling = false;
+  await sampler;
+  const after = await metrics();
+  await context.close();
+  if (outcome.error) return { library, workload: workload.name, failed: outcome.error };
+  const hashes = new Set(files.map((file) => file.sha256));
+  let verified = 0;
+  for (const key of outcome.keys) {
+    if (hashes.has(await stored(ferry, key))) verified += 1;
+  }
+  const bytes = workload.files * workload.size;
+  const parts = workload.files * Math.max(1, Math.ceil(workload.size / (5 * MIB)));
+  return {
+    library,
+    workload: workload.name,
+    seconds: outcome.ms / 1000,
+    mb_per_second: bytes / MIB / (outcome.ms / 1000),
+    files_per_second: workload.files / (outcome.ms / 1000),
+    peak_js_heap_mib: peakHeap / MIB,
+    page_cpu_seconds: after.TaskDuration - before.TaskDuration,
+    store_requests_per_part: requests.store / parts,
+    companion_requests_per_part: requests.companion / parts,
+    failed_on_purpose: requests.failedOnPurpose,
+    verified: `${verified}/${workload.files}`,
+  };
+}
+
+/** The raw limit: the same parts PUT by a native (Node.js) client, 5 at a time, with Ferry's URLs. */
+async function rawLimit(files, size) {
+  const created = await (await fetch(`${ferry}/api/uploads`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "raw.bin", size, type: "" }) })).json();
+  const parts = Array.from({ length: created.partCount }, (_, index) => index + 1);
+  const signed = await (await fetch(`${ferry}/api/uploads/${created.uploadId}/sign`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: created.token, parts }) })).json();
+  const data = fs.readFileSync(files[0].path);
+  const started = performance.now();
+  const queue = [...signed.urls];
+  const etags = [];
+  await Promise.all(
+    Array.from({ length: 5 }, async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        const body = data.subarray((next.part - 1) * created.partSize, next.part * created.partSize);
+        const response = await fetch(next.url, { method: "PUT", body });
+        etags[next.part - 1] = response.headers.get("etag");
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  await fetch(`${ferry}/api/uploads/${created.uploadId}/complete`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: created.token, parts: etags.map((etag, index) => ({ part: index + 1, etag })) }) });
+  return { library: "raw native PUTs", workload: WORKLOADS[0].name, seconds, mb_per_second: size / MIB / seconds };
+}
+
+const results = { smoke: SMOKE, machine: `${os.cpus()[0].model}, ${os.cpus().length} cores`, chromium: browser.version(), settings: {
+  ferry: "defaults (10 files prepared ahead; 5 part PUTs, 3 with a file over 65 MiB; 3 per file; 20 URLs per sign call)",
+  "uppy-6": "@uppy/core 6.3.1 + @uppy/aws-s3 6.3.1, shouldUseMultipart: true, signing by @uppy/companion 6.2.2; other options default",
+  "uppy-5": "@uppy/core 5.2.0 + @uppy/aws-s3 5.1.0, shouldUseMultipart: true, signing by @uppy/companion 6.2.2; other options default",
+  "lib-storage": "@aws-sdk/client-s3 + @aws-sdk/lib-storage 3.1169.0, defaults (queueSize 4, 5 MiB parts), requestChecksumCalculation WHEN_REQUIRED, all files started at once",
+}, points: [] };
+for (const workload of WORKLOADS) {
+  const files = makeFiles(workload);
+  for (const library of LIBRARIES) {
+    const point = await measure(library, workload, files);
+    results.points.push(point);
+    console.error(`${workload.name} / ${library}: ${point.failed ? `failed: ${point.failed}` : `${point.seconds.toFixed(2)} s, ${point.mb_per_second.toFixed(1)} MB/s, heap ${point.peak_js_heap_mib.toFixed(1)} MiB, verified ${point.verified}`}`);
+  }
+  if (workload === WORKLOADS[0]) {
+    const raw = await rawLimit(files, workload.size);
+    results.points.push(raw);
+    console.error(`${workload.name} / raw: ${raw.mb_per_second.toFixed(1)} MB/s`);
+  }
+  fs.rmSync(path.dirname(files[0].path), { recursive: true, force: true });
+}
+if (process.env.BENCH_CHARTS) await charts(results, process.env.BENCH_CHARTS);
+await browser.close();
+console.log(JSON.stringify(results, null, 2));
+// The smoke run is a test: Ferry must complete and every object read back must match.
+const mismatched = (point) => point.verified && point.verified.split("/")[0] !== point.verified.split("/")[1];
+const broken = results.points.filter((point) => (point.library === "ferry" && point.failed) || mismatched(point));
+if (broken.length) {
+  console.error("broken points:", JSON.stringify(broken));
+  process.exit(1);
+}
+process.exit(0);
+
+/** One PNG bar chart per workload (seconds, lower is better), drawn by the same Chromium. */
+async function charts(results, dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  const page = await browser.newPage({ viewport: { width: 640, height: 300 } });
+  for (const workload of WORKLOADS) {
+    const points = results.points.filter((point) => point.workload === workload.name && !point.failed);
+    const slowest = Math.max(...points.map((point) => point.seconds));
+    const bars = points
+      .map((point, index) => {
+        const width = (point.seconds / slowest) * 420;
+        const y = 40 + index * 44;
+        const color = point.library === "ferry" ? "#2563eb" : point.library.startsWith("raw") ? "#16a34a" : "#94a3b8";
+        return `<text x="10" y="${y + 20}" font-size="14">${point.library}</text><rect x="150" y="${y}" width="${width}" height="28" fill="${color}"/><text x="${158 + width}" y="${y + 20}" font-size="13">${point.seconds.toFixed(2)} s</text>`;
+      })
+      .join("");
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="${60 + points.length * 44}" font-family="sans-serif"><text x="10" y="24" font-size="16" font-weight="bold">${workload.name}: seconds (lower is better)</text>${bars}</svg>`;
+    await page.setContent(`<body style="margin:0;background:white">${svg}</body>`);
+    const slug = workload.name.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").toLowerCase();
+    await page.screenshot({ path: path.join(dir, `${slug}.png`), fullPage: true });
+  }
+  await page.close();
+}
