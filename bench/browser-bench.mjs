@@ -128,11 +128,23 @@ async function measure(library, workload, files) {
     await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 40, downloadThroughput: 12.5e6, uploadThroughput: 12.5e6 });
   }
   const requests = { store: 0, companion: 0, failedOnPurpose: 0 };
+  // Part PUTs in flight over time, for the slot idle fraction.
+  const timeline = [];
+  const isPut = (request) => request.method() === "PUT" && request.url().startsWith(store);
   page.on("request", (request) => {
     if (request.method() === "OPTIONS") return;
     if (request.url().startsWith(store)) requests.store += 1;
     else if (request.url().startsWith(ferry) || request.url().startsWith(uppy)) requests.companion += 1;
+    if (isPut(request)) timeline.push([performance.now(), +1]);
   });
+  const ended = new WeakSet();
+  const end = (request) => {
+    if (!isPut(request) || ended.has(request)) return;
+    ended.add(request);
+    timeline.push([performance.now(), -1]);
+  };
+  page.on("requestfinished", end);
+  page.on("requestfailed", end);
   if (workload.failEvery) {
     let puts = 0;
     await page.route(`${store}/**`, (route) => {
@@ -146,11 +158,12 @@ async function measure(library, workload, files) {
   await page.setInputFiles("#files", files.map((file) => file.path));
   const metrics = async () => Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map(({ name, value }) => [name, value]));
   const before = await metrics();
-  let peakHeap = before.JSHeapUsedSize;
+  const memory = async () => (await metrics()).JSHeapUsedSize + (library === "ferry" ? await page.evaluate(() => window.bench.wasmBytes()) : 0);
+  let peakMemory = await memory();
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      peakHeap = Math.max(peakHeap, (await metrics()).JSHeapUsedSize);
+      peakMemory = Math.max(peakMemory, await memory().catch(() => 0));
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   })();
@@ -183,13 +196,38 @@ async function measure(library, workload, files) {
     seconds: outcome.ms / 1000,
     mb_per_second: bytes / MIB / (outcome.ms / 1000),
     files_per_second: workload.files / (outcome.ms / 1000),
-    peak_js_heap_mib: peakHeap / MIB,
+    peak_memory_mib: peakMemory / MIB,
+    slot_idle_fraction: idleFraction(timeline),
     page_cpu_seconds: after.TaskDuration - before.TaskDuration,
     store_requests_per_part: requests.store / parts,
     companion_requests_per_part: requests.companion / parts,
     failed_on_purpose: requests.failedOnPurpose,
     verified: `${verified}/${workload.files}`,
   };
+}
+
+/**
+ * Of the time from the first part PUT to the last one starting, the share in which fewer PUTs
+ * ran than the most the library ever ran at once: slots it had but left empty.
+ */
+function idleFraction(timeline) {
+  const events = [...timeline].sort((a, b) => a[0] - b[0]);
+  const starts = events.filter(([, delta]) => delta > 0);
+  if (starts.length < 2) return 0;
+  const until = starts.at(-1)[0];
+  let running = 0;
+  let peak = 0;
+  for (const [, delta] of events) peak = Math.max(peak, (running += delta));
+  running = 0;
+  let idle = 0;
+  let last = events[0][0];
+  for (const [at, delta] of events) {
+    const to = Math.min(at, until);
+    if (to > last) idle += (peak - running) * (to - last);
+    last = Math.max(last, to);
+    running += delta;
+  }
+  return idle / (peak * (until - events[0][0]));
 }
 
 /** The raw limit: the same parts PUT by a native (Node.js) client, 5 at a time, with Ferry's URLs. */
@@ -226,7 +264,7 @@ for (const workload of WORKLOADS) {
   for (const library of LIBRARIES) {
     const point = await measure(library, workload, files);
     results.points.push(point);
-    console.error(`${workload.name} / ${library}: ${point.failed ? `failed: ${point.failed}` : `${point.seconds.toFixed(2)} s, ${point.mb_per_second.toFixed(1)} MB/s, heap ${point.peak_js_heap_mib.toFixed(1)} MiB, verified ${point.verified}`}`);
+    console.error(`${workload.name} / ${library}: ${point.failed ? `failed: ${point.failed}` : `${point.seconds.toFixed(2)} s, ${point.mb_per_second.toFixed(1)} MB/s, memory ${point.peak_memory_mib.toFixed(1)} MiB, idle ${(point.slot_idle_fraction * 100).toFixed(1)}%, verified ${point.verified}`}`);
   }
   if (workload === WORKLOADS[0]) {
     const raw = await rawLimit(files, workload.size);

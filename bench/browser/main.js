@@ -10,7 +10,7 @@ import AwsS3v5 from "uppy5-aws-s3";
 import { S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 
-await init();
+const wasm = await init();
 
 const files = () => [...document.querySelector("#files").files];
 
@@ -66,6 +66,8 @@ const libraries = {
 
 window.bench = {
   libraries: Object.keys(libraries),
+  /** Bytes of Ferry's WebAssembly memory (the other libraries have none). */
+  wasmBytes: () => wasm.memory.buffer.byteLength,
   async run(library, config) {
     const started = performance.now();
     const keys = await libraries[library](config);
