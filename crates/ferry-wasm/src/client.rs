@@ -124,6 +124,8 @@ struct Driver {
     running: HashMap<(FileId, u32), (u64, XmlHttpRequest)>,
     next_request: u64,
     timer: Option<Timer>,
+    /// Files up to this size always go as one PUT, which has nothing to resume.
+    single_put_limit: u64,
     _online: Closure<dyn FnMut()>,
     _offline: Closure<dyn FnMut()>,
 }
@@ -291,9 +293,11 @@ impl Client {
             seed: (js_sys::Math::random() * u64::MAX as f64) as u64,
             ..self.config.clone()
         };
+        let single_put_limit = config.limits.min_part_size;
         let mut engine = Engine::new(engine_config, config);
         engine.handle_online(window.navigator().on_line(), now());
         *self.driver.borrow_mut() = Some(Driver {
+            single_put_limit,
             engine,
             files: HashMap::new(),
             running: HashMap::new(),
@@ -339,7 +343,17 @@ impl Client {
         // added: each add waits for the one before it.
         let (queued, turn) = oneshot::channel::<()>();
         let previous = self.last_add.replace(Some(turn));
-        let record = resume::fingerprint(&file).await;
+        // Only multipart uploads can be resumed: small files skip the fingerprint's hashing.
+        let single = self
+            .driver
+            .borrow()
+            .as_ref()
+            .is_some_and(|driver| file.size() as u64 <= driver.single_put_limit);
+        let record = if single {
+            None
+        } else {
+            resume::fingerprint(&file).await
+        };
         if let Some(previous) = previous {
             let _ = previous.await;
         }
