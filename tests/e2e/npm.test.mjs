@@ -44,6 +44,19 @@ test("a plain page that imports the npm package uploads and reads back identical
       assert.equal(mine.filter((name) => name === "complete").length, 1, `${file.name}: one complete event`);
       if (file.size > 5 * MIB) assert.ok(mine.includes("part"), `${file.name}: part events`);
     }
+    const configCalls = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith("/api/config")) configCalls.push(request.url());
+    });
+    const batch = await page.evaluate(async () => {
+      // A batch added at once asks the companion for its limits once, not once per file.
+      const uploader = window.createUploader({ endpoint: new URLSearchParams(location.search).get("companion") });
+      const files = Array.from({ length: 50 }, (_, index) => new File([`file ${index}`], `batch-${index}.txt`));
+      const results = await Promise.all(files.map((file) => uploader.add(file).done));
+      return results.length;
+    });
+    assert.equal(batch, 50);
+    assert.equal(configCalls.length, 1, "one config call for the whole batch");
     const cancelled = await page.evaluate(async () => {
       // One AbortSignal cancels every upload it was given; rejections are FerryErrors.
       const uploader = window.createUploader({ endpoint: new URLSearchParams(location.search).get("companion") });

@@ -39,6 +39,12 @@ impl FerryStore {
         }
     }
 
+    async fn require_object(&self, bucket: &str, key: &str) -> S3Result<crate::disk::ObjectMeta> {
+        self.require_bucket(bucket)?;
+        let meta = self.disk.object(bucket, key).await.map_err(internal)?;
+        meta.ok_or_else(|| s3_error!(NoSuchKey))
+    }
+
     async fn require_upload(
         &self,
         bucket: &str,
@@ -151,13 +157,7 @@ impl S3 for FerryStore {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        self.require_bucket(&input.bucket)?;
-        let meta = self
-            .disk
-            .object(&input.bucket, &input.key)
-            .await
-            .map_err(internal)?;
-        let meta = meta.ok_or_else(|| s3_error!(NoSuchKey))?;
+        let meta = self.require_object(&input.bucket, &input.key).await?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(meta.size as i64),
             metadata: Some(meta.metadata.into_iter().collect()),
@@ -174,13 +174,7 @@ impl S3 for FerryStore {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        self.require_bucket(&input.bucket)?;
-        let meta = self
-            .disk
-            .object(&input.bucket, &input.key)
-            .await
-            .map_err(internal)?;
-        let meta = meta.ok_or_else(|| s3_error!(NoSuchKey))?;
+        let meta = self.require_object(&input.bucket, &input.key).await?;
         let (range, content_range) = match input.range {
             None => (0..meta.size, None),
             Some(range) => {

@@ -155,6 +155,7 @@ struct WeakClient {
     driver: std::rc::Weak<RefCell<Option<Driver>>>,
     listeners: std::rc::Weak<RefCell<Vec<Listener>>>,
     last_add: std::rc::Weak<RefCell<Option<oneshot::Receiver<()>>>>,
+    config_waiters: std::rc::Weak<RefCell<Option<Vec<oneshot::Sender<Result<(), UploadError>>>>>>,
 }
 
 impl WeakClient {
@@ -167,6 +168,7 @@ impl WeakClient {
             driver: self.driver.upgrade()?,
             listeners: self.listeners.upgrade()?,
             last_add: self.last_add.upgrade()?,
+            config_waiters: self.config_waiters.upgrade()?,
         })
     }
 }
@@ -189,6 +191,8 @@ pub struct Client {
     listeners: Rc<RefCell<Vec<Listener>>>,
     /// Done when the latest `add` has queued its file: adds queue in call order.
     last_add: Rc<RefCell<Option<oneshot::Receiver<()>>>>,
+    /// While the companion's limits are being fetched: the adds waiting for them.
+    config_waiters: Rc<RefCell<Option<Vec<oneshot::Sender<Result<(), UploadError>>>>>>,
 }
 
 impl Client {
@@ -201,6 +205,7 @@ impl Client {
             driver: Rc::downgrade(&self.driver),
             listeners: Rc::downgrade(&self.listeners),
             last_add: Rc::downgrade(&self.last_add),
+            config_waiters: Rc::downgrade(&self.config_waiters),
         }
     }
 
@@ -228,6 +233,7 @@ impl Client {
             driver: Rc::new(RefCell::new(None)),
             listeners: Rc::new(RefCell::new(Vec::new())),
             last_add: Rc::new(RefCell::new(None)),
+            config_waiters: Rc::new(RefCell::new(None)),
         }
     }
 
@@ -264,16 +270,32 @@ impl Client {
     }
 
     /// Asks the companion for its limits once; the engine is made from them.
+    /// Asks the companion for its limits once, however many adds wait for them: a batch of
+    /// thousands of files makes one request, not thousands the browser would refuse.
     async fn ensure_engine(&self) -> Result<(), UploadError> {
         if self.driver.borrow().is_some() {
             return Ok(());
         }
+        let waiting = self.config_waiters.borrow_mut().as_mut().map(|waiters| {
+            let (tell, told) = oneshot::channel();
+            waiters.push(tell);
+            told
+        });
+        if let Some(told) = waiting {
+            return told.await.unwrap_or(Err(UploadError::Cancelled));
+        }
+        *self.config_waiters.borrow_mut() = Some(Vec::new());
+        let result = self.start_engine().await;
+        for waiter in self.config_waiters.borrow_mut().take().unwrap_or_default() {
+            let _ = waiter.send(result.clone());
+        }
+        result
+    }
+
+    async fn start_engine(&self) -> Result<(), UploadError> {
         let config: CompanionConfig = call("GET", &self.url("/api/config"), &self.headers, None)
             .await
             .map_err(UploadError::from_call)?;
-        if self.driver.borrow().is_some() {
-            return Ok(());
-        }
         let window = web_sys::window().expect("ferry-wasm runs in a window");
         let listener = |online: bool| {
             let client = self.downgrade();
