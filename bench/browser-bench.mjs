@@ -18,7 +18,7 @@ const MIB = 1024 * 1024;
 const SMOKE = process.env.BENCH_SMOKE === "1";
 const LIBRARIES = (process.env.BENCH_LIBRARIES ?? "ferry,uppy-6,uppy-5,lib-storage").split(",");
 /** A library that takes longer than this on one workload did not survive it. */
-const POINT_TIMEOUT_MS = Number(process.env.BENCH_POINT_TIMEOUT_SECONDS ?? (SMOKE ? 120 : 240)) * 1000;
+const POINT_TIMEOUT_MS = Number(process.env.BENCH_POINT_TIMEOUT_SECONDS ?? (SMOKE ? 120 : 180)) * 1000;
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-browser-bench-"));
 
 /** The workloads of the benchmark; the smoke run keeps their shape at a fraction of the size. */
