@@ -3,15 +3,16 @@
 // CPU, with every object verified by SHA-256. Run by `cargo xtask bench` (BENCH_SMOKE=1 for the
 // small run `cargo xtask test` makes).
 
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
 
 import { chromium } from "playwright-core";
+
+import { startServers } from "./servers.mjs";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const MIB = 1024 * 1024;
@@ -31,20 +32,6 @@ const WORKLOADS = [
   { name: "throttled link (100 Mbit/s, 40 ms)", files: 1, size: SMOKE ? 4 * MIB : 256 * MIB, throttle: true },
 ];
 
-const children = [];
-process.on("exit", () => children.forEach((child) => child.kill("SIGKILL")));
-
-function start(command, args, env, pattern) {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    readline.createInterface({ input: child.stdout }).on("line", (line) => {
-      const match = line.match(pattern);
-      if (match) resolve(match[1]);
-    });
-    child.on("exit", (code) => reject(new Error(`${command} exited (${code})`)));
-  });
-}
 
 function makeFiles(workload) {
   const dir = fs.mkdtempSync(path.join(scratch, "files-"));
@@ -82,28 +69,8 @@ async function stored(companion, key) {
 }
 
 // The servers: one store, Ferry's companion and @uppy/companion both signing for it.
-const key = "bench-key";
-const secret = "bench-secret-key";
-const store = await start(process.env.FERRY_STORE_BIN, ["--root", fs.mkdtempSync(path.join(scratch, "store-")), "--access-key", key, "--secret-key", secret, "--bucket", "bench"], {}, /listening on (http:\/\/\S+)/);
-const ferry = await start(
-  process.env.FERRY_COMPANION_BIN,
-  [],
-  {
-    FERRY_LISTEN: "127.0.0.1:0",
-    FERRY_S3_ENDPOINT: store,
-    FERRY_S3_BUCKET: "bench",
-    FERRY_S3_PATH_STYLE: "true",
-    AWS_ACCESS_KEY_ID: key,
-    AWS_SECRET_ACCESS_KEY: secret,
-    FERRY_SECRET: "bench",
-    FERRY_ADMISSION_CONCURRENCY: "1024",
-    FERRY_ADMISSION_QUEUE: "65536",
-    RUST_LOG: "warn",
-  },
-  /listening on (http:\/\/\S+)/,
-);
-const uppy = await start("node", [path.join(here, "uppy-server.mjs")], { STORE_ENDPOINT: store, STORE_KEY: key, STORE_SECRET: secret, STORE_BUCKET: "bench" }, /listening on (http:\/\/\S+)/);
-const config = { ferry, uppy, store, key, secret, bucket: "bench" };
+const { store, ferry, uppy, ...credentials } = await startServers({ admissionQueue: 65536 });
+const config = { ferry, uppy, store, ...credentials };
 
 // The page, built by Vite with every library in it.
 const dist = path.join(scratch, "dist");

@@ -2,32 +2,15 @@
 // and @uppy/companion, signing for the same embedded store, side by side in one run.
 // Run by `cargo xtask bench` (which builds the binaries and passes their paths).
 
-import { spawn } from "node:child_process";
-import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
-import path from "node:path";
-import readline from "node:readline";
 
-const here = path.dirname(new URL(import.meta.url).pathname);
+import { startServers } from "./servers.mjs";
+
 const SECONDS_PER_POINT = Number(process.env.BENCH_SECONDS ?? 4);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? "1,64,512").split(",").map(Number);
 const BATCH = 100;
 
-const children = [];
-process.on("exit", () => children.forEach((child) => child.kill("SIGKILL")));
-
-function start(command, args, env, pattern) {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    readline.createInterface({ input: child.stdout }).on("line", (line) => {
-      const match = line.match(pattern);
-      if (match) resolve(match[1]);
-    });
-    child.on("exit", (code) => reject(new Error(`${command} exited (${code})`)));
-  });
-}
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(...CONCURRENCY) });
 
@@ -73,29 +56,7 @@ async function measure(concurrency, perRequest, makeRequest) {
   };
 }
 
-const storeRoot = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-store-"));
-const key = "bench-key";
-const secret = "bench-secret-key";
-const store = await start(process.env.FERRY_STORE_BIN, ["--root", storeRoot, "--access-key", key, "--secret-key", secret, "--bucket", "bench"], {}, /listening on (http:\/\/\S+)/);
-const storeEnv = { STORE_ENDPOINT: store, STORE_KEY: key, STORE_SECRET: secret, STORE_BUCKET: "bench" };
-const ferry = await start(
-  process.env.FERRY_COMPANION_BIN,
-  [],
-  {
-    FERRY_LISTEN: "127.0.0.1:0",
-    FERRY_S3_ENDPOINT: store,
-    FERRY_S3_BUCKET: "bench",
-    FERRY_S3_PATH_STYLE: "true",
-    AWS_ACCESS_KEY_ID: key,
-    AWS_SECRET_ACCESS_KEY: secret,
-    FERRY_SECRET: "bench",
-    FERRY_ADMISSION_CONCURRENCY: "1024",
-    FERRY_ADMISSION_QUEUE: "4096",
-    RUST_LOG: "warn",
-  },
-  /listening on (http:\/\/\S+)/,
-);
-const uppy = await start("node", [path.join(here, "uppy-server.mjs")], storeEnv, /listening on (http:\/\/\S+)/);
+const { ferry, uppy } = await startServers({ admissionQueue: 4096 });
 
 // One large multipart upload on each, so every part number up to 10,000 may be signed.
 const size = 10_000 * 5 * 1024 * 1024;

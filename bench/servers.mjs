@@ -1,0 +1,56 @@
+// The servers both benchmarks run: one ferry-store on loopback, and Ferry's companion and
+// @uppy/companion both signing for it. Every child is killed when the benchmark exits.
+
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const children = [];
+process.on("exit", () => children.forEach((child) => child.kill("SIGKILL")));
+
+/** Starts a child and resolves with the address its first line matching `pattern` names. */
+function start(command, args, env) {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    readline.createInterface({ input: child.stdout }).on("line", (line) => {
+      const match = line.match(/listening on (http:\/\/\S+)/);
+      if (match) resolve(match[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`${command} exited (${code})`)));
+  });
+}
+
+/**
+ * Starts the store (bucket `bench`) and both companions; Ferry's admission control is set wide
+ * (`admissionQueue` waiting) so that it measures uploads and signing, not refusals.
+ */
+export async function startServers({ admissionQueue }) {
+  const key = "bench-key";
+  const secret = "bench-secret-key";
+  const bucket = "bench";
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-store-"));
+  const store = await start(process.env.FERRY_STORE_BIN, ["--root", root, "--access-key", key, "--secret-key", secret, "--bucket", bucket]);
+  const ferry = await start(process.env.FERRY_COMPANION_BIN, [], {
+    FERRY_LISTEN: "127.0.0.1:0",
+    FERRY_S3_ENDPOINT: store,
+    FERRY_S3_BUCKET: bucket,
+    FERRY_S3_PATH_STYLE: "true",
+    AWS_ACCESS_KEY_ID: key,
+    AWS_SECRET_ACCESS_KEY: secret,
+    FERRY_SECRET: "bench",
+    FERRY_ADMISSION_CONCURRENCY: "1024",
+    FERRY_ADMISSION_QUEUE: String(admissionQueue),
+    RUST_LOG: "warn",
+  });
+  const uppy = await start("node", [path.join(here, "uppy-server.mjs")], {
+    STORE_ENDPOINT: store,
+    STORE_KEY: key,
+    STORE_SECRET: secret,
+    STORE_BUCKET: bucket,
+  });
+  return { store, ferry, uppy, key, secret, bucket };
+}
