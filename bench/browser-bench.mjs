@@ -12,7 +12,7 @@ import path from "node:path";
 
 import { chromium } from "playwright-core";
 
-import { startServers } from "./servers.mjs";
+import { scratchDir, startServers } from "./servers.mjs";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const MIB = 1024 * 1024;
@@ -21,7 +21,7 @@ const LIBRARIES = (process.env.BENCH_LIBRARIES ?? "ferry,uppy-6,uppy-5,lib-stora
 /** A peer that takes longer than this on one workload did not survive it; Ferry must finish. */
 const POINT_TIMEOUT_MS = Number(process.env.BENCH_POINT_TIMEOUT_SECONDS ?? (SMOKE ? 120 : 180)) * 1000;
 const FERRY_TIMEOUT_MS = 30 * 60 * 1000;
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-browser-bench-"));
+const scratch = scratchDir("ferry-browser-bench-");
 
 /** The workloads of the benchmark; the smoke run keeps their shape at a fraction of the size. */
 const WORKLOADS = [

@@ -1,5 +1,6 @@
 // The servers both benchmarks run: one ferry-store on loopback, and Ferry's companion and
-// @uppy/companion both signing for it. Every child is killed when the benchmark exits.
+// @uppy/companion both signing for it. When the benchmark exits, even on Ctrl-C, every child is
+// killed and every scratch folder removed: a 1 GiB workload must not outlive its run.
 
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -9,7 +10,19 @@ import readline from "node:readline";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const children = [];
-process.on("exit", () => children.forEach((child) => child.kill("SIGKILL")));
+const scratchDirs = [];
+process.on("exit", () => {
+  children.forEach((child) => child.kill("SIGKILL"));
+  scratchDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 }));
+});
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
+
+/** A fresh folder under the system's temporary folder, removed when the benchmark exits. */
+export function scratchDir(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 /** Starts a child and resolves with the address its first line matching `pattern` names. */
 function start(command, args, env) {
@@ -32,7 +45,7 @@ export async function startServers({ admissionQueue }) {
   const key = "bench-key";
   const secret = "bench-secret-key";
   const bucket = "bench";
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-store-"));
+  const root = scratchDir("ferry-bench-store-");
   const store = await start(process.env.FERRY_STORE_BIN, ["--root", root, "--access-key", key, "--secret-key", secret, "--bucket", bucket]);
   const ferry = await start(process.env.FERRY_COMPANION_BIN, [], {
     FERRY_LISTEN: "127.0.0.1:0",
@@ -51,6 +64,7 @@ export async function startServers({ admissionQueue }) {
     STORE_KEY: key,
     STORE_SECRET: secret,
     STORE_BUCKET: bucket,
+    UPPY_FILE_PATH: scratchDir("uppy-companion-"),
   });
   return { store, ferry, uppy, key, secret, bucket };
 }

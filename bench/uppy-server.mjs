@@ -1,15 +1,10 @@
 // @uppy/companion's S3 multipart routes, signing for the same store as Ferry's companion.
 // Prints "uppy-companion listening on http://ADDR" once it serves.
 
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-
 import * as companion from "@uppy/companion";
 import express from "express";
 
-const { STORE_ENDPOINT, STORE_KEY, STORE_SECRET, STORE_BUCKET } = process.env;
-const filePath = fs.mkdtempSync(path.join(os.tmpdir(), "uppy-companion-"));
+const { STORE_ENDPOINT, STORE_KEY, STORE_SECRET, STORE_BUCKET, UPPY_FILE_PATH } = process.env;
 const { app } = companion.app({
   s3: {
     key: STORE_KEY,
@@ -22,7 +17,7 @@ const { app } = companion.app({
     getKey: ({ filename }) => `uploads/uppy/${Date.now()}-${Math.random().toString(36).slice(2)}-${filename}`,
   },
   server: { host: "127.0.0.1", protocol: "http" },
-  filePath,
+  filePath: UPPY_FILE_PATH,
   secret: "bench-secret",
   corsOrigins: true,
   uploadUrls: [],

@@ -43,8 +43,14 @@ function cleanEnv() {
   return env;
 }
 
+// Each test file runs in its own process: on its exit, even by Ctrl-C, its servers are killed and
+// its scratch folder (stores, generated files of up to 200 MiB) removed.
 const children = new Set();
-process.on("exit", () => children.forEach((child) => child.kill("SIGKILL")));
+process.on("exit", () => {
+  children.forEach((child) => child.kill("SIGKILL"));
+  fs.rmSync(scratch, { recursive: true, force: true, maxRetries: 3 });
+});
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
 
 /** Starts the companion serving the demo page; `env` adds or overrides its configuration. */
 export async function startCompanion(env = {}) {
