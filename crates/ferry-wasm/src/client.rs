@@ -17,7 +17,7 @@ use futures_channel::oneshot;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
-use web_sys::{File, XmlHttpRequest};
+use web_sys::{Blob, File, XmlHttpRequest};
 
 use crate::http::call;
 use crate::resume;
@@ -731,9 +731,16 @@ impl Client {
                 )
             }
         };
-        let body = tracked
-            .file
-            .slice_with_f64_and_f64(range.start as f64, range.end as f64);
+        // A part covering the whole file sends the File itself: each `slice()` is a synchronous
+        // call into the browser process, which a batch of tiny files pays thousands of times.
+        let whole = range.start == 0 && range.end as f64 == tracked.file.size();
+        let body = if whole {
+            Ok(Blob::from(tracked.file.clone()))
+        } else {
+            tracked
+                .file
+                .slice_with_f64_and_f64(range.start as f64, range.end as f64)
+        };
         let progress_client = self.clone();
         let request = body.and_then(|body| {
             PutRequest::start(&url, &headers, &body, etag_from, move |sent| {
