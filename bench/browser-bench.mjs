@@ -1,7 +1,9 @@
 // Ferry against its peers in the same headless Chromium, against the same ferry-store on
 // loopback, side by side in one run: wall time, throughput, peak JS heap, requests per part, page
 // CPU, with every object verified by SHA-256. Run by `cargo xtask bench` (BENCH_SMOKE=1 for the
-// small run `cargo xtask test` makes).
+// small run `cargo xtask test` makes). To look closer: BENCH_WORKLOADS=2,3 runs only those
+// workloads, BENCH_LIBRARIES=ferry only those libraries, BENCH_PROFILE=dir writes each point's
+// page CPU profile.
 
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -12,6 +14,7 @@ import path from "node:path";
 
 import { chromium } from "playwright-core";
 
+import { drawCharts } from "./charts.mjs";
 import { scratchDir, startServers } from "./servers.mjs";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -20,6 +23,8 @@ const SMOKE = process.env.BENCH_SMOKE === "1";
 const LIBRARIES = (process.env.BENCH_LIBRARIES ?? "ferry,uppy-6,uppy-5,lib-storage").split(",");
 /** The workloads to run, by their number in the issue (1-5); all by default. */
 const CHOSEN = process.env.BENCH_WORKLOADS?.split(",").map(Number);
+/** A folder to write each point's page CPU profile to (`.cpuprofile`, for Chrome's DevTools). */
+const PROFILES = process.env.BENCH_PROFILE;
 /** A peer that takes longer than this on one workload did not survive it; Ferry must finish. */
 const POINT_TIMEOUT_MS = Number(process.env.BENCH_POINT_TIMEOUT_SECONDS ?? (SMOKE ? 120 : 180)) * 1000;
 const FERRY_TIMEOUT_MS = 30 * 60 * 1000;
@@ -143,12 +148,21 @@ async function measure(library, workload, files) {
   const timeout = new Promise((resolve) => {
     timer = setTimeout(() => resolve({ error: `did not finish within ${limit / 1000} s` }), limit);
   });
+  if (PROFILES) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.start");
+  }
   try {
     outcome = await Promise.race([page.evaluate(([library, config]) => window.bench.run(library, config), [library, config]), timeout]);
   } catch (error) {
     outcome = { error: String(error.message ?? error).slice(0, 300) };
   }
   clearTimeout(timer);
+  if (PROFILES) {
+    const { profile } = await cdp.send("Profiler.stop");
+    fs.mkdirSync(PROFILES, { recursive: true });
+    fs.writeFileSync(path.join(PROFILES, `${workload.name.replace(/\W+/g, "-")}-${library}.cpuprofile`), JSON.stringify(profile));
+  }
   sampling = false;
   await sampler;
   const after = await metrics();
@@ -250,7 +264,7 @@ for (const workload of WORKLOADS.filter((_, index) => !CHOSEN || CHOSEN.includes
   }
   fs.rmSync(path.dirname(files[0].path), { recursive: true, force: true });
 }
-if (process.env.BENCH_CHARTS) await charts(results, process.env.BENCH_CHARTS);
+if (process.env.BENCH_CHARTS) await drawCharts(browser, results, process.env.BENCH_CHARTS);
 await browser.close();
 console.log(JSON.stringify(results, null, 2));
 // The smoke run is a test: Ferry must complete and every object read back must match.
@@ -261,26 +275,3 @@ if (broken.length) {
   process.exit(1);
 }
 process.exit(0);
-
-/** One PNG bar chart per workload (seconds, lower is better), drawn by the same Chromium. */
-async function charts(results, dir) {
-  fs.mkdirSync(dir, { recursive: true });
-  const page = await browser.newPage({ viewport: { width: 640, height: 300 } });
-  for (const workload of WORKLOADS) {
-    const points = results.points.filter((point) => point.workload === workload.name && !point.failed);
-    const slowest = Math.max(...points.map((point) => point.seconds));
-    const bars = points
-      .map((point, index) => {
-        const width = (point.seconds / slowest) * 420;
-        const y = 40 + index * 44;
-        const color = point.library === "ferry" ? "#2563eb" : point.library.startsWith("raw") ? "#16a34a" : "#94a3b8";
-        return `<text x="10" y="${y + 20}" font-size="14">${point.library}</text><rect x="150" y="${y}" width="${width}" height="28" fill="${color}"/><text x="${158 + width}" y="${y + 20}" font-size="13">${point.seconds.toFixed(2)} s</text>`;
-      })
-      .join("");
-    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="${60 + points.length * 44}" font-family="sans-serif"><text x="10" y="24" font-size="16" font-weight="bold">${workload.name}: seconds (lower is better)</text>${bars}</svg>`;
-    await page.setContent(`<body style="margin:0;background:white">${svg}</body>`);
-    const slug = workload.name.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").toLowerCase();
-    await page.screenshot({ path: path.join(dir, `${slug}.png`), fullPage: true });
-  }
-  await page.close();
-}

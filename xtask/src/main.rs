@@ -16,8 +16,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(),
         Some("npm") => npm().map(drop),
+        Some("bench") if args.get(1).is_some_and(|arg| arg == "--report") => bench_report(),
         Some("bench") => bench(),
-        _ => Err("usage: cargo xtask <demo | test | npm | bench>\n  demo  build and serve the demo page with the companion and the embedded store\n  test  run every test: Rust suites, moto, and end to end in headless Chromium\n  npm   build the npm package into pkg/\n  bench run the benchmarks, write bench/results/ and BENCHMARKS.md".into()),
+        _ => Err("usage: cargo xtask <demo | test | npm | bench [--report]>\n  demo  build and serve the demo page with the companion and the embedded store\n  test  run every test: Rust suites, moto, and end to end in headless Chromium\n  npm   build the npm package into pkg/\n  bench run the benchmarks, write bench/results/ and BENCHMARKS.md\n        (--report: only write BENCHMARKS.md again from bench/results/)".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -291,12 +292,16 @@ fn test() -> Result {
     )?;
     step("a smoke run of the browser benchmark (every peer, small workloads)");
     let bench = ensure_bench_tools()?;
+    // Its charts go under target/, so that the smoke run draws them too without touching the
+    // committed ones.
+    let charts = root().join("target/bench-smoke-charts");
     run_in(
         &bench,
         "node",
         &["browser-bench.mjs"],
         &[
             ("BENCH_SMOKE", "1"),
+            ("BENCH_CHARTS", charts.to_str().ok_or("path is not UTF-8")?),
             ("FERRY_PKG", pkg.to_str().ok_or("path is not UTF-8")?),
             (
                 "FERRY_STORE_BIN",
@@ -381,15 +386,24 @@ fn bench() -> Result {
             .env("FERRY_COMPANION_BIN", release.join("ferry-companion")),
     )?;
     std::fs::write(results.join("browser.json"), &browser).map_err(|err| err.to_string())?;
+    bench_report()
+}
 
+/// Writes BENCHMARKS.md from the JSON results of the last run.
+fn bench_report() -> Result {
+    let results = root().join("bench/results");
+    let read = |name: &str| {
+        std::fs::read_to_string(results.join(name))
+            .map_err(|err| format!("bench/results/{name}: {err} (run `cargo xtask bench`)"))
+    };
     let markdown = format!(
         "{}\n{}\n{}",
-        scheduler_markdown(&scheduler)?,
-        browser_markdown(&browser)?,
-        companion_markdown(&companion)?
+        scheduler_markdown(&read("scheduler.json")?)?,
+        browser_markdown(&read("browser.json")?)?,
+        companion_markdown(&read("companion.json")?)?
     );
     std::fs::write(root().join("BENCHMARKS.md"), markdown).map_err(|err| err.to_string())?;
-    step("wrote bench/results/ and BENCHMARKS.md");
+    step("wrote BENCHMARKS.md from bench/results/");
     Ok(())
 }
 
@@ -445,6 +459,7 @@ Every object was read back and its SHA-256 compared (`verified`). Peak memory is
 plus, for Ferry, its WebAssembly memory, sampled every 100 ms; slot idle is the share of time,
 from the first part PUT to the last one starting, in which fewer PUTs ran than the library's own
 peak; requests per part count every request but CORS preflights. Charts: `bench/results/*.png`.
+What limits these figures, from profiles of the page: [bench/README.md](bench/README.md).
 
 Settings: {settings}
 
@@ -500,22 +515,111 @@ Settings: {settings}
                 ),
                 _ => String::new(),
             };
+            // A figure the point has, with `decimals`; "—" where it has none (the raw limit).
+            let cell = |name: &str, scale: f64, decimals: usize| match point[name].as_f64() {
+                Some(value) => format!("{:.decimals$}", value * scale),
+                None => "—".to_owned(),
+            };
+            let files_per_second = number(point, "files_per_second");
             out += &format!(
-                "| {library} | {:.2} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {ratio} |\n",
-                number(point, "seconds"),
-                number(point, "mb_per_second"),
-                number(point, "files_per_second"),
-                number(point, "peak_memory_mib"),
-                number(point, "slot_idle_fraction") * 100.0,
-                number(point, "page_cpu_seconds"),
-                number(point, "store_requests_per_part"),
-                number(point, "companion_requests_per_part"),
+                "| {library} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {ratio} |\n",
+                cell("seconds", 1.0, 2),
+                cell("mb_per_second", 1.0, 1),
+                cell(
+                    "files_per_second",
+                    1.0,
+                    if files_per_second < 10.0 { 2 } else { 0 }
+                ),
+                cell("peak_memory_mib", 1.0, 1),
+                cell("slot_idle_fraction", 100.0, 1),
+                cell("page_cpu_seconds", 1.0, 2),
+                cell("store_requests_per_part", 1.0, 2),
+                cell("companion_requests_per_part", 1.0, 2),
                 point["verified"].as_str().unwrap_or("—"),
             );
         }
         out += "\n";
     }
+    out += &goals_markdown(points);
     Ok(out)
+}
+
+/// The goals, each against the figures of this run (measured, never asserted).
+fn goals_markdown(points: &[serde_json::Value]) -> String {
+    let seconds = |point: &serde_json::Value| point["seconds"].as_f64().unwrap_or(f64::NAN);
+    let of = |workload: &str| -> Vec<&serde_json::Value> {
+        points
+            .iter()
+            .filter(|point| point["workload"] == workload && point["failed"].is_null())
+            .collect()
+    };
+    fn ferry_in<'a>(here: &[&'a serde_json::Value]) -> Option<&'a serde_json::Value> {
+        here.iter()
+            .copied()
+            .find(|point| point["library"] == "ferry")
+    }
+    /// The fastest peer that finished, as (name, seconds).
+    fn best_peer<'a>(here: &[&'a serde_json::Value]) -> Option<(&'a str, f64)> {
+        here.iter()
+            .filter(|point| point["library"] != "ferry" && point["library"] != "raw native PUTs")
+            .map(|point| {
+                let seconds = point["seconds"].as_f64().unwrap_or(f64::NAN);
+                (point["library"].as_str().unwrap_or(""), seconds)
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+    let verdict = |met: bool| if met { "yes" } else { "**no**" };
+    let mut rows = Vec::new();
+    let large = of("one large file");
+    if let Some(ferry) = ferry_in(&large) {
+        if let Some(raw) = large
+            .iter()
+            .find(|point| point["library"] == "raw native PUTs")
+        {
+            let share = seconds(raw) / seconds(ferry);
+            rows.push(format!(
+                "| 1 GiB at ≥ 0.9x the raw limit | {share:.2}x | {} |",
+                verdict(share >= 0.9)
+            ));
+        }
+        if let Some((peer, peer_seconds)) = best_peer(&large) {
+            let ratio = peer_seconds / seconds(ferry);
+            rows.push(format!(
+                "| 1 GiB at ≥ 1.3x the best peer ({peer}) | {ratio:.2}x | {} |",
+                verdict(ratio >= 1.3)
+            ));
+        }
+    }
+    let small = of("many small files");
+    if let (Some(ferry), Some((peer, peer_seconds))) = (ferry_in(&small), best_peer(&small)) {
+        let ratio = peer_seconds / seconds(ferry);
+        rows.push(format!(
+            "| 2,000 × 64 KiB at ≥ 2x the best peer's files/s ({peer}) | {ratio:.2}x | {} |",
+            verdict(ratio >= 2.0)
+        ));
+    }
+    if let Some(ferry) = ferry_in(&of("very many tiny files")) {
+        let memory = ferry["peak_memory_mib"].as_f64().unwrap_or(f64::NAN);
+        rows.push(format!(
+            "| 20,000 × 4 KiB completes with peak memory ≤ 64 MiB | {memory:.1} MiB | {} |",
+            verdict(memory <= 64.0)
+        ));
+    }
+    let most_calls = points
+        .iter()
+        .filter(|point| point["library"] == "ferry")
+        .filter_map(|point| point["companion_requests_per_part"].as_f64())
+        .fold(f64::NAN, f64::max);
+    if !most_calls.is_nan() {
+        rows.push(format!(
+            "| at most 1.1 companion requests per part (Ferry's worst workload) | {most_calls:.2} | {} |",
+            verdict(most_calls <= 1.1)
+        ));
+    }
+    format!(
+        "### Against the goals\n\n| goal | this run | met |\n|---|---|---|\n{}\n\n",
+        rows.join("\n")
+    )
 }
 
 fn companion_markdown(json: &str) -> Result<String> {
