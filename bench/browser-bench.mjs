@@ -199,26 +199,31 @@ async function measure(library, workload, files) {
 
 /**
  * Of the time from the first part PUT to the last one starting, the share in which fewer PUTs
- * ran than the most the library ever ran at once: slots it had but left empty.
+ * ran than the library's working concurrency: slots it had but left empty. The working
+ * concurrency is the most PUTs it kept running for at least 5% of that time; a higher count held
+ * for an instant is the harness hearing of one PUT's end after the next one's start.
  */
 function idleFraction(timeline) {
   const events = [...timeline].sort((a, b) => a[0] - b[0]);
   const starts = events.filter(([, delta]) => delta > 0);
   if (starts.length < 2) return 0;
+  const first = events[0][0];
   const until = starts.at(-1)[0];
+  // How long each number of PUTs was running.
+  const held = new Map();
   let running = 0;
-  let peak = 0;
-  for (const [, delta] of events) peak = Math.max(peak, (running += delta));
-  running = 0;
-  let idle = 0;
-  let last = events[0][0];
+  let last = first;
   for (const [at, delta] of events) {
     const to = Math.min(at, until);
-    if (to > last) idle += (peak - running) * (to - last);
+    if (to > last) held.set(running, (held.get(running) ?? 0) + (to - last));
     last = Math.max(last, to);
     running += delta;
   }
-  return idle / (peak * (until - events[0][0]));
+  const span = until - first;
+  const working = Math.max(...[...held].filter(([, time]) => time >= 0.05 * span).map(([count]) => count), 1);
+  let idle = 0;
+  for (const [count, time] of held) idle += Math.max(0, working - count) * time;
+  return idle / (working * span);
 }
 
 /** The raw limit: the same parts PUT by a native (Node.js) client, 5 at a time, with Ferry's URLs. */
