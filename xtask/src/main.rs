@@ -497,7 +497,7 @@ Settings: {settings}
             let library = point["library"].as_str().unwrap_or("");
             if let Some(failure) = point["failed"].as_str() {
                 out += &format!(
-                    "| {library} | failed: {} | | | | | | | | |\n",
+                    "| {library} | failed: {} | | | | | | | | | |\n",
                     failure.lines().next().unwrap_or("")
                 );
                 continue;
