@@ -1,5 +1,5 @@
-//! Dev commands: `cargo xtask demo | test | npm`. Each installs what a fresh machine lacks first,
-//! saying what it does, and checks before installing so a second run starts at once.
+//! Dev commands: `cargo xtask demo | test | npm | bench`. Each installs what a fresh machine lacks
+//! first, saying what it does, and checks before installing so a second run starts at once.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
