@@ -110,26 +110,19 @@ async fn rs256_jwts_name_the_owner() {
         )
         .unwrap()
     };
-    let create = json!({"name": "a.bin", "size": 10, "type": ""});
-    let ok = companion
-        .http
-        .post(companion.url("/api/uploads"))
-        .bearer_auth(token("https://login.example"))
-        .json(&create)
-        .send()
-        .await
-        .unwrap();
+    let create_as = |issuer: &str| {
+        companion
+            .http
+            .post(companion.url("/api/uploads"))
+            .bearer_auth(token(issuer))
+            .json(&json!({"name": "a.bin", "size": 10, "type": ""}))
+            .send()
+    };
+    let ok = create_as("https://login.example").await.unwrap();
     assert_eq!(ok.status(), 200);
     let created: ferry_core::protocol::UploadCreated = ok.json().await.unwrap();
     assert!(created.key.starts_with("uploads/carol/"), "{}", created.key);
-    let wrong_issuer = companion
-        .http
-        .post(companion.url("/api/uploads"))
-        .bearer_auth(token("https://evil.example"))
-        .json(&create)
-        .send()
-        .await
-        .unwrap();
+    let wrong_issuer = create_as("https://evil.example").await.unwrap();
     assert_eq!(wrong_issuer.status(), 401);
 }
 
@@ -185,15 +178,7 @@ async fn admission_control_answers_busy_at_once_and_memory_stays_flat() {
         growth < 32 * MIB as u64,
         "memory grew by {growth} bytes over four more bursts"
     );
-    let metrics = companion
-        .http
-        .get(companion.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = companion.get_text(&companion.url("/metrics")).await;
     let refused: u64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("ferry_admissions_refused_total "))
@@ -214,15 +199,7 @@ async fn metrics_and_request_ids() {
         response.headers().contains_key("x-request-id"),
         "every answer carries its request id"
     );
-    let metrics = companion
-        .http
-        .get(companion.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = companion.get_text(&companion.url("/metrics")).await;
     for expected in [
         "ferry_uploads_created_total 1",
         "ferry_signatures_total 3",
@@ -236,18 +213,7 @@ async fn metrics_and_request_ids() {
             "missing {expected:?} in\n{metrics}"
         );
     }
-    assert_eq!(
-        companion
-            .http
-            .get(companion.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "ok"
-    );
+    assert_eq!(companion.get_text(&companion.url("/healthz")).await, "ok");
 }
 
 #[tokio::test]

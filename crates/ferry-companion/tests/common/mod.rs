@@ -74,30 +74,20 @@ impl RunningCompanion {
         format!("{}{path}", self.base)
     }
 
+    /// The body of a plain GET of `url`, whatever its status.
+    pub async fn get_text(&self, url: &str) -> String {
+        let response = self.http.get(url).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     /// Everything the store holds, as text: equal before and after a request means the request
     /// did not touch the store.
     pub async fn store_state(&self) -> String {
         match &self.moto {
             // moto does not check signatures: plain GETs list objects and uploads.
             Some((endpoint, bucket)) => {
-                let objects = self
-                    .http
-                    .get(format!("{endpoint}/{bucket}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                let uploads = self
-                    .http
-                    .get(format!("{endpoint}/{bucket}?uploads"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let objects = self.get_text(&format!("{endpoint}/{bucket}")).await;
+                let uploads = self.get_text(&format!("{endpoint}/{bucket}?uploads")).await;
                 let strip = |xml: String| {
                     xml.split("<RequestId>")
                         .next()
