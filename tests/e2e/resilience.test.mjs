@@ -52,6 +52,16 @@ async function assertStored(companion, rows, files) {
 
 const isPart = (storeOrigin) => (request) => request.method() === "PUT" && request.url().startsWith(storeOrigin);
 
+/** Resolves once the store has answered `count` part PUTs of the page with 200. */
+function partsStored(page, storeOrigin, count) {
+  let answered = 0;
+  return new Promise((resolve) => {
+    page.on("response", (response) => {
+      if (isPart(storeOrigin)(response.request()) && response.status() === 200 && ++answered === count) resolve();
+    });
+  });
+}
+
 test("10% of part PUTs fail (aborted or 500) and every file still completes", async () => {
   const { companion, page, storeOrigin, done } = await demo();
   try {
@@ -107,12 +117,7 @@ test("a reload half-way through 200 MiB resumes: only the missing parts are sent
   try {
     const file = makeFile("big-resume.bin", 200 * MIB);
     const partCount = 40;
-    let answered = 0;
-    const halfway = new Promise((resolve) => {
-      page.on("response", (response) => {
-        if (isPart(storeOrigin)(response.request()) && response.status() === 200 && ++answered === partCount / 2) resolve();
-      });
-    });
+    const halfway = partsStored(page, storeOrigin, partCount / 2);
     await pick(page, [file]);
     await halfway;
     await page.reload();
@@ -143,12 +148,7 @@ test("a file changed between sessions (same name and size) is uploaded fresh", a
   const { companion, page, storeOrigin, done } = await demo();
   try {
     const original = makeFile("changed.bin", 30 * MIB);
-    let answered = 0;
-    const started = new Promise((resolve) => {
-      page.on("response", (response) => {
-        if (isPart(storeOrigin)(response.request()) && response.status() === 200 && ++answered === 2) resolve();
-      });
-    });
+    const started = partsStored(page, storeOrigin, 2);
     await pick(page, [original]);
     await started;
     await page.reload();
@@ -172,12 +172,7 @@ test("offline for 10 s in the middle: the upload continues by itself", async () 
   try {
     await throttle(page, 8 * MIB);
     const file = makeFile("offline.bin", 40 * MIB);
-    let answered = 0;
-    const started = new Promise((resolve) => {
-      page.on("response", (response) => {
-        if (isPart(storeOrigin)(response.request()) && response.status() === 200 && ++answered === 1) resolve();
-      });
-    });
+    const started = partsStored(page, storeOrigin, 1);
     const finished = uploadThroughDemo(page, [file]);
     await started;
     await context.setOffline(true);
@@ -232,12 +227,7 @@ test("cancel in the middle: the store keeps no multipart upload", async () => {
   try {
     await throttle(page, 4 * MIB);
     const file = makeFile("cancel-me.bin", 40 * MIB);
-    let answered = 0;
-    const started = new Promise((resolve) => {
-      page.on("response", (response) => {
-        if (isPart(storeOrigin)(response.request()) && response.status() === 200 && ++answered === 1) resolve();
-      });
-    });
+    const started = partsStored(page, storeOrigin, 1);
     const finished = uploadThroughDemo(page, [file]);
     await started;
     assert.equal(companion.liveUploads().length, 1, "the multipart upload exists on the store");
