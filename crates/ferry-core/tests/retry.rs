@@ -288,18 +288,7 @@ fn companion_calls_are_retried_and_resume_keeps_only_agreeing_parts() {
         part_size: 5 * MIB,
         part_count: 3,
         expires_at: u64::MAX / 1000,
-        parts: vec![
-            StoredPart {
-                part: 1,
-                size: 5 * MIB,
-                etag: "\"a\"".into(),
-            },
-            StoredPart {
-                part: 2,
-                size: 5 * MIB,
-                etag: "\"b\"".into(),
-            },
-        ],
+        parts: vec![stored_part(1, "a"), stored_part(2, "b")],
     };
     let file = engine.add_resumed(
         FileSpec {
@@ -327,21 +316,9 @@ fn companion_calls_are_retried_and_resume_keeps_only_agreeing_parts() {
     assert_eq!(drain(&mut engine, at(1000)).len(), 1, "then lists again");
     // The store holds part 1 as recorded, part 2 with another ETag, and part 3 unrecorded.
     let listed = vec![
-        StoredPart {
-            part: 1,
-            size: 5 * MIB,
-            etag: "\"a\"".into(),
-        },
-        StoredPart {
-            part: 2,
-            size: 5 * MIB,
-            etag: "\"other\"".into(),
-        },
-        StoredPart {
-            part: 3,
-            size: 5 * MIB,
-            etag: "\"c\"".into(),
-        },
+        stored_part(1, "a"),
+        stored_part(2, "other"),
+        stored_part(3, "c"),
     ];
     engine.handle_listed(file, listed, at(1000));
     assert_eq!(
@@ -501,4 +478,13 @@ fn a_paused_file_makes_no_companion_calls() {
         drain(&mut engine, at(0)).as_slice(),
         [Action::Sign { .. }]
     ));
+}
+
+/// A 5 MiB part the store holds, with ETag `"{etag}"`.
+fn stored_part(part: u32, etag: &str) -> StoredPart {
+    StoredPart {
+        part,
+        size: 5 * MIB,
+        etag: format!("\"{etag}\""),
+    }
 }
