@@ -670,14 +670,7 @@ impl Engine {
             .filter(|live| live.state == FileState::Creating)
         else {
             // Cancelled (or failed) while the create was on its way: nothing may stay behind.
-            if let Some(upload_id) = created.upload_id {
-                self.stats.companion_calls += 1;
-                self.actions.push_back(Action::Abort {
-                    file,
-                    upload_id,
-                    token: created.token,
-                });
-            }
+            self.abort_created(file, created);
             return;
         };
         live.call = CallGate::default();
@@ -698,19 +691,24 @@ impl Engine {
                 created.mode,
                 created.url.is_some()
             );
-            if let Some(upload_id) = created.upload_id {
-                self.stats.companion_calls += 1;
-                self.actions.push_back(Action::Abort {
-                    file,
-                    upload_id,
-                    token: created.token,
-                });
-            }
+            self.abort_created(file, created);
             self.fail(file, UploadError::BadPlan(message));
             return;
         }
         live.upload = Some(Upload::new(&created, plan.expect("checked above"), now));
         live.state = FileState::Uploading;
+    }
+
+    /// Aborts the multipart upload a create answer made for a file that will not use it.
+    fn abort_created(&mut self, file: FileId, created: UploadCreated) {
+        if let Some(upload_id) = created.upload_id {
+            self.stats.companion_calls += 1;
+            self.actions.push_back(Action::Abort {
+                file,
+                upload_id,
+                token: created.token,
+            });
+        }
     }
 
     /// The parts the store holds for a resumed file.
