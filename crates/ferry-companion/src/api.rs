@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,14 +16,23 @@ use ferry_core::protocol::{
     SignedPart, SignedUrl, StoredObject, UploadCreated,
 };
 use ferry_core::{Plan, UploadMode};
+use md5::{Digest, Md5};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::auth::{Auth, AuthError};
-use crate::keys::object_key;
+use crate::keys::{KeyError, object_key, owner_of_key, sanitize_file_name};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use crate::streaming::{MinRate, TooSlow};
 use crate::token::{Claims, TokenError, TokenKey};
+
+/// Most parts one sign call may ask for. Clients ask for a few dozen at a time; the cap keeps one
+/// call's answer small.
+pub const MAX_PARTS_PER_SIGN: usize = 1000;
+/// Longest content type accepted (S3 has no limit of its own; a real one is under 100 bytes).
+const MAX_CONTENT_TYPE_BYTES: usize = 255;
 
 /// Everything a request needs; the companion keeps no per-upload state.
 #[derive(Debug)]
@@ -32,8 +42,12 @@ pub struct AppState {
     pub advertised: CompanionConfig,
     pub key_prefix: String,
     pub token_lifetime: Duration,
+    /// How long a download link that complete returns works, with authentication on.
+    pub download_link_lifetime: Duration,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
+    /// The slowest a streamed body may arrive on the fallback routes.
+    pub min_body_rate: MinRate,
 }
 
 impl AppState {
@@ -50,6 +64,27 @@ impl AppState {
     ) -> Result<Claims, ApiError> {
         let owner = self.auth.owner(headers)?;
         let claims = self.tokens.verify(token, unix_now())?;
+        Self::check_claims(claims, &owner, upload_id)
+    }
+
+    /// As [`Self::verify`], but an expired token is still taken: aborting is harmless and only
+    /// frees the store, and nobody else could ever abort the upload.
+    fn verify_for_abort(
+        &self,
+        headers: &HeaderMap,
+        token: &str,
+        upload_id: &str,
+    ) -> Result<Claims, ApiError> {
+        let owner = self.auth.owner(headers)?;
+        let claims = self.tokens.verify_signature(token)?;
+        Self::check_claims(claims, &owner, Some(upload_id))
+    }
+
+    fn check_claims(
+        claims: Claims,
+        owner: &str,
+        upload_id: Option<&str>,
+    ) -> Result<Claims, ApiError> {
         if claims.upload_id.as_deref() != upload_id {
             return Err(ApiError::TokenMismatch);
         }
@@ -57,6 +92,54 @@ impl AppState {
             return Err(ApiError::NotYourUpload);
         }
         Ok(claims)
+    }
+
+    /// Where the object is served. With authentication on, the path carries a signed link that
+    /// works without credentials until it expires, so it can go in an `<img src>` or an email.
+    fn download_location(&self, key: &str) -> String {
+        let path = location(key);
+        if !self.auth.is_enabled() {
+            return path;
+        }
+        let expires = unix_now() + self.download_link_lifetime.as_secs();
+        let signature = self.tokens.sign_link(key, expires);
+        format!("{path}?expires={expires}&signature={signature}")
+    }
+
+    fn conditional_writes(&self) -> bool {
+        self.advertised.conditional_writes
+    }
+}
+
+/// `Path`, `Query` and `Json` whose refusals answer the JSON error body like every other refusal.
+pub struct ApiPath<T>(pub T);
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::Rejected {
+                status: rejection.status(),
+                message: rejection.body_text(),
+            }),
+        }
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::Rejected {
+                status: rejection.status(),
+                message: rejection.body_text(),
+            }),
+        }
     }
 }
 
@@ -121,6 +204,34 @@ pub enum ApiError {
     PartOutOfRange { part: u32, count: u32 },
     #[error("the body must be exactly {expected} bytes (Content-Length), not {given:?}")]
     WrongLength { expected: u64, given: Option<u64> },
+    #[error("{0}")]
+    BadKey(#[from] KeyError),
+    #[error("the download link is not valid: {0}")]
+    BadLink(TokenError),
+    #[error("this file belongs to someone else")]
+    NotYourFile,
+    #[error("a sign call may ask for at most {max} parts, not {given}")]
+    TooManyParts { given: usize, max: usize },
+    #[error("part {part} was never uploaded")]
+    PartMissing { part: u32 },
+    #[error("the store holds part {part} with another ETag than the one given")]
+    PartEtagMismatch { part: u32 },
+    #[error("part {part} is {stored} bytes where the plan says {planned}: the upload was aborted")]
+    PartSizeMismatch {
+        part: u32,
+        planned: u64,
+        stored: u64,
+    },
+    #[error(
+        "the store assembled {stored} bytes where the plan says {planned}: the object was removed"
+    )]
+    ObjectSizeMismatch { planned: u64, stored: u64 },
+    #[error("the upload is finished: its object is stored and cannot be written again")]
+    AlreadyStored,
+    #[error("the upload is gone, and no object matches the parts given")]
+    UploadGone,
+    #[error(transparent)]
+    TooSlow(#[from] TooSlow),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -151,6 +262,19 @@ impl IntoResponse for ApiError {
             Self::NotYourUpload => (StatusCode::FORBIDDEN, "NotYourUpload".to_owned()),
             Self::PartOutOfRange { .. } => (StatusCode::FORBIDDEN, "PartOutOfRange".to_owned()),
             Self::WrongLength { .. } => (StatusCode::BAD_REQUEST, "WrongLength".to_owned()),
+            Self::BadKey(_) => (StatusCode::BAD_REQUEST, "BadKey".to_owned()),
+            Self::BadLink(TokenError::Expired) => (StatusCode::FORBIDDEN, "LinkExpired".to_owned()),
+            Self::BadLink(_) => (StatusCode::FORBIDDEN, "BadLink".to_owned()),
+            Self::NotYourFile => (StatusCode::FORBIDDEN, "NotYourFile".to_owned()),
+            Self::TooManyParts { .. } => (StatusCode::BAD_REQUEST, "TooManyParts".to_owned()),
+            Self::PartMissing { .. } | Self::PartEtagMismatch { .. } => {
+                (StatusCode::BAD_REQUEST, "InvalidPart".to_owned())
+            }
+            Self::PartSizeMismatch { .. } => (StatusCode::BAD_REQUEST, "SizeMismatch".to_owned()),
+            Self::ObjectSizeMismatch { .. } => (StatusCode::BAD_GATEWAY, "SizeMismatch".to_owned()),
+            Self::AlreadyStored => (StatusCode::CONFLICT, "AlreadyStored".to_owned()),
+            Self::UploadGone => (StatusCode::NOT_FOUND, "NoSuchUpload".to_owned()),
+            Self::TooSlow(_) => (StatusCode::REQUEST_TIMEOUT, "TooSlow".to_owned()),
             // The store's own refusals (EntityTooSmall, InvalidPart, NoSuchUpload) pass through
             // with their S3 code, so the client can say what the store said.
             Self::Store(StoreError::S3 { status, code, .. }) if (400..500).contains(status) => (
@@ -213,6 +337,7 @@ async fn create(
             max: policy.max_file_size,
         });
     }
+    check_content_type(&request.content_type)?;
     if !policy.allowed_types.is_empty() && !policy.allowed_types.contains(&request.content_type) {
         return Err(ApiError::TypeNotAllowed(request.content_type));
     }
@@ -228,9 +353,11 @@ async fn create(
         UploadMode::Single => {
             let (url, headers) = state.store.sign_put_object(
                 &key,
+                request.size,
                 state.url_lifetime(),
                 &request.content_type,
                 &request.metadata,
+                state.conditional_writes(),
             );
             let url = SignedUrl {
                 url: url.to_string(),
@@ -270,7 +397,7 @@ async fn create(
     state.metrics.created();
     Ok(Json(UploadCreated {
         upload_id,
-        location: location(&key),
+        location: state.download_location(&key),
         key,
         token: state.tokens.sign(&claims),
         part_size: plan.part_size,
@@ -281,42 +408,62 @@ async fn create(
     }))
 }
 
-/// The number of parts the token's plan has.
-fn part_count(claims: &Claims) -> Result<u32, ApiError> {
+/// The plan the token's claims describe.
+fn plan_of(claims: &Claims) -> Result<Plan, ApiError> {
     Plan::with_part_size(claims.size, claims.part_size)
-        .map(|plan| plan.part_count)
         .map_err(|_| ApiError::Token(TokenError::Malformed))
+}
+
+/// Part `part` of the plan as the store numbers it, and its exact length in bytes.
+fn planned_part(plan: &Plan, part: u32) -> Result<(u16, u64), ApiError> {
+    let number = u16::try_from(part)
+        .ok()
+        .filter(|_| (1..=plan.part_count).contains(&part))
+        .ok_or(ApiError::PartOutOfRange {
+            part,
+            count: plan.part_count,
+        })?;
+    let range = plan.part_range(part);
+    Ok((number, range.end - range.start))
 }
 
 async fn sign(
     State(state): State<Arc<AppState>>,
-    Path(upload_id): Path<String>,
+    ApiPath(upload_id): ApiPath<String>,
     headers: HeaderMap,
     request: Result<Json<SignParts>, JsonRejection>,
 ) -> Result<Json<PartsSigned>, ApiError> {
     let Json(request) = request?;
     let claims = state.verify(&headers, &request.token, Some(&upload_id))?;
-    let count = part_count(&claims)?;
-    // Check every part before signing any: a refused call signs nothing.
-    let parts: Vec<u16> = request
+    if request.parts.len() > MAX_PARTS_PER_SIGN {
+        return Err(ApiError::TooManyParts {
+            given: request.parts.len(),
+            max: MAX_PARTS_PER_SIGN,
+        });
+    }
+    let plan = plan_of(&claims)?;
+    // Check every part before signing any: a refused call signs nothing. A part asked for twice
+    // is signed once.
+    let parts: BTreeMap<u32, (u16, u64)> = request
         .parts
         .iter()
-        .map(|&part| {
-            u16::try_from(part)
-                .ok()
-                .filter(|_| (1..=count).contains(&part))
-                .ok_or(ApiError::PartOutOfRange { part, count })
-        })
-        .collect::<Result<_, _>>()?;
+        .map(|&part| Ok((part, planned_part(&plan, part)?)))
+        .collect::<Result<_, ApiError>>()?;
     let expires_at = unix_now() + state.advertised.url_lifetime_secs;
     let urls = parts
         .into_iter()
-        .map(|part| SignedPart {
-            part: u32::from(part),
+        .map(|(part, (number, length))| SignedPart {
+            part,
             url: SignedUrl {
                 url: state
                     .store
-                    .sign_upload_part(&claims.key, &upload_id, part, state.url_lifetime())
+                    .sign_upload_part(
+                        &claims.key,
+                        &upload_id,
+                        number,
+                        length,
+                        state.url_lifetime(),
+                    )
                     .to_string(),
                 headers: Default::default(),
                 expires_at,
@@ -335,24 +482,45 @@ struct TokenQuery {
 
 async fn list_parts(
     State(state): State<Arc<AppState>>,
-    Path(upload_id): Path<String>,
+    ApiPath(upload_id): ApiPath<String>,
     headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
 ) -> Result<Json<PartList>, ApiError> {
     let claims = state.verify(&headers, &query.token, Some(&upload_id))?;
     let parts = state.store.list_parts(&claims.key, &upload_id).await?;
     Ok(Json(PartList { parts }))
 }
 
+/// S3's ETag of a multipart object: the MD5 of the parts' binary MD5s, then `-` and the count.
+/// `None` if an ETag is not an MD5 (some stores make their own).
+fn multipart_etag(etags: &[String]) -> Option<String> {
+    let mut md5_of_md5s = Md5::new();
+    for etag in etags {
+        let digest = hex::decode(etag.trim_matches('"')).ok()?;
+        if digest.len() != 16 {
+            return None;
+        }
+        md5_of_md5s.update(digest);
+    }
+    Some(format!(
+        "{}-{}",
+        hex::encode(md5_of_md5s.finalize()),
+        etags.len()
+    ))
+}
+
+/// Complete: checks what the store holds against the plan before asking it to assemble, and
+/// what it assembled after, so the object is exactly the size the token promised.
 async fn complete(
     State(state): State<Arc<AppState>>,
-    Path(upload_id): Path<String>,
+    ApiPath(upload_id): ApiPath<String>,
     headers: HeaderMap,
     request: Result<Json<CompleteUpload>, JsonRejection>,
 ) -> Result<Json<StoredObject>, ApiError> {
     let Json(request) = request?;
     let claims = state.verify(&headers, &request.token, Some(&upload_id))?;
-    let count = part_count(&claims)?;
+    let plan = plan_of(&claims)?;
+    let count = plan.part_count;
     let in_order = request.parts.len() == count as usize
         && request
             .parts
@@ -365,44 +533,87 @@ async fn complete(
         )));
     }
     let etags: Vec<String> = request.parts.into_iter().map(|part| part.etag).collect();
-    let etag = match state
-        .store
-        .complete_multipart_upload(&claims.key, &upload_id, &etags)
-        .await
-    {
-        Ok(etag) => etag,
-        // A retried Complete whose first try succeeded: the object is there, with its size.
+    let stored = match state.store.list_parts(&claims.key, &upload_id).await {
+        Ok(stored) => stored,
+        // A retried Complete whose first try succeeded: the object is there, and it is the one
+        // these parts make. Anything else (made-up ETags) is refused.
         Err(StoreError::S3 { code, .. }) if code == "NoSuchUpload" => {
-            match state.store.head_object(&claims.key).await? {
-                Some((size, etag)) if size == claims.size => etag,
-                _ => {
-                    return Err(StoreError::S3 {
-                        status: 404,
-                        code,
-                        message: "the upload is gone".into(),
-                    }
-                    .into());
+            return match state.store.head_object(&claims.key).await? {
+                Some((size, etag))
+                    if size == claims.size
+                        && multipart_etag(&etags).as_deref() == Some(etag.trim_matches('"')) =>
+                {
+                    Ok(Json(stored_object(&state, claims.key, etag, size)))
                 }
-            }
+                _ => Err(ApiError::UploadGone),
+            };
         }
         Err(err) => return Err(err.into()),
     };
-    state.metrics.completed(claims.size);
-    Ok(Json(StoredObject {
-        location: location(&claims.key),
-        key: claims.key,
+    for (part, etag) in (1..=count).zip(&etags) {
+        let (_, planned) = planned_part(&plan, part)?;
+        let held = stored.iter().find(|held| held.part == part);
+        let Some(held) = held else {
+            return Err(ApiError::PartMissing { part });
+        };
+        if held.size != planned {
+            // Bytes the plan never allowed: the upload cannot become the promised object.
+            abort_quietly(&state, &claims.key, &upload_id).await;
+            return Err(ApiError::PartSizeMismatch {
+                part,
+                planned,
+                stored: held.size,
+            });
+        }
+        if held.etag.trim_matches('"') != etag.trim_matches('"') {
+            return Err(ApiError::PartEtagMismatch { part });
+        }
+    }
+    let etag = state
+        .store
+        .complete_multipart_upload(&claims.key, &upload_id, &etags, state.conditional_writes())
+        .await?;
+    let size = match state.store.head_object(&claims.key).await? {
+        Some((size, _)) => size,
+        None => return Err(StoreError::Unavailable("a completed object is missing".into()).into()),
+    };
+    if size != claims.size {
+        if let Err(err) = state.store.delete_object(&claims.key).await {
+            tracing::error!(%err, key = %claims.key, "could not remove an object of the wrong size");
+        }
+        return Err(ApiError::ObjectSizeMismatch {
+            planned: claims.size,
+            stored: size,
+        });
+    }
+    state.metrics.completed(size);
+    Ok(Json(stored_object(&state, claims.key, etag, size)))
+}
+
+fn stored_object(state: &AppState, key: String, etag: String, size: u64) -> StoredObject {
+    StoredObject {
+        location: state.download_location(&key),
+        key,
         etag,
-        size: claims.size,
-    }))
+        size,
+    }
+}
+
+/// Aborts an upload that must not complete; a failure is logged, as the janitor sweeps it later.
+async fn abort_quietly(state: &AppState, key: &str, upload_id: &str) {
+    match state.store.abort_multipart_upload(key, upload_id).await {
+        Ok(()) => state.metrics.aborted(),
+        Err(err) => tracing::warn!(%err, %key, "could not abort a refused upload"),
+    }
 }
 
 async fn abort(
     State(state): State<Arc<AppState>>,
-    Path(upload_id): Path<String>,
+    ApiPath(upload_id): ApiPath<String>,
     headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let claims = state.verify(&headers, &query.token, Some(&upload_id))?;
+    let claims = state.verify_for_abort(&headers, &query.token, &upload_id)?;
     state
         .store
         .abort_multipart_upload(&claims.key, &upload_id)
@@ -411,14 +622,42 @@ async fn abort(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn file(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
-    // Only objects Ferry stored: the bucket may hold others that are none of the caller's business.
-    if !key.starts_with(&state.key_prefix) {
-        let body = ErrorBody {
-            code: "NoSuchKey".into(),
-            message: "no such upload".into(),
-        };
-        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+/// A download link's query, as [`AppState::download_location`] writes it.
+#[derive(Debug, Deserialize)]
+struct LinkQuery {
+    expires: Option<u64>,
+    signature: Option<String>,
+}
+
+/// Redirects to a presigned GET of exactly one object the companion stored. The key is checked
+/// whole before anything is signed; with authentication on, the caller must own the object or
+/// hold a link the companion issued.
+async fn file(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    ApiPath(key): ApiPath<String>,
+    ApiQuery(link): ApiQuery<LinkQuery>,
+) -> Result<Response, ApiError> {
+    // `%2F` would decode to a separator the client hid from the router.
+    let raw = uri.path().to_ascii_lowercase();
+    if raw.contains("%2f") || raw.contains("%5c") {
+        return Err(KeyError::EncodedSeparator.into());
+    }
+    let owner = owner_of_key(&state.key_prefix, &key)?;
+    if state.auth.is_enabled() {
+        match (link.expires, link.signature) {
+            (Some(expires), Some(signature)) => state
+                .tokens
+                .verify_link(&key, expires, &signature, unix_now())
+                .map_err(ApiError::BadLink)?,
+            _ => {
+                let caller = state.auth.owner(&headers)?;
+                if sanitize_file_name(&caller) != owner {
+                    return Err(ApiError::NotYourFile);
+                }
+            }
+        }
     }
     let url = state.store.sign_get_object(&key, state.url_lifetime());
     let mut response = Redirect::temporary(url.as_str()).into_response();
@@ -426,7 +665,21 @@ async fn file(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Re
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
-    response
+    Ok(response)
+}
+
+/// A content type goes into a signed header: it must be one, printable ASCII without CR or LF.
+fn check_content_type(content_type: &str) -> Result<(), ApiError> {
+    let printable = content_type
+        .bytes()
+        .all(|byte| (0x20..0x7f).contains(&byte));
+    if printable && content_type.len() <= MAX_CONTENT_TYPE_BYTES {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "the content type must be printable ASCII of at most {MAX_CONTENT_TYPE_BYTES} bytes"
+        )))
+    }
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
@@ -489,58 +742,76 @@ fn exact_length(headers: &axum::http::HeaderMap, expected: u64) -> Result<u64, A
         _ => Err(ApiError::WrongLength { expected, given }),
     }
 }
+/// Refuses a fallback write once the object exists: a finished upload is never written again.
+async fn refuse_if_stored(state: &AppState, key: &str) -> Result<(), ApiError> {
+    match state.store.head_object(key).await? {
+        Some(_) => Err(ApiError::AlreadyStored),
+        None => Ok(()),
+    }
+}
+
+/// Streams a fallback body to `url` at no less than the minimum rate: a body that trickles in is
+/// cut with 408, so it gives its admission slot back instead of holding it.
+async fn stream_to_store(
+    state: &AppState,
+    url: url::Url,
+    length: u64,
+    headers: &BTreeMap<String, String>,
+    body: axum::body::Body,
+) -> Result<String, ApiError> {
+    let (stream, slow) = state.min_body_rate.guard(body.into_data_stream());
+    let result = state
+        .store
+        .put_streamed(url, length, headers, reqwest::Body::wrap_stream(stream))
+        .await;
+    match result {
+        Err(_) if slow.tripped() => Err(TooSlow.into()),
+        other => Ok(other?),
+    }
+}
 
 /// The fallback for a part: the browser cannot reach the store, so the companion streams the
 /// bytes there itself.
 async fn put_part(
     State(state): State<Arc<AppState>>,
-    Path((upload_id, part)): Path<(String, u32)>,
-    Query(query): Query<TokenQuery>,
+    ApiPath((upload_id, part)): ApiPath<(String, u32)>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Etag>, ApiError> {
     let claims = state.verify(&headers, &query.token, Some(&upload_id))?;
-    let plan = Plan::with_part_size(claims.size, claims.part_size)
-        .map_err(|_| ApiError::Token(TokenError::Malformed))?;
-    let number = u16::try_from(part)
-        .ok()
-        .filter(|_| (1..=plan.part_count).contains(&part))
-        .ok_or(ApiError::PartOutOfRange {
-            part,
-            count: plan.part_count,
-        })?;
-    let range = plan.part_range(part);
-    let length = exact_length(&headers, range.end - range.start)?;
-    let url = state
-        .store
-        .sign_upload_part(&claims.key, &upload_id, number, state.url_lifetime());
-    let stream = reqwest::Body::wrap_stream(body.into_data_stream());
-    let etag = state
-        .store
-        .put_streamed(url, length, &BTreeMap::new(), stream)
-        .await?;
+    let (number, planned) = planned_part(&plan_of(&claims)?, part)?;
+    let length = exact_length(&headers, planned)?;
+    refuse_if_stored(&state, &claims.key).await?;
+    let url = state.store.sign_upload_part(
+        &claims.key,
+        &upload_id,
+        number,
+        length,
+        state.url_lifetime(),
+    );
+    let etag = stream_to_store(&state, url, length, &BTreeMap::new(), body).await?;
     Ok(Json(Etag { etag }))
 }
 
 /// The fallback for a single PUT.
 async fn put_object(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<TokenQuery>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Etag>, ApiError> {
     let claims = state.verify(&headers, &query.token, None)?;
     let length = exact_length(&headers, claims.size)?;
-    let (url, metadata) = state.store.sign_put_object(
+    refuse_if_stored(&state, &claims.key).await?;
+    let (url, signed_headers) = state.store.sign_put_object(
         &claims.key,
+        length,
         state.url_lifetime(),
         &claims.content_type,
         &claims.metadata,
+        state.conditional_writes(),
     );
-    let stream = reqwest::Body::wrap_stream(body.into_data_stream());
-    let etag = state
-        .store
-        .put_streamed(url, length, &metadata, stream)
-        .await?;
+    let etag = stream_to_store(&state, url, length, &signed_headers, body).await?;
     Ok(Json(Etag { etag }))
 }

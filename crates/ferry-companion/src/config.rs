@@ -145,9 +145,41 @@ pub struct Config {
     #[arg(long, env = "FERRY_JANITOR_AGE", default_value_t = 86_400)]
     pub janitor_age: u64,
 
-    /// Run the janitor every this many seconds while serving (off when unset).
-    #[arg(long, env = "FERRY_JANITOR_PERIOD")]
-    pub janitor_period: Option<u64>,
+    /// Run the janitor every this many seconds while serving; 0 turns it off.
+    #[arg(long, env = "FERRY_JANITOR_PERIOD", default_value_t = 3_600)]
+    pub janitor_period: u64,
+
+    /// Send `If-None-Match: *` on single PUTs and Completes, so the store never overwrites a
+    /// finished object. AWS S3, MinIO, R2, moto and the embedded store support it; turn it off
+    /// only for a store that refuses the header.
+    #[arg(long, env = "FERRY_S3_CONDITIONAL_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_conditional_writes: bool,
+
+    /// Seconds a download link returned by complete works (with authentication on).
+    #[arg(long, env = "FERRY_DOWNLOAD_LINK_LIFETIME", default_value_t = 86_400)]
+    pub download_link_lifetime: u64,
+
+    /// Seconds a client may take to send a request's headers; a keep-alive connection idle this
+    /// long is closed too.
+    #[arg(long, env = "FERRY_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+
+    /// Connections open at once; beyond, new ones wait in the listen queue.
+    #[arg(long, env = "FERRY_MAX_CONNECTIONS", default_value_t = 4_096)]
+    pub max_connections: usize,
+
+    /// Slowest a streamed body (the fallback routes) may arrive, in bytes a second averaged over
+    /// --body-rate-window; slower gets 408.
+    #[arg(long, env = "FERRY_MIN_BODY_RATE", default_value_t = 4_096)]
+    pub min_body_rate: u64,
+
+    /// Seconds over which --min-body-rate is measured.
+    #[arg(long, env = "FERRY_BODY_RATE_WINDOW", default_value_t = 20)]
+    pub body_rate_window: u64,
+
+    /// Seconds a Complete may take, the store's assembly included.
+    #[arg(long, env = "FERRY_COMPLETE_TIMEOUT", default_value_t = 300)]
+    pub complete_timeout: u64,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

@@ -11,7 +11,9 @@ pub mod config;
 pub mod janitor;
 pub mod keys;
 pub mod metrics;
+pub mod server;
 pub mod store;
+pub mod streaming;
 pub mod token;
 
 use std::sync::Arc;
@@ -31,8 +33,22 @@ use tower_http::trace::TraceLayer;
 pub use crate::config::Config;
 use crate::store::{Store, StoreConfig};
 
-/// Largest JSON body accepted (a sign call for 10,000 parts is about 60 KiB).
+/// Largest JSON body accepted on the create, sign and abort routes (a sign call for the most
+/// parts it may ask for is under 10 KiB).
 const JSON_BODY_LIMIT: usize = 256 * 1024;
+/// Largest Complete body: 10,000 parts of about 60 bytes each (`{"part":10000,"etag":"\"..\""}`),
+/// with room for stores whose ETags are longer than an MD5.
+const COMPLETE_BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// How long browsers may cache a preflight answer (Chromium caps it at 2 hours).
+const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(7_200);
+
+/// The connection limits `config` asks for.
+pub fn connection_limits(config: &Config) -> server::ConnectionLimits {
+    server::ConnectionLimits {
+        header_timeout: Duration::from_secs(config.header_timeout.max(1)),
+        max_connections: config.max_connections,
+    }
+}
 
 /// A companion ready to serve: its router, and the store it talks to.
 #[derive(Debug)]
@@ -114,11 +130,18 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
             max_file_size: config.max_file_size,
             allowed_types: config.allowed_types.clone(),
             url_lifetime_secs: config.url_lifetime,
+            // The embedded store always refuses to overwrite when asked.
+            conditional_writes: config.s3_conditional_writes || config.s3_endpoint.is_none(),
         },
         key_prefix: config.key_prefix.clone(),
         token_lifetime: Duration::from_secs(config.token_lifetime),
+        download_link_lifetime: Duration::from_secs(config.download_link_lifetime),
         auth,
         metrics: metrics.clone(),
+        min_body_rate: streaming::MinRate {
+            bytes_per_sec: config.min_body_rate,
+            window: Duration::from_secs(config.body_rate_window.max(1)),
+        },
     });
     Ok(Companion {
         router: router(config, state.clone(), metrics)?,
@@ -153,7 +176,11 @@ fn router(
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
     let finishing = api::finishing_routes()
         .route_layer(admitted())
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.complete_timeout),
+        ))
+        .layer(DefaultBodyLimit::max(COMPLETE_BODY_LIMIT));
     // Slow fallback streams get a gate of their own, so they never starve the JSON calls.
     let streaming_admission = Arc::new(admission::Admission::new(
         config.admission_concurrency,
@@ -197,7 +224,8 @@ fn router(
         .expose_headers([
             header::RETRY_AFTER,
             header::HeaderName::from_static("x-request-id"),
-        ]);
+        ])
+        .max_age(PREFLIGHT_MAX_AGE);
     let trace = TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
         let id = request
             .headers()

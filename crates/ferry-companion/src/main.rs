@@ -13,6 +13,7 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let config = Config::parse();
+    ferry_companion::server::raise_open_file_limit();
     let companion = match ferry_companion::build(&config).await {
         Ok(companion) => companion,
         Err(message) => {
@@ -36,11 +37,12 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    if let Some(period) = config.janitor_period {
+    if config.janitor_period > 0 {
         let state = companion.state.clone();
         let prefix = config.key_prefix.clone();
+        let period = Duration::from_secs(config.janitor_period);
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(period.max(1)));
+            let mut every = tokio::time::interval(period);
             loop {
                 every.tick().await;
                 if let Err(err) = janitor::sweep(&state.store, &prefix, age).await {
@@ -62,13 +64,13 @@ async fn main() -> std::process::ExitCode {
     tracing::info!(%addr, store = %companion.store.endpoint, bucket = %companion.store.bucket, "companion listening");
     // Tools that start the companion read this line to learn the port.
     println!("ferry-companion listening on http://{addr}");
-    if let Err(err) = axum::serve(listener, companion.router)
-        .with_graceful_shutdown(shutdown())
-        .await
-    {
-        eprintln!("ferry-companion: {err}");
-        return std::process::ExitCode::FAILURE;
-    }
+    ferry_companion::server::serve(
+        listener,
+        companion.router,
+        ferry_companion::connection_limits(&config),
+        shutdown(),
+    )
+    .await;
     std::process::ExitCode::SUCCESS
 }
 

@@ -10,6 +10,9 @@ use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use url::Url;
 
+const CONTENT_LENGTH: &str = "content-length";
+const IF_NONE_MATCH: &str = "if-none-match";
+
 /// Lifetime of the URLs the companion signs for its own calls.
 const OWN_CALL_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -175,22 +178,31 @@ impl Store {
         }
     }
 
-    /// Completes with the n-th ETag as part n; returns the object's ETag.
+    /// Completes with the n-th ETag as part n; returns the object's ETag. With `if_absent`, the
+    /// store refuses (412 `PreconditionFailed`) when an object already has the key.
     pub async fn complete_multipart_upload(
         &self,
         key: &str,
         upload_id: &str,
         etags: &[String],
+        if_absent: bool,
     ) -> Result<String, StoreError> {
-        let action = self.bucket.complete_multipart_upload(
+        let mut action = self.bucket.complete_multipart_upload(
             Some(&self.credentials),
             key,
             upload_id,
             etags.iter().map(String::as_str),
         );
+        if if_absent {
+            action.headers_mut().insert(IF_NONE_MATCH, "*");
+        }
         let url = action.sign(OWN_CALL_LIFETIME);
         let body = action.body();
-        let answer = self.send(self.http.post(url).body(body)).await?;
+        let mut request = self.http.post(url).body(body);
+        if if_absent {
+            request = request.header(IF_NONE_MATCH, "*");
+        }
+        let answer = self.send(request).await?;
         // S3 may answer 200 and still report an error in the body.
         if let Some(error) = s3_error(200, &answer) {
             return Err(error);
@@ -274,37 +286,63 @@ impl Store {
         }
     }
 
-    /// A URL the browser PUTs part `part` to.
+    /// A URL the browser PUTs part `part` of exactly `length` bytes to: the length is signed, so a
+    /// store that checks signatures refuses a body of any other size.
     pub fn sign_upload_part(
         &self,
         key: &str,
         upload_id: &str,
         part: u16,
+        length: u64,
         lifetime: Duration,
     ) -> Url {
-        self.bucket
-            .upload_part(Some(&self.credentials), key, part, upload_id)
-            .sign(lifetime)
+        let mut action = self
+            .bucket
+            .upload_part(Some(&self.credentials), key, part, upload_id);
+        action
+            .headers_mut()
+            .insert(CONTENT_LENGTH, length.to_string());
+        action.sign(lifetime)
     }
 
-    /// A URL the browser PUTs a whole small file to.
-    /// The URL signs the metadata headers too: the browser must send exactly those.
+    /// A URL the browser PUTs a whole small file of exactly `length` bytes to, and the headers it
+    /// must send with it. The signature covers the length, the content type, the metadata and,
+    /// with `if_absent`, `If-None-Match: *`, so the URL can neither store another size nor
+    /// overwrite the object once it is there. The length is left out of the headers returned:
+    /// the browser sets it itself.
     pub fn sign_put_object(
         &self,
         key: &str,
+        length: u64,
         lifetime: Duration,
         content_type: &str,
         metadata: &BTreeMap<String, String>,
+        if_absent: bool,
     ) -> (Url, BTreeMap<String, String>) {
         let mut headers = metadata_headers(metadata);
         if !content_type.is_empty() {
             headers.insert("content-type".to_owned(), content_type.to_owned());
         }
+        if if_absent {
+            headers.insert(IF_NONE_MATCH.to_owned(), "*".to_owned());
+        }
         let mut action = self.bucket.put_object(Some(&self.credentials), key);
         for (name, value) in &headers {
             action.headers_mut().insert(name.clone(), value.clone());
         }
+        action
+            .headers_mut()
+            .insert(CONTENT_LENGTH, length.to_string());
         (action.sign(lifetime), headers)
+    }
+
+    /// Deletes an object: for one the store assembled unlike the plan.
+    pub async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), key)
+            .sign(OWN_CALL_LIFETIME);
+        self.send(self.http.delete(url)).await.map(drop)
     }
 
     /// The object's size and ETag, or `None` if there is no such object.
@@ -313,12 +351,7 @@ impl Store {
             .bucket
             .head_object(Some(&self.credentials), key)
             .sign(OWN_CALL_LIFETIME);
-        let response = self
-            .http
-            .head(url)
-            .send()
-            .await
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let response = self.http.head(url).send().await.map_err(unreachable)?;
         match response.status().as_u16() {
             404 => Ok(None),
             200 => {
@@ -365,21 +398,14 @@ impl Store {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let response = request.body(body).send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         let etag = response
             .headers()
             .get(reqwest::header::ETAG)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let body = response
-            .text()
-            .await
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let body = response.text().await.map_err(unreachable)?;
         match etag {
             Some(etag) if (200..300).contains(&status) => Ok(etag),
             _ => Err(s3_error(status, &body).unwrap_or_else(|| {
@@ -389,15 +415,9 @@ impl Store {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<String, StoreError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+        let body = response.text().await.map_err(unreachable)?;
         if (200..300).contains(&status) {
             Ok(body)
         } else {
@@ -408,6 +428,12 @@ impl Store {
             }))
         }
     }
+}
+
+/// A request that got no answer. The URL is left out: a presigned one is a credential for as long
+/// as it lives, and this error ends up in logs.
+fn unreachable(err: reqwest::Error) -> StoreError {
+    StoreError::Unavailable(err.without_url().to_string())
 }
 
 fn unexpected(err: impl std::fmt::Display) -> StoreError {

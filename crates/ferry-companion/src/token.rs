@@ -81,6 +81,16 @@ impl TokenKey {
 
     /// The claims of a token this key signed, if it has not expired at `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        let claims = self.verify_signature(token)?;
+        if now > claims.expires_at {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a token this key signed, expired or not: for the one call an expired token
+    /// may still make, aborting its own upload.
+    pub fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let (payload, signature) = token.split_once('.').ok_or(TokenError::Malformed)?;
         let json = URL_SAFE_NO_PAD
             .decode(payload)
@@ -92,11 +102,39 @@ impl TokenKey {
         mac.update(&json);
         mac.verify_slice(&signature)
             .map_err(|_| TokenError::BadSignature)?;
-        let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
-        if now > claims.expires_at {
+        serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
+    }
+
+    /// The signature of a download link for `key` that works until `expires_at` (Unix seconds).
+    pub fn sign_link(&self, key: &str, expires_at: u64) -> String {
+        URL_SAFE_NO_PAD.encode(self.link_mac(key, expires_at).finalize().into_bytes())
+    }
+
+    /// Whether `signature` is this key's download link for `key` and is still valid at `now`.
+    pub fn verify_link(
+        &self,
+        key: &str,
+        expires_at: u64,
+        signature: &str,
+        now: u64,
+    ) -> Result<(), TokenError> {
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenError::Malformed)?;
+        self.link_mac(key, expires_at)
+            .verify_slice(&signature)
+            .map_err(|_| TokenError::BadSignature)?;
+        if now > expires_at {
             return Err(TokenError::Expired);
         }
-        Ok(claims)
+        Ok(())
+    }
+
+    /// A link's MAC, kept apart from tokens' by its label: no token is ever a valid link.
+    fn link_mac(&self, key: &str, expires_at: u64) -> Hmac<Sha256> {
+        let mut mac = self.mac();
+        mac.update(format!("ferry-download\n{expires_at}\n{key}").as_bytes());
+        mac
     }
 }
 
@@ -123,6 +161,41 @@ mod tests {
         let token = key.sign(&claims());
         assert_eq!(key.verify(&token, 1_000), Ok(claims()));
         assert_eq!(key.verify(&token, 1_001), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn an_expired_token_still_names_its_upload_for_an_abort() {
+        let key = TokenKey::new(b"secret");
+        let token = key.sign(&claims());
+        assert_eq!(key.verify_signature(&token), Ok(claims()));
+        assert_eq!(
+            TokenKey::new(b"other").verify_signature(&token),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_download_link_is_for_one_key_until_it_expires() {
+        let key = TokenKey::new(b"secret");
+        let signature = key.sign_link("uploads/a/1/x", 100);
+        assert_eq!(
+            key.verify_link("uploads/a/1/x", 100, &signature, 100),
+            Ok(())
+        );
+        assert_eq!(
+            key.verify_link("uploads/a/1/x", 100, &signature, 101),
+            Err(TokenError::Expired)
+        );
+        for (other_key, expires_at) in [("uploads/a/1/y", 100), ("uploads/a/1/x", 1_000)] {
+            assert_eq!(
+                key.verify_link(other_key, expires_at, &signature, 0),
+                Err(TokenError::BadSignature)
+            );
+        }
+        assert_eq!(
+            TokenKey::new(b"other").verify_link("uploads/a/1/x", 100, &signature, 0),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]

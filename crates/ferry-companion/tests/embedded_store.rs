@@ -266,3 +266,57 @@ async fn parts_can_go_through_the_companion_when_the_store_is_out_of_reach() {
 async fn metadata_is_stored_with_the_object() {
     cases::metadata_is_stored_with_the_object(&companion(&[]).await).await;
 }
+
+/// S3's largest multipart upload, 10,000 parts, completes: the Complete body (about 600 KiB of
+/// JSON) fits the companion's limit, and ListParts is followed over all its pages. One-byte
+/// parts keep it fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_parts_complete() {
+    use futures::StreamExt;
+    let companion = companion(&[
+        "--min-part-size",
+        "1",
+        "--part-size",
+        "1",
+        "--store-min-part-size",
+        "1",
+    ])
+    .await;
+    let bytes = pattern(10_000, 21);
+    let created = companion.created("many.bin", bytes.len()).await;
+    assert_eq!(created.part_count, 10_000);
+    let mut urls = Vec::new();
+    for batch in (1..=10_000u32).collect::<Vec<_>>().chunks(1000) {
+        let signed: PartsSigned = companion
+            .sign(&created, batch.to_vec())
+            .await
+            .json()
+            .await
+            .unwrap();
+        urls.extend(signed.urls);
+    }
+    let etags: Vec<String> = futures::stream::iter(urls)
+        .map(|signed| {
+            let http = companion.http.clone();
+            let byte = bytes[signed.part as usize - 1];
+            async move {
+                let response = http
+                    .put(&signed.url.url)
+                    .body(vec![byte])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200, "part {}", signed.part);
+                response.headers()["etag"].to_str().unwrap().to_owned()
+            }
+        })
+        .buffered(32)
+        .collect()
+        .await;
+    let response = companion.complete(&created, &etags).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let object: ferry_core::protocol::StoredObject = response.json().await.unwrap();
+    assert_eq!(object.size, 10_000);
+    assert!(object.etag.trim_matches('"').ends_with("-10000"));
+    assert!(companion.read_back(&object).await == bytes);
+}

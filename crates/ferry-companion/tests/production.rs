@@ -27,12 +27,68 @@ async fn bad_requests_are_refused_without_touching_the_embedded_store() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_without_touching_moto() {
-    let moto = moto();
-    moto.create_bucket("ferry-bad").await;
-    let mut args = moto.companion_args("ferry-bad");
-    args.extend(AUTHED.map(str::to_owned));
-    let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (_moto, companion) = moto_companion("ferry-bad", &AUTHED).await;
     cases::bad_requests_are_refused_without_touching_the_store(&companion).await;
+    cases::downloads_need_the_owner_or_a_link(&companion).await;
+}
+
+/// A companion in front of a fresh moto bucket, with `args` added.
+async fn moto_companion(bucket: &str, args: &[&str]) -> (common::Moto, common::RunningCompanion) {
+    let moto = moto();
+    moto.create_bucket(bucket).await;
+    let mut all = moto.companion_args(bucket);
+    all.extend(args.iter().map(|arg| (*arg).to_owned()));
+    let companion = companion(&all.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    (moto, companion)
+}
+
+#[tokio::test]
+async fn downloads_need_the_owner_or_a_link() {
+    cases::downloads_need_the_owner_or_a_link(&companion(&AUTHED).await).await;
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_only_what_the_plan_allows() {
+    cases::the_store_keeps_only_what_the_plan_allows(&companion(&[]).await).await;
+}
+
+#[tokio::test]
+async fn moto_keeps_only_what_the_plan_allows() {
+    let (_moto, companion) = moto_companion("ferry-plan", &[]).await;
+    cases::the_store_keeps_only_what_the_plan_allows(&companion).await;
+}
+
+#[tokio::test]
+async fn a_finished_upload_is_never_written_again_on_the_embedded_store() {
+    let companion = companion(&[]).await;
+    cases::a_finished_upload_is_never_written_again(&companion).await;
+    cases::an_expired_token_still_aborts(&companion).await;
+}
+
+#[tokio::test]
+async fn a_finished_upload_is_never_written_again_on_moto() {
+    let (_moto, companion) = moto_companion("ferry-once", &[]).await;
+    cases::a_finished_upload_is_never_written_again(&companion).await;
+    cases::an_expired_token_still_aborts(&companion).await;
+}
+
+#[tokio::test]
+async fn preflights_are_cached_by_the_browser() {
+    let companion = companion(&[]).await;
+    let response = companion
+        .http
+        .request(reqwest::Method::OPTIONS, companion.url("/api/uploads"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,authorization",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-max-age"], "7200");
 }
 
 #[tokio::test]
@@ -301,7 +357,7 @@ async fn downloads_are_limited_to_uploaded_keys_and_complete_can_be_retried() {
         .unwrap();
     assert_eq!(
         outside.status(),
-        404,
+        400,
         "a key outside the prefix is not served"
     );
 

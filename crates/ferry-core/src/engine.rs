@@ -836,6 +836,9 @@ impl Engine {
     }
 
     pub fn handle_put_failed(&mut self, file: FileId, part: u32, failure: Failure, now: Instant) {
+        if self.stored_by_an_earlier_attempt(file, &failure) {
+            return self.handle_put_done(file, part, String::new(), now);
+        }
         self.tick(now);
         let online = self.online;
         let Some(live) = self
@@ -905,6 +908,22 @@ impl Engine {
             }
             Err(error) => self.fail(file, error),
         }
+    }
+
+    /// A single PUT refused because its object exists: the key is this upload's own and its URL
+    /// binds the size and type, so the object is this file, stored by an attempt whose answer
+    /// was lost (its ETag with it).
+    fn stored_by_an_earlier_attempt(&self, file: FileId, failure: &Failure) -> bool {
+        let exists = matches!(
+            (failure.status, failure.code.as_str()),
+            (Some(412), _) | (Some(409), "AlreadyStored")
+        );
+        exists
+            && self
+                .live
+                .get(&file)
+                .and_then(|live| live.upload.as_ref())
+                .is_some_and(|upload| upload.plan.mode == UploadMode::Single)
     }
 
     pub fn handle_completed(&mut self, file: FileId, object: StoredObject, now: Instant) {

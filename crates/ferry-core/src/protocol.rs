@@ -20,6 +20,10 @@ pub struct CompanionConfig {
     pub allowed_types: Vec<String>,
     /// How long a presigned URL lives.
     pub url_lifetime_secs: u64,
+    /// Whether single PUTs and Completes carry `If-None-Match: *`, so the store refuses to
+    /// overwrite a finished object (the companion's signed headers take care of it).
+    #[serde(default)]
+    pub conditional_writes: bool,
 }
 
 /// `POST /api/uploads`

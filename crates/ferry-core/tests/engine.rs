@@ -18,6 +18,7 @@ fn companion() -> CompanionConfig {
         max_file_size: 100 * MIB,
         allowed_types: Vec::new(),
         url_lifetime_secs: 900,
+        conditional_writes: false,
     }
 }
 

@@ -23,6 +23,7 @@ fn companion() -> CompanionConfig {
         max_file_size: u64::MAX,
         allowed_types: Vec::new(),
         url_lifetime_secs: 900,
+        conditional_writes: false,
     }
 }
 
@@ -487,4 +488,46 @@ fn stored_part(part: u32, etag: &str) -> StoredPart {
         size: 5 * MIB,
         etag: format!("\"{etag}\""),
     }
+}
+
+#[test]
+fn a_single_put_whose_answer_was_lost_is_done_when_its_retry_finds_the_object() {
+    for refusal in [
+        status(412, "PreconditionFailed"),
+        status(409, "AlreadyStored"),
+    ] {
+        let mut engine = engine();
+        let file = engine.add(FileSpec {
+            size: 1000,
+            ..FileSpec::default()
+        });
+        assert_eq!(drain(&mut engine, at(0)), vec![Action::Create { file }]);
+        engine.handle_created(file, created(1000), at(0));
+        assert_eq!(puts(&drain(&mut engine, at(0))).len(), 1);
+        engine.handle_put_failed(file, 1, Failure::network("reset"), at(10));
+        let retried = drain(&mut engine, at(2_000));
+        assert_eq!(puts(&retried).len(), 1, "{retried:?}");
+        engine.handle_put_failed(file, 1, refusal.clone(), at(2_100));
+        let events: Vec<Event> = std::iter::from_fn(|| engine.poll_event()).collect();
+        assert!(
+            events
+                .iter()
+                .any(|event| matches!(event, Event::Done { object, .. } if object.size == 1000)),
+            "{refusal:?}: {events:?}"
+        );
+    }
+}
+
+#[test]
+fn a_multipart_part_refused_as_existing_fails_the_file() {
+    let mut engine = engine();
+    let (file, _) = started(&mut engine, u64::MAX / 1000);
+    engine.handle_put_failed(file, 1, status(412, "PreconditionFailed"), at(10));
+    let events: Vec<Event> = std::iter::from_fn(|| engine.poll_event()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(event, Event::Failed { .. })),
+        "{events:?}"
+    );
 }

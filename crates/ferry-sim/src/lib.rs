@@ -165,6 +165,7 @@ pub fn companion_config(preferred_part_size: u64) -> CompanionConfig {
         max_file_size: StoreLimits::S3.max_object_size,
         allowed_types: Vec::new(),
         url_lifetime_secs: 900,
+        conditional_writes: false,
     }
 }
 

@@ -172,7 +172,11 @@ impl Disk {
         self.write_data(&self.objects_dir(bucket), body).await
     }
 
-    /// Makes written bytes the object `key`, replacing any object that was there.
+    /// Makes written bytes the object `key`, replacing any object that was there, unless
+    /// `if_absent` asks to keep an existing object (S3's `If-None-Match: *`): then the written
+    /// bytes are dropped and `None` says the object was there. The check and the rename happen
+    /// under one lock, so two racing writers cannot both win.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit_object(
         &self,
         bucket: &str,
@@ -181,7 +185,8 @@ impl Disk {
         etag: String,
         content_type: Option<String>,
         metadata: BTreeMap<String, String>,
-    ) -> io::Result<ObjectMeta> {
+        if_absent: bool,
+    ) -> io::Result<Option<ObjectMeta>> {
         let meta = ObjectMeta {
             key: key.to_owned(),
             size: written.size,
@@ -194,11 +199,15 @@ impl Disk {
         let pointer = self.object_pointer(bucket, key);
         let _guard = self.commit.lock().await;
         let replaced: Option<ObjectMeta> = read_json(&pointer).await?;
+        if if_absent && replaced.is_some() {
+            let _ = tokio::fs::remove_file(self.object_data(bucket, &meta)).await;
+            return Ok(None);
+        }
         write_json_atomically(&pointer, &meta).await?;
         if let Some(old) = replaced {
             let _ = tokio::fs::remove_file(self.object_data(bucket, &old)).await;
         }
-        Ok(meta)
+        Ok(Some(meta))
     }
 
     pub async fn create_upload(&self, bucket: &str, meta: &UploadMeta) -> io::Result<String> {

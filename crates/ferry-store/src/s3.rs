@@ -95,6 +95,26 @@ fn user_metadata(metadata: Option<Metadata>) -> std::collections::BTreeMap<Strin
         .collect()
 }
 
+/// S3's conditional write: `If-None-Match: *` stores only if no object has the key. Other
+/// conditions are not conditional writes S3 supports.
+fn only_if_absent(condition: Option<&ETagCondition>) -> S3Result<bool> {
+    match condition {
+        None => Ok(false),
+        Some(ETagCondition::Any) => Ok(true),
+        Some(ETagCondition::ETag(_)) => Err(s3_error!(
+            NotImplemented,
+            "If-None-Match on a write takes only *"
+        )),
+    }
+}
+
+fn object_exists() -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::PreconditionFailed,
+        "an object with this key exists (If-None-Match: *)",
+    )
+}
+
 fn etag_value(etag: &ETag) -> &str {
     etag.value().trim_matches('"')
 }
@@ -143,9 +163,11 @@ impl S3 for FerryStore {
                 etag.clone(),
                 input.content_type,
                 user_metadata(input.metadata),
+                only_if_absent(input.if_none_match.as_ref())?,
             )
             .await
-            .map_err(internal)?;
+            .map_err(internal)?
+            .ok_or_else(object_exists)?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             ..Default::default()
@@ -319,6 +341,7 @@ impl S3 for FerryStore {
         let upload = self
             .require_upload(&input.bucket, &input.key, &input.upload_id)
             .await?;
+        let if_absent = only_if_absent(input.if_none_match.as_ref())?;
         let requested = input
             .multipart_upload
             .and_then(|upload| upload.parts)
@@ -391,6 +414,7 @@ impl S3 for FerryStore {
             md5_of_md5s.update(part.md5);
         }
         let etag = format!("{}-{}", hex::encode(md5_of_md5s.finalize()), chosen.len());
+        // A refused Complete keeps the upload, as S3 does: the parts stay until it is aborted.
         self.disk
             .commit_object(
                 &input.bucket,
@@ -399,9 +423,11 @@ impl S3 for FerryStore {
                 etag.clone(),
                 upload.content_type,
                 upload.metadata,
+                if_absent,
             )
             .await
-            .map_err(internal)?;
+            .map_err(internal)?
+            .ok_or_else(object_exists)?;
         self.disk
             .remove_upload(&input.bucket, &input.upload_id)
             .await

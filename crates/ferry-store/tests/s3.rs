@@ -334,3 +334,58 @@ async fn browsers_may_read_the_etag() {
         "{exposed}"
     );
 }
+
+/// S3's conditional writes: `If-None-Match: *` stores only when no object has the key, on
+/// PutObject and on CompleteMultipartUpload (which then keeps the upload, as S3 does).
+#[tokio::test]
+async fn if_none_match_refuses_to_overwrite() {
+    let store = store(1).await;
+    let put = |bytes: Vec<u8>, if_absent: bool| {
+        let url = store
+            .bucket
+            .put_object(Some(&store.credentials), "once")
+            .sign(HOUR);
+        let mut request = store.http.put(url).body(bytes);
+        if if_absent {
+            request = request.header("if-none-match", "*");
+        }
+        request.send()
+    };
+    assert_eq!(put(b"first".to_vec(), true).await.unwrap().status(), 200);
+    let second = put(b"second".to_vec(), true).await.unwrap();
+    assert_eq!(second.status(), 412);
+    assert!(second.text().await.unwrap().contains("PreconditionFailed"));
+
+    let upload_id = store.create_upload("once").await;
+    let etag = store
+        .put_part("once", &upload_id, 1, b"third".to_vec())
+        .await;
+    let complete = |if_absent: bool| {
+        let action = store.bucket.complete_multipart_upload(
+            Some(&store.credentials),
+            "once",
+            &upload_id,
+            [etag.as_str()].into_iter(),
+        );
+        let mut request = store.http.post(action.sign(HOUR));
+        if if_absent {
+            request = request.header("if-none-match", "*");
+        }
+        request.body(action.body()).send()
+    };
+    let refused = complete(true).await.unwrap();
+    assert_eq!(refused.status(), 412);
+
+    let get = store
+        .bucket
+        .get_object(Some(&store.credentials), "once")
+        .sign(HOUR);
+    let kept = store.http.get(get).send().await.unwrap();
+    assert_eq!(kept.bytes().await.unwrap().as_ref(), b"first");
+
+    // Without the condition the same Complete replaces the object: the upload was kept.
+    let replaced = complete(false).await.unwrap();
+    assert_eq!(replaced.status(), 200);
+    // Without the condition a PUT replaces the object too.
+    assert_eq!(put(b"fourth".to_vec(), false).await.unwrap().status(), 200);
+}

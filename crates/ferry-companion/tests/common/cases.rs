@@ -72,11 +72,7 @@ pub async fn single_put_round_trip(companion: &RunningCompanion) {
         );
         let url = created.url.as_ref().unwrap();
         // The signed headers (here the content type) must go with the PUT.
-        let mut put = companion.http.put(&url.url).body(bytes.clone());
-        for (name, value) in &url.headers {
-            put = put.header(name, value);
-        }
-        let response = put.send().await.unwrap();
+        let response = companion.put_single(url, bytes.clone()).await;
         assert_eq!(
             response.status(),
             200,
@@ -165,8 +161,12 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
     });
     let huge =
         json!({"name": "x".repeat(400 * 1024), "size": 1, "type": "application/octet-stream"});
+    let keys = TokenKey::new(b"test-secret");
+    let far = 99_999_999_999;
+    let download_path = created.location.split('?').next().unwrap().to_owned();
 
-    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> =
+        vec![
         (
             "malformed JSON",
             post("/api/uploads", Some("alice-key"))
@@ -285,6 +285,81 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
             "NotYourUpload",
         ),
         (
+            "a content type with CR/LF",
+            post("/api/uploads", Some("alice-key")).json(
+                &json!({"name": "a", "size": 10, "type": "application/octet-stream\r\nX-Evil: 1"}),
+            ),
+            400,
+            "BadRequest",
+        ),
+        (
+            "an abort without its token",
+            http.delete(companion.url(&format!("/api/uploads/{id}")))
+                .bearer_auth("alice-key"),
+            400,
+            "BadRequest",
+        ),
+        (
+            "a part number that is no number",
+            http.put(companion.url(&format!("/api/uploads/{id}/parts/first")))
+                .bearer_auth("alice-key")
+                .query(&[("token", &created.token)])
+                .body(vec![0u8; 10]),
+            400,
+            "BadRequest",
+        ),
+        (
+            "a sign call for 1,001 parts",
+            post(&sign_path, Some("alice-key"))
+                .json(&json!({"token": created.token, "parts": vec![1; 1001]})),
+            400,
+            "TooManyParts",
+        ),
+        (
+            "a download without credentials or link",
+            http.get(companion.url(&download_path)),
+            401,
+            "Unauthorized",
+        ),
+        (
+            "someone else's download",
+            http.get(companion.url(&download_path)).bearer_auth("bob-key"),
+            403,
+            "NotYourFile",
+        ),
+        (
+            "a forged download link",
+            http.get(companion.url(&format!(
+                "{download_path}?expires=99999999999&signature=AAAA"
+            ))),
+            403,
+            "BadLink",
+        ),
+        (
+            "another file's download link",
+            http.get(companion.url(&format!(
+                "{download_path}?expires={far}&signature={}",
+                keys.sign_link("uploads/alice/0123456789abcdef01234567/other.bin", far)
+            ))),
+            403,
+            "BadLink",
+        ),
+        (
+            "an expired download link",
+            http.get(companion.url(&format!(
+                "{download_path}?expires=1&signature={}",
+                keys.sign_link(&created.key, 1)
+            ))),
+            403,
+            "LinkExpired",
+        ),
+        (
+            "a download outside the prefix",
+            http.get(companion.url("/api/files/private/x")).bearer_auth("alice-key"),
+            400,
+            "BadKey",
+        ),
+        (
             "a part of the wrong size",
             http.put(companion.url(&format!("/api/uploads/{id}/parts/1")))
                 .bearer_auth("alice-key")
@@ -308,6 +383,30 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
             before,
             "{name} left the store as it was"
         );
+    }
+
+    // Keys that would sign something else than one stored object, sent as written: an owner's
+    // credentials do not make them any better.
+    let owned = created.key.rsplit_once('/').unwrap().0.to_owned();
+    for path in [
+        "/api/files/uploads/../private/x".to_owned(),
+        "/api/files/uploads%2F..%2Fx".to_owned(),
+        "/api/files/uploads/%2e%2e/x".to_owned(),
+        "/api/files/uploads/..".to_owned(),
+        "/api/files/uploads/../..".to_owned(),
+        "/api/files/uploads/".to_owned(),
+        format!("/api/files/{owned}/..%2F..%2F..%2Fprivate"),
+        format!("/api/files/{owned}/a%5C..%5Cb"),
+        format!("/api/files/{owned}/a%0Ab"),
+        format!("/api/files/{owned}/a%3Flist-type=2"),
+        format!("/api/files/{owned}/x/y"),
+    ] {
+        let (status, body) = companion
+            .raw("GET", &path, &[("Authorization", "Bearer alice-key")])
+            .await;
+        let body: ErrorBody = serde_json::from_str(&body)
+            .unwrap_or_else(|err| panic!("{path}: no JSON error body ({err}): {body}"));
+        assert_eq!((status, body.code.as_str()), (400, "BadKey"), "{path}");
     }
 
     // Names are never refused for what they contain: they are made safe.
@@ -350,12 +449,8 @@ pub async fn metadata_is_stored_with_the_object(companion: &RunningCompanion) {
         assert_eq!(response.status(), 200);
         let created: ferry_core::protocol::UploadCreated = response.json().await.unwrap();
         let location = if let Some(url) = &created.url {
-            let mut put = companion.http.put(&url.url).body(bytes.clone());
-            for (name, value) in &url.headers {
-                put = put.header(name, value);
-            }
             assert_eq!(
-                put.send().await.unwrap().status(),
+                companion.put_single(url, bytes.clone()).await.status(),
                 200,
                 "the signed metadata headers are accepted"
             );
@@ -402,4 +497,238 @@ pub async fn metadata_is_stored_with_the_object(companion: &RunningCompanion) {
         400,
         "a metadata name that is no header name is refused"
     );
+}
+
+/// Downloads with authentication on: the owner with credentials, anyone with the link the
+/// companion returned, nobody else. The companion must run with the `bad_requests` settings.
+pub async fn downloads_need_the_owner_or_a_link(companion: &RunningCompanion) {
+    use serde_json::json;
+    let bytes = pattern(1000, 9);
+    let created: ferry_core::protocol::UploadCreated = companion
+        .http
+        .post(companion.url("/api/uploads"))
+        .bearer_auth("alice-key")
+        .json(&json!({"name": "mine.bin", "size": bytes.len(), "type": "application/octet-stream"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let put = companion
+        .put_single(created.url.as_ref().unwrap(), bytes.clone())
+        .await;
+    assert_eq!(put.status(), 200);
+    assert!(
+        created.location.contains("?expires="),
+        "the location is a link: {}",
+        created.location
+    );
+    let read = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.bytes().await.unwrap().to_vec(),
+        )
+    };
+    let by_link = read(companion.http.get(companion.url(&created.location))).await;
+    assert_eq!(
+        by_link,
+        (200, bytes.clone()),
+        "the link works without credentials"
+    );
+    let path = created.location.split('?').next().unwrap();
+    let by_owner = read(
+        companion
+            .http
+            .get(companion.url(path))
+            .bearer_auth("alice-key"),
+    )
+    .await;
+    assert_eq!(by_owner, (200, bytes), "the owner reads with credentials");
+}
+
+/// What the plan allows is what the store keeps: a part or a single PUT of another size is
+/// refused by a store that checks signatures (the length is signed), and Complete refuses parts
+/// of the wrong size on any store, aborting the upload.
+pub async fn the_store_keeps_only_what_the_plan_allows(companion: &RunningCompanion) {
+    // A single PUT of 100 bytes cannot store 3 MiB. moto checks no signatures: there, only
+    // the signed length says what was promised, and the finding stands for it (see README).
+    let created = companion.created("hundred.bin", 100).await;
+    let response = companion
+        .put_single(created.url.as_ref().unwrap(), pattern(3 * MIB, 4))
+        .await;
+    if !companion.is_moto() {
+        assert_eq!(response.status(), 403, "a single PUT of another size");
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("SignatureDoesNotMatch")
+        );
+    }
+
+    // A 10 MiB + 3 plan: two parts of 5 MiB and a last one of 3 bytes.
+    for (attack, part, size) in [
+        ("an oversized part", 2, 6 * MIB),
+        ("a short last part", 3, 1),
+    ] {
+        let bytes = pattern(10 * MIB + 3, 5);
+        let created = companion.created("plan.bin", bytes.len()).await;
+        assert_eq!(created.part_count, 3);
+        let mut etags = companion.put_parts(&created, &bytes).await;
+        let signed: ferry_core::protocol::PartsSigned = companion
+            .sign(&created, vec![part])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let response = companion
+            .http
+            .put(&signed.urls[0].url.url)
+            .body(pattern(size, 6))
+            .send()
+            .await
+            .unwrap();
+        if !companion.is_moto() {
+            assert_eq!(response.status(), 403, "{attack} is refused by the store");
+            continue;
+        }
+        assert_eq!(response.status(), 200, "moto takes {attack}");
+        etags[part as usize - 1] = response.headers()["etag"].to_str().unwrap().to_owned();
+        let before = companion.list_parts(&created).await;
+        assert_eq!(before.status(), 200);
+        let response = companion.complete(&created, &etags).await;
+        assert_eq!(response.status(), 400, "{attack}");
+        let error: ErrorBody = response.json().await.unwrap();
+        assert_eq!(error.code, "SizeMismatch", "{attack}: {}", error.message);
+        assert!(
+            error.message.contains(&format!("part {part}")),
+            "{}",
+            error.message
+        );
+        let gone = companion.list_parts(&created).await;
+        assert_eq!(gone.status(), 404, "{attack}: the upload was aborted");
+        let read = companion
+            .http
+            .get(companion.url(&created.location))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 404, "{attack}: no object was stored");
+    }
+}
+
+/// A finished upload is never written again: not by its single-PUT URL, not through the
+/// fallback routes, not by a second Complete with made-up ETags. A Complete retried with the
+/// real ETags is still answered.
+pub async fn a_finished_upload_is_never_written_again(companion: &RunningCompanion) {
+    let bytes = pattern(1000, 12);
+    let created = companion.created("once.bin", bytes.len()).await;
+    let url = created.url.clone().unwrap();
+    assert_eq!(
+        url.headers.get("if-none-match").map(String::as_str),
+        Some("*")
+    );
+    assert_eq!(
+        companion.put_single(&url, bytes.clone()).await.status(),
+        200
+    );
+    let replay = companion.put_single(&url, pattern(1000, 13)).await;
+    assert_eq!(replay.status(), 412, "the single-PUT URL cannot overwrite");
+    let fallback = companion
+        .http
+        .put(companion.url("/api/objects"))
+        .query(&[("token", &created.token)])
+        .body(pattern(1000, 14))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fallback.status(), 409, "the fallback cannot overwrite");
+    let error: ErrorBody = fallback.json().await.unwrap();
+    assert_eq!(error.code, "AlreadyStored");
+
+    let bytes_multi = pattern(11 * MIB, 15);
+    let multi = companion.created("once-multi.bin", bytes_multi.len()).await;
+    let etags = companion.put_parts(&multi, &bytes_multi).await;
+    assert_eq!(companion.complete(&multi, &etags).await.status(), 200);
+    let id = multi.upload_id.clone().unwrap();
+    let part = companion
+        .http
+        .put(companion.url(&format!("/api/uploads/{id}/parts/3")))
+        .query(&[("token", &multi.token)])
+        .body(pattern(MIB, 16))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        part.status(),
+        409,
+        "no part through the fallback after done"
+    );
+    let made_up: Vec<String> = etags
+        .iter()
+        .map(|_| format!("\"{}\"", "0".repeat(32)))
+        .collect();
+    let forged = companion.complete(&multi, &made_up).await;
+    assert_eq!(forged.status(), 404, "a second Complete with made-up ETags");
+    let error: ErrorBody = forged.json().await.unwrap();
+    assert_eq!(error.code, "NoSuchUpload");
+    let retried = companion.complete(&multi, &etags).await;
+    assert_eq!(
+        retried.status(),
+        200,
+        "a Complete retried with the real ETags"
+    );
+    let retried: StoredObject = retried.json().await.unwrap();
+    assert_eq!(retried.size, bytes_multi.len() as u64);
+    assert!(companion.read_back(&retried).await == bytes_multi);
+}
+
+/// The owner can abort with a token that has expired (nobody else could ever abort it); a
+/// forged token still cannot.
+pub async fn an_expired_token_still_aborts(companion: &RunningCompanion) {
+    use ferry_companion::token::{Claims, TokenKey};
+    let created = companion.created("late.bin", 11 * MIB).await;
+    let id = created.upload_id.clone().unwrap();
+    let expired = TokenKey::new(b"test-secret").sign(&Claims {
+        upload_id: Some(id.clone()),
+        key: created.key.clone(),
+        size: 11 * MIB as u64,
+        part_size: created.part_size,
+        owner: "anonymous".into(),
+        expires_at: 1,
+        metadata: Default::default(),
+        content_type: String::new(),
+    });
+    let sign = companion
+        .http
+        .post(companion.url(&format!("/api/uploads/{id}/sign")))
+        .json(&serde_json::json!({"token": expired, "parts": [1]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sign.status(), 403, "an expired token signs nothing");
+    let forged = companion
+        .http
+        .delete(companion.url(&format!("/api/uploads/{id}")))
+        .query(&[("token", "e30.AAAA")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let abort = companion
+        .http
+        .delete(companion.url(&format!("/api/uploads/{id}")))
+        .query(&[("token", &expired)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        abort.status(),
+        204,
+        "the expired token aborts its own upload"
+    );
+    assert_eq!(companion.list_parts(&created).await.status(), 404);
 }

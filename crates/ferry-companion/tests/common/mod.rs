@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use clap::Parser;
 use ferry_companion::Config;
-use ferry_core::protocol::{PartsSigned, SignParts, StoredObject, UploadCreated};
+use ferry_core::protocol::{PartsSigned, SignParts, SignedUrl, StoredObject, UploadCreated};
 use serde_json::{Value, json};
 
 pub const MIB: usize = 1024 * 1024;
@@ -47,7 +47,13 @@ pub async fn companion(args: &[&str]) -> RunningCompanion {
     let state = companion.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, companion.router).await.unwrap() });
+    let limits = ferry_companion::connection_limits(&config);
+    tokio::spawn(ferry_companion::server::serve(
+        listener,
+        companion.router,
+        limits,
+        std::future::pending(),
+    ));
     let arg = |name: &str| {
         args.iter()
             .position(|arg| *arg == name)
@@ -117,6 +123,51 @@ impl RunningCompanion {
                 files.join("\n")
             }
         }
+    }
+
+    /// Whether the store behind the companion is moto, which checks no signatures: what a
+    /// signature binds is then checked only by the companion.
+    pub fn is_moto(&self) -> bool {
+        self.moto.is_some()
+    }
+
+    /// PUTs `bytes` to a presigned single-PUT URL with its signed headers, stating the length
+    /// as browsers do, even for an empty body.
+    pub async fn put_single(&self, url: &SignedUrl, bytes: Vec<u8>) -> reqwest::Response {
+        let mut put = self
+            .http
+            .put(&url.url)
+            .header("content-length", bytes.len())
+            .body(bytes);
+        for (name, value) in &url.headers {
+            put = put.header(name, value);
+        }
+        put.send().await.unwrap()
+    }
+
+    /// Sends `method path` with `headers` exactly as written (reqwest would resolve `..` and
+    /// re-encode the path) and returns the status and body.
+    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|status| status.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        (status, body.to_owned())
     }
 
     pub async fn create(&self, name: &str, size: usize) -> reqwest::Response {
