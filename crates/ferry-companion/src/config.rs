@@ -39,13 +39,20 @@ pub struct Config {
     #[arg(long, env = "FERRY_S3_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
     pub s3_path_style: bool,
 
-    /// Access key id for the store (required with --s3-endpoint).
+    /// Access key id for the store. Without it (and --secret-access-key), a configured endpoint
+    /// takes its credentials from the standard AWS chain: profiles (AWS_PROFILE), SSO, web
+    /// identity (EKS), container credentials (ECS), instance metadata (EC2), refreshed before
+    /// they expire.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key_id: Option<String>,
 
-    /// Secret access key for the store (required with --s3-endpoint).
+    /// Secret access key for the store.
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub secret_access_key: Option<String>,
+
+    /// Session token of temporary credentials given with the two above.
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub session_token: Option<String>,
 
     /// Secret that signs upload tokens; share it between companions behind one load balancer.
     /// Without it a random secret is made at start, and tokens die with the process.

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod janitor;
 pub mod keys;
 pub mod metrics;
@@ -84,18 +85,24 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
     }
     let store_config = match &config.s3_endpoint {
         Some(endpoint) => {
-            let (Some(access_key), Some(secret_key)) =
-                (&config.access_key_id, &config.secret_access_key)
-            else {
-                return Err("FERRY_S3_ENDPOINT is set, so AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be too".into());
+            let credentials = match (&config.access_key_id, &config.secret_access_key) {
+                (Some(access_key), Some(secret_key)) => {
+                    credentials::fixed(access_key, secret_key, config.session_token.as_deref())
+                }
+                (None, None) => credentials::from_aws_chain().await?,
+                _ => {
+                    return Err(
+                        "give both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither to use the AWS credential chain"
+                            .into(),
+                    );
+                }
             };
             StoreConfig {
                 endpoint: endpoint.clone(),
                 bucket: config.s3_bucket.clone(),
                 region: config.s3_region.clone(),
                 path_style: config.s3_path_style,
-                access_key: access_key.clone(),
-                secret_key: secret_key.clone(),
+                credentials,
             }
         }
         None => start_embedded_store(config).await?,
@@ -272,8 +279,7 @@ async fn start_embedded_store(config: &Config) -> Result<StoreConfig, String> {
         bucket: config.s3_bucket.clone(),
         region: config.s3_region.clone(),
         path_style: true,
-        access_key,
-        secret_key,
+        credentials: credentials::fixed(&access_key, &secret_key, None),
     };
     Store::new(&store_config)?
         .create_bucket()

@@ -8,6 +8,8 @@ use ferry_core::protocol::StoredPart;
 use ferry_core::s3xml;
 use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+
+use crate::credentials::SharedCredentials;
 use url::Url;
 
 const CONTENT_LENGTH: &str = "content-length";
@@ -23,8 +25,7 @@ pub struct StoreConfig {
     pub bucket: String,
     pub region: String,
     pub path_style: bool,
-    pub access_key: String,
-    pub secret_key: String,
+    pub credentials: SharedCredentials,
 }
 
 /// `x-amz-meta-<name>` headers for user metadata.
@@ -66,7 +67,8 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     bucket: Bucket,
-    credentials: Credentials,
+    /// Read for every signature: the AWS chain may swap them for fresh ones.
+    credentials: SharedCredentials,
     http: reqwest::Client,
     /// For the fallback's streamed PUTs: no total timeout, as a slow link may need long for a
     /// part; a connection that stalls is still cut.
@@ -98,15 +100,24 @@ impl Store {
             .map_err(|err| err.to_string())?;
         Ok(Self {
             bucket,
-            credentials: Credentials::new(&config.access_key, &config.secret_key),
+            credentials: config.credentials.clone(),
             http,
             streaming,
         })
     }
 
+    /// The credentials to sign with now.
+    fn credentials(&self) -> Credentials {
+        self.credentials
+            .read()
+            .expect("a signer never panics holding the lock")
+            .clone()
+    }
+
     /// Creates the bucket (the embedded store starts empty); one that already exists is fine.
     pub async fn create_bucket(&self) -> Result<(), StoreError> {
-        let action = rusty_s3::actions::CreateBucket::new(&self.bucket, &self.credentials);
+        let credentials = self.credentials();
+        let action = rusty_s3::actions::CreateBucket::new(&self.bucket, &credentials);
         let url = action.sign(OWN_CALL_LIFETIME);
         match self.send(self.http.put(url).body(action.body())).await {
             Err(StoreError::S3 { code, .. }) if code == "BucketAlreadyOwnedByYou" => Ok(()),
@@ -116,9 +127,10 @@ impl Store {
 
     /// Fails unless the bucket exists and the credentials may use it.
     pub async fn check_bucket(&self) -> Result<(), StoreError> {
+        let credentials = self.credentials();
         let url = self
             .bucket
-            .head_bucket(Some(&self.credentials))
+            .head_bucket(Some(&credentials))
             .sign(OWN_CALL_LIFETIME);
         self.send(self.http.head(url)).await.map(drop)
     }
@@ -129,9 +141,8 @@ impl Store {
         content_type: &str,
         metadata: &BTreeMap<String, String>,
     ) -> Result<String, StoreError> {
-        let mut action = self
-            .bucket
-            .create_multipart_upload(Some(&self.credentials), key);
+        let credentials = self.credentials();
+        let mut action = self.bucket.create_multipart_upload(Some(&credentials), key);
         let mut headers = metadata_headers(metadata);
         if !content_type.is_empty() {
             headers.insert("content-type".to_owned(), content_type.to_owned());
@@ -155,12 +166,11 @@ impl Store {
         key: &str,
         upload_id: &str,
     ) -> Result<Vec<StoredPart>, StoreError> {
+        let credentials = self.credentials();
         let mut parts = Vec::new();
         let mut marker = None;
         loop {
-            let mut action = self
-                .bucket
-                .list_parts(Some(&self.credentials), key, upload_id);
+            let mut action = self.bucket.list_parts(Some(&credentials), key, upload_id);
             if let Some(marker) = marker {
                 action.set_part_number_marker(marker);
             }
@@ -187,8 +197,9 @@ impl Store {
         etags: &[String],
         if_absent: bool,
     ) -> Result<String, StoreError> {
+        let credentials = self.credentials();
         let mut action = self.bucket.complete_multipart_upload(
-            Some(&self.credentials),
+            Some(&credentials),
             key,
             upload_id,
             etags.iter().map(String::as_str),
@@ -217,9 +228,10 @@ impl Store {
         key: &str,
         upload_id: &str,
     ) -> Result<(), StoreError> {
+        let credentials = self.credentials();
         let url = self
             .bucket
-            .abort_multipart_upload(Some(&self.credentials), key, upload_id)
+            .abort_multipart_upload(Some(&credentials), key, upload_id)
             .sign(OWN_CALL_LIFETIME);
         self.send(self.http.delete(url)).await.map(drop)
     }
@@ -229,12 +241,13 @@ impl Store {
         &self,
         prefix: &str,
     ) -> Result<Vec<PendingUpload>, StoreError> {
+        let credentials = self.credentials();
         let mut uploads = Vec::new();
         let mut markers: Option<(String, String)> = None;
         loop {
             // rusty-s3 has no ListMultipartUploads: it is a GET on the bucket with `uploads`, which
             // ListObjectsV2's action signs once its own query is replaced.
-            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            let mut action = self.bucket.list_objects_v2(Some(&credentials));
             let query = action.query_mut();
             query.remove("list-type");
             query.remove("encoding-type");
@@ -296,9 +309,10 @@ impl Store {
         length: u64,
         lifetime: Duration,
     ) -> Url {
+        let credentials = self.credentials();
         let mut action = self
             .bucket
-            .upload_part(Some(&self.credentials), key, part, upload_id);
+            .upload_part(Some(&credentials), key, part, upload_id);
         action
             .headers_mut()
             .insert(CONTENT_LENGTH, length.to_string());
@@ -319,6 +333,7 @@ impl Store {
         metadata: &BTreeMap<String, String>,
         if_absent: bool,
     ) -> (Url, BTreeMap<String, String>) {
+        let credentials = self.credentials();
         let mut headers = metadata_headers(metadata);
         if !content_type.is_empty() {
             headers.insert("content-type".to_owned(), content_type.to_owned());
@@ -326,7 +341,7 @@ impl Store {
         if if_absent {
             headers.insert(IF_NONE_MATCH.to_owned(), "*".to_owned());
         }
-        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        let mut action = self.bucket.put_object(Some(&credentials), key);
         for (name, value) in &headers {
             action.headers_mut().insert(name.clone(), value.clone());
         }
@@ -338,18 +353,20 @@ impl Store {
 
     /// Deletes an object: for one the store assembled unlike the plan.
     pub async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        let credentials = self.credentials();
         let url = self
             .bucket
-            .delete_object(Some(&self.credentials), key)
+            .delete_object(Some(&credentials), key)
             .sign(OWN_CALL_LIFETIME);
         self.send(self.http.delete(url)).await.map(drop)
     }
 
     /// The object's size and ETag, or `None` if there is no such object.
     pub async fn head_object(&self, key: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let credentials = self.credentials();
         let url = self
             .bucket
-            .head_object(Some(&self.credentials), key)
+            .head_object(Some(&credentials), key)
             .sign(OWN_CALL_LIFETIME);
         let response = self.http.head(url).send().await.map_err(unreachable)?;
         match response.status().as_u16() {
@@ -376,8 +393,9 @@ impl Store {
 
     /// A URL that reads the object (Range requests work on it).
     pub fn sign_get_object(&self, key: &str, lifetime: Duration) -> Url {
+        let credentials = self.credentials();
         self.bucket
-            .get_object(Some(&self.credentials), key)
+            .get_object(Some(&credentials), key)
             .sign(lifetime)
     }
 
