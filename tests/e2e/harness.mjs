@@ -55,22 +55,38 @@ for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exi
 /** Starts the companion serving the demo page; `env` adds or overrides its configuration. */
 export async function startCompanion(env = {}) {
   const dataDir = fs.mkdtempSync(path.join(scratch, "store-"));
-  const child = spawn(required("FERRY_COMPANION_BIN"), [], {
-    env: {
-      ...cleanEnv(),
-      FERRY_LISTEN: "127.0.0.1:0",
-      FERRY_DATA_DIR: dataDir,
-      FERRY_STATIC_DIR: required("FERRY_DIST"),
-      FERRY_SECRET: "e2e-secret",
-      RUST_LOG: "warn",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  children.add(child);
-  const [, url] = await waitForLine(child, child.stdout, /listening on (http:\/\/\S+)/, "the companion");
+  let listen = "127.0.0.1:0";
+  let child;
+  const launch = async () => {
+    child = spawn(required("FERRY_COMPANION_BIN"), [], {
+      env: {
+        ...cleanEnv(),
+        FERRY_LISTEN: listen,
+        FERRY_DATA_DIR: dataDir,
+        FERRY_STATIC_DIR: required("FERRY_DIST"),
+        FERRY_SECRET: "e2e-secret",
+        RUST_LOG: "warn",
+        ...env,
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.add(child);
+    const [, url] = await waitForLine(child, child.stdout, /listening on (http:\/\/\S+)/, "the companion");
+    listen = new URL(url).host;
+    return url;
+  };
+  const url = await launch();
   return {
     url,
+    /** Kills the companion and resolves once it is gone. */
+    kill: () =>
+      new Promise((resolve) => {
+        child.once("exit", resolve);
+        children.delete(child);
+        child.kill("SIGKILL");
+      }),
+    /** Starts it again on the same address, with the same secret and settings. */
+    restart: launch,
     dataDir,
     /** The origin of the store the browser PUTs to, learned from a presigned URL. */
     storeOrigin: async () => {
@@ -90,6 +106,53 @@ export async function startCompanion(env = {}) {
       children.delete(child);
       child.kill();
     },
+  };
+}
+
+/** Resolves once the demo's row for `name` says it waits (`true`) or goes on (`false`). */
+export function rowWaiting(page, name, waiting) {
+  return page.waitForSelector(`[data-testid=file-row][data-name="${name}"][data-waiting="${waiting}"]`, { timeout: 120_000 });
+}
+
+/**
+ * Starts ferry-store as a process of its own (bucket `ferry`), so a test can take the store down
+ * and bring it back on the same address and folder: a real outage, for the page and the
+ * companion alike. `companionEnv` points a companion at it.
+ */
+export async function startStore() {
+  const root = fs.mkdtempSync(path.join(scratch, "outside-store-"));
+  const credentials = ["--access-key", "e2e-key", "--secret-key", "e2e-secret-key"];
+  let listen = "127.0.0.1:0";
+  let child;
+  const launch = async () => {
+    child = spawn(required("FERRY_STORE_BIN"), ["--root", root, ...credentials, "--bucket", "ferry", "--listen", listen], {
+      env: cleanEnv(),
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.add(child);
+    const [, url] = await waitForLine(child, child.stdout, /listening on (http:\/\/\S+)/, "the store");
+    listen = new URL(url).host;
+    return url;
+  };
+  const endpoint = await launch();
+  return {
+    endpoint,
+    companionEnv: {
+      FERRY_S3_ENDPOINT: endpoint,
+      FERRY_S3_BUCKET: "ferry",
+      FERRY_S3_PATH_STYLE: "true",
+      AWS_ACCESS_KEY_ID: "e2e-key",
+      AWS_SECRET_ACCESS_KEY: "e2e-secret-key",
+    },
+    /** Kills the store and resolves once it is gone. */
+    stop: () =>
+      new Promise((resolve) => {
+        child.once("exit", resolve);
+        children.delete(child);
+        child.kill("SIGKILL");
+      }),
+    /** Starts it again on the same address, with the same data. */
+    restart: launch,
   };
 }
 
@@ -120,6 +183,11 @@ export async function startMoto(bucket) {
       child.kill();
     },
   };
+}
+
+/** Resolves once the demo's row for `name` says it waits (`true`) or goes on (`false`). */
+export function rowWaiting(page, name, waiting) {
+  return page.waitForSelector(`[data-testid=file-row][data-name="${name}"][data-waiting="${waiting}"]`, { timeout: 120_000 });
 }
 
 function freePort() {

@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
@@ -112,6 +113,68 @@ test("an app built with Vite 7 imports the package and uploads", async () => {
       assert.ok(outcome.ok, `${file.name}: ${outcome.code}`);
       assert.equal((await readBack(companion.url, outcome.result.location)).sha256, file.sha256);
     }
+  } finally {
+    await page.close();
+    site.close();
+    companion.stop();
+  }
+});
+
+/** An HS256 JWT for `sub`, expiring `expiresIn` seconds from now (negative: already expired). */
+function jwt(secret, sub, expiresIn) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const unsigned = `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub, exp: Math.floor(Date.now() / 1000) + expiresIn })}`;
+  return `${unsigned}.${crypto.createHmac("sha256", secret).update(unsigned).digest("base64url")}`;
+}
+
+test("a bearer token that expires mid-upload is refreshed through the headers function", async () => {
+  const secret = "e2e-jwt-secret";
+  const companion = await startCompanion({ FERRY_JWT_HS256_SECRET: secret });
+  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
+  const page = await browser.newPage();
+  try {
+    // The application's token service, as the page's own backend would give it.
+    await page.exposeFunction("mintToken", (expiresIn) => jwt(secret, "tester", expiresIn));
+    await page.goto(`${site.url}/?companion=${encodeURIComponent(companion.url)}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const outcome = await page.evaluate(async (mib) => {
+      let token = await window.mintToken(3600);
+      const asked = [];
+      const uploader = window.createUploader({
+        endpoint: new URLSearchParams(location.search).get("companion"),
+        headers: async ({ refresh }) => {
+          asked.push(refresh);
+          if (refresh) token = await window.mintToken(3600);
+          return { Authorization: `Bearer ${token}` };
+        },
+      });
+      // Once the first part is stored, the token the application holds has expired (past the
+      // companion's 60 s leeway): the next call, Complete, is answered 401.
+      let expired = false;
+      uploader.on("part", async () => {
+        if (!expired) {
+          expired = true;
+          token = await window.mintToken(-300);
+        }
+      });
+      const bytes = new Uint8Array(23 * mib).map((_, index) => index % 251);
+      const file = new File([bytes], "jwt.bin");
+      const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+      try {
+        const result = await uploader.add(file).done;
+        return { ok: true, result, digest, asked, expired };
+      } catch (error) {
+        return { ok: false, code: error.code, message: error.message, asked, expired };
+      }
+    }, MIB);
+    assert.ok(outcome.ok, `${outcome.code}: ${outcome.message}`);
+    assert.ok(outcome.expired, "the token expired during the upload");
+    assert.ok(outcome.asked.length >= 3, `asked before every call: ${outcome.asked}`);
+    assert.ok(outcome.asked.includes(true), "a 401 asked for fresh headers");
+    assert.equal(outcome.result.size, 23 * MIB);
+    // With authentication on, the location is a signed link: it reads without credentials.
+    const stored = await readBack(companion.url, outcome.result.location);
+    assert.equal(stored.sha256, outcome.digest, "the object reads back identical");
   } finally {
     await page.close();
     site.close();

@@ -11,8 +11,10 @@ import {
   makeFile,
   pick,
   readBack,
+  rowWaiting,
   s3Error,
   startCompanion,
+  startStore,
   throttle,
   uploadThroughDemo,
 } from "./harness.mjs";
@@ -181,6 +183,52 @@ test("offline for 10 s in the middle: the upload continues by itself", async () 
     const during = await page.$eval("[data-testid=file-row]", (row) => row.dataset.state);
     assert.equal(during, "uploading", "offline does not fail the upload");
     await context.setOffline(false);
+    const rows = await finished;
+    await assertStored(companion, rows, [file]);
+  } finally {
+    await done();
+  }
+});
+
+test("the store down for 30 s mid-upload: the upload waits, spends no retry, and completes by itself", async () => {
+  const store = await startStore();
+  const { companion, page, storeOrigin, done } = await demo(store.companionEnv);
+  try {
+    await throttle(page, 16 * MIB);
+    const file = makeFile("outage.bin", 100 * MIB);
+    const started = partsStored(page, storeOrigin, 2);
+    const finished = uploadThroughDemo(page, [file]);
+    await started;
+    await store.stop();
+    await rowWaiting(page, file.name, true);
+    // The scenario is thirty seconds without a store; nothing to wait on but the clock.
+    await new Promise((resolve) => setTimeout(resolve, 30_000));
+    const during = await page.$eval("[data-testid=file-row]", (row) => row.dataset.state);
+    assert.equal(during, "uploading", "an outage does not fail the upload");
+    await store.restart();
+    const rows = await finished;
+    await assertStored(companion, rows, [file]);
+    const row = await page.$eval("[data-testid=file-row]", (row) => ({ ...row.dataset }));
+    assert.equal(row.retries, "0", "waiting out the outage spent no retry");
+    assert.equal(row.waiting, "false");
+  } finally {
+    await done();
+  }
+});
+
+test("the companion restarted mid-upload: the upload waits, then completes", async () => {
+  const store = await startStore();
+  const { companion, page, storeOrigin, done } = await demo(store.companionEnv);
+  try {
+    await throttle(page, 16 * MIB);
+    const file = makeFile("companion-restart.bin", 60 * MIB);
+    const started = partsStored(page, storeOrigin, 2);
+    const finished = uploadThroughDemo(page, [file]);
+    await started;
+    await companion.kill();
+    // The parts already signed go on; the Complete finds nobody and the file waits.
+    await rowWaiting(page, file.name, true);
+    await companion.restart();
     const rows = await finished;
     await assertStored(companion, rows, [file]);
   } finally {

@@ -288,6 +288,10 @@ fn test() -> Result {
             ),
             ("FERRY_DIST", dist.to_str().ok_or("path is not UTF-8")?),
             ("FERRY_PKG", pkg.to_str().ok_or("path is not UTF-8")?),
+            (
+                "FERRY_STORE_BIN",
+                store.to_str().ok_or("path is not UTF-8")?,
+            ),
         ],
     )?;
     step("a smoke run of the browser benchmark (every peer, small workloads)");

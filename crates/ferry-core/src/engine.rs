@@ -110,8 +110,9 @@ pub enum Action {
     },
     /// Abort these running PUTs of the file; nothing to answer.
     StopPuts { file: FileId, parts: Vec<u32> },
-    /// `DELETE /api/uploads/{upload_id}?token=`; nothing to answer: the file has already failed
-    /// or been cancelled, and a failed abort only leaves parts for the store's lifecycle rules.
+    /// `DELETE /api/uploads/{upload_id}?token=`; nothing to answer: the file was cancelled (or
+    /// its create answered too late). A driver keeps an abort that could not reach the
+    /// companion and sends it again when it can.
     Abort {
         file: FileId,
         upload_id: String,
@@ -135,6 +136,12 @@ pub enum Event {
     Resumed {
         file: FileId,
         parts_kept: u32,
+    },
+    /// The file waits out an outage (`waiting: true`: the store or the companion does not
+    /// answer; nothing is spent), or it got an answer again and goes on (`waiting: false`).
+    Waiting {
+        file: FileId,
+        waiting: bool,
     },
 }
 
@@ -166,6 +173,8 @@ pub struct Progress {
     pub retries: u32,
     /// Whether its parts go through the companion.
     pub fallback: bool,
+    /// Whether it waits out an outage of the store or the companion.
+    pub waiting: bool,
 }
 
 /// A part PUT in flight.
@@ -258,9 +267,19 @@ struct Upload {
     confirmed: u64,
     /// Parts go through the companion.
     fallback: bool,
+    /// When to try direct PUTs again while on the fallback: the store may answer again.
+    fallback_until: Instant,
+    /// How long the last stay on the fallback was; each next one doubles, up to a cap.
+    fallback_period: std::time::Duration,
     /// Network failures of direct PUTs in a row.
     network_failures: u32,
+    /// Outage failures of PUTs in a row: the backoff of the probes.
+    outages: u32,
 }
+
+/// The first stay on the companion route before direct PUTs are tried again, and the longest.
+const FIRST_FALLBACK_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+const MAX_FALLBACK_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A URL's expiry moved to the local clock: the companion's clock and the browser's may
 /// disagree, the lifetime it gave does not.
@@ -301,8 +320,25 @@ impl Upload {
             etags: BTreeMap::new(),
             confirmed: 0,
             fallback: false,
+            fallback_until: now,
+            fallback_period: std::time::Duration::ZERO,
             network_failures: 0,
+            outages: 0,
         }
+    }
+
+    /// Sends the parts through the companion for a while; direct PUTs are tried again after it.
+    fn switch_to_fallback(&mut self, now: Instant) {
+        self.fallback = true;
+        self.fallback_period =
+            (self.fallback_period * 2).clamp(FIRST_FALLBACK_PERIOD, MAX_FALLBACK_PERIOD);
+        self.fallback_until = now + self.fallback_period;
+    }
+
+    /// Back to direct PUTs.
+    fn leave_fallback(&mut self) {
+        self.fallback = false;
+        self.network_failures = 0;
     }
 
     /// Puts running parts back in line, ready at once (their URLs are still good).
@@ -358,6 +394,8 @@ impl Upload {
 struct CallGate {
     in_flight: bool,
     attempts: u32,
+    /// Outage failures in a row: the backoff of the probes, which spend no attempt.
+    outages: u32,
     ready_at: Instant,
 }
 
@@ -371,6 +409,18 @@ struct Live {
     resume: Option<Box<Snapshot>>,
     call: CallGate,
     retries: u32,
+    /// Waiting out an outage (told with [`Event::Waiting`]).
+    waiting: bool,
+}
+
+impl Live {
+    /// Marks the file as waiting out an outage or not, telling the application on a change.
+    fn set_waiting(&mut self, file: FileId, waiting: bool, events: &mut VecDeque<Event>) {
+        if self.waiting != waiting {
+            self.waiting = waiting;
+            events.push_back(Event::Waiting { file, waiting });
+        }
+    }
 }
 
 /// The breaker key of calls and fallback PUTs to the companion.
@@ -435,6 +485,7 @@ impl Engine {
                 confirmed: 0,
                 in_flight: 0,
                 retries: 0,
+                waiting: false,
                 fallback: false,
             });
         }
@@ -448,6 +499,7 @@ impl Engine {
             in_flight: upload.map_or(0, |upload| upload.running.values().map(|r| r.sent).sum()),
             retries: live.retries,
             fallback: upload.is_some_and(|upload| upload.fallback),
+            waiting: live.waiting,
         })
     }
 
@@ -659,11 +711,22 @@ impl Engine {
     pub fn handle_online(&mut self, online: bool, now: Instant) {
         self.tick(now);
         self.online = online;
+        if online {
+            // Back online: what waits out the outage goes at once rather than at its next probe.
+            for live in self.live.values_mut().filter(|live| live.waiting) {
+                live.call.ready_at = live.call.ready_at.min(now);
+                if let Some(upload) = live.upload.as_mut() {
+                    for waiting in upload.waiting.values_mut() {
+                        waiting.ready_at = waiting.ready_at.min(now);
+                    }
+                }
+            }
+        }
     }
 
     pub fn handle_created(&mut self, file: FileId, created: UploadCreated, now: Instant) {
         self.tick(now);
-        self.companion_answered();
+        self.companion_answered(file);
         let Some(live) = self
             .live
             .get_mut(&file)
@@ -714,7 +777,7 @@ impl Engine {
     /// The parts the store holds for a resumed file.
     pub fn handle_listed(&mut self, file: FileId, listed: Vec<StoredPart>, now: Instant) {
         self.tick(now);
-        self.companion_answered();
+        self.companion_answered(file);
         let Some(live) = self
             .live
             .get_mut(&file)
@@ -774,7 +837,7 @@ impl Engine {
 
     pub fn handle_signed(&mut self, file: FileId, parts: Vec<SignedPart>, now: Instant) {
         self.tick(now);
-        self.companion_answered();
+        self.companion_answered(file);
         let Some(live) = self.live.get_mut(&file) else {
             return;
         };
@@ -819,6 +882,7 @@ impl Engine {
         };
         let host = running.host;
         upload.network_failures = 0;
+        upload.outages = 0;
         let range = upload.plan.part_range(part);
         upload.confirmed += range.end - range.start;
         upload.etags.insert(part, etag);
@@ -829,6 +893,9 @@ impl Engine {
             location: upload.location.clone(),
         });
         self.breakers.entry(host).or_default().on_answer();
+        if let Some(live) = self.live.get_mut(&file) {
+            live.set_waiting(file, false, &mut self.events);
+        }
         if let Some(object) = single {
             self.live.remove(&file);
             self.events.push_back(Event::Done { file, object });
@@ -858,6 +925,12 @@ impl Engine {
         let breaker = self.breakers.entry(running.host.clone()).or_default();
         breaker.on_outcome(&failure, online, now);
         let network = failure.status.is_none();
+        let outage = failure.is_outage();
+        if outage && upload.fallback && !network {
+            // The companion answered that it cannot reach the store either: the store is down
+            // for everyone, not just for this browser, so the direct route is as good.
+            upload.leave_fallback();
+        }
         let mut waiting = Waiting {
             url: running.url,
             attempts: running.attempts,
@@ -876,14 +949,23 @@ impl Engine {
                 };
                 if switched {
                     // The store cannot be reached from here: go through the companion, afresh.
-                    upload.fallback = true;
+                    upload.switch_to_fallback(now);
                     for waiting in upload.waiting.values_mut() {
                         waiting.attempts = 0;
                     }
                     waiting.attempts = 0;
                     Ok(waiting)
-                } else if network && (!online || breaker.is_tripped()) {
-                    // Offline or a tripped breaker is the network's fault, not the part's.
+                } else if outage {
+                    // An outage is the network's or the store's fault, not the part's: it is
+                    // waited out, probing with capped backoff (a tripped breaker or being
+                    // offline holds the probes back too), and spends nothing.
+                    upload.outages += 1;
+                    waiting.ready_at = now
+                        + self.config.retry.delay(
+                            upload.outages,
+                            failure.retry_after,
+                            &mut self.rng,
+                        );
                     Ok(waiting)
                 } else if waiting.attempts >= self.config.retry.retries {
                     Err(part_error(part, failure))
@@ -905,6 +987,9 @@ impl Engine {
         match verdict {
             Ok(waiting) => {
                 upload.waiting.insert(part, waiting);
+                if outage {
+                    live.set_waiting(file, true, &mut self.events);
+                }
             }
             Err(error) => self.fail(file, error),
         }
@@ -928,7 +1013,7 @@ impl Engine {
 
     pub fn handle_completed(&mut self, file: FileId, object: StoredObject, now: Instant) {
         self.tick(now);
-        self.companion_answered();
+        self.companion_answered(file);
         if self
             .live
             .get(&file)
@@ -971,14 +1056,23 @@ impl Engine {
             live.state = FileState::Creating;
             return;
         }
-        let free = network && (!online || breaker.is_tripped());
+        // An outage is waited out, probing with capped backoff, and spends nothing.
+        let outage = failure.is_outage();
         let retry = classify(&failure) != Class::Fatal
-            && (free || live.call.attempts < self.config.retry.retries);
+            && (outage || live.call.attempts < self.config.retry.retries);
         if !retry {
             self.fail(file, UploadError::from_call(failure));
             return;
         }
-        if !free {
+        if outage {
+            live.call.outages += 1;
+            live.call.ready_at = now
+                + self
+                    .config
+                    .retry
+                    .delay(live.call.outages, failure.retry_after, &mut self.rng);
+            live.set_waiting(file, true, &mut self.events);
+        } else {
             live.call.attempts += 1;
             live.retries += 1;
             self.stats.retries += 1;
@@ -1045,7 +1139,7 @@ impl Engine {
         let stall_after = self.config.retry.stall_after;
         let mut deadlines: Vec<Instant> = Vec::new();
         for live in self.live.values() {
-            if live.call.attempts > 0 && !live.call.in_flight {
+            if !live.call.in_flight {
                 deadlines.push(live.call.ready_at);
             }
             if let Some(upload) = &live.upload {
@@ -1068,11 +1162,16 @@ impl Engine {
         self.now = self.now.max(now);
     }
 
-    fn companion_answered(&mut self) {
+    /// The companion answered a call of `file`: it is reachable, and the file no longer waits.
+    fn companion_answered(&mut self, file: FileId) {
         self.breakers
             .entry(COMPANION.to_owned())
             .or_default()
             .on_answer();
+        if let Some(live) = self.live.get_mut(&file) {
+            live.call.outages = 0;
+            live.set_waiting(file, false, &mut self.events);
+        }
     }
 
     fn uploading(&mut self, file: FileId) -> Option<&mut Upload> {
@@ -1098,7 +1197,12 @@ impl Engine {
                 let parts = upload.running.keys().copied().collect();
                 self.actions.push_back(Action::StopPuts { file, parts });
             }
-            if let Some(upload_id) = upload.upload_id {
+            // A cancelled upload, or one whose Complete was refused, is aborted on the store:
+            // nothing can continue it. One that failed on its way is kept, with its resume
+            // record, so that trying again continues where it stopped; the companion's janitor
+            // sweeps it if nobody does.
+            let over = error == UploadError::Cancelled || live.state == FileState::Completing;
+            if let Some(upload_id) = upload.upload_id.filter(|_| over) {
                 self.stats.companion_calls += 1;
                 self.actions.push_back(Action::Abort {
                     file,
@@ -1134,6 +1238,7 @@ impl Engine {
                 resume: queued.resume,
                 call: CallGate::default(),
                 retries: 0,
+                waiting: false,
             };
             self.live.insert(file, live);
         }
@@ -1262,6 +1367,10 @@ impl Engine {
                 .get_mut(&file)
                 .and_then(|live| live.upload.as_mut())
                 .expect("uploading files have an upload");
+            if upload.fallback && now >= upload.fallback_until {
+                // The store may answer again: try direct PUTs (a longer stay follows if not).
+                upload.leave_fallback();
+            }
             while free > 0 && upload.running.len() < self.config.per_file {
                 // The lowest-numbered part that may go now, with a URL that will not expire first
                 // (single PUTs whose URL expired go through the companion).

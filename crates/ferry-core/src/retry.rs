@@ -26,6 +26,15 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// Whether this is an outage rather than a refusal: no answer at all, or a gateway saying
+    /// what is behind it does not answer (502, 504, or the companion's `StoreUnavailable`).
+    /// Outages are waited out and spend no attempt; only answers with a reason fail a file.
+    pub fn is_outage(&self) -> bool {
+        matches!(self.status, None | Some(502 | 504)) || self.code == "StoreUnavailable"
+    }
+}
+
 /// What to do about a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -107,6 +116,26 @@ mod tests {
             code: code.into(),
             message: message.into(),
             retry_after: None,
+        }
+    }
+
+    #[test]
+    fn outages_are_no_answer_or_a_gateway_that_gets_none() {
+        for (status, code, outage) in [
+            (None, "", true),
+            (Some(502), "StoreUnavailable", true),
+            (Some(504), "Http504", true),
+            (Some(502), "Http502", true),
+            (Some(503), "ServiceUnavailable", false),
+            (Some(500), "InternalError", false),
+            (Some(403), "AccessDenied", false),
+            (Some(429), "SlowDown", false),
+        ] {
+            assert_eq!(
+                failure(status, code, "").is_outage(),
+                outage,
+                "{status:?} {code}"
+            );
         }
     }
 

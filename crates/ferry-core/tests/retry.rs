@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_core::plan::{MIB, StoreLimits};
-use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredPart, UploadCreated};
+use ferry_core::protocol::{
+    CompanionConfig, SignedPart, SignedUrl, StoredObject, StoredPart, UploadCreated,
+};
 use ferry_core::{
     Action, Call, Engine, EngineConfig, Event, Failure, FileId, FileSpec, Instant, Plan, PutTarget,
     RetryPolicy, Snapshot, UploadError, UploadMode,
@@ -158,8 +160,10 @@ fn retry_after_is_honoured_and_attempts_run_out() {
     engine.handle_put_failed(file, 1, status(500, "InternalError"), at(now));
     let actions = drain(&mut engine, at(now));
     assert!(
-        matches!(actions.last(), Some(Action::Abort { .. })),
-        "{actions:?}"
+        !actions
+            .iter()
+            .any(|action| matches!(action, Action::Abort { .. })),
+        "a failed upload is kept for a retry to continue: {actions:?}"
     );
     assert!(matches!(
         engine.poll_event(),
@@ -233,7 +237,12 @@ fn a_stalled_part_is_aborted_and_retried() {
             parts: vec![1]
         })
     );
-    assert_eq!(engine.progress(file).unwrap().retries, 1);
+    // A stall is a connection that stopped answering: waited out like an outage, for free.
+    let progress = engine.progress(file).unwrap();
+    assert_eq!((progress.retries, progress.waiting), (0, true));
+    let again = engine.poll_timeout().unwrap();
+    assert!(again > at(40_000), "part 1 goes again after a backoff");
+    assert_eq!(puts(&drain(&mut engine, again)).len(), 1);
 }
 
 #[test]
@@ -324,6 +333,21 @@ fn companion_calls_are_retried_and_resume_keeps_only_agreeing_parts() {
     engine.handle_listed(file, listed, at(1000));
     assert_eq!(
         engine.poll_event(),
+        Some(Event::Waiting {
+            file,
+            waiting: true
+        }),
+        "the store's outage was told when the first call failed"
+    );
+    assert_eq!(
+        engine.poll_event(),
+        Some(Event::Waiting {
+            file,
+            waiting: false
+        })
+    );
+    assert_eq!(
+        engine.poll_event(),
         Some(Event::Resumed {
             file,
             parts_kept: 1
@@ -394,7 +418,13 @@ fn a_refused_create_fails_at_once_and_an_unreachable_one_is_retried() {
         Failure::network("refused"),
         at(0),
     );
-    assert_eq!(engine.poll_event(), None);
+    assert_eq!(
+        engine.poll_event(),
+        Some(Event::Waiting {
+            file: unreachable,
+            waiting: true
+        })
+    );
     assert_eq!(
         drain(&mut engine, at(1000)),
         vec![Action::Create { file: unreachable }]
@@ -529,5 +559,220 @@ fn a_multipart_part_refused_as_existing_fails_the_file() {
             .iter()
             .any(|event| matches!(event, Event::Failed { .. })),
         "{events:?}"
+    );
+}
+
+/// Drives `file` for `for_ms` of engine time, answering every PUT with `answer(target)` and
+/// every sign call with URLs; returns the events seen and the time reached.
+fn drive(
+    engine: &mut Engine,
+    file: FileId,
+    mut now: u64,
+    for_ms: u64,
+    answer: impl Fn(&PutTarget) -> Failure,
+) -> (Vec<Event>, u64, Vec<PutTarget>) {
+    let mut events = Vec::new();
+    let mut targets = Vec::new();
+    let end = now + for_ms;
+    while now < end {
+        for action in drain(engine, at(now)) {
+            match action {
+                Action::Put { part, target, .. } => {
+                    targets.push(target.clone());
+                    engine.handle_put_failed(file, part, answer(&target), at(now));
+                }
+                Action::Sign { request, .. } => {
+                    let urls = request
+                        .parts
+                        .iter()
+                        .map(|&part| SignedPart {
+                            part,
+                            url: url(part, u64::MAX / 1000),
+                        })
+                        .collect();
+                    engine.handle_signed(file, urls, at(now));
+                }
+                _ => {}
+            }
+        }
+        events.extend(std::iter::from_fn(|| engine.poll_event()));
+        let Some(next) = engine.poll_timeout() else {
+            break;
+        };
+        now = next.unix_millis() - START;
+        engine.handle_timeout(at(now));
+    }
+    (events, now, targets)
+}
+
+#[test]
+fn a_store_outage_is_waited_out_and_spends_nothing() {
+    let mut engine = engine();
+    let (file, first) = started(&mut engine, u64::MAX / 1000);
+    for (part, _) in puts(&first) {
+        engine.handle_put_failed(file, part, Failure::network("refused"), at(10));
+    }
+    // Ten minutes without a store: direct PUTs get no answer, and the companion's route answers
+    // that it cannot reach the store either.
+    let (events, now, targets) = drive(&mut engine, file, 10, 600_000, |target| match target {
+        PutTarget::Direct(_) => Failure::network("refused"),
+        PutTarget::Companion { .. } => status(502, "StoreUnavailable"),
+    });
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, Event::Failed { .. })),
+        "{events:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|event| matches!(event, Event::Waiting { .. }))
+            .collect::<Vec<_>>(),
+        vec![&Event::Waiting {
+            file,
+            waiting: true
+        }],
+        "told once that it waits"
+    );
+    let progress = engine.progress(file).unwrap();
+    assert!(progress.waiting && progress.retries == 0, "{progress:?}");
+    assert_eq!(engine.stats().retries, 0, "no attempt spent");
+    // Probes keep going, but with capped backoff: not hundreds a second.
+    assert!(
+        (20..400).contains(&targets.len()),
+        "{} probes in ten minutes",
+        targets.len()
+    );
+    assert!(
+        targets
+            .iter()
+            .any(|target| matches!(target, PutTarget::Companion { .. })),
+        "the companion route was tried"
+    );
+    assert!(
+        !engine.progress(file).unwrap().fallback,
+        "the companion could not reach the store either: back to direct PUTs"
+    );
+
+    // The store answers again: the file goes on by itself and completes.
+    let mut now = now;
+    let mut done = false;
+    for _ in 0..50 {
+        now = engine
+            .poll_timeout()
+            .map_or(now, |next| next.unix_millis() - START);
+        engine.handle_timeout(at(now));
+        for action in drain(&mut engine, at(now)) {
+            match action {
+                Action::Put { part, .. } => {
+                    engine.handle_put_done(file, part, format!("e{part}"), at(now))
+                }
+                Action::Complete { .. } => {
+                    engine.handle_completed(
+                        file,
+                        StoredObject {
+                            key: "k".into(),
+                            etag: "x-3".into(),
+                            size: 15 * MIB,
+                            location: String::new(),
+                        },
+                        at(now),
+                    );
+                }
+                _ => {}
+            }
+        }
+        let events: Vec<Event> = std::iter::from_fn(|| engine.poll_event()).collect();
+        if events.contains(&Event::Waiting {
+            file,
+            waiting: false,
+        }) {
+            assert!(!engine.progress(file).unwrap().waiting);
+        }
+        if events
+            .iter()
+            .any(|event| matches!(event, Event::Done { .. }))
+        {
+            done = true;
+            break;
+        }
+    }
+    assert!(done, "the upload completed after the outage");
+}
+
+#[test]
+fn a_companion_outage_is_waited_out_and_spends_nothing() {
+    let mut engine = engine();
+    let file = engine.add(FileSpec {
+        size: 15 * MIB,
+        ..FileSpec::default()
+    });
+    let mut now = 0;
+    let mut creates = 0;
+    let mut events = Vec::new();
+    while now < 300_000 {
+        for action in drain(&mut engine, at(now)) {
+            if let Action::Create { .. } = action {
+                creates += 1;
+                engine.handle_call_failed(file, Call::Create, Failure::network("down"), at(now));
+            }
+        }
+        events.extend(std::iter::from_fn(|| engine.poll_event()));
+        now = engine.poll_timeout().unwrap().unix_millis() - START;
+    }
+    assert_eq!(
+        events,
+        vec![Event::Waiting {
+            file,
+            waiting: true
+        }]
+    );
+    assert!(
+        (5..100).contains(&creates),
+        "{creates} probes in five minutes"
+    );
+    // Back online in the browser: the probe goes at once, not at its next backoff.
+    engine.handle_online(false, at(now));
+    engine.handle_online(true, at(now + 1));
+    assert_eq!(
+        drain(&mut engine, at(now + 1)),
+        vec![Action::Create { file }]
+    );
+    engine.handle_created(file, created(15 * MIB), at(now + 2));
+    assert_eq!(
+        engine.poll_event(),
+        Some(Event::Waiting {
+            file,
+            waiting: false
+        })
+    );
+}
+
+#[test]
+fn a_file_on_the_companion_route_tries_direct_puts_again() {
+    let mut engine = engine();
+    let (file, first) = started(&mut engine, u64::MAX / 1000);
+    for (part, _) in puts(&first) {
+        engine.handle_put_failed(file, part, Failure::network("blocked"), at(10));
+    }
+    // The store stays out of reach from this browser only: the companion's route works.
+    let (_, now, targets) = drive(&mut engine, file, 10, 5_000, |_| status(500, "x"));
+    assert!(
+        targets
+            .iter()
+            .all(|target| matches!(target, PutTarget::Companion { .. })),
+        "{targets:?}"
+    );
+    assert!(engine.progress(file).unwrap().fallback);
+    // After its stay on the companion route, the next part tries the store again.
+    let later = now + 31_000;
+    engine.handle_timeout(at(later));
+    let (_, _, targets) = drive(&mut engine, file, later, 100, |_| {
+        Failure::network("blocked")
+    });
+    assert!(
+        matches!(targets.first(), Some(PutTarget::Direct(_))),
+        "{targets:?}"
     );
 }

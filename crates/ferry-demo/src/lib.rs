@@ -65,6 +65,8 @@ struct Row {
     state: RwSignal<RowState>,
     retries: RwSignal<u32>,
     fallback: RwSignal<bool>,
+    /// Waiting out an outage of the store or the companion.
+    waiting: RwSignal<bool>,
     location: RwSignal<Option<String>>,
     etag: RwSignal<Option<String>>,
     error: RwSignal<Option<String>>,
@@ -177,6 +179,7 @@ fn run_upload(row: Row, timeline: RwSignal<VecDeque<String>>) {
             row.confirmed.set(progress.confirmed);
             row.retries.set(progress.retries);
             row.fallback.set(progress.fallback);
+            row.waiting.set(progress.waiting);
             let state = match progress.state {
                 FileState::Queued => RowState::Queued,
                 _ if progress.paused => RowState::Paused,
@@ -245,6 +248,17 @@ pub fn App() -> impl IntoView {
                     format!("{name}: resumed with {parts_kept} parts already stored"),
                 );
             }
+            ClientEvent::Waiting { id, waiting } => {
+                let name = names
+                    .with_value(|names| names.get(&(generation, id.0)).cloned())
+                    .unwrap_or_default();
+                let what = if *waiting {
+                    "no answer: waiting, spending no retries"
+                } else {
+                    "answered again: going on"
+                };
+                log(timeline, format!("{name}: {what}"));
+            }
             _ => {}
         });
     };
@@ -280,6 +294,7 @@ pub fn App() -> impl IntoView {
             state: RwSignal::new(RowState::Queued),
             retries: RwSignal::new(0),
             fallback: RwSignal::new(false),
+            waiting: RwSignal::new(false),
             location: RwSignal::new(None),
             etag: RwSignal::new(None),
             error: RwSignal::new(None),
@@ -628,6 +643,7 @@ fn FileRow(
             data-state=move || row.state.get().as_str()
             data-retries=move || row.retries.get().to_string()
             data-fallback=move || row.fallback.get().to_string()
+            data-waiting=move || row.waiting.get().to_string()
         >
             <div class="preview">{preview}</div>
             <div class="about">
@@ -645,6 +661,7 @@ fn FileRow(
                 <span data-testid="eta">{move || format!("ETA {}", eta(size.saturating_sub(row.confirmed.get()), row.speed.get()))}</span>
                 <span>{move || format!("{} retries", row.retries.get())}</span>
                 {move || row.fallback.get().then(|| view! { <span>"via companion"</span> })}
+                {move || row.waiting.get().then(|| view! { <span data-testid="waiting">"waiting for the store to answer"</span> })}
             </div>
             <div class="controls">
                 <button data-testid="pause" disabled=move || !(running() || row.state.get() == RowState::Paused) on:click=toggle_pause>

@@ -275,7 +275,7 @@ impl Sim {
             match &event {
                 Event::Done { .. } => self.report.done += 1,
                 Event::Failed { .. } => self.report.failed += 1,
-                Event::Resumed { .. } => {}
+                Event::Resumed { .. } | Event::Waiting { .. } => {}
             }
             observe(Observation::Event(&event));
         }

@@ -19,7 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Blob, File, XmlHttpRequest};
 
-use crate::http::call;
+use crate::http::{CompanionHeaders, HeaderSource, call};
 use crate::resume;
 use crate::xhr::{EtagFrom, PutRequest};
 
@@ -81,6 +81,12 @@ pub enum ClientEvent {
     Resumed {
         id: FileId,
         parts_kept: u32,
+    },
+    /// The upload waits out an outage of the store or the companion (`waiting: true`), or goes
+    /// on after it (`waiting: false`).
+    Waiting {
+        id: FileId,
+        waiting: bool,
     },
     Complete {
         id: FileId,
@@ -149,7 +155,7 @@ impl Drop for Driver {
 /// timer hold, so that dropping the last `Client` frees everything.
 struct WeakClient {
     endpoint: Rc<str>,
-    headers: Rc<Vec<(String, String)>>,
+    headers: Rc<CompanionHeaders>,
     part_size: Option<u64>,
     config: EngineConfig,
     driver: std::rc::Weak<RefCell<Option<Driver>>>,
@@ -183,7 +189,7 @@ fn now() -> Instant {
 pub struct Client {
     endpoint: Rc<str>,
     /// Headers sent to the companion (e.g. `Authorization`).
-    headers: Rc<Vec<(String, String)>>,
+    headers: Rc<CompanionHeaders>,
     /// Part size asked of the companion for new uploads.
     part_size: Option<u64>,
     config: EngineConfig,
@@ -225,9 +231,14 @@ impl Client {
         config: EngineConfig,
         headers: Vec<(String, String)>,
     ) -> Self {
+        Self::with_header_source(endpoint, config, HeaderSource::Fixed(headers))
+    }
+
+    /// A client that asks `headers` for the headers of every call to the companion.
+    pub fn with_header_source(endpoint: &str, config: EngineConfig, headers: HeaderSource) -> Self {
         Self {
             endpoint: endpoint.trim_end_matches('/').into(),
-            headers: Rc::new(headers),
+            headers: Rc::new(CompanionHeaders::new(headers)),
             part_size: None,
             config,
             driver: Rc::new(RefCell::new(None)),
@@ -296,12 +307,16 @@ impl Client {
         let config: CompanionConfig = call("GET", &self.url("/api/config"), &self.headers, None)
             .await
             .map_err(UploadError::from_call)?;
+        send_deferred_aborts(&self.headers);
         let window = web_sys::window().expect("ferry-wasm runs in a window");
         let listener = |online: bool| {
             let client = self.downgrade();
             Closure::<dyn FnMut()>::new(move || {
                 if let Some(client) = client.upgrade() {
                     client.with_engine(|engine| engine.handle_online(online, now()));
+                    if online {
+                        send_deferred_aborts(&client.headers);
+                    }
                 }
             })
         };
@@ -496,10 +511,17 @@ impl Client {
                         });
                         continue;
                     }
+                    Event::Waiting { file, waiting } => {
+                        announced.push(ClientEvent::Waiting { id: file, waiting });
+                        continue;
+                    }
                 };
                 if let Some(mut tracked) = driver.files.remove(&file) {
-                    // Done or given up (and aborted): nothing is left to resume.
-                    if let Some(record) = &tracked.record {
+                    // Done or cancelled (and aborted): nothing is left to resume. A failed
+                    // upload keeps its record, so adding the file again continues it.
+                    let finished =
+                        !matches!(&result, Err(error) if *error != UploadError::Cancelled);
+                    if let (Some(record), true) = (&tracked.record, finished) {
                         resume::remove(record);
                     }
                     announced.push(match &result {
@@ -688,15 +710,7 @@ impl Client {
                     js_sys::encode_uri_component(&token)
                 ));
                 let headers = self.headers.clone();
-                spawn_local(async move {
-                    // The file has already ended; a failed abort leaves the parts to the store's
-                    // lifecycle rules and the companion's janitor.
-                    if let Err(failure) = call::<()>("DELETE", &url, &headers, None).await {
-                        web_sys::console::warn_1(
-                            &format!("ferry: abort failed: {}", failure.message).into(),
-                        );
-                    }
-                });
+                spawn_local(abort_or_defer(url, headers));
             }
         }
     }
@@ -726,7 +740,7 @@ impl Client {
                 };
                 (
                     self.url(&path),
-                    self.headers.iter().cloned().collect(),
+                    self.headers.latest().into_iter().collect(),
                     EtagFrom::Json,
                 )
             }
@@ -834,6 +848,28 @@ impl Client {
             });
         }
         self.emit(ClientEvent::Progress { id: file, progress });
+    }
+}
+
+/// Aborts an upload on the store through the companion. One that cannot reach it now is kept
+/// (in `localStorage`) and sent again when the browser comes back online or a client starts:
+/// a cancelled upload must not leave its parts on the store for the janitor.
+async fn abort_or_defer(url: String, headers: Rc<CompanionHeaders>) {
+    match call::<()>("DELETE", &url, &headers, None).await {
+        Ok(()) => resume::forget_abort(&url),
+        Err(failure) if failure.is_outage() => resume::defer_abort(&url),
+        Err(failure) => {
+            // Refused (gone already, or a token nobody accepts): nothing left to do.
+            resume::forget_abort(&url);
+            web_sys::console::warn_1(&format!("ferry: abort refused: {}", failure.message).into());
+        }
+    }
+}
+
+/// Sends the aborts that could not reach the companion before.
+fn send_deferred_aborts(headers: &Rc<CompanionHeaders>) {
+    for url in resume::deferred_aborts() {
+        spawn_local(abort_or_defer(url, headers.clone()));
     }
 }
 

@@ -9,9 +9,100 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RequestInit, Response};
 
-/// Calls the companion at `url`. A non-2xx answer is a [`Failure`] with the companion's code
-/// (for store refusals, the store's S3 code); no answer at all is a network failure.
+/// Where the headers of companion calls (such as `Authorization`) come from.
+pub enum HeaderSource {
+    /// The same headers on every call.
+    Fixed(Vec<(String, String)>),
+    /// The application's function, called before every call with `{ refresh }` (true after the
+    /// companion answered 401), returning the headers or a Promise of them: a token that
+    /// expires during a long upload is replaced, not fatal.
+    Function(js_sys::Function),
+}
+
+/// The headers of companion calls, and the latest ones resolved, for the requests that must
+/// start at once (the fallback PUTs).
+pub struct CompanionHeaders {
+    source: HeaderSource,
+    latest: std::cell::RefCell<Vec<(String, String)>>,
+}
+
+impl CompanionHeaders {
+    pub fn new(source: HeaderSource) -> Self {
+        let latest = match &source {
+            HeaderSource::Fixed(headers) => headers.clone(),
+            HeaderSource::Function(_) => Vec::new(),
+        };
+        Self {
+            source,
+            latest: std::cell::RefCell::new(latest),
+        }
+    }
+
+    /// The headers the last call used.
+    pub fn latest(&self) -> Vec<(String, String)> {
+        self.latest.borrow().clone()
+    }
+
+    /// The headers for a call; `refresh` says the last ones were refused.
+    async fn resolve(&self, refresh: bool) -> Result<Vec<(String, String)>, Failure> {
+        let HeaderSource::Function(function) = &self.source else {
+            return Ok(self.latest());
+        };
+        let refused = |err: &wasm_bindgen::JsValue| Failure {
+            status: Some(401),
+            code: "Unauthorized".into(),
+            message: format!("the headers function failed: {}", describe(err)),
+            retry_after: None,
+        };
+        let context = js_sys::Object::new();
+        js_sys::Reflect::set(&context, &"refresh".into(), &refresh.into())
+            .expect("set on a plain object");
+        let mut value = function
+            .call1(&wasm_bindgen::JsValue::NULL, &context)
+            .map_err(|err| refused(&err))?;
+        if let Some(promise) = value.dyn_ref::<js_sys::Promise>() {
+            value = JsFuture::from(promise.clone())
+                .await
+                .map_err(|err| refused(&err))?;
+        }
+        let object: &js_sys::Object = value
+            .dyn_ref()
+            .ok_or_else(|| refused(&"it returned no object of headers".into()))?;
+        let headers = js_sys::Object::entries(object)
+            .iter()
+            .filter_map(|entry| {
+                let entry: js_sys::Array = entry.unchecked_into();
+                Some((entry.get(0).as_string()?, entry.get(1).as_string()?))
+            })
+            .collect::<Vec<_>>();
+        *self.latest.borrow_mut() = headers.clone();
+        Ok(headers)
+    }
+
+    fn refreshes(&self) -> bool {
+        matches!(self.source, HeaderSource::Function(_))
+    }
+}
+
+/// Calls the companion at `url` with fresh headers; a 401 asks the application for new ones and
+/// tries once more. A non-2xx answer is a [`Failure`] with the companion's code (for store
+/// refusals, the store's S3 code); no answer at all is a network failure.
 pub async fn call<T: DeserializeOwned>(
+    method: &str,
+    url: &str,
+    headers: &CompanionHeaders,
+    json: Option<String>,
+) -> Result<T, Failure> {
+    let first = send(method, url, &headers.resolve(false).await?, json.clone()).await;
+    match first {
+        Err(failure) if failure.status == Some(401) && headers.refreshes() => {
+            send(method, url, &headers.resolve(true).await?, json).await
+        }
+        other => other,
+    }
+}
+
+async fn send<T: DeserializeOwned>(
     method: &str,
     url: &str,
     extra_headers: &[(String, String)],

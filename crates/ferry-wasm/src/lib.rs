@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 pub use crate::client::{Client, ClientEvent, FileProgress, SchedulerView, UploadHandle};
+pub use crate::http::HeaderSource;
 pub use ferry_core::protocol::StoredObject;
 pub use ferry_core::{EngineConfig, FileId, FileState, FixedSlots, SlotRule};
 
@@ -40,8 +41,13 @@ const TYPES: &'static str = r#"
 export interface UploaderOptions {
   /** Base URL of the companion; "" or omitted for the page's own origin. */
   endpoint?: string;
-  /** Headers sent with every call to the companion, e.g. `{ Authorization: "Bearer ..." }`. */
-  headers?: Record<string, string>;
+  /**
+   * Headers sent with every call to the companion, e.g. `{ Authorization: "Bearer ..." }`; or a
+   * function called before every call that returns them (or a Promise of them). After a 401 it
+   * is called once more with `{ refresh: true }` and the call is tried again, so a token that
+   * expires during a long upload can be replaced. Aborts use fresh headers too.
+   */
+  headers?: Record<string, string> | ((context: { refresh: boolean }) => Record<string, string> | Promise<Record<string, string>>);
   /** Part PUTs at once over all files; by default 5, or 3 while a file over 65 MiB is active. */
   slots?: number;
   /** Files prepared ahead (upload created, first URLs signed); 10 by default. */
@@ -85,6 +91,8 @@ export interface UploadProgress {
   retries: number;
   /** Whether parts go through the companion because the store cannot be reached. */
   fallback: boolean;
+  /** Whether the upload waits out an outage (the store or the companion does not answer). */
+  waiting: boolean;
 }
 
 /** The stored object. */
@@ -108,6 +116,12 @@ export interface UploaderEvents {
   retry: { id: number; retries: number };
   /** A reloaded upload continued, keeping the parts the store already held. */
   resumed: { id: number; partsKept: number };
+  /**
+   * The store or the companion stopped answering and the upload waits, spending no retries and
+   * probing with capped backoff (`waiting: true`); or it answers again and the upload goes on
+   * by itself (`waiting: false`).
+   */
+  waiting: { id: number; waiting: boolean };
   complete: { id: number; result: UploadResult };
   error: { id: number; error: import("./index").FerryError };
 }
@@ -138,13 +152,12 @@ extern "C" {
     fn new(code: &str, message: &str) -> FerryError;
 }
 
+/// The uploader's options but `headers`, which may be a function and is read apart.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Options {
     #[serde(default)]
     endpoint: String,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
     slots: Option<usize>,
     triggers: Option<usize>,
     per_file: Option<usize>,
@@ -183,6 +196,7 @@ struct ProgressJs {
     in_flight: f64,
     retries: u32,
     fallback: bool,
+    waiting: bool,
 }
 
 impl ProgressJs {
@@ -195,8 +209,26 @@ impl ProgressJs {
             in_flight: progress.in_flight as f64,
             retries: progress.retries,
             fallback: progress.fallback,
+            waiting: progress.waiting,
         }
     }
+}
+
+/// `options.headers`: absent, an object of strings, or a function that returns them.
+fn header_source(headers: JsValue) -> Result<HeaderSource, JsError> {
+    if headers.is_undefined() || headers.is_null() {
+        return Ok(HeaderSource::Fixed(Vec::new()));
+    }
+    if let Some(function) = headers.dyn_ref::<js_sys::Function>() {
+        return Ok(HeaderSource::Function(function.clone()));
+    }
+    let fixed: BTreeMap<String, String> =
+        serde_wasm_bindgen::from_value(headers).map_err(|err| {
+            JsError::new(&format!(
+                "bad uploader options: headers must be an object of strings or a function: {err}"
+            ))
+        })?;
+    Ok(HeaderSource::Fixed(fixed.into_iter().collect()))
 }
 
 fn to_js(value: &impl Serialize) -> JsValue {
@@ -227,15 +259,21 @@ pub fn create_uploader(options: Option<UploaderOptions>) -> Result<Uploader, JsE
 impl Uploader {
     #[wasm_bindgen(constructor)]
     pub fn new(options: Option<UploaderOptions>) -> Result<Uploader, JsError> {
-        let options: Options = match options {
-            Some(options) if !options.is_undefined() && !options.is_null() => {
-                serde_wasm_bindgen::from_value(options.into())
-                    .map_err(|err| JsError::new(&format!("bad uploader options: {err}")))?
+        let given = options
+            .map(JsValue::from)
+            .filter(|options| !options.is_undefined() && !options.is_null());
+        let (options, headers) = match given {
+            Some(given) => {
+                let headers =
+                    js_sys::Reflect::get(&given, &"headers".into()).unwrap_or(JsValue::UNDEFINED);
+                let options: Options = serde_wasm_bindgen::from_value(given)
+                    .map_err(|err| JsError::new(&format!("bad uploader options: {err}")))?;
+                (options, header_source(headers)?)
             }
-            _ => Options::default(),
+            None => (Options::default(), HeaderSource::Fixed(Vec::new())),
         };
-        let headers = options.headers.clone().into_iter().collect();
-        let client = Client::with_headers(&options.endpoint, options.engine_config(), headers);
+        let client =
+            Client::with_header_source(&options.endpoint, options.engine_config(), headers);
         let listeners: Listeners = Rc::default();
         let dispatch = listeners.clone();
         client.on_event(move |event| {
@@ -254,6 +292,10 @@ impl Uploader {
                 ClientEvent::Resumed { id, parts_kept } => (
                     "resumed",
                     to_js(&serde_json::json!({"id": id.0, "partsKept": parts_kept})),
+                ),
+                ClientEvent::Waiting { id, waiting } => (
+                    "waiting",
+                    to_js(&serde_json::json!({"id": id.0, "waiting": waiting})),
                 ),
                 ClientEvent::Complete { id, object } => (
                     "complete",

@@ -91,3 +91,47 @@ pub fn unfinished() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Where aborts that could not reach the companion wait to be sent again.
+const DEFERRED_ABORTS: &str = "ferry:aborts";
+
+fn write_deferred(urls: &[String]) {
+    let Some(storage) = storage() else {
+        return;
+    };
+    if urls.is_empty() {
+        let _ = storage.remove_item(DEFERRED_ABORTS);
+    } else if let Ok(text) = serde_json::to_string(urls) {
+        let _ = storage.set_item(DEFERRED_ABORTS, &text);
+    }
+}
+
+/// The abort calls (their URLs, which carry the upload token) still to be sent.
+pub fn deferred_aborts() -> Vec<String> {
+    storage()
+        .and_then(|storage| storage.get_item(DEFERRED_ABORTS).ok()?)
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+/// Keeps an abort to send again later.
+pub fn defer_abort(url: &str) {
+    let mut urls = deferred_aborts();
+    if !urls.iter().any(|kept| kept == url) {
+        urls.push(url.to_owned());
+        write_deferred(&urls);
+    }
+}
+
+/// An abort went through, or can never: it is not sent again.
+pub fn forget_abort(url: &str) {
+    let urls = deferred_aborts();
+    if urls.iter().any(|kept| kept == url) {
+        write_deferred(
+            &urls
+                .into_iter()
+                .filter(|kept| kept != url)
+                .collect::<Vec<_>>(),
+        );
+    }
+}
