@@ -147,12 +147,18 @@ export async function startStore() {
     /** Kills the store and resolves once it is gone. */
     stop: () =>
       new Promise((resolve) => {
-        child.once("exit", resolve);
         children.delete(child);
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once("exit", resolve);
         child.kill("SIGKILL");
       }),
     /** Starts it again on the same address, with the same data. */
     restart: launch,
+    /** Multipart uploads the store still holds. */
+    liveUploads: () => {
+      const dir = path.join(root, "ferry", "uploads");
+      return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+    },
   };
 }
 
@@ -183,11 +189,6 @@ export async function startMoto(bucket) {
       child.kill();
     },
   };
-}
-
-/** Resolves once the demo's row for `name` says it waits (`true`) or goes on (`false`). */
-export function rowWaiting(page, name, waiting) {
-  return page.waitForSelector(`[data-testid=file-row][data-name="${name}"][data-waiting="${waiting}"]`, { timeout: 120_000 });
 }
 
 function freePort() {

@@ -43,6 +43,21 @@ async function demo(env = {}) {
   };
 }
 
+/** The demo on a companion whose store runs apart (so either can go down), on a link of `bytesPerSecond`. */
+async function demoOnOwnStore(bytesPerSecond) {
+  const store = await startStore();
+  const setup = await demo(store.companionEnv);
+  await throttle(setup.page, bytesPerSecond);
+  return {
+    store,
+    ...setup,
+    done: async () => {
+      await setup.done();
+      await store.stop();
+    },
+  };
+}
+
 async function assertStored(companion, rows, files) {
   for (const file of files) {
     const row = rows.find((row) => row.name === file.name);
@@ -191,10 +206,8 @@ test("offline for 10 s in the middle: the upload continues by itself", async () 
 });
 
 test("the store down for 30 s mid-upload: the upload waits, spends no retry, and completes by itself", async () => {
-  const store = await startStore();
-  const { companion, page, storeOrigin, done } = await demo(store.companionEnv);
+  const { store, companion, page, storeOrigin, done } = await demoOnOwnStore(16 * MIB);
   try {
-    await throttle(page, 16 * MIB);
     const file = makeFile("outage.bin", 100 * MIB);
     const started = partsStored(page, storeOrigin, 2);
     const finished = uploadThroughDemo(page, [file]);
@@ -217,10 +230,8 @@ test("the store down for 30 s mid-upload: the upload waits, spends no retry, and
 });
 
 test("the companion restarted mid-upload: the upload waits, then completes", async () => {
-  const store = await startStore();
-  const { companion, page, storeOrigin, done } = await demo(store.companionEnv);
+  const { store, companion, page, storeOrigin, done } = await demoOnOwnStore(16 * MIB);
   try {
-    await throttle(page, 16 * MIB);
     const file = makeFile("companion-restart.bin", 60 * MIB);
     const started = partsStored(page, storeOrigin, 2);
     const finished = uploadThroughDemo(page, [file]);
@@ -231,6 +242,66 @@ test("the companion restarted mid-upload: the upload waits, then completes", asy
     await companion.restart();
     const rows = await finished;
     await assertStored(companion, rows, [file]);
+  } finally {
+    await done();
+  }
+});
+
+test("an upload cancelled while the companion is down is aborted once it is back", async () => {
+  const { store, companion, page, storeOrigin, done } = await demoOnOwnStore(8 * MIB);
+  try {
+    const file = makeFile("cancel-later.bin", 60 * MIB);
+    const started = partsStored(page, storeOrigin, 1);
+    await pick(page, [file]);
+    await started;
+    assert.equal(store.liveUploads().length, 1, "the multipart upload is on the store");
+    await companion.kill();
+    await page.click("[data-testid=file-row] [data-testid=cancel]");
+    const aborted = page.waitForResponse((response) => response.request().method() === "DELETE" && response.status() === 204, {
+      timeout: 120_000,
+    });
+    await companion.restart();
+    await aborted;
+    assert.deepEqual(store.liveUploads(), [], "no multipart upload is left behind");
+    const kept = await page.evaluate(() => localStorage.getItem("ferry:aborts"));
+    assert.equal(kept, null, "the deferred abort is forgotten once sent");
+  } finally {
+    await done();
+  }
+});
+
+test("a failed upload keeps its parts: Retry continues where it stopped", async () => {
+  const { companion, page, storeOrigin, done } = await demo();
+  try {
+    // Part 5 is refused for good (a 403 is an answer with a reason): it starts only once two
+    // parts are stored (three run at once), so the file fails with those two on the store.
+    let refuse = true;
+    await page.route(`${storeOrigin}/**`, (route) => {
+      const refused = refuse && route.request().method() === "PUT" && new URL(route.request().url()).searchParams.get("partNumber") === "5";
+      if (!refused) return route.continue();
+      return route.fulfill({ status: 403, headers: CORS, body: s3Error("AccessDenied", "injected") });
+    });
+    const file = makeFile("retry-continues.bin", 30 * MIB);
+    const [failed] = await uploadThroughDemo(page, [file]);
+    assert.equal(failed.state, "failed");
+    assert.match(failed.error, /AccessDenied/);
+    assert.equal(companion.liveUploads().length, 1, "the multipart upload is kept for a retry");
+
+    refuse = false;
+    const puts = [];
+    page.on("request", (request) => {
+      if (isPart(storeOrigin)(request)) puts.push(new URL(request.url()).searchParams.get("partNumber"));
+    });
+    await page.click("[data-testid=file-row] [data-testid=retry]");
+    await page.waitForSelector('[data-testid=file-row][data-state="done"]', { timeout: 120_000 });
+    const rows = await page.$$eval("[data-testid=file-row]", (rows) =>
+      rows.map((row) => ({ name: row.dataset.name, state: row.dataset.state, href: row.querySelector("[data-testid=file-link]")?.getAttribute("href") })),
+    );
+    await assertStored(companion, rows, [file]);
+    // Six parts; the two stored before the failure are kept, not sent again.
+    assert.ok(puts.length <= 4, `parts sent again: ${puts}`);
+    const timeline = await page.$$eval("[data-testid=timeline] li", (items) => items.map((item) => item.textContent));
+    assert.ok(timeline.some((line) => line.includes("resumed with")), timeline.join("\n"));
   } finally {
     await done();
   }

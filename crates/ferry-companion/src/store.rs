@@ -547,6 +547,21 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_store_that_cannot_be_reached_is_logged_without_the_presigned_url() {
+        let presigned = "http://127.0.0.1:9/b/k?X-Amz-Credential=AKIA&X-Amz-Signature=abcdef";
+        let err = reqwest::get(presigned).await.unwrap_err();
+        assert!(
+            err.to_string().contains("X-Amz-Signature"),
+            "reqwest names the URL"
+        );
+        let logged = unreachable(err).to_string();
+        assert!(
+            !logged.contains("X-Amz") && !logged.contains("127.0.0.1:9/b/k"),
+            "{logged}"
+        );
+    }
+
     #[test]
     fn an_error_in_a_200_answer_is_a_server_error() {
         assert!(matches!(

@@ -320,3 +320,15 @@ async fn ten_thousand_parts_complete() {
     assert!(object.etag.trim_matches('"').ends_with("-10000"));
     assert!(companion.read_back(&object).await == bytes);
 }
+
+/// A sign call names each part once in its answer, however often it was asked for.
+#[tokio::test]
+async fn a_part_asked_for_twice_is_signed_once() {
+    let companion = companion(&[]).await;
+    let created = companion.created("twice.bin", 11 * MIB).await;
+    let response = companion.sign(&created, vec![2, 1, 2, 1, 1]).await;
+    assert_eq!(response.status(), 200);
+    let signed: PartsSigned = response.json().await.unwrap();
+    let parts: Vec<u32> = signed.urls.iter().map(|signed| signed.part).collect();
+    assert_eq!(parts, vec![1, 2]);
+}

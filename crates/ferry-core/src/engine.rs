@@ -1064,24 +1064,21 @@ impl Engine {
             self.fail(file, UploadError::from_call(failure));
             return;
         }
-        if outage {
+        let backoff = if outage {
             live.call.outages += 1;
-            live.call.ready_at = now
-                + self
-                    .config
-                    .retry
-                    .delay(live.call.outages, failure.retry_after, &mut self.rng);
             live.set_waiting(file, true, &mut self.events);
+            live.call.outages
         } else {
             live.call.attempts += 1;
             live.retries += 1;
             self.stats.retries += 1;
-            live.call.ready_at = now
-                + self
-                    .config
-                    .retry
-                    .delay(live.call.attempts, failure.retry_after, &mut self.rng);
-        }
+            live.call.attempts
+        };
+        live.call.ready_at = now
+            + self
+                .config
+                .retry
+                .delay(backoff, failure.retry_after, &mut self.rng);
     }
 
     /// Time passed: stalled parts are aborted and retried.

@@ -851,19 +851,47 @@ impl Client {
     }
 }
 
-/// Aborts an upload on the store through the companion. One that cannot reach it now is kept
-/// (in `localStorage`) and sent again when the browser comes back online or a client starts:
-/// a cancelled upload must not leave its parts on the store for the janitor.
+/// Aborts an upload on the store through the companion: a cancelled upload must not leave its
+/// parts on the store for the janitor. While the companion cannot be reached, the abort is kept
+/// (in `localStorage`, for the next page too) and tried again with backoff, and when the browser
+/// comes back online or a client starts.
 async fn abort_or_defer(url: String, headers: Rc<CompanionHeaders>) {
-    match call::<()>("DELETE", &url, &headers, None).await {
-        Ok(()) => resume::forget_abort(&url),
-        Err(failure) if failure.is_outage() => resume::defer_abort(&url),
-        Err(failure) => {
-            // Refused (gone already, or a token nobody accepts): nothing left to do.
-            resume::forget_abort(&url);
-            web_sys::console::warn_1(&format!("ferry: abort refused: {}", failure.message).into());
+    let mut backoff_ms = 1_000;
+    loop {
+        match call::<()>("DELETE", &url, &headers, None).await {
+            Ok(()) => return resume::forget_abort(&url),
+            Err(failure) if failure.is_outage() => {
+                resume::defer_abort(&url);
+                sleep_ms(backoff_ms).await;
+                backoff_ms = (backoff_ms * 2).min(MAX_ABORT_BACKOFF_MS);
+                if !resume::deferred_aborts().contains(&url) {
+                    // Another attempt (after `online`, or another tab) got it through.
+                    return;
+                }
+            }
+            Err(failure) => {
+                // Refused (gone already, or a token nobody accepts): nothing left to do.
+                resume::forget_abort(&url);
+                web_sys::console::warn_1(
+                    &format!("ferry: abort refused: {}", failure.message).into(),
+                );
+                return;
+            }
         }
     }
+}
+
+/// The longest wait between two tries of a deferred abort.
+const MAX_ABORT_BACKOFF_MS: i32 = 30_000;
+
+/// Resolves after `ms` milliseconds.
+async fn sleep_ms(ms: i32) {
+    let timer = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(timer).await;
 }
 
 /// Sends the aborts that could not reach the companion before.
