@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{Auth, AuthError};
-use crate::keys::{KeyError, object_key, owner_of_key, sanitize_file_name};
+use crate::keys::{KeyError, object_key, owner_of_key, owner_segment};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::streaming::{MinRate, TooSlow};
@@ -271,20 +271,28 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, "InvalidPart".to_owned())
             }
             Self::PartSizeMismatch { .. } => (StatusCode::BAD_REQUEST, "SizeMismatch".to_owned()),
-            Self::ObjectSizeMismatch { .. } => (StatusCode::BAD_GATEWAY, "SizeMismatch".to_owned()),
+            Self::ObjectSizeMismatch { .. } => (StatusCode::CONFLICT, "SizeMismatch".to_owned()),
             Self::AlreadyStored => (StatusCode::CONFLICT, "AlreadyStored".to_owned()),
             Self::UploadGone => (StatusCode::NOT_FOUND, "NoSuchUpload".to_owned()),
             Self::TooSlow(_) => (StatusCode::REQUEST_TIMEOUT, "TooSlow".to_owned()),
-            // The store's own refusals (EntityTooSmall, InvalidPart, NoSuchUpload) pass through
-            // with their S3 code, so the client can say what the store said.
-            Self::Store(StoreError::S3 { status, code, .. }) if (400..500).contains(status) => (
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+            // The store's answers (EntityTooSmall, InvalidPart, NoSuchUpload, InternalError,
+            // SlowDown) pass through with their status and S3 code, so the client can say what
+            // the store said and retry what can be retried. Only a store that did not answer at
+            // all is a 502: an outage, which clients wait out.
+            Self::Store(StoreError::S3 { status, code, .. }) => (
+                StatusCode::from_u16(*status)
+                    .ok()
+                    .filter(|status| status.is_client_error() || status.is_server_error())
+                    .filter(|status| *status != StatusCode::BAD_GATEWAY)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 code.clone(),
             ),
-            Self::Store(_) => (StatusCode::BAD_GATEWAY, "StoreUnavailable".to_owned()),
+            Self::Store(StoreError::Unavailable(_)) => {
+                (StatusCode::BAD_GATEWAY, "StoreUnavailable".to_owned())
+            }
         };
         let message = match &self {
-            Self::Store(StoreError::S3 { message, .. }) if status != StatusCode::BAD_GATEWAY => {
+            Self::Store(StoreError::S3 { message, .. }) if status.is_client_error() => {
                 format!("the store refused: {message}")
             }
             Self::Store(err) => {
@@ -535,18 +543,8 @@ async fn complete(
     let etags: Vec<String> = request.parts.into_iter().map(|part| part.etag).collect();
     let stored = match state.store.list_parts(&claims.key, &upload_id).await {
         Ok(stored) => stored,
-        // A retried Complete whose first try succeeded: the object is there, and it is the one
-        // these parts make. Anything else (made-up ETags) is refused.
-        Err(StoreError::S3 { code, .. }) if code == "NoSuchUpload" => {
-            return match state.store.head_object(&claims.key).await? {
-                Some((size, etag))
-                    if size == claims.size
-                        && multipart_etag(&etags).as_deref() == Some(etag.trim_matches('"')) =>
-                {
-                    Ok(Json(stored_object(&state, claims.key, etag, size)))
-                }
-                _ => Err(ApiError::UploadGone),
-            };
+        Err(err) if finished_before(&err) => {
+            return stored_by_an_earlier_complete(&state, claims, &etags).await;
         }
         Err(err) => return Err(err.into()),
     };
@@ -569,13 +567,28 @@ async fn complete(
             return Err(ApiError::PartEtagMismatch { part });
         }
     }
-    let etag = state
+    let etag = match state
         .store
         .complete_multipart_upload(&claims.key, &upload_id, &etags, state.conditional_writes())
-        .await?;
+        .await
+    {
+        Ok(etag) => etag,
+        // Another Complete of the same upload finished first.
+        Err(err) if finished_before(&err) => {
+            return stored_by_an_earlier_complete(&state, claims, &etags).await;
+        }
+        Err(err) => return Err(err.into()),
+    };
     let size = match state.store.head_object(&claims.key).await? {
         Some((size, _)) => size,
-        None => return Err(StoreError::Unavailable("a completed object is missing".into()).into()),
+        None => {
+            return Err(StoreError::S3 {
+                status: 500,
+                code: "BadStoreAnswer".into(),
+                message: "the store completed an object it then did not have".into(),
+            }
+            .into());
+        }
     };
     if size != claims.size {
         if let Err(err) = state.store.delete_object(&claims.key).await {
@@ -588,6 +601,30 @@ async fn complete(
     }
     state.metrics.completed(size);
     Ok(Json(stored_object(&state, claims.key, etag, size)))
+}
+
+/// Whether the store says the upload is finished already: gone, or its key taken.
+fn finished_before(err: &StoreError) -> bool {
+    matches!(err, StoreError::S3 { code, .. } if code == "NoSuchUpload" || code == "PreconditionFailed")
+}
+
+/// A Complete asked again after its first try succeeded (its answer lost, or two racing): the
+/// object is there, and answers it if it is the one these parts make. Anything else (made-up
+/// ETags) is refused.
+async fn stored_by_an_earlier_complete(
+    state: &AppState,
+    claims: Claims,
+    etags: &[String],
+) -> Result<Json<StoredObject>, ApiError> {
+    match state.store.head_object(&claims.key).await? {
+        Some((size, etag))
+            if size == claims.size
+                && multipart_etag(etags).as_deref() == Some(etag.trim_matches('"')) =>
+        {
+            Ok(Json(stored_object(state, claims.key, etag, size)))
+        }
+        _ => Err(ApiError::UploadGone),
+    }
 }
 
 fn stored_object(state: &AppState, key: String, etag: String, size: u64) -> StoredObject {
@@ -653,7 +690,7 @@ async fn file(
                 .map_err(ApiError::BadLink)?,
             _ => {
                 let caller = state.auth.owner(&headers)?;
-                if sanitize_file_name(&caller) != owner {
+                if owner_segment(&caller) != owner {
                     return Err(ApiError::NotYourFile);
                 }
             }

@@ -13,8 +13,10 @@ use aws_smithy_http_client::tls;
 /// Credentials that may change under the signer.
 pub type SharedCredentials = Arc<RwLock<rusty_s3::Credentials>>;
 
-/// Fetch new credentials this long before the current ones expire.
-const REFRESH_AHEAD: Duration = Duration::from_secs(300);
+/// Fetch new credentials at least this long before the current ones expire.
+const MIN_REFRESH_AHEAD: Duration = Duration::from_secs(300);
+/// The shortest wait between two fetches, whatever the provider says.
+const MIN_REFRESH_WAIT: Duration = Duration::from_secs(1);
 /// After a failed refresh, try again this soon (the current credentials may still be good).
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
@@ -27,8 +29,12 @@ pub fn fixed(access_key: &str, secret_key: &str, session_token: Option<&str>) ->
     Arc::new(RwLock::new(credentials))
 }
 
-/// The standard AWS chain's credentials, and a task that refreshes them before they expire.
-pub async fn from_aws_chain() -> Result<SharedCredentials, String> {
+/// The standard AWS chain's credentials, and a task that refreshes them before they expire. A
+/// presigned URL stops working when the credentials that signed it expire, so they are replaced
+/// at least `url_lifetime` (and a minute) ahead: a URL handed out just before is still good for
+/// all its life.
+pub async fn from_aws_chain(url_lifetime: Duration) -> Result<SharedCredentials, String> {
+    let ahead = MIN_REFRESH_AHEAD.max(url_lifetime + Duration::from_secs(60));
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
@@ -55,7 +61,7 @@ pub async fn from_aws_chain() -> Result<SharedCredentials, String> {
     );
     let shared = Arc::new(RwLock::new(to_signer(&first)));
     if let Some(expiry) = first.expiry() {
-        tokio::spawn(keep_fresh(provider, Arc::downgrade(&shared), expiry));
+        tokio::spawn(keep_fresh(provider, Arc::downgrade(&shared), expiry, ahead));
     }
     Ok(shared)
 }
@@ -73,15 +79,16 @@ fn to_signer(credentials: &aws_credential_types::Credentials) -> rusty_s3::Crede
     }
 }
 
-/// How long to wait before fetching credentials that expire at `expiry`: until
-/// [`REFRESH_AHEAD`] before, or halfway there when they live shorter than that.
-pub fn refresh_delay(expiry: SystemTime, now: SystemTime) -> Duration {
+/// How long to wait before fetching credentials that expire at `expiry`: until `ahead` before,
+/// or halfway there when they live shorter than that; never less than [`MIN_REFRESH_WAIT`].
+pub fn refresh_delay(expiry: SystemTime, now: SystemTime, ahead: Duration) -> Duration {
     let left = expiry.duration_since(now).unwrap_or_default();
-    if left > REFRESH_AHEAD * 2 {
-        left - REFRESH_AHEAD
+    let wait = if left > ahead * 2 {
+        left - ahead
     } else {
         left / 2
-    }
+    };
+    wait.max(MIN_REFRESH_WAIT)
 }
 
 /// Fetches new credentials before the current ones expire, for as long as anyone signs with them.
@@ -89,8 +96,9 @@ async fn keep_fresh(
     provider: SharedCredentialsProvider,
     shared: std::sync::Weak<RwLock<rusty_s3::Credentials>>,
     mut expiry: SystemTime,
+    ahead: Duration,
 ) {
-    let mut wait = refresh_delay(expiry, SystemTime::now());
+    let mut wait = refresh_delay(expiry, SystemTime::now(), ahead);
     loop {
         tokio::time::sleep(wait).await;
         let Some(shared) = shared.upgrade() else {
@@ -106,7 +114,7 @@ async fn keep_fresh(
                     return;
                 };
                 expiry = next;
-                wait = refresh_delay(expiry, SystemTime::now());
+                wait = refresh_delay(expiry, SystemTime::now(), ahead);
             }
             Err(err) => {
                 tracing::warn!(
@@ -128,16 +136,21 @@ mod tests {
     fn credentials_are_refreshed_ahead_of_their_expiry() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let hours = |h: u64| now + Duration::from_secs(h * 3600);
-        assert_eq!(refresh_delay(hours(1), now), Duration::from_secs(3300));
+        let ahead = Duration::from_secs(960);
         assert_eq!(
-            refresh_delay(now + Duration::from_secs(60), now),
+            refresh_delay(hours(1), now, ahead),
+            Duration::from_secs(3600 - 960),
+            "a URL signed just before still lives its 15 minutes"
+        );
+        assert_eq!(
+            refresh_delay(now + Duration::from_secs(60), now, ahead),
             Duration::from_secs(30),
             "short-lived ones halfway through"
         );
         assert_eq!(
-            refresh_delay(now - Duration::from_secs(5), now),
-            Duration::ZERO,
-            "expired ones at once"
+            refresh_delay(now - Duration::from_secs(5), now, ahead),
+            MIN_REFRESH_WAIT,
+            "expired ones soon, but never in a tight loop"
         );
     }
 }

@@ -77,15 +77,44 @@ pub fn sanitize_file_name(name: &str) -> String {
     }
 }
 
+/// Hex digits of the owner's hash in a segment whose name had to be made safe.
+const OWNER_HASH_HEX: usize = 16;
+
+/// The key segment of `owner`: its name when that is key-safe, else the name made safe, `@` and a
+/// hash of the real one, so that no two owners share a segment (`ops/alice` is not `alice`).
+/// `@` is no name character: a key-safe name never looks like a hashed one.
+pub fn owner_segment(owner: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let safe = sanitize_file_name(owner);
+    if safe == owner {
+        safe
+    } else {
+        let hash = hex::encode(Sha256::digest(owner.as_bytes()));
+        format!("{safe}@{}", &hash[..OWNER_HASH_HEX])
+    }
+}
+
 /// A fresh key for `name` uploaded by `owner`.
 pub fn object_key(prefix: &str, owner: &str, name: &str) -> String {
     let id: [u8; ID_BYTES] = rand::random();
     format!(
         "{prefix}{}/{}/{}",
-        sanitize_file_name(owner),
+        owner_segment(owner),
         hex::encode(id),
         sanitize_file_name(name)
     )
+}
+
+/// Whether `segment` is one [`owner_segment`] can make.
+fn is_owner_segment(segment: &str) -> bool {
+    let (name, hash) = match segment.rsplit_once('@') {
+        Some((name, hash)) => (name, Some(hash)),
+        None => (segment, None),
+    };
+    name.chars().all(is_name_char)
+        && hash.is_none_or(|hash| {
+            hash.len() == OWNER_HASH_HEX && hash.bytes().all(|byte| byte.is_ascii_hexdigit())
+        })
 }
 
 /// Why a key named on download is refused.
@@ -103,7 +132,8 @@ pub enum KeyError {
     EncodedSeparator,
 }
 
-/// The owner segment of `key` if it is exactly a key [`object_key`] could have made under
+/// The owner segment of `key` (compare it with [`owner_segment`]) if it is exactly a key
+/// [`object_key`] could have made under
 /// `prefix`: so a download signs that one object and nothing else (no `..` for a URL library to
 /// resolve, no listing of the bucket, no key outside the prefix).
 pub fn owner_of_key<'k>(prefix: &str, key: &'k str) -> Result<&'k str, KeyError> {
@@ -118,7 +148,7 @@ pub fn owner_of_key<'k>(prefix: &str, key: &'k str) -> Result<&'k str, KeyError>
     let [owner, id, name] = segments[..] else {
         return Err(KeyError::WrongShape);
     };
-    if !(owner.chars().all(is_name_char) && name.chars().all(is_name_char)) {
+    if !(is_owner_segment(owner) && name.chars().all(is_name_char)) {
         return Err(KeyError::BadCharacter);
     }
     let id_ok = id.len() == 2 * ID_BYTES && id.bytes().all(|byte| byte.is_ascii_hexdigit());
@@ -195,6 +225,22 @@ mod tests {
             "{a}"
         );
         assert_eq!(owner_of_key("uploads/", &a), Ok("anonymous"));
+    }
+
+    #[test]
+    fn owners_never_share_a_segment() {
+        assert_eq!(owner_segment("alice"), "alice");
+        let ops = owner_segment("ops/alice");
+        assert!(
+            ops.starts_with("alice@") && ops.len() == "alice@".len() + 16,
+            "{ops}"
+        );
+        assert_ne!(owner_segment("team/alice"), ops);
+        let key = object_key("uploads/", "ops/alice", "x.bin");
+        assert_eq!(owner_of_key("uploads/", &key), Ok(ops.as_str()));
+        for bad in ["alice@xyz", "alice@0123", "a@b@0123456789abcdef"] {
+            assert!(!is_owner_segment(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -43,6 +43,15 @@ const COMPLETE_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// How long browsers may cache a preflight answer (Chromium caps it at 2 hours).
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(7_200);
 
+/// The key prefix as a folder: `uploads` would otherwise also cover `uploads-private/...`.
+fn key_prefix(configured: &str) -> String {
+    if configured.is_empty() || configured.ends_with('/') {
+        configured.to_owned()
+    } else {
+        format!("{configured}/")
+    }
+}
+
 /// The connection limits `config` asks for.
 pub fn connection_limits(config: &Config) -> server::ConnectionLimits {
     server::ConnectionLimits {
@@ -89,7 +98,9 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
                 (Some(access_key), Some(secret_key)) => {
                     credentials::fixed(access_key, secret_key, config.session_token.as_deref())
                 }
-                (None, None) => credentials::from_aws_chain().await?,
+                (None, None) => {
+                    credentials::from_aws_chain(Duration::from_secs(config.url_lifetime)).await?
+                }
                 _ => {
                     return Err(
                         "give both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither to use the AWS credential chain"
@@ -140,7 +151,7 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
             // The embedded store always refuses to overwrite when asked.
             conditional_writes: config.s3_conditional_writes || config.s3_endpoint.is_none(),
         },
-        key_prefix: config.key_prefix.clone(),
+        key_prefix: key_prefix(&config.key_prefix),
         token_lifetime: Duration::from_secs(config.token_lifetime),
         download_link_lifetime: Duration::from_secs(config.download_link_lifetime),
         auth,
@@ -181,8 +192,18 @@ fn router(
         .route_layer(admitted())
         .layer(timeout())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT));
+    // Complete has a gate of its own: its bodies and the store's assembly may be slow, and must
+    // not starve create and sign.
+    let finishing_admission = Arc::new(admission::Admission::new(
+        config.admission_concurrency,
+        config.admission_queue,
+        metrics.clone(),
+    ));
     let finishing = api::finishing_routes()
-        .route_layer(admitted())
+        .route_layer(axum::middleware::from_fn_with_state(
+            finishing_admission,
+            admission::admit,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.complete_timeout),

@@ -23,11 +23,12 @@ async fn main() -> std::process::ExitCode {
     };
     let age = Duration::from_secs(config.janitor_age);
     if let Some(Command::Janitor) = config.command {
-        return match janitor::sweep(&companion.state.store, &config.key_prefix, age).await {
+        return match janitor::sweep(&companion.state.store, &companion.state.key_prefix, age).await
+        {
             Ok(sweep) => {
                 println!(
                     "janitor: {} uploads under {:?}, {} aborted",
-                    sweep.seen, config.key_prefix, sweep.aborted
+                    sweep.seen, companion.state.key_prefix, sweep.aborted
                 );
                 std::process::ExitCode::SUCCESS
             }
@@ -39,7 +40,7 @@ async fn main() -> std::process::ExitCode {
     }
     if config.janitor_period > 0 {
         let state = companion.state.clone();
-        let prefix = config.key_prefix.clone();
+        let prefix = companion.state.key_prefix.clone();
         let period = Duration::from_secs(config.janitor_period);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(period);

@@ -426,9 +426,8 @@ impl Store {
         let body = response.text().await.map_err(unreachable)?;
         match etag {
             Some(etag) if (200..300).contains(&status) => Ok(etag),
-            _ => Err(s3_error(status, &body).unwrap_or_else(|| {
-                StoreError::Unavailable(format!("PUT answered {status} without an ETag"))
-            })),
+            _ => Err(s3_error(status, &body)
+                .unwrap_or_else(|| unexpected(format!("PUT answered {status} without an ETag")))),
         }
     }
 
@@ -454,8 +453,13 @@ fn unreachable(err: reqwest::Error) -> StoreError {
     StoreError::Unavailable(err.without_url().to_string())
 }
 
+/// An answer that is not what S3 answers: the store is there, but broken, which is no outage.
 fn unexpected(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("the store's answer could not be read: {err}"))
+    StoreError::S3 {
+        status: 500,
+        code: "BadStoreAnswer".into(),
+        message: format!("the store's answer could not be read: {err}"),
+    }
 }
 
 /// The store's error document as a [`StoreError`], if the body is one.

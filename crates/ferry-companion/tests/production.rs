@@ -380,3 +380,38 @@ async fn downloads_are_limited_to_uploaded_keys_and_complete_can_be_retried() {
     );
     assert_eq!(second.etag.trim_matches('"'), first.etag.trim_matches('"'));
 }
+
+/// An owner whose name is not key-safe (`ops/alice`) gets a segment of its own, not `alice`'s:
+/// each reads only its own files by credentials.
+#[tokio::test]
+async fn owners_whose_names_look_alike_cannot_read_each_other() {
+    let companion = companion(&["--auth-tokens", "ops-key=ops/alice,alice-key=alice"]).await;
+    let created: ferry_core::protocol::UploadCreated = companion
+        .http
+        .post(companion.url("/api/uploads"))
+        .bearer_auth("ops-key")
+        .json(&json!({"name": "ops.bin", "size": 10, "type": ""}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(created.key.starts_with("uploads/alice@"), "{}", created.key);
+    let url = created.url.clone().unwrap();
+    assert_eq!(
+        companion.put_single(&url, pattern(10, 1)).await.status(),
+        200
+    );
+    let path = created.location.split('?').next().unwrap().to_owned();
+    for (bearer, status) in [("alice-key", 403), ("ops-key", 200)] {
+        let response = companion
+            .http
+            .get(companion.url(&path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{bearer}");
+    }
+}

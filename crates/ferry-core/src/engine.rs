@@ -280,6 +280,9 @@ struct Upload {
 /// The first stay on the companion route before direct PUTs are tried again, and the longest.
 const FIRST_FALLBACK_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
 const MAX_FALLBACK_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
+/// The shortest wait between two probes of an outage, whatever the retry delay: outages never
+/// run out of attempts, so without a floor a zero delay would probe in a tight loop.
+const MIN_OUTAGE_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A URL's expiry moved to the local clock: the companion's clock and the browser's may
 /// disagree, the lifetime it gave does not.
@@ -948,12 +951,16 @@ impl Engine {
                     upload.network_failures >= self.config.retry.fallback_after
                 };
                 if switched {
-                    // The store cannot be reached from here: go through the companion, afresh.
-                    upload.switch_to_fallback(now);
-                    for waiting in upload.waiting.values_mut() {
+                    // The store cannot be reached from here: go through the companion, afresh
+                    // the first time (later stays keep what was spent, or a part refused on
+                    // both routes would never run out of attempts).
+                    if upload.fallback_period.is_zero() {
+                        for waiting in upload.waiting.values_mut() {
+                            waiting.attempts = 0;
+                        }
                         waiting.attempts = 0;
                     }
-                    waiting.attempts = 0;
+                    upload.switch_to_fallback(now);
                     Ok(waiting)
                 } else if outage {
                     // An outage is the network's or the store's fault, not the part's: it is
@@ -961,11 +968,11 @@ impl Engine {
                     // offline holds the probes back too), and spends nothing.
                     upload.outages += 1;
                     waiting.ready_at = now
-                        + self.config.retry.delay(
-                            upload.outages,
-                            failure.retry_after,
-                            &mut self.rng,
-                        );
+                        + self
+                            .config
+                            .retry
+                            .delay(upload.outages, failure.retry_after, &mut self.rng)
+                            .max(MIN_OUTAGE_PROBE);
                     Ok(waiting)
                 } else if waiting.attempts >= self.config.retry.retries {
                     Err(part_error(part, failure))
@@ -1058,27 +1065,32 @@ impl Engine {
         }
         // An outage is waited out, probing with capped backoff, and spends nothing.
         let outage = failure.is_outage();
-        let retry = classify(&failure) != Class::Fatal
-            && (outage || live.call.attempts < self.config.retry.retries);
+        let fatal = classify(&failure) == Class::Fatal;
+        let retry = !fatal && (outage || live.call.attempts < self.config.retry.retries);
         if !retry {
-            self.fail(file, UploadError::from_call(failure));
+            // A Complete refused for good (the parts cannot make the object) leaves nothing to
+            // continue: its upload is aborted. Anything else, retries that ran out included,
+            // keeps it for a retry.
+            let refused = fatal && call == Call::Complete;
+            self.end(file, UploadError::from_call(failure), refused);
             return;
         }
-        let backoff = if outage {
+        let (backoff, floor) = if outage {
             live.call.outages += 1;
             live.set_waiting(file, true, &mut self.events);
-            live.call.outages
+            (live.call.outages, MIN_OUTAGE_PROBE)
         } else {
             live.call.attempts += 1;
             live.retries += 1;
             self.stats.retries += 1;
-            live.call.attempts
+            (live.call.attempts, std::time::Duration::ZERO)
         };
         live.call.ready_at = now
             + self
                 .config
                 .retry
-                .delay(backoff, failure.retry_after, &mut self.rng);
+                .delay(backoff, failure.retry_after, &mut self.rng)
+                .max(floor);
     }
 
     /// Time passed: stalled parts are aborted and retried.
@@ -1119,6 +1131,7 @@ impl Engine {
         }
         if !self.paused_all && self.online {
             self.take_files();
+            self.end_fallback_stays(now);
             self.call_companion(now);
             self.sign_ahead(now);
             self.start_puts(now);
@@ -1141,6 +1154,9 @@ impl Engine {
             }
             if let Some(upload) = &live.upload {
                 deadlines.extend(upload.waiting.values().map(|waiting| waiting.ready_at));
+                if upload.fallback {
+                    deadlines.push(upload.fallback_until);
+                }
                 deadlines.extend(
                     upload
                         .running
@@ -1180,6 +1196,12 @@ impl Engine {
     }
 
     fn fail(&mut self, file: FileId, error: UploadError) {
+        let cancelled = error == UploadError::Cancelled;
+        self.end(file, error, cancelled);
+    }
+
+    /// Ends a live file with `error`, aborting its multipart upload on the store if `abort`.
+    fn end(&mut self, file: FileId, error: UploadError, abort: bool) {
         let Some(live) = self.live.remove(&file) else {
             return;
         };
@@ -1198,8 +1220,7 @@ impl Engine {
             // nothing can continue it. One that failed on its way is kept, with its resume
             // record, so that trying again continues where it stopped; the companion's janitor
             // sweeps it if nobody does.
-            let over = error == UploadError::Cancelled || live.state == FileState::Completing;
-            if let Some(upload_id) = upload.upload_id.filter(|_| over) {
+            if let Some(upload_id) = upload.upload_id.filter(|_| abort) {
                 self.stats.companion_calls += 1;
                 self.actions.push_back(Action::Abort {
                     file,
@@ -1278,6 +1299,19 @@ impl Engine {
             live.call.in_flight = true;
             self.stats.companion_calls += 1;
             self.actions.push_back(action);
+        }
+    }
+
+    /// Files whose stay on the companion route is over try direct PUTs again (a longer stay
+    /// follows if they still fail); before signing, so their parts get URLs.
+    fn end_fallback_stays(&mut self, now: Instant) {
+        for live in self.live.values_mut() {
+            if let Some(upload) = live.upload.as_mut()
+                && upload.fallback
+                && now >= upload.fallback_until
+            {
+                upload.leave_fallback();
+            }
         }
     }
 
@@ -1364,10 +1398,6 @@ impl Engine {
                 .get_mut(&file)
                 .and_then(|live| live.upload.as_mut())
                 .expect("uploading files have an upload");
-            if upload.fallback && now >= upload.fallback_until {
-                // The store may answer again: try direct PUTs (a longer stay follows if not).
-                upload.leave_fallback();
-            }
             while free > 0 && upload.running.len() < self.config.per_file {
                 // The lowest-numbered part that may go now, with a URL that will not expire first
                 // (single PUTs whose URL expired go through the companion).

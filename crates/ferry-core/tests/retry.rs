@@ -776,3 +776,56 @@ fn a_file_on_the_companion_route_tries_direct_puts_again() {
         "{targets:?}"
     );
 }
+
+#[test]
+fn a_complete_refused_for_good_aborts_and_one_out_of_retries_keeps_the_upload() {
+    for (answer, aborted) in [
+        (status(400, "EntityTooSmall"), true),
+        (status(503, "Busy"), false),
+    ] {
+        let mut engine = engine();
+        let (file, first) = started(&mut engine, u64::MAX / 1000);
+        for (part, _) in puts(&first) {
+            engine.handle_put_done(file, part, format!("e{part}"), at(10));
+        }
+        let mut now = 10;
+        let mut actions = drain(&mut engine, at(now));
+        while engine.poll_event().is_none() {
+            assert!(
+                actions
+                    .iter()
+                    .any(|action| matches!(action, Action::Complete { .. })),
+                "{actions:?}"
+            );
+            engine.handle_call_failed(file, Call::Complete, answer.clone(), at(now));
+            now = engine
+                .poll_timeout()
+                .map_or(now, |next| next.unix_millis() - START);
+            actions = drain(&mut engine, at(now));
+        }
+        let abort = actions
+            .iter()
+            .any(|action| matches!(action, Action::Abort { .. }));
+        assert_eq!(abort, aborted, "{answer:?}: {actions:?}");
+    }
+}
+
+#[test]
+fn after_its_stay_on_the_companion_route_a_file_signs_and_puts_direct_again() {
+    let mut engine = engine();
+    // URLs that expire 20 s in: by the end of the stay they must be signed again.
+    let (file, first) = started(&mut engine, START / 1000 + 20);
+    for (part, _) in puts(&first) {
+        engine.handle_put_failed(file, part, Failure::network("blocked"), at(10));
+    }
+    assert!(engine.progress(file).unwrap().fallback);
+    // The companion does not answer either, so parts back off past the end of the stay.
+    let (_, _, targets) = drive(&mut engine, file, 10, 45_000, |_| Failure::network("down"));
+    let direct = targets
+        .iter()
+        .position(|target| matches!(target, PutTarget::Direct(_)));
+    assert!(
+        direct.is_some_and(|at| at > 0),
+        "after the companion route, parts were signed and went direct: {targets:?}"
+    );
+}

@@ -307,7 +307,7 @@ impl Client {
         let config: CompanionConfig = call("GET", &self.url("/api/config"), &self.headers, None)
             .await
             .map_err(UploadError::from_call)?;
-        send_deferred_aborts(&self.headers);
+        self.send_deferred_aborts();
         let window = web_sys::window().expect("ferry-wasm runs in a window");
         let listener = |online: bool| {
             let client = self.downgrade();
@@ -315,7 +315,7 @@ impl Client {
                 if let Some(client) = client.upgrade() {
                     client.with_engine(|engine| engine.handle_online(online, now()));
                     if online {
-                        send_deferred_aborts(&client.headers);
+                        client.send_deferred_aborts();
                     }
                 }
             })
@@ -773,6 +773,7 @@ impl Client {
                 return;
             }
         };
+        let through_companion = matches!(target, PutTarget::Companion { .. });
         let number = driver.next_request;
         driver.next_request += 1;
         driver
@@ -780,7 +781,15 @@ impl Client {
             .insert((file, part), (number, request.abort_handle()));
         let client = self.clone();
         spawn_local(async move {
-            let result = request.finish().await;
+            let mut result = request.finish().await;
+            if through_companion
+                && let Err(failure) = &result
+                && failure.status == Some(401)
+            {
+                // The companion refused the application's headers: ask for fresh ones, as its
+                // JSON calls do, and send the part again with them; nothing is spent.
+                result = Err(client.headers.refreshed_for_put(failure).await);
+            }
             let current = client.driver.borrow_mut().as_mut().is_some_and(|driver| {
                 let current = driver
                     .running
@@ -856,9 +865,24 @@ impl Client {
 /// (in `localStorage`, for the next page too) and tried again with backoff, and when the browser
 /// comes back online or a client starts.
 async fn abort_or_defer(url: String, headers: Rc<CompanionHeaders>) {
+    // One loop per abort, however many times it is asked for.
+    if !ABORTING.with_borrow_mut(|aborting| aborting.insert(url.clone())) {
+        return;
+    }
+    abort_with_backoff(&url, &headers).await;
+    ABORTING.with_borrow_mut(|aborting| aborting.remove(&url));
+}
+
+thread_local! {
+    /// The aborts being sent or waiting to be sent again, in this page.
+    static ABORTING: RefCell<std::collections::HashSet<String>> = RefCell::default();
+}
+
+async fn abort_with_backoff(url: &str, headers: &CompanionHeaders) {
+    let url = url.to_owned();
     let mut backoff_ms = 1_000;
     loop {
-        match call::<()>("DELETE", &url, &headers, None).await {
+        match call::<()>("DELETE", &url, headers, None).await {
             Ok(()) => return resume::forget_abort(&url),
             Err(failure) if failure.is_outage() => {
                 resume::defer_abort(&url);
@@ -894,10 +918,16 @@ async fn sleep_ms(ms: i32) {
     let _ = wasm_bindgen_futures::JsFuture::from(timer).await;
 }
 
-/// Sends the aborts that could not reach the companion before.
-fn send_deferred_aborts(headers: &Rc<CompanionHeaders>) {
-    for url in resume::deferred_aborts() {
-        spawn_local(abort_or_defer(url, headers.clone()));
+impl Client {
+    /// Sends the aborts that could not reach this client's companion before, with this
+    /// client's headers (another uploader on the page may talk to another companion).
+    fn send_deferred_aborts(&self) {
+        let ours = self.url("/api/uploads/");
+        for url in resume::deferred_aborts() {
+            if url.starts_with(&ours) {
+                spawn_local(abort_or_defer(url, self.headers.clone()));
+            }
+        }
     }
 }
 

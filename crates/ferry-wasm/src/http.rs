@@ -48,11 +48,10 @@ impl CompanionHeaders {
         let HeaderSource::Function(function) = &self.source else {
             return Ok(self.latest());
         };
-        let refused = |err: &wasm_bindgen::JsValue| Failure {
-            status: Some(401),
-            code: "Unauthorized".into(),
-            message: format!("the headers function failed: {}", describe(err)),
-            retry_after: None,
+        // The application could not give headers now (its token service may be down too):
+        // no request went out, so the call is waited out like one that got no answer.
+        let refused = |err: &wasm_bindgen::JsValue| {
+            Failure::network(format!("the headers function failed: {}", describe(err)))
         };
         let context = js_sys::Object::new();
         js_sys::Reflect::set(&context, &"refresh".into(), &refresh.into())
@@ -81,6 +80,20 @@ impl CompanionHeaders {
 
     fn refreshes(&self) -> bool {
         matches!(self.source, HeaderSource::Function(_))
+    }
+
+    /// After a fallback PUT was answered 401: asks the application for fresh headers, which
+    /// the next attempt uses. With a function that gave them, the 401 becomes a failure that
+    /// spends nothing (the part goes again after a short wait); otherwise it stays the refusal
+    /// it was.
+    pub async fn refreshed_for_put(&self, refused: &Failure) -> Failure {
+        if !self.refreshes() {
+            return refused.clone();
+        }
+        match self.resolve(true).await {
+            Ok(_) => Failure::network("the companion refused the headers: sending with fresh ones"),
+            Err(failure) => failure,
+        }
     }
 }
 
