@@ -415,3 +415,13 @@ async fn owners_whose_names_look_alike_cannot_read_each_other() {
         assert_eq!(response.status(), status, "{bearer}");
     }
 }
+
+/// Out of the box the companion sweeps abandoned uploads (hourly, those over a day old) and
+/// refuses to overwrite: nothing to turn on for a safe deployment.
+#[test]
+fn safe_settings_are_the_defaults() {
+    let config = Config::parse_from(["ferry-companion"]);
+    assert_eq!((config.janitor_period, config.janitor_age), (3_600, 86_400));
+    assert!(config.s3_conditional_writes);
+    assert!(config.header_timeout > 0 && config.min_body_rate > 0);
+}
