@@ -386,17 +386,7 @@ async fn downloads_are_limited_to_uploaded_keys_and_complete_can_be_retried() {
 #[tokio::test]
 async fn owners_whose_names_look_alike_cannot_read_each_other() {
     let companion = companion(&["--auth-tokens", "ops-key=ops/alice,alice-key=alice"]).await;
-    let created: ferry_core::protocol::UploadCreated = companion
-        .http
-        .post(companion.url("/api/uploads"))
-        .bearer_auth("ops-key")
-        .json(&json!({"name": "ops.bin", "size": 10, "type": ""}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = companion.created_as("ops-key", "ops.bin", 10).await;
     assert!(created.key.starts_with("uploads/alice@"), "{}", created.key);
     let url = created.url.clone().unwrap();
     assert_eq!(

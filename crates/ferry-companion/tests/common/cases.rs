@@ -139,14 +139,7 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
         }
     };
     let create = json!({"name": "a.bin", "size": 11 * MIB, "type": "application/octet-stream"});
-    let created: ferry_core::protocol::UploadCreated = post("/api/uploads", Some("alice-key"))
-        .json(&create)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = companion.created_as("alice-key", "a.bin", 11 * MIB).await;
     let id = created.upload_id.clone().unwrap();
     let sign_path = format!("/api/uploads/{id}/sign");
     let expired = TokenKey::new(b"test-secret").sign(&Claims {
@@ -502,19 +495,10 @@ pub async fn metadata_is_stored_with_the_object(companion: &RunningCompanion) {
 /// Downloads with authentication on: the owner with credentials, anyone with the link the
 /// companion returned, nobody else. The companion must run with the `bad_requests` settings.
 pub async fn downloads_need_the_owner_or_a_link(companion: &RunningCompanion) {
-    use serde_json::json;
     let bytes = pattern(1000, 9);
-    let created: ferry_core::protocol::UploadCreated = companion
-        .http
-        .post(companion.url("/api/uploads"))
-        .bearer_auth("alice-key")
-        .json(&json!({"name": "mine.bin", "size": bytes.len(), "type": "application/octet-stream"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = companion
+        .created_as("alice-key", "mine.bin", bytes.len())
+        .await;
     let put = companion
         .put_single(created.url.as_ref().unwrap(), bytes.clone())
         .await;

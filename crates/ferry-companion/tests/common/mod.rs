@@ -179,6 +179,20 @@ impl RunningCompanion {
             .unwrap()
     }
 
+    /// Creates an upload for `name` of `size` bytes as the owner of `bearer`.
+    pub async fn created_as(&self, bearer: &str, name: &str, size: usize) -> UploadCreated {
+        let response = self
+            .http
+            .post(self.url("/api/uploads"))
+            .bearer_auth(bearer)
+            .json(&json!({"name": name, "size": size, "type": "application/octet-stream"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "create {name} as {bearer}");
+        response.json().await.unwrap()
+    }
+
     pub async fn created(&self, name: &str, size: usize) -> UploadCreated {
         let response = self.create(name, size).await;
         assert_eq!(response.status(), 200, "create {name}");
