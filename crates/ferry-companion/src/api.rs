@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -119,13 +119,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::Rejected {
-                status: rejection.status(),
-                message: rejection.body_text(),
-            }),
-        }
+        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
     }
 }
 
@@ -133,13 +128,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::Rejected {
-                status: rejection.status(),
-                message: rejection.body_text(),
-            }),
-        }
+        let Query(value) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
     }
 }
 
@@ -236,14 +226,20 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        Self::Rejected {
-            status: rejection.status(),
-            message: rejection.body_text(),
+/// Axum's refusals of a body, path or query keep their status and message, in our error body.
+macro_rules! rejected {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(rejection: $rejection) -> Self {
+                Self::Rejected {
+                    status: rejection.status(),
+                    message: rejection.body_text(),
+                }
+            }
         }
-    }
+    )*};
 }
+rejected!(JsonRejection, PathRejection, QueryRejection);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -548,10 +544,10 @@ async fn complete(
         }
         Err(err) => return Err(err.into()),
     };
+    let stored: BTreeMap<u32, _> = stored.into_iter().map(|held| (held.part, held)).collect();
     for (part, etag) in (1..=count).zip(&etags) {
         let (_, planned) = planned_part(&plan, part)?;
-        let held = stored.iter().find(|held| held.part == part);
-        let Some(held) = held else {
+        let Some(held) = stored.get(&part) else {
             return Err(ApiError::PartMissing { part });
         };
         if held.size != planned {
@@ -779,6 +775,7 @@ fn exact_length(headers: &axum::http::HeaderMap, expected: u64) -> Result<u64, A
         _ => Err(ApiError::WrongLength { expected, given }),
     }
 }
+
 /// Refuses a fallback write once the object exists: a finished upload is never written again.
 async fn refuse_if_stored(state: &AppState, key: &str) -> Result<(), ApiError> {
     match state.store.head_object(key).await? {

@@ -69,25 +69,19 @@ fn companion_process(moto_endpoint: &str, bucket: &str, env: &[(&str, &str)]) ->
 /// Creates a multipart upload and signs part 1: the URL names the access key and carries the
 /// session token the companion signs with now.
 async fn signing_identity(http: &reqwest::Client, base: &str) -> (String, Option<String>) {
-    let created: UploadCreated = http
-        .post(format!("{base}/api/uploads"))
-        .json(&json!({"name": "c.bin", "size": 11 * 1024 * 1024, "type": ""}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    async fn post<T: serde::de::DeserializeOwned>(
+        http: &reqwest::Client,
+        url: String,
+        body: serde_json::Value,
+    ) -> T {
+        let response = http.post(url).json(&body).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+    let body = json!({"name": "c.bin", "size": 11 * 1024 * 1024, "type": ""});
+    let created: UploadCreated = post(http, format!("{base}/api/uploads"), body).await;
     let id = created.upload_id.unwrap();
-    let signed: PartsSigned = http
-        .post(format!("{base}/api/uploads/{id}/sign"))
-        .json(&json!({"token": created.token, "parts": [1]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({"token": created.token, "parts": [1]});
+    let signed: PartsSigned = post(http, format!("{base}/api/uploads/{id}/sign"), body).await;
     let url = url::Url::parse(&signed.urls[0].url.url).unwrap();
     let query = |name: &str| {
         url.query_pairs()

@@ -280,9 +280,6 @@ struct Upload {
 /// The first stay on the companion route before direct PUTs are tried again, and the longest.
 const FIRST_FALLBACK_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
 const MAX_FALLBACK_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
-/// The shortest wait between two probes of an outage, whatever the retry delay: outages never
-/// run out of attempts, so without a floor a zero delay would probe in a tight loop.
-const MIN_OUTAGE_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A URL's expiry moved to the local clock: the companion's clock and the browser's may
 /// disagree, the lifetime it gave does not.
@@ -968,11 +965,11 @@ impl Engine {
                     // offline holds the probes back too), and spends nothing.
                     upload.outages += 1;
                     waiting.ready_at = now
-                        + self
-                            .config
-                            .retry
-                            .delay(upload.outages, failure.retry_after, &mut self.rng)
-                            .max(MIN_OUTAGE_PROBE);
+                        + self.config.retry.probe_delay(
+                            upload.outages,
+                            failure.retry_after,
+                            &mut self.rng,
+                        );
                     Ok(waiting)
                 } else if waiting.attempts >= self.config.retry.retries {
                     Err(part_error(part, failure))
@@ -1075,22 +1072,18 @@ impl Engine {
             self.end(file, UploadError::from_call(failure), refused);
             return;
         }
-        let (backoff, floor) = if outage {
+        let retry = &self.config.retry;
+        let wait = if outage {
             live.call.outages += 1;
             live.set_waiting(file, true, &mut self.events);
-            (live.call.outages, MIN_OUTAGE_PROBE)
+            retry.probe_delay(live.call.outages, failure.retry_after, &mut self.rng)
         } else {
             live.call.attempts += 1;
             live.retries += 1;
             self.stats.retries += 1;
-            (live.call.attempts, std::time::Duration::ZERO)
+            retry.delay(live.call.attempts, failure.retry_after, &mut self.rng)
         };
-        live.call.ready_at = now
-            + self
-                .config
-                .retry
-                .delay(backoff, failure.retry_after, &mut self.rng)
-                .max(floor);
+        live.call.ready_at = now + wait;
     }
 
     /// Time passed: stalled parts are aborted and retried.

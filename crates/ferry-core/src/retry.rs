@@ -92,7 +92,22 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The shortest wait between two probes of an outage, whatever the retry delay: outages never
+/// run out of attempts, so without a floor a zero delay would probe in a tight loop.
+const MIN_OUTAGE_PROBE: Duration = Duration::from_secs(1);
+
 impl RetryPolicy {
+    /// The wait before probe number `probe` (1-based) of an outage: the retry backoff, but
+    /// never under [`MIN_OUTAGE_PROBE`].
+    pub fn probe_delay(
+        &self,
+        probe: u32,
+        retry_after: Option<Duration>,
+        rng: &mut Rng,
+    ) -> Duration {
+        self.delay(probe, retry_after, rng).max(MIN_OUTAGE_PROBE)
+    }
+
     /// The wait before retry number `retry` (1-based), never shorter than `Retry-After` (itself
     /// capped at `max_delay`, so a server cannot park a part for a day).
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>, rng: &mut Rng) -> Duration {

@@ -879,23 +879,22 @@ thread_local! {
 }
 
 async fn abort_with_backoff(url: &str, headers: &CompanionHeaders) {
-    let url = url.to_owned();
     let mut backoff_ms = 1_000;
     loop {
-        match call::<()>("DELETE", &url, headers, None).await {
-            Ok(()) => return resume::forget_abort(&url),
+        match call::<()>("DELETE", url, headers, None).await {
+            Ok(()) => return resume::forget_abort(url),
             Err(failure) if failure.is_outage() => {
-                resume::defer_abort(&url);
+                resume::defer_abort(url);
                 sleep_ms(backoff_ms).await;
                 backoff_ms = (backoff_ms * 2).min(MAX_ABORT_BACKOFF_MS);
-                if !resume::deferred_aborts().contains(&url) {
+                if !resume::deferred_aborts().iter().any(|kept| kept == url) {
                     // Another attempt (after `online`, or another tab) got it through.
                     return;
                 }
             }
             Err(failure) => {
                 // Refused (gone already, or a token nobody accepts): nothing left to do.
-                resume::forget_abort(&url);
+                resume::forget_abort(url);
                 web_sys::console::warn_1(
                     &format!("ferry: abort refused: {}", failure.message).into(),
                 );

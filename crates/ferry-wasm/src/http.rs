@@ -83,15 +83,19 @@ impl CompanionHeaders {
     }
 
     /// After a fallback PUT was answered 401: asks the application for fresh headers, which
-    /// the next attempt uses. With a function that gave them, the 401 becomes a failure that
-    /// spends nothing (the part goes again after a short wait); otherwise it stays the refusal
-    /// it was.
+    /// the next attempt uses. When it gave other headers than the refused ones, the 401 becomes
+    /// a failure that spends nothing (the part goes again after a short wait); otherwise it
+    /// stays the refusal it was, as a JSON call's second 401 does.
     pub async fn refreshed_for_put(&self, refused: &Failure) -> Failure {
         if !self.refreshes() {
             return refused.clone();
         }
+        let before = self.latest();
         match self.resolve(true).await {
-            Ok(_) => Failure::network("the companion refused the headers: sending with fresh ones"),
+            Ok(fresh) if fresh != before => {
+                Failure::network("the companion refused the headers: sending with fresh ones")
+            }
+            Ok(_) => refused.clone(),
             Err(failure) => failure,
         }
     }

@@ -392,6 +392,8 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
         format!("/api/files/{owned}/a%5C..%5Cb"),
         format!("/api/files/{owned}/a%0Ab"),
         format!("/api/files/{owned}/a%3Flist-type=2"),
+        format!("/api/files/{owned}/a%252F..%252Fb"),
+        format!("/api/files/{owned}/%2e"),
         format!("/api/files/{owned}/x/y"),
     ] {
         let (status, body) = companion
