@@ -30,7 +30,11 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` tells where this checkout is; the path compiled in may be another checkout's
+    // that shares the target folder.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
@@ -93,6 +97,10 @@ fn ensure_wasm_tools() -> Result {
 }
 
 fn ensure_test_tools() -> Result {
+    if output("cargo", &["clippy", "--version"]).is_none() {
+        step("installing clippy");
+        run("rustup", &["component", "add", "clippy"])?;
+    }
     if !Path::new("/usr/bin/chromium").exists() {
         step("installing Debian's Chromium and ChromeDriver");
         run("apt-get", &["update"])?;
@@ -248,6 +256,40 @@ fn test() -> Result {
     ensure_test_tools()?;
     step("formatting check");
     run("cargo", &["fmt", "--all", "--check"])?;
+    step("clippy, warnings denied: native crates, then the browser crates for wasm");
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--exclude",
+            "ferry-wasm",
+            "--exclude",
+            "ferry-demo",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "ferry-wasm",
+            "-p",
+            "ferry-demo",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    step("ferry-wasm's pure functions, natively");
+    run("cargo", &["test", "-p", "ferry-wasm", "--lib"])?;
     step("Rust tests: engine, store and companion over HTTP, moto");
     run(
         "cargo",

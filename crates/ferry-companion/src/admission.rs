@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
@@ -52,15 +51,7 @@ pub async fn admit(
     let _admitted = Admitted(&admission.admitted);
     if before >= admission.capacity {
         admission.metrics.admission_refused();
-        let body = axum::Json(ferry_core::protocol::ErrorBody {
-            code: "Busy".into(),
-            message: "the companion is busy; try again shortly".into(),
-        });
-        let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return crate::api::ApiError::Busy.into_response();
     }
     let _permit = admission
         .running

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -222,6 +222,10 @@ pub enum ApiError {
     UploadGone,
     #[error(transparent)]
     TooSlow(#[from] TooSlow),
+    #[error("the companion is busy; try again shortly")]
+    Busy,
+    #[error("the request took longer than the companion allows")]
+    TimedOut,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -271,6 +275,8 @@ impl IntoResponse for ApiError {
             Self::AlreadyStored => (StatusCode::CONFLICT, "AlreadyStored".to_owned()),
             Self::UploadGone => (StatusCode::NOT_FOUND, "NoSuchUpload".to_owned()),
             Self::TooSlow(_) => (StatusCode::REQUEST_TIMEOUT, "TooSlow".to_owned()),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "Busy".to_owned()),
+            Self::TimedOut => (StatusCode::REQUEST_TIMEOUT, "TimedOut".to_owned()),
             // The store's answers (EntityTooSmall, InvalidPart, NoSuchUpload, InternalError,
             // SlowDown) pass through with their status and S3 code, so the client can say what
             // the store said and retry what can be retried. Only a store that did not answer at
@@ -291,14 +297,54 @@ impl IntoResponse for ApiError {
             Self::Store(StoreError::S3 { message, .. }) if status.is_client_error() => {
                 format!("the store refused: {message}")
             }
-            Self::Store(err) => {
-                tracing::error!(%err, "store call failed");
-                "the store did not answer as expected".to_owned()
-            }
+            // What went wrong inside stays in the log.
+            Self::Store(_) => "the store did not answer as expected".to_owned(),
             other => other.to_string(),
         };
-        (status, Json(ErrorBody { code, message })).into_response()
+        let mut response = (status, Json(ErrorBody { code, message })).into_response();
+        if let Self::Busy = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+            .extensions_mut()
+            .insert(Refusal(self.to_string().into()));
+        response
     }
+}
+
+/// Ends a request that runs longer than `limit` with 408 `TimedOut`.
+pub async fn time_limit(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    tokio::time::timeout(limit, next.run(request))
+        .await
+        .unwrap_or_else(|_| ApiError::TimedOut.into_response())
+}
+
+/// Why a request was refused, in full: carried from [`ApiError`] to [`log_refusals`].
+#[derive(Debug, Clone)]
+pub struct Refusal(pub Arc<str>);
+
+/// Logs every refusal once, in the request's span: failures of the companion or the store as
+/// errors, the client's own mistakes at debug level.
+pub async fn log_refusals(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(Refusal(reason)) = response.extensions().get::<Refusal>() {
+        let status = response.status().as_u16();
+        if response.status().is_server_error() {
+            tracing::error!(status, %reason, "refused");
+        } else {
+            tracing::debug!(status, %reason, "refused");
+        }
+    }
+    response
 }
 
 fn unix_now() -> u64 {
@@ -412,12 +458,6 @@ async fn create(
     }))
 }
 
-/// The plan the token's claims describe.
-fn plan_of(claims: &Claims) -> Result<Plan, ApiError> {
-    Plan::with_part_size(claims.size, claims.part_size)
-        .map_err(|_| ApiError::Token(TokenError::Malformed))
-}
-
 /// Part `part` of the plan as the store numbers it, and its exact length in bytes.
 fn planned_part(plan: &Plan, part: u32) -> Result<(u16, u64), ApiError> {
     let number = u16::try_from(part)
@@ -445,7 +485,7 @@ async fn sign(
             max: MAX_PARTS_PER_SIGN,
         });
     }
-    let plan = plan_of(&claims)?;
+    let plan = claims.plan()?;
     // Check every part before signing any: a refused call signs nothing. A part asked for twice
     // is signed once.
     let parts: BTreeMap<u32, (u16, u64)> = request
@@ -523,7 +563,7 @@ async fn complete(
 ) -> Result<Json<StoredObject>, ApiError> {
     let Json(request) = request?;
     let claims = state.verify(&headers, &request.token, Some(&upload_id))?;
-    let plan = plan_of(&claims)?;
+    let plan = claims.plan()?;
     let count = plan.part_count;
     let in_order = request.parts.len() == count as usize
         && request
@@ -814,7 +854,7 @@ async fn put_part(
     body: axum::body::Body,
 ) -> Result<Json<Etag>, ApiError> {
     let claims = state.verify(&headers, &query.token, Some(&upload_id))?;
-    let (number, planned) = planned_part(&plan_of(&claims)?, part)?;
+    let (number, planned) = planned_part(&claims.plan()?, part)?;
     let length = exact_length(&headers, planned)?;
     refuse_if_stored(&state, &claims.key).await?;
     let url = state.store.sign_upload_part(

@@ -22,13 +22,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use ferry_core::StoreLimits;
 use ferry_core::protocol::CompanionConfig;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use crate::config::Config;
@@ -69,9 +68,30 @@ pub struct Companion {
     pub state: Arc<api::AppState>,
 }
 
-/// Sets up the store (starting the embedded one when no endpoint is configured), checks the bucket
-/// and builds the router. Fails with a message a person can act on.
+/// The serve path: refuses an unsafe configuration, connects to the store (starting the
+/// embedded one when no endpoint is configured), checks the bucket and builds the app. Fails
+/// with a message a person can act on.
 pub async fn build(config: &Config) -> Result<Companion, String> {
+    // Refused before anything starts.
+    auth(config)?;
+    let store = connect_store(config).await?;
+    let state = state(config, &store)?;
+    state.store.check_bucket().await.map_err(|err| {
+        format!(
+            "bucket {:?} at {} cannot be used: {err}. Create it, or check the credentials and FERRY_S3_REGION.",
+            store.bucket, store.endpoint
+        )
+    })?;
+    Ok(Companion {
+        router: app(config, state.clone())?,
+        store,
+        state,
+    })
+}
+
+/// Who may call, as configured; refuses to listen beyond loopback without it unless anonymous
+/// uploads are allowed.
+fn auth(config: &Config) -> Result<auth::Auth, String> {
     let rs256_key = match &config.jwt_rs256_public_key {
         Some(path) => Some(
             std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?,
@@ -92,40 +112,40 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
             config.listen
         ));
     }
-    let store_config = match &config.s3_endpoint {
-        Some(endpoint) => {
-            let credentials = match (&config.access_key_id, &config.secret_access_key) {
-                (Some(access_key), Some(secret_key)) => {
-                    credentials::fixed(access_key, secret_key, config.session_token.as_deref())
-                }
-                (None, None) => {
-                    credentials::from_aws_chain(Duration::from_secs(config.url_lifetime)).await?
-                }
-                _ => {
-                    return Err(
-                        "give both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither to use the AWS credential chain"
-                            .into(),
-                    );
-                }
-            };
-            StoreConfig {
-                endpoint: endpoint.clone(),
-                bucket: config.s3_bucket.clone(),
-                region: config.s3_region.clone(),
-                path_style: config.s3_path_style,
-                credentials,
-            }
-        }
-        None => start_embedded_store(config).await?,
-    };
-    let store = Store::new(&store_config)?;
-    store.check_bucket().await.map_err(|err| {
-        format!(
-            "bucket {:?} at {} cannot be used: {err}. Create it, or check the credentials and FERRY_S3_REGION.",
-            store_config.bucket, store_config.endpoint
-        )
-    })?;
+    Ok(auth)
+}
 
+/// The store to talk to: the configured endpoint with its credentials (fixed, or the AWS
+/// chain), or the embedded store, started now.
+pub async fn connect_store(config: &Config) -> Result<StoreConfig, String> {
+    let Some(endpoint) = &config.s3_endpoint else {
+        return start_embedded_store(config).await;
+    };
+    let credentials = match (&config.access_key_id, &config.secret_access_key) {
+        (Some(access_key), Some(secret_key)) => {
+            credentials::fixed(access_key, secret_key, config.session_token.as_deref())
+        }
+        (None, None) => {
+            credentials::from_aws_chain(Duration::from_secs(config.url_lifetime)).await?
+        }
+        _ => {
+            return Err(
+                "give both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither to use the AWS credential chain"
+                    .into(),
+            );
+        }
+    };
+    Ok(StoreConfig {
+        endpoint: endpoint.clone(),
+        bucket: config.s3_bucket.clone(),
+        region: config.s3_region.clone(),
+        path_style: config.s3_path_style,
+        credentials,
+    })
+}
+
+/// What every route shares, made from the configuration: no I/O beyond reading a key file.
+pub fn state(config: &Config, store: &StoreConfig) -> Result<Arc<api::AppState>, String> {
     let secret = match &config.secret {
         Some(secret) => secret.as_bytes().to_vec(),
         None => {
@@ -135,9 +155,8 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
             rand::random::<[u8; 32]>().to_vec()
         }
     };
-    let metrics = Arc::new(metrics::Metrics::default());
-    let state = Arc::new(api::AppState {
-        store,
+    Ok(Arc::new(api::AppState {
+        store: Store::new(store)?,
         tokens: token::TokenKey::new(&secret),
         advertised: CompanionConfig {
             limits: StoreLimits {
@@ -154,40 +173,31 @@ pub async fn build(config: &Config) -> Result<Companion, String> {
         key_prefix: key_prefix(&config.key_prefix),
         token_lifetime: Duration::from_secs(config.token_lifetime),
         download_link_lifetime: Duration::from_secs(config.download_link_lifetime),
-        auth,
-        metrics: metrics.clone(),
+        auth: auth(config)?,
+        metrics: Arc::new(metrics::Metrics::default()),
         min_body_rate: streaming::MinRate {
             bytes_per_sec: config.min_body_rate,
             window: Duration::from_secs(config.body_rate_window.max(1)),
         },
-    });
-    Ok(Companion {
-        router: router(config, state.clone(), metrics)?,
-        store: store_config,
-        state,
-    })
+    }))
 }
 
-/// The routes with their guards: admission control on the upload routes, a timeout and a body
-/// limit on the JSON ones (the streaming fallback may take as long as a slow link needs), metrics
-/// by route, a request id on every request and log line, and CORS.
-fn router(
-    config: &Config,
-    state: Arc<api::AppState>,
-    metrics: Arc<metrics::Metrics>,
-) -> Result<Router, String> {
+/// The app: the routes with their guards (admission control on the upload routes, a timeout and
+/// a body limit on the JSON ones; the streaming fallback may take as long as a slow link needs),
+/// metrics by route, a request id on every request and log line, errors logged, and CORS.
+/// Synchronous and socket-free: tests drive it with `oneshot`.
+pub fn app(config: &Config, state: Arc<api::AppState>) -> Result<Router, String> {
+    let metrics = state.metrics.clone();
     let admission = Arc::new(admission::Admission::new(
         config.admission_concurrency,
         config.admission_queue,
         metrics.clone(),
     ));
     let admitted = || axum::middleware::from_fn_with_state(admission.clone(), admission::admit);
-    let timeout = || {
-        TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(config.request_timeout),
-        )
+    let time_limit = |secs: u64| {
+        axum::middleware::from_fn_with_state(Duration::from_secs(secs), api::time_limit)
     };
+    let timeout = || time_limit(config.request_timeout);
     let uploads = api::upload_routes()
         .route_layer(admitted())
         .layer(timeout())
@@ -204,10 +214,7 @@ fn router(
             finishing_admission,
             admission::admit,
         ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(config.complete_timeout),
-        ))
+        .layer(time_limit(config.complete_timeout))
         .layer(DefaultBodyLimit::max(COMPLETE_BODY_LIMIT));
     // Slow fallback streams get a gate of their own, so they never starve the JSON calls.
     let streaming_admission = Arc::new(admission::Admission::new(
@@ -228,6 +235,7 @@ fn router(
             metrics,
             metrics::track,
         ))
+        .layer(axum::middleware::from_fn(api::log_refusals))
         .with_state(state);
     if let Some(dir) = &config.static_dir {
         router = router.fallback_service(ServeDir::new(dir));

@@ -38,6 +38,15 @@ pub struct Claims {
     pub content_type: String,
 }
 
+impl Claims {
+    /// The plan the claims describe: the one place a token's upload is cut into parts. A token
+    /// whose numbers make no plan is malformed (the companion never signs one).
+    pub fn plan(&self) -> Result<ferry_core::Plan, TokenError> {
+        ferry_core::Plan::with_part_size(self.size, self.part_size)
+            .map_err(|_| TokenError::Malformed)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("the upload token is malformed")]

@@ -16,11 +16,11 @@ pub mod schedule;
 pub mod time;
 
 pub use engine::{
-    Action, Call, Engine, Event, FileId, FileSpec, FileState, Progress, PutTarget, RunningPart,
-    Snapshot, Stats,
+    Action, Call, Claim, Engine, Event, FileId, FileSpec, FileState, Progress, PutTarget,
+    RunningPart, Snapshot, Stats,
 };
 pub use error::UploadError;
 pub use plan::{Plan, PlanError, StoreLimits, UploadMode};
-pub use retry::{Failure, RetryPolicy};
+pub use retry::{Failure, RetryPolicy, Verdict};
 pub use schedule::{EngineConfig, FixedSlots, Order, SeedsRule, SlotRule};
 pub use time::Instant;

@@ -58,6 +58,33 @@ pub fn classify(failure: &Failure) -> Class {
     }
 }
 
+/// What one failure costs and what follows it: the single rule every failure path of the
+/// engine goes by (part PUTs, companion calls, the config fetch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request's own fault, and attempts remain: spend one and retry after a backoff.
+    Spend,
+    /// An outage (no answer, or a gateway that gets none): wait it out, probing with capped
+    /// backoff, spending nothing.
+    WaitOut,
+    /// The presigned URL expired: sign again and retry at once, spending nothing.
+    Resign,
+    /// Give up. `refused`: the answer says retrying can never help (a 4xx); otherwise the
+    /// attempts ran out.
+    Fail { refused: bool },
+}
+
+/// The verdict on `failure` for a request that already spent `spent` retries under `policy`.
+pub fn verdict(failure: &Failure, spent: u32, policy: &RetryPolicy) -> Verdict {
+    match classify(failure) {
+        Class::Fatal => Verdict::Fail { refused: true },
+        Class::Resign => Verdict::Resign,
+        Class::Retry if failure.is_outage() => Verdict::WaitOut,
+        Class::Retry if spent >= policy.retries => Verdict::Fail { refused: false },
+        Class::Retry => Verdict::Spend,
+    }
+}
+
 /// Retry settings, as DESIGN.md gives them: 3 retries, 1 s, 2 s, 4 s, with jitter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -178,6 +205,65 @@ mod tests {
                 classify(&failure(status, code, message)),
                 expected,
                 "{status:?} {code} {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_failure_gets_one_verdict() {
+        let policy = RetryPolicy::default();
+        let expired = "Request has expired";
+        for (status, code, message, spent, expected) in [
+            (None, "", "connection reset", 0, Verdict::WaitOut),
+            (None, "", "connection reset", 99, Verdict::WaitOut),
+            (Some(502), "StoreUnavailable", "", 99, Verdict::WaitOut),
+            (Some(504), "Http504", "", 3, Verdict::WaitOut),
+            (Some(503), "ServiceUnavailable", "", 0, Verdict::Spend),
+            (Some(503), "ServiceUnavailable", "", 2, Verdict::Spend),
+            (
+                Some(503),
+                "ServiceUnavailable",
+                "",
+                3,
+                Verdict::Fail { refused: false },
+            ),
+            (Some(429), "", "", 1, Verdict::Spend),
+            (Some(408), "TooSlow", "", 1, Verdict::Spend),
+            (
+                Some(500),
+                "InternalError",
+                "",
+                3,
+                Verdict::Fail { refused: false },
+            ),
+            (Some(403), "AccessDenied", expired, 0, Verdict::Resign),
+            (Some(403), "AccessDenied", expired, 99, Verdict::Resign),
+            (
+                Some(403),
+                "AccessDenied",
+                "",
+                0,
+                Verdict::Fail { refused: true },
+            ),
+            (
+                Some(400),
+                "SizeMismatch",
+                "",
+                0,
+                Verdict::Fail { refused: true },
+            ),
+            (
+                Some(404),
+                "NoSuchUpload",
+                "",
+                0,
+                Verdict::Fail { refused: true },
+            ),
+        ] {
+            assert_eq!(
+                verdict(&failure(status, code, message), spent, &policy),
+                expected,
+                "{status:?} {code} {message} after {spent} retries"
             );
         }
     }

@@ -79,6 +79,9 @@ pub struct EngineConfig {
     pub per_file: usize,
     /// Parts signed by one call to the companion.
     pub sign_batch: u32,
+    /// Part size asked of the companion for new uploads (it raises it to the store's rules);
+    /// `None` takes the companion's preferred size.
+    pub part_size: Option<u64>,
     pub order: Order,
     /// When and how often failures are retried.
     pub retry: RetryPolicy,
@@ -93,6 +96,7 @@ impl Default for EngineConfig {
             slot_rule: Arc::new(SeedsRule::default()),
             per_file: 3,
             sign_batch: 20,
+            part_size: None,
             order: Order::Fifo,
             retry: RetryPolicy::default(),
             seed: 0,

@@ -1,5 +1,7 @@
 //! The engine driven by a scripted fake companion and store: no I/O, only the state machine.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use ferry_core::plan::{MIB, StoreLimits, UploadMode};
@@ -65,7 +67,7 @@ fn run_to_end(
     let mut running: Vec<(FileId, u32)> = Vec::new();
     let mut events = Vec::new();
     loop {
-        while let Some(action) = engine.poll_action(T) {
+        while let Some(action) = common::poll(engine, T) {
             match &action {
                 Action::Create { file, .. } => {
                     engine.handle_created(*file, created(*file, sizes[file]), T)
@@ -101,6 +103,9 @@ fn run_to_end(
                 }
                 Action::StopPuts { .. } | Action::Abort { .. } => {}
                 Action::ListParts { .. } => panic!("nothing here resumes"),
+                Action::FetchConfig | Action::Fingerprint { .. } | Action::Claim { .. } => {
+                    unreachable!("answered by common::poll")
+                }
             }
             seen.push(action);
             assert!(
@@ -125,7 +130,7 @@ fn run_to_end(
 
 #[test]
 fn many_files_complete_within_the_slot_and_per_file_limits() {
-    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let mut engine = common::ready(EngineConfig::default(), companion());
     let sizes: BTreeMap<FileId, u64> =
         [0, 1, 5 * MIB - 1, 5 * MIB, 5 * MIB + 1, 23 * MIB, 64 * MIB]
             .into_iter()
@@ -162,7 +167,7 @@ fn many_files_complete_within_the_slot_and_per_file_limits() {
 
 #[test]
 fn parts_cover_every_byte_exactly_once() {
-    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let mut engine = common::ready(EngineConfig::default(), companion());
     let size = 23 * MIB + 7;
     let file = engine.add(meta("f", size));
     let (_, actions) = run_to_end(&mut engine, &BTreeMap::from([(file, size)]), 3);
@@ -184,9 +189,9 @@ fn parts_cover_every_byte_exactly_once() {
 
 #[test]
 fn a_file_over_the_maximum_fails_before_any_request() {
-    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let mut engine = common::ready(EngineConfig::default(), companion());
     let file = engine.add(meta("big.bin", 100 * MIB + 1));
-    assert_eq!(engine.poll_action(T), None);
+    assert_eq!(common::poll(&mut engine, T), None);
     match engine.poll_event() {
         Some(Event::Failed {
             file: failed,
@@ -200,11 +205,14 @@ fn a_file_over_the_maximum_fails_before_any_request() {
 
 #[test]
 fn a_store_error_stops_the_other_parts_and_keeps_the_upload() {
-    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let mut engine = common::ready(EngineConfig::default(), companion());
     let file = engine.add(meta("f", 30 * MIB));
-    assert!(matches!(engine.poll_action(T), Some(Action::Create { .. })));
+    assert!(matches!(
+        common::poll(&mut engine, T),
+        Some(Action::Create { .. })
+    ));
     engine.handle_created(file, created(file, 30 * MIB), T);
-    let Some(Action::Sign { request, .. }) = engine.poll_action(T) else {
+    let Some(Action::Sign { request, .. }) = common::poll(&mut engine, T) else {
         panic!("sign first")
     };
     engine.handle_signed(
@@ -219,7 +227,7 @@ fn a_store_error_stops_the_other_parts_and_keeps_the_upload() {
             .collect(),
         T,
     );
-    let puts: Vec<_> = std::iter::from_fn(|| engine.poll_action(T)).collect();
+    let puts: Vec<_> = std::iter::from_fn(|| common::poll(&mut engine, T)).collect();
     assert_eq!(
         puts.len(),
         3,
@@ -239,26 +247,29 @@ fn a_store_error_stops_the_other_parts_and_keeps_the_upload() {
         message: "no".into(),
     };
     assert_eq!(
-        engine.poll_action(T),
+        common::poll(&mut engine, T),
         Some(Action::StopPuts {
             file,
             parts: vec![1, 3]
         })
     );
     // The upload is kept on the store, not aborted: trying the file again continues it.
-    assert_eq!(engine.poll_action(T), None);
+    assert_eq!(common::poll(&mut engine, T), None);
     assert_eq!(engine.poll_event(), Some(Event::Failed { file, error }));
     // Late answers of the stopped parts change nothing.
     engine.handle_put_done(file, 1, "etag".into(), T);
-    assert_eq!(engine.poll_action(T), None);
+    assert_eq!(common::poll(&mut engine, T), None);
     assert_eq!(engine.poll_event(), None);
 }
 
 #[test]
 fn cancel_before_create_answers_aborts_the_upload_it_creates() {
-    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let mut engine = common::ready(EngineConfig::default(), companion());
     let file = engine.add(meta("f", 10 * MIB));
-    assert!(matches!(engine.poll_action(T), Some(Action::Create { .. })));
+    assert!(matches!(
+        common::poll(&mut engine, T),
+        Some(Action::Create { .. })
+    ));
     engine.cancel(file);
     assert_eq!(
         engine.poll_event(),
@@ -270,26 +281,26 @@ fn cancel_before_create_answers_aborts_the_upload_it_creates() {
     // The create answer arrives after the cancel: the upload it made is aborted, nothing else.
     engine.handle_created(file, created(file, 10 * MIB), T);
     assert_eq!(
-        engine.poll_action(T),
+        common::poll(&mut engine, T),
         Some(Action::Abort {
             file,
             upload_id: "upload-0".into(),
             token: "token-0".into()
         })
     );
-    assert_eq!(engine.poll_action(T), None);
+    assert_eq!(common::poll(&mut engine, T), None);
 }
 
 #[test]
 fn a_plan_that_does_not_fit_aborts_the_created_upload() {
-    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let mut engine = common::ready(EngineConfig::default(), companion());
     let file = engine.add(meta("f", 30 * MIB));
-    engine.poll_action(T);
+    common::poll(&mut engine, T);
     let mut answer = created(file, 30 * MIB);
     answer.part_count = 2;
     engine.handle_created(file, answer, T);
     assert_eq!(
-        engine.poll_action(T),
+        common::poll(&mut engine, T),
         Some(Action::Abort {
             file,
             upload_id: "upload-0".into(),
@@ -308,7 +319,7 @@ fn a_plan_that_does_not_fit_aborts_the_created_upload() {
 /// Answers the create of `file` (multipart) and its first sign; starts nothing.
 fn prepare(engine: &mut Engine, file: FileId, size: u64) {
     engine.handle_created(file, created(file, size), T);
-    match engine.poll_action(T) {
+    match common::poll(engine, T) {
         Some(Action::Sign { file, request, .. }) => engine.handle_signed(
             file,
             request
@@ -341,9 +352,9 @@ fn the_outer_layer_takes_files_only_when_it_has_room() {
         triggers: 4,
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(config, companion());
+    let mut engine = common::ready(config, companion());
     let files: Vec<FileId> = (0..1000).map(|_| engine.add(meta("f", 30 * MIB))).collect();
-    let creates: Vec<_> = std::iter::from_fn(|| engine.poll_action(T)).collect();
+    let creates: Vec<_> = std::iter::from_fn(|| common::poll(&mut engine, T)).collect();
     assert_eq!(
         creates,
         files[..4]
@@ -354,7 +365,7 @@ fn the_outer_layer_takes_files_only_when_it_has_room() {
     assert_eq!((engine.live_files(), engine.queued_files()), (4, 996));
     // One file ending lets exactly one more in.
     engine.cancel(files[0]);
-    let next: Vec<_> = std::iter::from_fn(|| engine.poll_action(T)).collect();
+    let next: Vec<_> = std::iter::from_fn(|| common::poll(&mut engine, T)).collect();
     assert_eq!(next, vec![Action::Create { file: files[4] }]);
     assert_eq!(engine.live_files(), 4);
 }
@@ -366,7 +377,7 @@ fn priority_and_smallest_first_choose_who_goes_next() {
         order: Order::SmallestFirst,
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(config, companion());
+    let mut engine = common::ready(config, companion());
     let big = engine.add(meta("big", 30 * MIB));
     let small = engine.add(meta("small", MIB));
     let urgent = engine.add(FileSpec {
@@ -375,32 +386,35 @@ fn priority_and_smallest_first_choose_who_goes_next() {
         ..FileSpec::default()
     });
     assert_eq!(
-        engine.poll_action(T),
+        common::poll(&mut engine, T),
         Some(Action::Create { file: urgent }),
         "priority first"
     );
     engine.cancel(urgent);
     engine.poll_event();
     assert_eq!(
-        engine.poll_action(T),
+        common::poll(&mut engine, T),
         Some(Action::Create { file: small }),
         "then the smallest"
     );
     engine.cancel(small);
-    assert_eq!(engine.poll_action(T), Some(Action::Create { file: big }));
+    assert_eq!(
+        common::poll(&mut engine, T),
+        Some(Action::Create { file: big })
+    );
 }
 
 #[test]
 fn the_slot_rule_drops_to_three_when_a_large_file_is_live() {
-    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let mut engine = common::ready(EngineConfig::default(), companion());
     let small: Vec<FileId> = (0..3).map(|_| engine.add(meta("s", 20 * MIB))).collect();
     for _ in 0..3 {
-        engine.poll_action(T);
+        common::poll(&mut engine, T);
     }
     for &file in &small {
         engine.handle_created(file, created(file, 20 * MIB), T);
     }
-    for action in std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>() {
+    for action in std::iter::from_fn(|| common::poll(&mut engine, T)).collect::<Vec<_>>() {
         let Action::Sign { file, request, .. } = action else {
             panic!("signs first: {action:?}")
         };
@@ -418,7 +432,7 @@ fn the_slot_rule_drops_to_three_when_a_large_file_is_live() {
         );
     }
     assert_eq!(engine.slots(), 5);
-    let started: Vec<_> = std::iter::from_fn(|| engine.poll_action(T)).collect();
+    let started: Vec<_> = std::iter::from_fn(|| common::poll(&mut engine, T)).collect();
     assert_eq!(
         puts(&started).len(),
         5,
@@ -426,19 +440,22 @@ fn the_slot_rule_drops_to_three_when_a_large_file_is_live() {
     );
 
     let large = engine.add(meta("l", 66 * MIB));
-    assert_eq!(engine.poll_action(T), Some(Action::Create { file: large }));
+    assert_eq!(
+        common::poll(&mut engine, T),
+        Some(Action::Create { file: large })
+    );
     assert_eq!(engine.slots(), 3, "a live file over 65 MiB makes it three");
     // Running PUTs finish; none start until fewer than three run.
     let (first, part) = puts(&started)[0];
     engine.handle_put_done(first, part, "e".into(), T);
     assert_eq!(
-        puts(&std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>()),
+        puts(&std::iter::from_fn(|| common::poll(&mut engine, T)).collect::<Vec<_>>()),
         vec![]
     );
     for &(file, part) in &puts(&started)[1..3] {
         engine.handle_put_done(file, part, "e".into(), T);
     }
-    let next = puts(&std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>());
+    let next = puts(&std::iter::from_fn(|| common::poll(&mut engine, T)).collect::<Vec<_>>());
     assert_eq!(next.len(), 1, "two still run, so one starts: {next:?}");
     assert_eq!(engine.running_puts(), 3);
 }
@@ -449,23 +466,27 @@ fn pause_stops_running_parts_and_resume_sends_them_again() {
         slot_rule: std::sync::Arc::new(FixedSlots(3)),
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(config, companion());
+    let mut engine = common::ready(config, companion());
     let file = engine.add(meta("f", 30 * MIB));
-    engine.poll_action(T);
+    common::poll(&mut engine, T);
     prepare(&mut engine, file, 30 * MIB);
-    let first = puts(&std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>());
+    let first = puts(&std::iter::from_fn(|| common::poll(&mut engine, T)).collect::<Vec<_>>());
     assert_eq!(first, vec![(file, 1), (file, 2), (file, 3)]);
     engine.handle_put_progress(file, 1, 1000, T);
     engine.handle_put_done(file, 2, "e2".into(), T);
     engine.pause(file);
     assert_eq!(
-        engine.poll_action(T),
+        common::poll(&mut engine, T),
         Some(Action::StopPuts {
             file,
             parts: vec![1, 3]
         })
     );
-    assert_eq!(engine.poll_action(T), None, "nothing starts while paused");
+    assert_eq!(
+        common::poll(&mut engine, T),
+        None,
+        "nothing starts while paused"
+    );
     let progress = engine.progress(file).unwrap();
     assert_eq!(
         (progress.paused, progress.confirmed, progress.in_flight),
@@ -474,7 +495,7 @@ fn pause_stops_running_parts_and_resume_sends_them_again() {
     // A stopped part that still answers is sent again rather than trusted.
     engine.handle_put_done(file, 1, "late".into(), T);
     engine.resume(file);
-    let again = puts(&std::iter::from_fn(|| engine.poll_action(T)).collect::<Vec<_>>());
+    let again = puts(&std::iter::from_fn(|| common::poll(&mut engine, T)).collect::<Vec<_>>());
     assert_eq!(
         again,
         vec![(file, 1), (file, 3), (file, 4)],
@@ -484,17 +505,17 @@ fn pause_stops_running_parts_and_resume_sends_them_again() {
 
 #[test]
 fn pause_all_and_cancel_all() {
-    let mut engine = Engine::new(EngineConfig::default(), companion());
+    let mut engine = common::ready(EngineConfig::default(), companion());
     let files: Vec<FileId> = (0..12).map(|_| engine.add(meta("f", 10 * MIB))).collect();
     engine.pause_all();
     assert_eq!(
-        engine.poll_action(T),
+        common::poll(&mut engine, T),
         None,
         "nothing is taken while everything is paused"
     );
     engine.resume_all();
     assert_eq!(
-        engine.poll_action(T),
+        common::poll(&mut engine, T),
         Some(Action::Create { file: files[0] })
     );
     engine.cancel_all();

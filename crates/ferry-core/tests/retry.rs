@@ -1,5 +1,7 @@
 //! Retry, expiry, stalls, offline, the breaker, fallback and resume, driven with explicit times.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -38,7 +40,7 @@ fn engine() -> Engine {
         },
         ..EngineConfig::default()
     };
-    Engine::new(config, companion())
+    common::ready(config, companion())
 }
 
 fn url(part: u32, expires_secs: u64) -> SignedUrl {
@@ -67,7 +69,7 @@ fn created(size: u64) -> UploadCreated {
 }
 
 fn drain(engine: &mut Engine, now: Instant) -> Vec<Action> {
-    std::iter::from_fn(|| engine.poll_action(now)).collect()
+    std::iter::from_fn(|| common::poll(engine, now)).collect()
 }
 
 fn puts(actions: &[Action]) -> Vec<(u32, PutTarget)> {
@@ -300,13 +302,11 @@ fn companion_calls_are_retried_and_resume_keeps_only_agreeing_parts() {
         expires_at: u64::MAX / 1000,
         parts: vec![stored_part(1, "a"), stored_part(2, "b")],
     };
-    let file = engine.add_resumed(
-        FileSpec {
-            size: 15 * MIB,
-            ..FileSpec::default()
-        },
-        snapshot,
-    );
+    let spec = FileSpec {
+        size: 15 * MIB,
+        ..FileSpec::default()
+    };
+    let file = common::add_resumed(&mut engine, spec, snapshot, at(0));
     let list = drain(&mut engine, at(0));
     assert_eq!(
         list,
@@ -378,13 +378,11 @@ fn a_vanished_upload_starts_afresh_instead_of_failing() {
         expires_at: u64::MAX / 1000,
         parts: Vec::new(),
     };
-    let file = engine.add_resumed(
-        FileSpec {
-            size: 15 * MIB,
-            ..FileSpec::default()
-        },
-        snapshot,
-    );
+    let spec = FileSpec {
+        size: 15 * MIB,
+        ..FileSpec::default()
+    };
+    let file = common::add_resumed(&mut engine, spec, snapshot, at(0));
     drain(&mut engine, at(0));
     engine.handle_call_failed(file, Call::ListParts, status(404, "NoSuchUpload"), at(0));
     assert_eq!(drain(&mut engine, at(0)), vec![Action::Create { file }]);

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_wasm::leptos::use_upload;
-use ferry_wasm::{Client, ClientEvent, EngineConfig, FileId, FileState, FixedSlots, SchedulerView};
+use ferry_wasm::{
+    Client, ClientEvent, EngineConfig, FileId, FileState, FixedSlots, Rate, SchedulerView,
+};
 use leptos::prelude::*;
 use web_sys::HtmlInputElement;
 
 /// How often speeds, the scheduler view and the chart are refreshed.
 const TICK: Duration = Duration::from_millis(250);
-/// Speed is measured over this window.
-const SPEED_WINDOW_MS: f64 = 3000.0;
 /// Points kept in the throughput chart.
 const CHART_POINTS: usize = 120;
 /// Events kept in the timeline.
@@ -60,8 +60,8 @@ struct Row {
     preview: Option<(String, bool)>,
     sent: RwSignal<u64>,
     confirmed: RwSignal<u64>,
-    speed: RwSignal<f64>,
-    samples: StoredValue<VecDeque<(f64, u64)>>,
+    /// Speed and time left, as the client measures them.
+    rate: RwSignal<Rate>,
     state: RwSignal<RowState>,
     retries: RwSignal<u32>,
     fallback: RwSignal<bool>,
@@ -104,8 +104,8 @@ impl Settings {
             config.slot_rule = Arc::new(FixedSlots(self.slots));
         }
         config.retry.base_delay = Duration::from_millis(self.retry_delay_ms);
-        let part_size = (self.part_size_mib > 0).then(|| self.part_size_mib * 1024 * 1024);
-        Client::with_config(&companion_endpoint(), config).with_part_size(part_size)
+        config.part_size = (self.part_size_mib > 0).then(|| self.part_size_mib * 1024 * 1024);
+        Client::with_config(&companion_endpoint(), config)
     }
 }
 
@@ -116,10 +116,6 @@ fn companion_endpoint() -> String {
         .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
         .and_then(|params| params.get("companion"))
         .unwrap_or_default()
-}
-
-fn now_ms() -> f64 {
-    js_sys::Date::now()
 }
 
 fn human_size(bytes: f64) -> String {
@@ -137,14 +133,14 @@ fn human_size(bytes: f64) -> String {
     }
 }
 
-fn eta(remaining: u64, speed: f64) -> String {
-    if remaining == 0 {
+fn eta(rate: Rate, finished: bool) -> String {
+    if finished {
         return "—".into();
     }
-    if speed < 1.0 {
+    let Some(secs) = rate.eta_secs else {
         return "…".into();
-    }
-    let secs = (remaining as f64 / speed).ceil() as u64;
+    };
+    let secs = secs.ceil() as u64;
     if secs >= 3600 {
         format!("{}h {:02}m", secs / 3600, secs / 60 % 60)
     } else {
@@ -175,6 +171,7 @@ fn run_upload(row: Row, timeline: RwSignal<VecDeque<String>>) {
     Effect::new(move || {
         row.upload.set(upload.id.get());
         if let Some(progress) = upload.progress.get() {
+            row.rate.set(upload.rate.get());
             row.sent.set(progress.loaded());
             row.confirmed.set(progress.confirmed);
             row.retries.set(progress.retries);
@@ -289,8 +286,7 @@ pub fn App() -> impl IntoView {
             client: StoredValue::new_local(client.get_value()),
             sent: RwSignal::new(0),
             confirmed: RwSignal::new(0),
-            speed: RwSignal::new(0.0),
-            samples: StoredValue::new(VecDeque::new()),
+            rate: RwSignal::new(Rate::default()),
             state: RwSignal::new(RowState::Queued),
             retries: RwSignal::new(0),
             fallback: RwSignal::new(false),
@@ -326,47 +322,16 @@ pub fn App() -> impl IntoView {
     let scheduler = RwSignal::new(SchedulerView::default());
     let slots_in_use = RwSignal::new(Vec::<(String, u32, f64)>::new());
     let throughput = RwSignal::new(VecDeque::<f64>::new());
-    let last_total = StoredValue::new((now_ms(), 0u64));
     let tick = move || {
-        let now = now_ms();
-        let mut total = 0;
-        for row in rows.get_untracked() {
-            let sent = row.sent.get_untracked();
-            total += sent;
-            row.samples.update_value(|samples| {
-                samples.push_back((now, sent));
-                while samples
-                    .front()
-                    .is_some_and(|(at, _)| now - at > SPEED_WINDOW_MS)
-                {
-                    samples.pop_front();
-                }
-                let (first_at, first_sent) = samples.front().copied().unwrap_or((now, sent));
-                let speed = if now > first_at {
-                    sent.saturating_sub(first_sent) as f64 * 1000.0 / (now - first_at)
-                } else {
-                    0.0
-                };
-                row.speed
-                    .set(if row.state.get_untracked() == RowState::Uploading {
-                        speed
-                    } else {
-                        0.0
-                    });
-            });
-        }
-        let (then, before) = last_total.get_value();
-        last_total.set_value((now, total));
-        if now > then {
-            throughput.update(|points| {
-                points.push_back(total.saturating_sub(before) as f64 * 1000.0 / (now - then));
-                while points.len() > CHART_POINTS {
-                    points.pop_front();
-                }
-            });
-        }
+        let view = client.get_value().scheduler();
+        throughput.update(|points| {
+            points.push_back(view.rate.bytes_per_sec);
+            while points.len() > CHART_POINTS {
+                points.pop_front();
+            }
+        });
         let current = client.get_value();
-        scheduler.set(current.scheduler());
+        scheduler.set(view);
         let parts = current
             .running_parts()
             .into_iter()
@@ -406,7 +371,10 @@ pub fn App() -> impl IntoView {
             add_files(files);
         }
     };
-    let unfinished = ferry_wasm::Client::unfinished_uploads();
+    let unfinished: Vec<String> = Client::unfinished()
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
 
     let totals = move || {
         let rows = rows.get();
@@ -657,8 +625,8 @@ fn FileRow(
                 <div class="confirmed" style:width=move || format!("{:.1}%", share(row.confirmed.get()))></div>
             </div>
             <div class="numbers">
-                <span data-testid="speed">{move || format!("{}/s", human_size(row.speed.get()))}</span>
-                <span data-testid="eta">{move || format!("ETA {}", eta(size.saturating_sub(row.confirmed.get()), row.speed.get()))}</span>
+                <span data-testid="speed">{move || format!("{}/s", human_size(if row.state.get() == RowState::Uploading { row.rate.get().bytes_per_sec } else { 0.0 }))}</span>
+                <span data-testid="eta">{move || format!("ETA {}", eta(row.rate.get(), row.state.get() == RowState::Done || row.confirmed.get() == size))}</span>
                 <span>{move || format!("{} retries", row.retries.get())}</span>
                 {move || row.fallback.get().then(|| view! { <span>"via companion"</span> })}
                 {move || row.waiting.get().then(|| view! { <span data-testid="waiting">"waiting for the store to answer"</span> })}

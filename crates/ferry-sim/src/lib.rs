@@ -4,14 +4,17 @@
 //! scheduled command) instead of sleeping, so a 20,000-file batch runs in seconds and every run is
 //! reproducible from its seed. The network is modelled as one link whose bandwidth is shared
 //! equally by the PUTs moving bytes, with a latency per request and per companion call, and an
-//! extra latency for preparing a file (create). Faults come from a seeded generator.
+//! extra latency for preparing a file (create). The simulator answers every engine action a
+//! browser does, fingerprints and claims included, so files added as copies of another join its
+//! upload as in a page. Faults come from a seeded generator.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ferry_core::plan::{Plan, UploadMode};
 use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredObject, UploadCreated};
 use ferry_core::{
-    Action, Call, Engine, EngineConfig, Event, Failure, FileId, FileSpec, Instant, StoreLimits,
+    Action, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, FileSpec, Instant,
+    StoreLimits,
 };
 use serde::Serialize;
 
@@ -26,6 +29,8 @@ pub struct Link {
     pub companion_latency: f64,
     /// Extra time to prepare a file (create): the seeds' "preparation latency".
     pub prepare_latency: f64,
+    /// Time to fingerprint a file that may be resumed (hashing its two ends).
+    pub fingerprint_latency: f64,
 }
 
 impl Default for Link {
@@ -36,6 +41,7 @@ impl Default for Link {
             put_latency: 0.04,
             companion_latency: 0.04,
             prepare_latency: 0.0,
+            fingerprint_latency: 0.002,
         }
     }
 }
@@ -107,6 +113,8 @@ pub struct Report {
     pub max_running: usize,
     /// Retries the engine spent (parts and calls).
     pub retries: u64,
+    /// Files that joined the upload of a copy added before them.
+    pub joined: u64,
 }
 
 #[derive(Debug)]
@@ -121,6 +129,9 @@ struct Transfer {
 
 #[derive(Debug)]
 enum Answer {
+    Config(CompanionConfig),
+    ConfigFailed(Failure),
+    Fingerprinted(FileId, String),
     Created(FileId, UploadCreated),
     Listed(FileId),
     Signed(FileId, Vec<SignedPart>),
@@ -141,6 +152,8 @@ pub struct Sim {
     now: f64,
     ids: Vec<FileId>,
     sizes: HashMap<FileId, u64>,
+    /// Each file's fingerprint: copies of one file share it.
+    keys: HashMap<FileId, String>,
     transfers: Vec<Transfer>,
     answers: Vec<(f64, Answer)>,
     commands: Vec<(f64, Command)>,
@@ -173,7 +186,7 @@ impl Sim {
     pub fn new(config: EngineConfig, link: Link, faults: Faults) -> Self {
         let companion = companion_config(ferry_core::plan::DEFAULT_PREFERRED_PART_SIZE);
         Self {
-            engine: Engine::new(config, companion.clone()),
+            engine: Engine::new(config),
             companion,
             link,
             rng: Rng::new(faults.seed),
@@ -181,6 +194,7 @@ impl Sim {
             now: 0.0,
             ids: Vec::new(),
             sizes: HashMap::new(),
+            keys: HashMap::new(),
             transfers: Vec::new(),
             answers: Vec::new(),
             commands: Vec::new(),
@@ -196,12 +210,25 @@ impl Sim {
 
     /// Queues a file; returns its index for commands.
     pub fn add(&mut self, size: u64, priority: i32) -> usize {
+        let index = self.ids.len();
+        self.add_named(size, priority, format!("file-{index}"))
+    }
+
+    /// Queues the same file as the one at `index` again (another add of one picked file).
+    pub fn add_copy(&mut self, index: usize, priority: i32) -> usize {
+        let original = self.ids[index];
+        let key = self.keys[&original].clone();
+        self.add_named(self.sizes[&original], priority, key)
+    }
+
+    fn add_named(&mut self, size: u64, priority: i32, key: String) -> usize {
         let id = self.engine.add(FileSpec {
             size,
             priority,
             ..FileSpec::default()
         });
         self.sizes.insert(id, size);
+        self.keys.insert(id, key);
         self.ids.push(id);
         self.ids.len() - 1
     }
@@ -257,6 +284,7 @@ impl Sim {
             companion_calls: stats.companion_calls,
             peak_live: stats.peak_live,
             retries: stats.retries,
+            joined: stats.joined,
             slot_idle_fraction: if self.idle.1 > 0.0 {
                 self.idle.0 / self.idle.1
             } else {
@@ -275,7 +303,7 @@ impl Sim {
             match &event {
                 Event::Done { .. } => self.report.done += 1,
                 Event::Failed { .. } => self.report.failed += 1,
-                Event::Resumed { .. } | Event::Waiting { .. } => {}
+                Event::Resumed { .. } | Event::Waiting { .. } | Event::Joined { .. } => {}
             }
             observe(Observation::Event(&event));
         }
@@ -296,6 +324,31 @@ impl Sim {
     fn execute(&mut self, action: &Action) {
         let companion = self.link.companion_latency;
         match action {
+            Action::FetchConfig => {
+                let at = self.now + companion;
+                let answer = if self.faults.in_outage(self.now) || self.faults.in_outage(at) {
+                    Answer::ConfigFailed(Failure::network("outage"))
+                } else {
+                    Answer::Config(self.companion.clone())
+                };
+                self.answers.push((at, answer));
+            }
+            Action::Fingerprint { file, resumable } => {
+                // A single PUT is named by its File object at once; a resumable file hashes.
+                let latency = if *resumable {
+                    self.link.fingerprint_latency
+                } else {
+                    0.0
+                };
+                let key = self.keys[file].clone();
+                self.answers
+                    .push((self.now + latency, Answer::Fingerprinted(*file, key)));
+            }
+            Action::Claim { file, .. } => {
+                // One page: the key is free at once and no record was kept.
+                self.engine
+                    .handle_claimed(*file, Claim::Fresh, instant(self.now));
+            }
             Action::Create { file } => {
                 let size = self.sizes[file];
                 let plan = Plan::new(
@@ -495,6 +548,11 @@ impl Sim {
         self.answers = later;
         for (_, answer) in due {
             match answer {
+                Answer::Config(config) => self.engine.handle_config(config, at),
+                Answer::ConfigFailed(failure) => self.engine.handle_config_failed(failure, at),
+                Answer::Fingerprinted(file, key) => {
+                    self.engine.handle_fingerprinted(file, Some(key), at)
+                }
                 Answer::Created(file, created) => self.engine.handle_created(file, created, at),
                 Answer::Listed(file) => self.engine.handle_listed(file, Vec::new(), at),
                 Answer::Signed(file, urls) => self.engine.handle_signed(file, urls, at),

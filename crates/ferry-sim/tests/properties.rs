@@ -160,7 +160,7 @@ fn check(scenario: Scenario) {
                     *file
                 }
                 Event::Failed { file, .. } => *file,
-                Event::Resumed { .. } | Event::Waiting { .. } => return,
+                Event::Resumed { .. } | Event::Waiting { .. } | Event::Joined { .. } => return,
             };
             *ends.entry(file).or_default() += 1;
             confirmed_seen.remove(&file);
@@ -237,9 +237,15 @@ fn twenty_thousand_files_run_in_bounded_state() {
     for _ in 0..20_000 {
         sim.add(64 * KIB, 0);
     }
-    let report = sim.run(&mut |_| {});
+    let mut peak_fingerprinting = 0;
+    let report = sim.run(&mut |observation| {
+        if let Observation::Action(_, engine) = observation {
+            peak_fingerprinting = peak_fingerprinting.max(engine.fingerprinting());
+        }
+    });
     assert_eq!(report.done, 20_000);
     assert!(report.peak_live <= triggers, "{report:?}");
+    assert!((1..=triggers).contains(&peak_fingerprinting));
     assert!(report.max_running <= SeedsRule::default().slots(&mut [64 * KIB].into_iter()));
 }
 
@@ -248,8 +254,8 @@ fn signing_is_batched() {
     let mut sim = Sim::new(EngineConfig::default(), Link::default(), Faults::default());
     sim.add(400 * MIB, 0);
     let report = sim.run(&mut |_| {});
-    // 80 parts: one create, four signs of 20, one complete.
-    assert_eq!((report.puts, report.companion_calls), (80, 6));
+    // 80 parts: the config, one create, four signs of 20, one complete.
+    assert_eq!((report.puts, report.companion_calls), (80, 7));
 }
 
 #[test]
@@ -273,7 +279,7 @@ fn runs_are_reproducible_from_their_seed() {
                 let (file, ok) = match event {
                     Event::Done { file, .. } => (*file, true),
                     Event::Failed { file, .. } => (*file, false),
-                    Event::Resumed { .. } | Event::Waiting { .. } => return,
+                    Event::Resumed { .. } | Event::Waiting { .. } | Event::Joined { .. } => return,
                 };
                 events.insert(file, ok);
             }
@@ -337,5 +343,76 @@ fn running_in_steps_ends_where_one_run_ends() {
         assert!(stepped.now() <= until);
         until += 0.25;
     }
-    assert_eq!(stepped.report(), expected);
+    // Stepping splits time at other points, so the idle share may differ in its last bits.
+    let stepped = stepped.report();
+    assert!((stepped.slot_idle_fraction - expected.slot_idle_fraction).abs() < 1e-12);
+    let exact = |report: ferry_sim::Report| ferry_sim::Report {
+        slot_idle_fraction: 0.0,
+        ..report
+    };
+    assert_eq!(exact(stepped), exact(expected));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// Fingerprinting reads the file, so it is the outer layer's work: however long the queue,
+    /// no more files are being fingerprinted than `triggers` allows.
+    #[test]
+    fn fingerprint_work_never_exceeds_triggers_whatever_the_queue(
+        triggers in 1usize..12,
+        files in 1usize..3000,
+        large_every in 1usize..5,
+    ) {
+        let config = EngineConfig { triggers, ..EngineConfig::default() };
+        let link = Link { fingerprint_latency: 0.05, ..Link::default() };
+        let mut sim = Sim::new(config, link, Faults::default());
+        for index in 0..files {
+            let size = if index % large_every == 0 { 6 * MIB } else { 64 * KIB };
+            sim.add(size, 0);
+        }
+        let mut peak = 0;
+        let report = sim.run(&mut |observation| {
+            if let Observation::Action(Action::Fingerprint { .. }, engine) = observation {
+                peak = peak.max(engine.fingerprinting());
+            }
+        });
+        prop_assert_eq!(report.done, files);
+        prop_assert!(peak >= 1 && peak <= triggers, "{} fingerprints at once, {} triggers", peak, triggers);
+    }
+}
+
+#[test]
+fn copies_of_a_file_added_together_share_one_upload() {
+    let mut sim = Sim::new(EngineConfig::default(), Link::default(), Faults::default());
+    let original = sim.add(30 * MIB, 0);
+    sim.add_copy(original, 0);
+    sim.add_copy(original, 0);
+    let other = sim.add(30 * MIB, 0);
+    let mut done = BTreeMap::new();
+    let mut creates = 0;
+    let report = sim.run(&mut |observation| match observation {
+        Observation::Event(Event::Done { file, object }) => {
+            done.insert(*file, object.key.clone());
+        }
+        Observation::Action(Action::Create { .. }, _) => creates += 1,
+        _ => {}
+    });
+    assert_eq!(
+        (report.done, report.joined, creates),
+        (4, 2, 2),
+        "{report:?}"
+    );
+    let key = &done[&sim.id(original)];
+    assert_eq!(
+        &done[&sim.id(1)],
+        key,
+        "a copy resolves with the original's object"
+    );
+    assert_eq!(&done[&sim.id(2)], key);
+    assert_ne!(
+        &done[&sim.id(other)],
+        key,
+        "another file of the same size is not a copy"
+    );
 }

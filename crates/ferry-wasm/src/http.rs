@@ -202,3 +202,54 @@ fn describe(err: &wasm_bindgen::JsValue) -> String {
         .or_else(|| err.as_string())
         .unwrap_or_else(|| "fetch failed".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_and_nonsense_is_ignored() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        for nonsense in [
+            "-1",
+            "inf",
+            "NaN",
+            "1e400",
+            "",
+            "Wed, 21 Oct 2026 07:28:00 GMT",
+        ] {
+            assert_eq!(parse_retry_after(nonsense), None, "{nonsense:?}");
+        }
+    }
+
+    #[test]
+    fn failures_carry_the_code_and_message_of_their_answer() {
+        let s3 = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>";
+        let failure = failure_from_answer(503, s3, Some("3".into()));
+        assert_eq!(
+            (
+                failure.status,
+                failure.code.as_str(),
+                failure.message.as_str()
+            ),
+            (Some(503), "SlowDown", "Reduce your rate")
+        );
+        assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
+
+        let companion = r#"{"code":"TokenExpired","message":"the upload token has expired"}"#;
+        let failure = failure_from_answer(403, companion, None);
+        assert_eq!(
+            (failure.code.as_str(), failure.message.as_str()),
+            ("TokenExpired", "the upload token has expired")
+        );
+        assert_eq!(failure.retry_after, None);
+
+        // A proxy's page: no code of its own, a status code and the start of the text.
+        let page = format!("<html>{}</html>", "x".repeat(500));
+        let failure = failure_from_answer(502, &page, None);
+        assert_eq!(failure.code, "Http502");
+        assert_eq!(failure.message.chars().count(), 200);
+        assert!(failure.is_outage());
+    }
+}

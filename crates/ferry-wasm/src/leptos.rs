@@ -22,7 +22,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use web_sys::File;
 
-use crate::{Client, FileId, FileProgress, StoredObject};
+use crate::client::AddOptions;
+use crate::{Client, FileId, FileProgress, Rate, StoredObject};
 use ferry_core::UploadError;
 
 /// One upload's state, as signals a view can read.
@@ -32,6 +33,8 @@ pub struct UploadSignals {
     pub id: ReadSignal<Option<FileId>>,
     /// Bytes confirmed and in flight, retries, state.
     pub progress: ReadSignal<Option<FileProgress>>,
+    /// Speed and time left, measured by the client.
+    pub rate: ReadSignal<Rate>,
     /// `None` until the upload ends.
     pub outcome: ReadSignal<Option<Result<StoredObject, UploadError>>>,
 }
@@ -39,22 +42,24 @@ pub struct UploadSignals {
 /// Queues `file` on `client` (whose scheduler it shares with every other upload of that client)
 /// and returns its state as signals.
 pub fn use_upload(client: &Client, file: File, priority: i32) -> UploadSignals {
-    let (id, set_id) = signal(None);
     let (progress, set_progress) = signal(None);
+    let (rate, set_rate) = signal(Rate::default());
     let (outcome, set_outcome) = signal(None);
-    let client = client.clone();
-    spawn_local(async move {
-        let on_progress = move |update: FileProgress| set_progress.set(Some(update));
-        let result = async {
-            let handle = client.add(file, priority, on_progress).await?;
-            set_id.set(Some(handle.id));
-            handle.done().await
-        };
-        set_outcome.set(Some(result.await));
-    });
+    let on_progress = move |update: FileProgress, measured: Rate| {
+        set_progress.set(Some(update));
+        set_rate.set(measured);
+    };
+    let options = AddOptions {
+        priority,
+        ..AddOptions::default()
+    };
+    let handle = client.add(file, options, on_progress);
+    let (id, _) = signal(Some(handle.id));
+    spawn_local(async move { set_outcome.set(Some(handle.done().await)) });
     UploadSignals {
         id,
         progress,
+        rate,
         outcome,
     }
 }

@@ -14,10 +14,13 @@
 //! From Rust (Leptos and other wasm crates), use [`Client`] directly.
 
 mod client;
+mod driver;
 mod http;
 #[cfg(feature = "leptos")]
 pub mod leptos;
+mod locks;
 mod resume;
+mod speed;
 mod xhr;
 
 use std::cell::RefCell;
@@ -30,10 +33,13 @@ use ferry_core::UploadError;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-pub use crate::client::{Client, ClientEvent, FileProgress, SchedulerView, UploadHandle};
+pub use crate::client::{
+    AddOptions as ClientAddOptions, Client, ClientEvent, FileProgress, Rate, SchedulerView,
+    Unfinished, UploadHandle,
+};
 pub use crate::http::HeaderSource;
 pub use ferry_core::protocol::StoredObject;
-pub use ferry_core::{EngineConfig, FileId, FileState, FixedSlots, SlotRule};
+pub use ferry_core::{EngineConfig, FileId, FileState, FixedSlots, Order, SlotRule};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
@@ -58,6 +64,10 @@ export interface UploaderOptions {
   retries?: number;
   /** Delay before the first retry, doubled for each next one (with jitter); 1000 by default. */
   retryDelayMs?: number;
+  /** Part size asked of the companion for new uploads (raised to the store's rules); the companion's own by default. */
+  partSize?: number;
+  /** Which queued file goes first among equal priorities: in the order added (default), or the smallest. */
+  order?: "fifo" | "smallest-first";
 }
 
 /** Options of `uploader.add(file, options)`. */
@@ -93,6 +103,43 @@ export interface UploadProgress {
   fallback: boolean;
   /** Whether the upload waits out an outage (the store or the companion does not answer). */
   waiting: boolean;
+  /** Bytes per second over the last few seconds; 0 until measured. */
+  speed: number;
+  /** Seconds left at that speed; null until measured. */
+  eta: number | null;
+}
+
+/** What `uploader.stats()` tells about the scheduler. */
+export interface UploaderStats {
+  /** Part PUTs running now. */
+  slotsBusy: number;
+  /** Part PUTs the slot rule allows now. */
+  slots: number;
+  /** Files waiting for the outer layer. */
+  queued: number;
+  /** Files taken by the outer layer: fingerprinted, created, uploading. */
+  prepared: number;
+  companionCalls: number;
+  puts: number;
+  retries: number;
+  /** Adds that joined an upload of the same file instead of sending it again. */
+  joined: number;
+  /** Bytes per second over every running upload. */
+  speed: number;
+  /** Seconds until the files taken are sent, at that speed; null until measured. */
+  eta: number | null;
+}
+
+/** An upload left unfinished (by a closed page, or a failure), as its resume record keeps it. */
+export interface UnfinishedUpload {
+  /** What `uploader.discard(id)` takes. */
+  id: string;
+  name: string;
+  size: number;
+  /** Bytes the store already holds. */
+  confirmed: number;
+  /** Seconds since the record was last written. */
+  age: number;
 }
 
 /** The stored object. */
@@ -122,6 +169,8 @@ export interface UploaderEvents {
    * by itself (`waiting: false`).
    */
   waiting: { id: number; waiting: boolean };
+  /** The same file is already on its way in this page (upload `upload`): this add shares it. */
+  joined: { id: number; upload: number };
   complete: { id: number; result: UploadResult };
   error: { id: number; error: import("./index").FerryError };
 }
@@ -141,6 +190,10 @@ extern "C" {
     pub type Listener;
     #[wasm_bindgen(typescript_type = "() => void")]
     pub type Unsubscribe;
+    #[wasm_bindgen(typescript_type = "UploaderStats")]
+    pub type StatsJs;
+    #[wasm_bindgen(typescript_type = "UnfinishedUpload[]")]
+    pub type UnfinishedJs;
 }
 
 #[wasm_bindgen(module = "/js/ferry-error.js")]
@@ -163,6 +216,17 @@ struct Options {
     per_file: Option<usize>,
     retries: Option<u32>,
     retry_delay_ms: Option<u64>,
+    part_size: Option<u64>,
+    #[serde(default)]
+    order: OrderJs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum OrderJs {
+    #[default]
+    Fifo,
+    SmallestFirst,
 }
 
 impl Options {
@@ -171,6 +235,11 @@ impl Options {
         let mut config = EngineConfig {
             triggers: self.triggers.unwrap_or(defaults.triggers).max(1),
             per_file: self.per_file.unwrap_or(defaults.per_file).max(1),
+            part_size: self.part_size.filter(|&size| size > 0),
+            order: match self.order {
+                OrderJs::Fifo => Order::Fifo,
+                OrderJs::SmallestFirst => Order::SmallestFirst,
+            },
             ..defaults
         };
         if let Some(slots) = self.slots {
@@ -197,10 +266,12 @@ struct ProgressJs {
     retries: u32,
     fallback: bool,
     waiting: bool,
+    speed: f64,
+    eta: Option<f64>,
 }
 
 impl ProgressJs {
-    fn new(id: FileId, progress: &FileProgress) -> Self {
+    fn new(id: FileId, progress: &FileProgress, rate: Rate) -> Self {
         Self {
             id: id.0 as f64,
             loaded: progress.loaded() as f64,
@@ -210,6 +281,8 @@ impl ProgressJs {
             retries: progress.retries,
             fallback: progress.fallback,
             waiting: progress.waiting,
+            speed: rate.bytes_per_sec,
+            eta: rate.eta_secs,
         }
     }
 }
@@ -278,8 +351,8 @@ impl Uploader {
         let dispatch = listeners.clone();
         client.on_event(move |event| {
             let (name, payload) = match event {
-                ClientEvent::Progress { id, progress } => {
-                    ("progress", to_js(&ProgressJs::new(*id, progress)))
+                ClientEvent::Progress { id, progress, rate } => {
+                    ("progress", to_js(&ProgressJs::new(*id, progress, *rate)))
                 }
                 ClientEvent::Part { id, part, etag } => (
                     "part",
@@ -296,6 +369,10 @@ impl Uploader {
                 ClientEvent::Waiting { id, waiting } => (
                     "waiting",
                     to_js(&serde_json::json!({"id": id.0, "waiting": waiting})),
+                ),
+                ClientEvent::Joined { id, upload } => (
+                    "joined",
+                    to_js(&serde_json::json!({"id": id.0, "upload": upload.0})),
                 ),
                 ClientEvent::Complete { id, object } => (
                     "complete",
@@ -330,12 +407,14 @@ impl Uploader {
     }
 
     /// Queues `file` and returns its `Upload` at once; `upload.done` resolves with the stored
-    /// object or rejects with a `FerryError`.
+    /// object or rejects with a `FerryError`. The same file added again while it is on its way
+    /// shares the upload.
     pub fn add(&self, file: web_sys::File, options: Option<AddOptions>) -> Upload {
         let option = |name: &str| {
             options
                 .as_ref()
                 .and_then(|options| js_sys::Reflect::get(options, &name.into()).ok())
+                .filter(|value| !value.is_undefined() && !value.is_null())
         };
         let on_progress =
             option("onProgress").and_then(|callback| callback.dyn_into::<js_sys::Function>().ok());
@@ -344,69 +423,50 @@ impl Uploader {
             .unwrap_or(0.0) as i32;
         let signal =
             option("signal").and_then(|signal| signal.dyn_into::<web_sys::AbortSignal>().ok());
-        let metadata: Result<BTreeMap<String, String>, _> = match option("metadata") {
-            Some(value) if !value.is_undefined() && !value.is_null() => {
-                serde_wasm_bindgen::from_value(value)
-            }
-            _ => Ok(BTreeMap::new()),
-        };
-        let state = Rc::new(RefCell::new(UploadState::default()));
-        let upload_state = state.clone();
-        let client = self.client.clone();
-        let shared = state.clone();
-        let done = wasm_bindgen_futures::future_to_promise(async move {
-            let report = move |progress: FileProgress| {
-                if let (Some(callback), Some(id)) = (&on_progress, shared.borrow().id) {
-                    let _ = callback.call1(&JsValue::NULL, &to_js(&ProgressJs::new(id, &progress)));
-                }
-            };
-            let metadata = metadata.map_err(|err| {
-                js_error(&UploadError::Companion {
+        let metadata = match option("metadata").map(serde_wasm_bindgen::from_value) {
+            None => BTreeMap::new(),
+            Some(Ok(metadata)) => metadata,
+            Some(Err(err)) => {
+                let error = UploadError::Companion {
                     status: 400,
                     code: "BadRequest".into(),
                     message: format!("metadata must map names to strings: {err}"),
-                })
-            })?;
-            let handle = client
-                .add_with_metadata(file, priority, metadata, report)
-                .await
-                .map_err(|error| js_error(&error))?;
-            let id = handle.id;
-            let pending = {
-                let mut state = state.borrow_mut();
-                state.id = Some(id);
-                state.pending.take()
-            };
-            match pending {
-                Some(Pending::Cancel) => client.cancel(id),
-                Some(Pending::Pause) => client.pause(id),
-                None => {}
+                };
+                return Upload::refused(&self.client, &error);
             }
-            // A listener of its own, so one signal can cancel a whole batch.
-            let aborted = signal.map(|signal| {
-                let canceller = client.clone();
-                let on_abort = Closure::<dyn FnMut()>::new(move || canceller.cancel(id));
-                if signal.aborted() {
-                    client.cancel(id);
-                }
-                let _ = signal
-                    .add_event_listener_with_callback("abort", on_abort.as_ref().unchecked_ref());
-                (signal, on_abort)
-            });
-            let result = handle.done().await;
-            if let Some((signal, on_abort)) = aborted {
-                let _ = signal.remove_event_listener_with_callback(
-                    "abort",
-                    on_abort.as_ref().unchecked_ref(),
+        };
+        let id = Rc::new(std::cell::Cell::new(None));
+        let reported = id.clone();
+        let report = move |progress: FileProgress, rate: Rate| {
+            if let (Some(callback), Some(id)) = (&on_progress, reported.get()) {
+                let _ = callback.call1(
+                    &JsValue::NULL,
+                    &to_js(&ProgressJs::new(id, &progress, rate)),
                 );
             }
+        };
+        let options = ClientAddOptions { priority, metadata };
+        let handle = self.client.add(file, options, report);
+        id.set(Some(handle.id));
+        let upload_id = handle.id;
+        // A listener of its own, so one signal can cancel a whole batch; removed when done.
+        let aborted = signal.map(|signal| {
+            let canceller = self.client.clone();
+            if signal.aborted() {
+                canceller.cancel(upload_id);
+            }
+            gloo_events::EventListener::once(&signal, "abort", move |_| canceller.cancel(upload_id))
+        });
+        let done = wasm_bindgen_futures::future_to_promise(async move {
+            let result = handle.done().await;
+            drop(aborted);
             result
                 .map(|object| to_js(&object))
                 .map_err(|error| js_error(&error))
         });
         Upload {
             client: self.client.clone(),
-            state: upload_state,
+            id: Some(upload_id),
             done,
         }
     }
@@ -421,7 +481,10 @@ impl Uploader {
         let name = name
             .as_string()
             .ok_or_else(|| JsError::new("the event name must be a string"))?;
-        if !["progress", "part", "retry", "resumed", "complete", "error"].contains(&name.as_str()) {
+        const EVENTS: [&str; 8] = [
+            "progress", "part", "retry", "resumed", "waiting", "joined", "complete", "error",
+        ];
+        if !EVENTS.contains(&name.as_str()) {
             return Err(JsError::new(&format!("unknown event {name:?}")));
         }
         let listener: js_sys::Function = listener
@@ -459,26 +522,57 @@ impl Uploader {
     pub fn cancel_all(&self) {
         self.client.cancel_all();
     }
+
+    /// What the scheduler is doing: slots busy, files queued and prepared, calls, retries, and
+    /// the speed and time left over every running upload.
+    pub fn stats(&self) -> StatsJs {
+        let view = self.client.scheduler();
+        to_js(&serde_json::json!({
+            "slotsBusy": view.running,
+            "slots": view.slots,
+            "queued": view.queued,
+            "prepared": view.live,
+            "companionCalls": view.companion_calls,
+            "puts": view.puts,
+            "retries": view.retries,
+            "joined": view.joined,
+            "speed": view.rate.bytes_per_sec,
+            "eta": view.rate.eta_secs,
+        }))
+        .unchecked_into()
+    }
+
+    /// Uploads left unfinished by earlier visits or failures (their resume records), oldest
+    /// first: adding the same file continues one; `discard(id)` gives it up.
+    pub fn unfinished(&self) -> UnfinishedJs {
+        let entries: Vec<serde_json::Value> = Client::unfinished()
+            .into_iter()
+            .map(|entry| {
+                serde_json::json!({
+                    "id": entry.id,
+                    "name": entry.name,
+                    "size": entry.size,
+                    "confirmed": entry.confirmed,
+                    "age": entry.age_secs,
+                })
+            })
+            .collect();
+        to_js(&entries).unchecked_into()
+    }
+
+    /// Aborts the unfinished upload `id` on the store and removes its resume record (an upload
+    /// of it running in this page is cancelled).
+    pub fn discard(&self, id: &str) {
+        self.client.discard(id);
+    }
 }
 
-/// A command given before the upload had its id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pending {
-    Pause,
-    Cancel,
-}
-
-#[derive(Debug, Default)]
-struct UploadState {
-    id: Option<FileId>,
-    pending: Option<Pending>,
-}
-
-/// One file's upload: its outcome and its controls.
+/// One add of a file: its outcome and its controls.
 #[wasm_bindgen]
 pub struct Upload {
     client: Client,
-    state: Rc<RefCell<UploadState>>,
+    /// `None` for an add refused before it was queued.
+    id: Option<FileId>,
     done: js_sys::Promise,
 }
 
@@ -490,48 +584,41 @@ impl Upload {
         self.done.clone().unchecked_into()
     }
 
-    /// The id that events carry, once the upload is queued (`undefined` before).
+    /// The id that events carry.
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> Option<f64> {
-        self.state.borrow().id.map(|id| id.0 as f64)
+        self.id.map(|id| id.0 as f64)
     }
 
     /// Aborts the running parts and starts no more until `resume()`.
     pub fn pause(&self) {
-        self.command(Pending::Pause, Client::pause);
+        self.command(Client::pause);
     }
 
     pub fn resume(&self) {
-        let id = {
-            let mut state = self.state.borrow_mut();
-            if state.pending == Some(Pending::Pause) {
-                state.pending = None;
-            }
-            state.id
-        };
-        if let Some(id) = id {
-            self.client.resume(id);
-        }
+        self.command(Client::resume);
     }
 
-    /// Ends the upload; the multipart upload is aborted on the store.
+    /// Ends this add; the multipart upload is aborted on the store unless another add of the
+    /// same file still waits for it.
     pub fn cancel(&self) {
-        self.command(Pending::Cancel, Client::cancel);
+        self.command(Client::cancel);
     }
 }
 
 impl Upload {
-    fn command(&self, pending: Pending, run: fn(&Client, FileId)) {
-        let id = {
-            let mut state = self.state.borrow_mut();
-            // A cancel given before the id is never undone by a later pause.
-            if state.id.is_none() && state.pending != Some(Pending::Cancel) {
-                state.pending = Some(pending);
-            }
-            state.id
-        };
-        if let Some(id) = id {
+    fn command(&self, run: fn(&Client, FileId)) {
+        if let Some(id) = self.id {
             run(&self.client, id);
+        }
+    }
+
+    /// An add refused before it was queued: its Promise rejects with `error`.
+    fn refused(client: &Client, error: &UploadError) -> Self {
+        Self {
+            client: client.clone(),
+            id: None,
+            done: js_sys::Promise::reject(&js_error(error)),
         }
     }
 }

@@ -1,8 +1,11 @@
 //! Resume records in `localStorage`: one per file fingerprint, holding the engine's snapshot of
-//! its multipart upload. Every failure here (no storage, quota, broken JSON, no WebCrypto) means
-//! "no resume", never a failed upload.
+//! its multipart upload (or, for a while after it was stored, its object, for another tab that
+//! waited to upload the same file). Every failure here (no storage, quota, broken JSON, no
+//! WebCrypto) means "no resume", never a failed upload.
 
-use ferry_core::Snapshot;
+use ferry_core::protocol::StoredObject;
+use ferry_core::{Claim, Snapshot};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::File;
@@ -49,25 +52,93 @@ fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
 }
 
-/// The record for `key`, if there is one that can still be used at `now_secs`. A broken or
-/// expired record is removed.
-pub fn load(key: &str, now_secs: u64) -> Option<Snapshot> {
-    let storage = storage()?;
-    let text = storage.get_item(key).ok()??;
-    match serde_json::from_str::<Snapshot>(&text) {
-        Ok(snapshot) if snapshot.expires_at > now_secs => Some(snapshot),
-        _ => {
-            let _ = storage.remove_item(key);
-            None
+/// How long a finished upload's record stays, for a tab that waited for this one.
+const STORED_RECORD_SECS: u64 = 3_600;
+
+/// What `localStorage` keeps under a file's fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Record {
+    /// The file was stored: a tab that waited for the one uploading it takes the result.
+    #[serde(rename_all = "camelCase")]
+    Stored {
+        stored: StoredObject,
+        expires_at: u64,
+    },
+    /// A multipart upload to continue, and when it was written (Unix seconds; 0 in records
+    /// written before it was kept).
+    #[serde(rename_all = "camelCase")]
+    Uploading {
+        #[serde(flatten)]
+        snapshot: Snapshot,
+        #[serde(default)]
+        saved_at: u64,
+    },
+}
+
+impl Record {
+    fn expires_at(&self) -> u64 {
+        match self {
+            Record::Stored { expires_at, .. } => *expires_at,
+            Record::Uploading { snapshot, .. } => snapshot.expires_at,
+        }
+    }
+
+    /// Reads a record; a broken or expired one is none.
+    pub fn parse(text: &str, now_secs: u64) -> Option<Self> {
+        serde_json::from_str::<Self>(text)
+            .ok()
+            .filter(|record| record.expires_at() > now_secs)
+    }
+
+    /// What a tab that took the fingerprint's lock continues from: a record left by a tab it
+    /// waited for (stored, or an upload that tab left unfinished by closing), or its own
+    /// unfinished upload. A stored record it did not wait for is from an earlier visit: the
+    /// file is uploaded again.
+    pub fn claim(record: Option<Self>, waited: bool) -> Claim {
+        match record {
+            Some(Record::Stored { stored, .. }) if waited => Claim::Stored(stored),
+            Some(Record::Uploading { snapshot, .. }) => Claim::Resume(snapshot),
+            _ => Claim::Fresh,
         }
     }
 }
 
-pub fn save(key: &str, snapshot: &Snapshot) {
-    if let (Some(storage), Ok(text)) = (storage(), serde_json::to_string(snapshot)) {
+/// The record under `key`, if there is one that can still be used at `now_secs`. A broken or
+/// expired record is removed.
+pub fn load(key: &str, now_secs: u64) -> Option<Record> {
+    let storage = storage()?;
+    let text = storage.get_item(key).ok()??;
+    let record = Record::parse(&text, now_secs);
+    if record.is_none() {
+        let _ = storage.remove_item(key);
+    }
+    record
+}
+
+fn write(key: &str, record: &Record) {
+    if let (Some(storage), Ok(text)) = (storage(), serde_json::to_string(record)) {
         // A full storage only costs the ability to resume.
         let _ = storage.set_item(key, &text);
     }
+}
+
+/// Keeps the upload's snapshot, to continue it after a reload.
+pub fn save(key: &str, snapshot: &Snapshot, now_secs: u64) {
+    let record = Record::Uploading {
+        snapshot: snapshot.clone(),
+        saved_at: now_secs,
+    };
+    write(key, &record);
+}
+
+/// Keeps the stored object for a while, for a tab waiting to upload the same file.
+pub fn save_stored(key: &str, object: &StoredObject, now_secs: u64) {
+    let record = Record::Stored {
+        stored: object.clone(),
+        expires_at: now_secs + STORED_RECORD_SECS,
+    };
+    write(key, &record);
 }
 
 pub fn remove(key: &str) {
@@ -76,20 +147,60 @@ pub fn remove(key: &str) {
     }
 }
 
-/// Every record, for a banner that lists unfinished uploads: `(key, file name)`.
-pub fn unfinished() -> Vec<(String, String)> {
+/// An unfinished upload a resume record keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unfinished {
+    /// The record's key: what `discard` takes.
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    /// Bytes in parts the store confirmed.
+    pub confirmed: u64,
+    /// Seconds since the record was last written (0 when unknown).
+    pub age_secs: u64,
+}
+
+impl Unfinished {
+    /// The entry for the record `text` under `key`, if it is an unfinished upload.
+    pub fn from_record(key: &str, text: &str, now_secs: u64) -> Option<Self> {
+        let Some(Record::Uploading { snapshot, saved_at }) = Record::parse(text, now_secs) else {
+            return None;
+        };
+        // `ferry:v1:{size}:{lastModified}:{head}:{tail}:{type}:{name}`; the name may hold `:`.
+        let mut fields = key.strip_prefix(PREFIX)?.splitn(6, ':');
+        let size = fields.next()?.parse().ok()?;
+        let name = fields.nth(4)?.to_owned();
+        Some(Self {
+            id: key.to_owned(),
+            name,
+            size,
+            confirmed: snapshot.parts.iter().map(|part| part.size).sum(),
+            age_secs: if saved_at == 0 {
+                0
+            } else {
+                now_secs.saturating_sub(saved_at)
+            },
+        })
+    }
+}
+
+/// Every unfinished upload a record keeps, oldest first.
+pub fn unfinished(now_secs: u64) -> Vec<Unfinished> {
     let Some(storage) = storage() else {
         return Vec::new();
     };
     let count = storage.length().unwrap_or(0);
-    (0..count)
+    let mut found: Vec<Unfinished> = (0..count)
         .filter_map(|index| storage.key(index).ok().flatten())
         .filter(|key| key.starts_with(PREFIX))
-        .map(|key| {
-            let name = key.splitn(8, ':').nth(7).unwrap_or_default().to_owned();
-            (key, name)
+        .filter_map(|key| {
+            let text = storage.get_item(&key).ok()??;
+            Unfinished::from_record(&key, &text, now_secs)
         })
-        .collect()
+        .collect();
+    found.sort_by(|a, b| b.age_secs.cmp(&a.age_secs).then(a.id.cmp(&b.id)));
+    found
 }
 
 /// Where aborts that could not reach the companion wait to be sent again.
@@ -132,6 +243,117 @@ pub fn forget_abort(url: &str) {
                 .into_iter()
                 .filter(|kept| kept != url)
                 .collect::<Vec<_>>(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::protocol::StoredPart;
+
+    fn snapshot(expires_at: u64) -> Snapshot {
+        Snapshot {
+            upload_id: "u".into(),
+            key: "k".into(),
+            token: "t".into(),
+            location: "/api/files/k".into(),
+            part_size: 5 << 20,
+            part_count: 3,
+            expires_at,
+            parts: vec![
+                StoredPart {
+                    part: 1,
+                    size: 5 << 20,
+                    etag: "\"a\"".into(),
+                },
+                StoredPart {
+                    part: 2,
+                    size: 5 << 20,
+                    etag: "\"b\"".into(),
+                },
+            ],
+        }
+    }
+
+    const KEY: &str = "ferry:v1:15728640:1700000000000:aa:bb:video/mp4:holiday: day 1.mp4";
+
+    #[test]
+    fn records_written_before_saved_at_still_resume() {
+        let old = serde_json::to_string(&snapshot(2_000)).unwrap();
+        assert_eq!(
+            Record::parse(&old, 1_000),
+            Some(Record::Uploading {
+                snapshot: snapshot(2_000),
+                saved_at: 0
+            })
+        );
+        assert_eq!(Record::parse(&old, 2_000), None, "expired");
+        for broken in ["", "{", "null", "[]", "{\"uploadId\": 3}"] {
+            assert_eq!(Record::parse(broken, 0), None, "{broken:?}");
+        }
+    }
+
+    #[test]
+    fn a_stored_record_answers_only_a_tab_that_waited() {
+        let object = StoredObject {
+            key: "k".into(),
+            etag: "\"e-3\"".into(),
+            size: 15 << 20,
+            location: "/api/files/k".into(),
+        };
+        let stored = Record::Stored {
+            stored: object.clone(),
+            expires_at: 5_000,
+        };
+        let text = serde_json::to_string(&stored).unwrap();
+        let read = Record::parse(&text, 1_000);
+        assert_eq!(read, Some(stored.clone()));
+        assert_eq!(Record::claim(read, true), Claim::Stored(object));
+        assert_eq!(Record::claim(Some(stored), false), Claim::Fresh);
+        let uploading = Record::Uploading {
+            snapshot: snapshot(2_000),
+            saved_at: 10,
+        };
+        assert_eq!(
+            Record::claim(Some(uploading), false),
+            Claim::Resume(snapshot(2_000))
+        );
+        assert_eq!(Record::claim(None, true), Claim::Fresh);
+    }
+
+    #[test]
+    fn unfinished_uploads_name_their_file_and_bytes() {
+        let record = Record::Uploading {
+            snapshot: snapshot(9_000),
+            saved_at: 1_000,
+        };
+        let text = serde_json::to_string(&record).unwrap();
+        let entry = Unfinished::from_record(KEY, &text, 1_600).unwrap();
+        assert_eq!(
+            entry,
+            Unfinished {
+                id: KEY.into(),
+                name: "holiday: day 1.mp4".into(),
+                size: 15 << 20,
+                confirmed: 10 << 20,
+                age_secs: 600,
+            }
+        );
+        let stored = Record::Stored {
+            stored: StoredObject {
+                key: "k".into(),
+                etag: String::new(),
+                size: 1,
+                location: String::new(),
+            },
+            expires_at: 9_000,
+        };
+        let text = serde_json::to_string(&stored).unwrap();
+        assert_eq!(
+            Unfinished::from_record(KEY, &text, 1_600),
+            None,
+            "stored is finished"
         );
     }
 }

@@ -2,425 +2,60 @@
 //!
 //! - **Lazy source.** Queued files cost an entry in an ordered index (rank and size), not a state
 //!   object; a file gets its state only when the outer layer takes it.
-//! - **Outer layer** ([`EngineConfig::triggers`]). Up to N files are live: their upload created,
+//! - **Outer layer** ([`EngineConfig::triggers`]). Up to N files are live: fingerprinted (so the
+//!   same file added twice, in this page or another tab, is uploaded once), their upload created,
 //!   their first batch of part URLs signed, the next batch fetched before the current one runs
 //!   out. Live states never exceed N, whatever the queue's length.
 //! - **Inner layer** ([`EngineConfig::slot_rule`]). A gatekeeper over all part PUTs, with a
 //!   per-file cap ([`EngineConfig::per_file`]). When a slot frees, the next signed part starts.
-//! - **Retry** ([`RetryPolicy`]). Failed parts and companion calls wait a jittered backoff; an
-//!   expired URL is signed again for free; a stalled part is aborted and retried; while offline,
-//!   or while a host's circuit breaker is open, failures spend no attempt; a file whose direct
-//!   PUTs keep failing at the network level sends its parts through the companion.
+//! - **Retry** ([`crate::retry::verdict`]). Every failure gets one verdict: spend an attempt and
+//!   back off, wait out an outage for free, sign again, or fail. A stalled part is aborted and
+//!   retried; while offline, or while a host's circuit breaker is open, nothing starts; a file
+//!   whose direct PUTs keep failing at the network level sends its parts through the companion.
 //!
 //! It never performs I/O, reads no clock and draws no randomness of its own: time comes in as
-//! `now`, jitter from [`EngineConfig::seed`]. A driver calls, in a loop:
+//! `now`, jitter from [`EngineConfig::seed`]. It starts knowing nothing of the companion: its
+//! limits are fetched ([`Action::FetchConfig`]) once a file waits. A driver calls, in a loop:
 //!
 //! 1. commands from the application: [`Engine::add`], [`Engine::pause`], [`Engine::cancel`], ...;
 //! 2. [`Engine::poll_action`] until it returns `None`, carrying out each [`Action`];
 //! 3. the `handle_*` method matching each finished action, as results arrive;
-//! 4. [`Engine::poll_event`] to learn which files finished, failed or resumed;
+//! 4. [`Engine::poll_event`] to learn which files finished, failed, resumed or joined;
 //! 5. [`Engine::poll_timeout`] to know when to call [`Engine::handle_timeout`].
+//!
+//! One file's path: `add` (queued) → taken: [`Action::Fingerprint`] → [`Action::Claim`] (for a
+//! multipart upload) → [`Action::Create`], or [`Action::ListParts`] for a resume record →
+//! [`Action::Sign`] batches and [`Action::Put`]s → [`Action::Complete`] → [`Event::Done`].
 //!
 //! Getters (`progress`, `running_puts`, `stats`, ...) may be called at any time.
 
+mod upload;
+mod vocabulary;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::ops::Range;
 
-use serde::{Deserialize, Serialize};
-
+use self::upload::{CallGate, Live, Phase, Running, Upload, Waiting, localized};
+pub use self::vocabulary::{
+    Action, Call, Claim, Event, FileId, FileSpec, FileState, Progress, PutTarget, RunningPart,
+    Snapshot, Stats,
+};
 use crate::breaker::Breaker;
 use crate::error::UploadError;
 use crate::plan::{Plan, UploadMode};
 use crate::protocol::{
-    CompanionConfig, CompleteUpload, CompletedPart, SignParts, SignedPart, SignedUrl, StoredObject,
-    StoredPart, UploadCreated,
+    CompanionConfig, SignParts, SignedPart, StoredObject, StoredPart, UploadCreated,
 };
-use crate::retry::{Class, Failure, classify};
+use crate::retry::{Failure, Verdict, verdict};
 use crate::schedule::{EngineConfig, Rank};
 use crate::time::{Instant, Rng};
-
-/// A file to upload, as the engine needs it: its bytes, name and type stay with the driver.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FileSpec {
-    pub size: u64,
-    /// Checked against the companion's allowed types; not kept.
-    pub content_type: String,
-    /// Higher goes first; equal priorities follow [`EngineConfig::order`].
-    pub priority: i32,
-}
-
-/// The engine's name for a file it was given; ids grow in the order files were added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FileId(pub u64);
-
-/// Where a part's bytes go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PutTarget {
-    /// Straight to the store, with a presigned URL.
-    Direct(SignedUrl),
-    /// Through the companion (`PUT /api/uploads/{id}/parts/{n}?token=`, or
-    /// `PUT /api/objects?token=` for a single PUT): the fallback when the store cannot be reached.
-    Companion {
-        upload_id: Option<String>,
-        token: String,
-    },
-}
-
-/// Which call to the companion a result is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    Create,
-    Sign,
-    ListParts,
-    Complete,
-}
-
-/// What the driver must do next.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// `POST /api/uploads` with the file's name, size and type; answer with
-    /// [`Engine::handle_created`] or [`Engine::handle_call_failed`].
-    Create { file: FileId },
-    /// `GET /api/uploads/{upload_id}/parts?token=` for a resumed file; answer with
-    /// [`Engine::handle_listed`].
-    ListParts {
-        file: FileId,
-        upload_id: String,
-        token: String,
-    },
-    /// `POST /api/uploads/{upload_id}/sign`; answer with [`Engine::handle_signed`].
-    Sign {
-        file: FileId,
-        upload_id: String,
-        request: SignParts,
-    },
-    /// PUT the file's bytes in `range` to `target`; answer with [`Engine::handle_put_done`] or
-    /// [`Engine::handle_put_failed`], and report progress with [`Engine::handle_put_progress`].
-    Put {
-        file: FileId,
-        part: u32,
-        range: Range<u64>,
-        target: PutTarget,
-    },
-    /// `POST /api/uploads/{upload_id}/complete`; answer with [`Engine::handle_completed`].
-    Complete {
-        file: FileId,
-        upload_id: String,
-        request: CompleteUpload,
-    },
-    /// Abort these running PUTs of the file; nothing to answer.
-    StopPuts { file: FileId, parts: Vec<u32> },
-    /// `DELETE /api/uploads/{upload_id}?token=`; nothing to answer: the file was cancelled (or
-    /// its create answered too late). A driver keeps an abort that could not reach the
-    /// companion and sends it again when it can.
-    Abort {
-        file: FileId,
-        upload_id: String,
-        token: String,
-    },
-}
-
-/// Something the application may want to know. Every file added gets exactly one `Done` or
-/// `Failed`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    Done {
-        file: FileId,
-        object: StoredObject,
-    },
-    Failed {
-        file: FileId,
-        error: UploadError,
-    },
-    /// A resumed file kept these many parts the store already held.
-    Resumed {
-        file: FileId,
-        parts_kept: u32,
-    },
-    /// The file waits out an outage (`waiting: true`: the store or the companion does not
-    /// answer; nothing is spent), or it got an answer again and goes on (`waiting: false`).
-    Waiting {
-        file: FileId,
-        waiting: bool,
-    },
-}
-
-/// Where a file is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileState {
-    /// Waiting for the outer layer to take it.
-    Queued,
-    /// Its upload is being created.
-    Creating,
-    /// A resumed file: the parts the store holds are being listed.
-    Listing,
-    /// Its parts are going out.
-    Uploading,
-    /// Every part is stored; the upload is being completed.
-    Completing,
-}
-
-/// A file's progress. `confirmed` counts parts the store acknowledged with an ETag and never goes
-/// back; `in_flight` counts bytes sent for running parts and drops when a part stops or fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    pub state: FileState,
-    pub paused: bool,
-    pub size: u64,
-    pub confirmed: u64,
-    pub in_flight: u64,
-    /// Retries spent on this file's parts and calls.
-    pub retries: u32,
-    /// Whether its parts go through the companion.
-    pub fallback: bool,
-    /// Whether it waits out an outage of the store or the companion.
-    pub waiting: bool,
-}
-
-/// A part PUT in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunningPart {
-    pub file: FileId,
-    pub part: u32,
-    pub sent: u64,
-    pub size: u64,
-}
-
-impl Progress {
-    /// Everything sent so far, confirmed or not.
-    pub fn loaded(&self) -> u64 {
-        self.confirmed + self.in_flight
-    }
-}
-
-/// Counters over the engine's life, for benchmarks and the demo's statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stats {
-    /// Calls to the companion asked for: create, list, sign, complete, abort.
-    pub companion_calls: u64,
-    /// Part PUTs started.
-    pub puts: u64,
-    /// Retries after failures (parts and calls).
-    pub retries: u64,
-    /// Parts whose URL was signed again because it expired.
-    pub resigns: u64,
-    /// The most files live at once.
-    pub peak_live: usize,
-}
-
-/// What a client keeps to resume a multipart upload after a reload: the upload and the parts it
-/// saw confirmed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Snapshot {
-    pub upload_id: String,
-    pub key: String,
-    pub token: String,
-    pub location: String,
-    pub part_size: u64,
-    pub part_count: u32,
-    /// When the token stops being accepted (Unix seconds): the record is useless after.
-    pub expires_at: u64,
-    pub parts: Vec<StoredPart>,
-}
 
 #[derive(Debug)]
 struct Queued {
     rank: Rank,
     size: u64,
     paused: bool,
-    resume: Option<Box<Snapshot>>,
-}
-
-#[derive(Debug)]
-struct Waiting {
-    /// `None` until signed, or after the URL expired.
-    url: Option<SignedUrl>,
-    attempts: u32,
-    ready_at: Instant,
-}
-
-#[derive(Debug)]
-struct Running {
-    sent: u64,
-    url: Option<SignedUrl>,
-    host: String,
-    attempts: u32,
-    last_progress: Instant,
-}
-
-#[derive(Debug)]
-struct Upload {
-    /// `None` for a single PUT.
-    upload_id: Option<String>,
-    key: String,
-    token: String,
-    location: String,
-    expires_at: u64,
-    plan: Plan,
-    waiting: BTreeMap<u32, Waiting>,
-    /// Parts in the sign call in flight.
-    signing: Vec<u32>,
-    running: BTreeMap<u32, Running>,
-    /// ETags of confirmed parts, by part number.
-    etags: BTreeMap<u32, String>,
-    confirmed: u64,
-    /// Parts go through the companion.
-    fallback: bool,
-    /// When to try direct PUTs again while on the fallback: the store may answer again.
-    fallback_until: Instant,
-    /// How long the last stay on the fallback was; each next one doubles, up to a cap.
-    fallback_period: std::time::Duration,
-    /// Network failures of direct PUTs in a row.
-    network_failures: u32,
-    /// Outage failures of PUTs in a row: the backoff of the probes.
-    outages: u32,
-}
-
-/// The first stay on the companion route before direct PUTs are tried again, and the longest.
-const FIRST_FALLBACK_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
-const MAX_FALLBACK_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// A URL's expiry moved to the local clock: the companion's clock and the browser's may
-/// disagree, the lifetime it gave does not.
-fn localized(mut url: SignedUrl, now: Instant) -> SignedUrl {
-    if let Some(lifetime) = url.expires_in {
-        url.expires_at = now.unix_millis() / 1000 + lifetime;
-    }
-    url
-}
-
-impl Upload {
-    fn new(created: &UploadCreated, plan: Plan, now: Instant) -> Self {
-        let waiting = (1..=plan.part_count)
-            .map(|part| {
-                let url = (part == 1)
-                    .then(|| created.url.clone().map(|url| localized(url, now)))
-                    .flatten();
-                (
-                    part,
-                    Waiting {
-                        url,
-                        attempts: 0,
-                        ready_at: now,
-                    },
-                )
-            })
-            .collect();
-        Self {
-            upload_id: created.upload_id.clone(),
-            key: created.key.clone(),
-            token: created.token.clone(),
-            location: created.location.clone(),
-            expires_at: created.expires_at,
-            plan,
-            waiting,
-            signing: Vec::new(),
-            running: BTreeMap::new(),
-            etags: BTreeMap::new(),
-            confirmed: 0,
-            fallback: false,
-            fallback_until: now,
-            fallback_period: std::time::Duration::ZERO,
-            network_failures: 0,
-            outages: 0,
-        }
-    }
-
-    /// Sends the parts through the companion for a while; direct PUTs are tried again after it.
-    fn switch_to_fallback(&mut self, now: Instant) {
-        self.fallback = true;
-        self.fallback_period =
-            (self.fallback_period * 2).clamp(FIRST_FALLBACK_PERIOD, MAX_FALLBACK_PERIOD);
-        self.fallback_until = now + self.fallback_period;
-    }
-
-    /// Back to direct PUTs.
-    fn leave_fallback(&mut self) {
-        self.fallback = false;
-        self.network_failures = 0;
-    }
-
-    /// Puts running parts back in line, ready at once (their URLs are still good).
-    fn stop_running(&mut self, now: Instant) -> Vec<u32> {
-        let stopped = std::mem::take(&mut self.running);
-        let parts = stopped.keys().copied().collect();
-        for (part, running) in stopped {
-            let waiting = Waiting {
-                url: running.url,
-                attempts: running.attempts,
-                ready_at: now,
-            };
-            self.waiting.insert(part, waiting);
-        }
-        parts
-    }
-
-    /// The Complete call, once every part is confirmed (multipart uploads only).
-    fn complete(&self, file: FileId) -> Option<Action> {
-        let finished = self.etags.len() as u32 == self.plan.part_count;
-        let upload_id = self.upload_id.clone().filter(|_| finished)?;
-        let parts = self
-            .etags
-            .iter()
-            .map(|(&part, etag)| CompletedPart {
-                part,
-                etag: etag.clone(),
-            })
-            .collect();
-        Some(Action::Complete {
-            file,
-            upload_id,
-            request: CompleteUpload {
-                token: self.token.clone(),
-                parts,
-            },
-        })
-    }
-
-    fn target(&self, url: Option<SignedUrl>) -> PutTarget {
-        match url {
-            Some(url) if !self.fallback => PutTarget::Direct(url),
-            _ => PutTarget::Companion {
-                upload_id: self.upload_id.clone(),
-                token: self.token.clone(),
-            },
-        }
-    }
-}
-
-/// The companion's state for one file's calls: in flight, or waiting out a backoff.
-#[derive(Debug, Default)]
-struct CallGate {
-    in_flight: bool,
-    attempts: u32,
-    /// Outage failures in a row: the backoff of the probes, which spend no attempt.
-    outages: u32,
-    ready_at: Instant,
-}
-
-#[derive(Debug)]
-struct Live {
-    rank: Rank,
-    size: u64,
-    state: FileState,
-    paused: bool,
-    upload: Option<Upload>,
-    resume: Option<Box<Snapshot>>,
-    call: CallGate,
-    retries: u32,
-    /// Waiting out an outage (told with [`Event::Waiting`]).
-    waiting: bool,
-}
-
-impl Live {
-    /// Marks the file as waiting out an outage or not, telling the application on a change.
-    fn set_waiting(&mut self, file: FileId, waiting: bool, events: &mut VecDeque<Event>) {
-        if self.waiting != waiting {
-            self.waiting = waiting;
-            events.push_back(Event::Waiting { file, waiting });
-        }
-    }
+    /// Its type, while the companion's allowed types are unknown.
+    unchecked_type: Option<String>,
 }
 
 /// The breaker key of calls and fallback PUTs to the companion.
@@ -430,13 +65,19 @@ const COMPANION: &str = "companion";
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
-    companion: CompanionConfig,
+    /// What `GET /api/config` answered; `None` until it did.
+    companion: Option<CompanionConfig>,
+    config_call: CallGate,
     rng: Rng,
     next_id: u64,
     /// Files waiting, best first; paused ones are held aside in `queued` only.
     line: BTreeSet<(Rank, FileId)>,
     queued: BTreeMap<FileId, Queued>,
     live: BTreeMap<FileId, Live>,
+    /// Live uploads by fingerprint: the same file added again joins the upload.
+    by_key: BTreeMap<String, FileId>,
+    /// Files that joined another's upload, and that upload.
+    joined: BTreeMap<FileId, FileId>,
     breakers: BTreeMap<String, Breaker>,
     paused_all: bool,
     online: bool,
@@ -454,16 +95,20 @@ fn host_of(url: &str) -> String {
 }
 
 impl Engine {
-    /// An engine for a companion that announced `companion` at `GET /api/config`.
-    pub fn new(config: EngineConfig, companion: CompanionConfig) -> Self {
+    /// An engine that knows nothing of its companion yet: it asks for its limits
+    /// ([`Action::FetchConfig`]) when the first file is added.
+    pub fn new(config: EngineConfig) -> Self {
         Self {
             rng: Rng::new(config.seed),
             config,
-            companion,
+            companion: None,
+            config_call: CallGate::default(),
             next_id: 0,
             line: BTreeSet::new(),
             queued: BTreeMap::new(),
             live: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            joined: BTreeMap::new(),
             breakers: BTreeMap::new(),
             paused_all: false,
             online: true,
@@ -475,6 +120,11 @@ impl Engine {
     }
 
     // ---- getters ----
+
+    /// The upload a file's add is answered by: its own, or the one it joined.
+    fn upload_of(&self, file: FileId) -> FileId {
+        self.joined.get(&file).copied().unwrap_or(file)
+    }
 
     pub fn progress(&self, file: FileId) -> Option<Progress> {
         if let Some(queued) = self.queued.get(&file) {
@@ -489,34 +139,42 @@ impl Engine {
                 fallback: false,
             });
         }
-        let live = self.live.get(&file)?;
-        let upload = live.upload.as_ref();
+        let live = self.live.get(&self.upload_of(file))?;
+        let upload = live.phase.upload();
         Some(Progress {
-            state: live.state,
+            state: live.phase.state(),
             paused: live.paused,
             size: live.size,
             confirmed: upload.map_or(0, |upload| upload.confirmed),
-            in_flight: upload.map_or(0, |upload| upload.running.values().map(|r| r.sent).sum()),
+            in_flight: upload.map_or(0, Upload::in_flight),
             retries: live.retries,
             fallback: upload.is_some_and(|upload| upload.fallback),
             waiting: live.waiting,
         })
     }
 
+    /// The adds an upload answers (the file itself and those that joined it); empty once it
+    /// ended. Drivers report progress to each.
+    pub fn handles(&self, file: FileId) -> &[FileId] {
+        self.live
+            .get(&file)
+            .map_or(&[], |live| live.handles.as_slice())
+    }
+
     /// Part PUTs in flight over all files.
     pub fn running_puts(&self) -> usize {
+        self.uploads().map(|(_, upload)| upload.running.len()).sum()
+    }
+
+    fn uploads(&self) -> impl Iterator<Item = (FileId, &Upload)> {
         self.live
-            .values()
-            .filter_map(|live| live.upload.as_ref())
-            .map(|upload| upload.running.len())
-            .sum()
+            .iter()
+            .filter_map(|(&file, live)| Some((file, live.phase.upload()?)))
     }
 
     /// Every part PUT in flight: file, part, bytes sent and part size, for displays.
     pub fn running_parts(&self) -> Vec<RunningPart> {
-        self.live
-            .iter()
-            .filter_map(|(&file, live)| Some((file, live.upload.as_ref()?)))
+        self.uploads()
             .flat_map(|(file, upload)| {
                 upload.running.iter().map(move |(&part, running)| {
                     let range = upload.plan.part_range(part);
@@ -534,8 +192,8 @@ impl Engine {
     /// Part PUTs in flight for one file.
     pub fn running_puts_of(&self, file: FileId) -> usize {
         self.live
-            .get(&file)
-            .and_then(|live| live.upload.as_ref())
+            .get(&self.upload_of(file))
+            .and_then(|live| live.phase.upload())
             .map_or(0, |upload| upload.running.len())
     }
 
@@ -551,6 +209,14 @@ impl Engine {
         self.live.len()
     }
 
+    /// Files whose fingerprint was asked for and not yet answered.
+    pub fn fingerprinting(&self) -> usize {
+        self.live
+            .values()
+            .filter(|live| matches!(live.phase, Phase::Fingerprinting))
+            .count()
+    }
+
     /// Files waiting for the outer layer, paused ones included.
     pub fn queued_files(&self) -> usize {
         self.queued.len()
@@ -558,17 +224,31 @@ impl Engine {
 
     /// Files not yet finished.
     pub fn unfinished(&self) -> usize {
-        self.live.len() + self.queued.len()
+        self.live
+            .values()
+            .map(|live| live.handles.len())
+            .sum::<usize>()
+            + self.queued.len()
     }
 
     pub fn stats(&self) -> Stats {
         self.stats
     }
 
+    /// The part size asked of the companion for new uploads, if not its own.
+    pub fn part_size(&self) -> Option<u64> {
+        self.config.part_size
+    }
+
+    /// The companion's limits, once it told them.
+    pub fn companion(&self) -> Option<&CompanionConfig> {
+        self.companion.as_ref()
+    }
+
     /// What to keep to resume the file's multipart upload later; `None` until it is created, and
     /// for single PUTs.
     pub fn snapshot(&self, file: FileId) -> Option<Snapshot> {
-        let upload = self.live.get(&file)?.upload.as_ref()?;
+        let upload = self.live.get(&self.upload_of(file))?.phase.upload()?;
         Some(Snapshot {
             upload_id: upload.upload_id.clone()?,
             key: upload.key.clone(),
@@ -594,25 +274,22 @@ impl Engine {
 
     // ---- commands ----
 
-    /// Queues a file. A file the companion would refuse fails at once, before any request.
+    /// Queues a file and names it. A file the companion refuses (too large, a type it does not
+    /// take) fails before any request about it: at once if its limits are known, else when they
+    /// arrive.
     pub fn add(&mut self, spec: FileSpec) -> FileId {
-        self.enqueue(spec, None)
-    }
-
-    /// Queues a file that may continue the upload `snapshot` describes: when its turn comes the
-    /// engine lists the parts the store holds, keeps those whose number, size and ETag agree with
-    /// the snapshot, and uploads the rest. If the upload is gone, the file starts afresh.
-    pub fn add_resumed(&mut self, spec: FileSpec, snapshot: Snapshot) -> FileId {
-        self.enqueue(spec, Some(Box::new(snapshot)))
-    }
-
-    fn enqueue(&mut self, spec: FileSpec, resume: Option<Box<Snapshot>>) -> FileId {
         let file = FileId(self.next_id);
         self.next_id += 1;
-        if let Some(error) = self.refusal(&spec) {
-            self.events.push_back(Event::Failed { file, error });
-            return file;
-        }
+        let unchecked_type = match &self.companion {
+            Some(companion) => {
+                if let Some(error) = refusal(companion, spec.size, &spec.content_type) {
+                    self.events.push_back(Event::Failed { file, error });
+                    return file;
+                }
+                None
+            }
+            None => Some(spec.content_type),
+        };
         let rank = Rank::new(self.config.order, spec.priority, spec.size, file.0);
         self.line.insert((rank, file));
         self.queued.insert(
@@ -621,38 +298,30 @@ impl Engine {
                 rank,
                 size: spec.size,
                 paused: false,
-                resume,
+                unchecked_type,
             },
         );
         file
     }
 
-    fn refusal(&self, spec: &FileSpec) -> Option<UploadError> {
-        let max = self.companion.max_file_size;
-        if spec.size > max {
-            return Some(UploadError::TooLarge {
-                size: spec.size,
-                max,
-            });
-        }
-        let allowed = &self.companion.allowed_types;
-        if !allowed.is_empty() && !allowed.contains(&spec.content_type) {
-            return Some(UploadError::TypeNotAllowed {
-                content_type: spec.content_type.clone(),
-            });
-        }
-        None
-    }
-
-    /// Stops starting anything for the file; its running PUTs are aborted and will be sent again
-    /// on resume.
+    /// Stops starting anything for the file (for every add of it); its running PUTs are aborted
+    /// and will be sent again on resume.
     pub fn pause(&mut self, file: FileId) {
         if let Some(queued) = self.queued.get_mut(&file) {
             queued.paused = true;
             self.line.remove(&(queued.rank, file));
-        } else if let Some(live) = self.live.get_mut(&file) {
-            live.paused = true;
-            stop(&mut self.actions, &mut self.breakers, file, live, self.now);
+        } else {
+            let upload = self.upload_of(file);
+            if let Some(live) = self.live.get_mut(&upload) {
+                live.paused = true;
+                stop(
+                    &mut self.actions,
+                    &mut self.breakers,
+                    upload,
+                    live,
+                    self.now,
+                );
+            }
         }
     }
 
@@ -662,7 +331,7 @@ impl Engine {
                 queued.paused = false;
                 self.line.insert((queued.rank, file));
             }
-        } else if let Some(live) = self.live.get_mut(&file) {
+        } else if let Some(live) = self.live.get_mut(&self.upload_of(file)) {
             live.paused = false;
         }
     }
@@ -679,7 +348,8 @@ impl Engine {
         self.paused_all = false;
     }
 
-    /// Ends the file: running PUTs are aborted and the multipart upload with them.
+    /// Ends this add of the file. An upload other adds of the same file still wait for goes on
+    /// for them; otherwise its running PUTs are aborted and the multipart upload with them.
     pub fn cancel(&mut self, file: FileId) {
         if let Some(queued) = self.queued.remove(&file) {
             self.line.remove(&(queued.rank, file));
@@ -687,20 +357,32 @@ impl Engine {
                 file,
                 error: UploadError::Cancelled,
             });
-        } else if self.live.contains_key(&file) {
-            self.fail(file, UploadError::Cancelled);
+            return;
+        }
+        let upload = self.upload_of(file);
+        let Some(live) = self.live.get_mut(&upload) else {
+            return;
+        };
+        if live.handles.len() > 1 {
+            live.handles.retain(|&handle| handle != file);
+            self.joined.remove(&file);
+            self.events.push_back(Event::Failed {
+                file,
+                error: UploadError::Cancelled,
+            });
+        } else {
+            self.end(upload, UploadError::Cancelled, true);
         }
     }
 
     pub fn cancel_all(&mut self) {
-        let files: Vec<FileId> = self
-            .queued
-            .keys()
-            .chain(self.live.keys())
-            .copied()
-            .collect();
-        for file in files {
+        let queued: Vec<FileId> = self.queued.keys().copied().collect();
+        for file in queued {
             self.cancel(file);
+        }
+        let live: Vec<FileId> = self.live.keys().copied().collect();
+        for file in live {
+            self.end(file, UploadError::Cancelled, true);
         }
     }
 
@@ -713,14 +395,152 @@ impl Engine {
         self.online = online;
         if online {
             // Back online: what waits out the outage goes at once rather than at its next probe.
+            self.config_call.ready_at = self.config_call.ready_at.min(now);
             for live in self.live.values_mut().filter(|live| live.waiting) {
                 live.call.ready_at = live.call.ready_at.min(now);
-                if let Some(upload) = live.upload.as_mut() {
+                if let Some(upload) = live.phase.upload_mut() {
                     for waiting in upload.waiting.values_mut() {
                         waiting.ready_at = waiting.ready_at.min(now);
                     }
                 }
             }
+        }
+    }
+
+    /// The companion's limits: files it would refuse fail now, the others can be taken.
+    pub fn handle_config(&mut self, companion: CompanionConfig, now: Instant) {
+        self.tick(now);
+        self.companion_reached();
+        self.config_call = CallGate::default();
+        let refused: Vec<(FileId, UploadError)> = self
+            .queued
+            .iter_mut()
+            .filter_map(|(&file, queued)| {
+                let content_type = queued.unchecked_type.take()?;
+                Some((file, refusal(&companion, queued.size, &content_type)?))
+            })
+            .collect();
+        for (file, error) in refused {
+            if let Some(queued) = self.queued.remove(&file) {
+                self.line.remove(&(queued.rank, file));
+            }
+            self.events.push_back(Event::Failed { file, error });
+        }
+        self.companion = Some(companion);
+    }
+
+    /// `GET /api/config` failed: retried as any call, but a companion that never answered is
+    /// more likely a wrong address than an outage, so no answer spends attempts too. When it
+    /// cannot succeed, every file waiting for it fails with its error (the next add asks again).
+    pub fn handle_config_failed(&mut self, failure: Failure, now: Instant) {
+        self.tick(now);
+        if !self.config_call.in_flight {
+            return;
+        }
+        self.config_call.in_flight = false;
+        self.breakers
+            .entry(COMPANION.to_owned())
+            .or_default()
+            .on_outcome(&failure, self.online, now);
+        let gate = &mut self.config_call;
+        let retries = self.config.retry.retries;
+        let verdict = match verdict(&failure, gate.attempts, &self.config.retry) {
+            Verdict::WaitOut if gate.attempts >= retries => Verdict::Fail { refused: false },
+            verdict => verdict,
+        };
+        let wait = match verdict {
+            Verdict::Spend | Verdict::Resign | Verdict::WaitOut => {
+                gate.attempts += 1;
+                self.stats.retries += 1;
+                self.config
+                    .retry
+                    .delay(gate.attempts, failure.retry_after, &mut self.rng)
+            }
+            Verdict::Fail { .. } => {
+                self.config_call = CallGate::default();
+                let error = UploadError::from_call(failure);
+                for (file, queued) in std::mem::take(&mut self.queued) {
+                    self.line.remove(&(queued.rank, file));
+                    self.events.push_back(Event::Failed {
+                        file,
+                        error: error.clone(),
+                    });
+                }
+                return;
+            }
+        };
+        gate.ready_at = now + wait;
+    }
+
+    /// The file's fingerprint (`None`: it has none, so nothing can join it). Another upload of
+    /// the same fingerprint in this page takes the file in; otherwise a multipart upload claims
+    /// the fingerprint ([`Action::Claim`]) and a single PUT is created.
+    pub fn handle_fingerprinted(&mut self, file: FileId, key: Option<String>, now: Instant) {
+        self.tick(now);
+        if !self
+            .live
+            .get(&file)
+            .is_some_and(|live| matches!(live.phase, Phase::Fingerprinting))
+        {
+            return;
+        }
+        let same = key
+            .as_ref()
+            .and_then(|key| self.by_key.get(key))
+            .copied()
+            .filter(|upload| self.live.contains_key(upload));
+        if let Some(upload) = same {
+            let joining = self.live.remove(&file).expect("checked above");
+            let owner = self.live.get_mut(&upload).expect("checked above");
+            for &handle in &joining.handles {
+                owner.handles.push(handle);
+                self.joined.insert(handle, upload);
+                self.events.push_back(Event::Joined {
+                    file: handle,
+                    upload,
+                });
+                if owner.waiting {
+                    self.events.push_back(Event::Waiting {
+                        file: handle,
+                        waiting: true,
+                    });
+                }
+            }
+            self.stats.joined += 1;
+            return;
+        }
+        let resumable = self.resumable(self.live[&file].size);
+        let live = self.live.get_mut(&file).expect("checked above");
+        match key {
+            Some(key) => {
+                self.by_key.insert(key.clone(), file);
+                live.key = Some(key.clone());
+                if resumable {
+                    live.phase = Phase::Claiming;
+                    self.actions.push_back(Action::Claim { file, key });
+                } else {
+                    live.phase = Phase::Creating;
+                }
+            }
+            None => live.phase = Phase::Creating,
+        }
+    }
+
+    /// The file's fingerprint is this page's: it starts afresh, continues a resume record, or
+    /// is done already (another page stored it while this one waited).
+    pub fn handle_claimed(&mut self, file: FileId, claim: Claim, now: Instant) {
+        self.tick(now);
+        let Some(live) = self
+            .live
+            .get_mut(&file)
+            .filter(|live| matches!(live.phase, Phase::Claiming))
+        else {
+            return;
+        };
+        match claim {
+            Claim::Fresh => live.phase = Phase::Creating,
+            Claim::Resume(snapshot) => live.phase = Phase::Listing(Box::new(snapshot)),
+            Claim::Stored(object) => self.finish(file, object),
         }
     }
 
@@ -730,7 +550,7 @@ impl Engine {
         let Some(live) = self
             .live
             .get_mut(&file)
-            .filter(|live| live.state == FileState::Creating)
+            .filter(|live| matches!(live.phase, Phase::Creating))
         else {
             // Cancelled (or failed) while the create was on its way: nothing may stay behind.
             self.abort_created(file, created);
@@ -740,13 +560,9 @@ impl Engine {
         let size = live.size;
         let plan = Plan::with_part_size(size, created.part_size)
             .ok()
-            .filter(|plan| plan.mode == created.mode && plan.part_count == created.part_count);
-        let fits = match plan.map(|plan| plan.mode) {
-            Some(UploadMode::Multipart) => true,
-            Some(UploadMode::Single) => created.url.is_some(),
-            None => false,
-        };
-        if !fits {
+            .filter(|plan| plan.mode == created.mode && plan.part_count == created.part_count)
+            .filter(|plan| plan.mode == UploadMode::Multipart || created.url.is_some());
+        let Some(plan) = plan else {
             let message = format!(
                 "{} parts of {} bytes ({:?}, URL given: {}) do not cut {size} bytes",
                 created.part_count,
@@ -755,11 +571,10 @@ impl Engine {
                 created.url.is_some()
             );
             self.abort_created(file, created);
-            self.fail(file, UploadError::BadPlan(message));
+            self.end(file, UploadError::BadPlan(message), false);
             return;
-        }
-        live.upload = Some(Upload::new(&created, plan.expect("checked above"), now));
-        live.state = FileState::Uploading;
+        };
+        live.phase = Phase::Uploading(Upload::new(&created, plan, now));
     }
 
     /// Aborts the multipart upload a create answer made for a file that will not use it.
@@ -774,44 +589,32 @@ impl Engine {
         }
     }
 
-    /// The parts the store holds for a resumed file.
+    /// The parts the store holds for a resumed file: those whose number, size and ETag agree
+    /// with the resume record are kept, the rest uploaded. A record that does not fit the file
+    /// starts it afresh.
     pub fn handle_listed(&mut self, file: FileId, listed: Vec<StoredPart>, now: Instant) {
         self.tick(now);
         self.companion_answered(file);
         let Some(live) = self
             .live
             .get_mut(&file)
-            .filter(|live| live.state == FileState::Listing)
+            .filter(|live| matches!(live.phase, Phase::Listing(_)))
         else {
             return;
         };
         live.call = CallGate::default();
-        let snapshot = live.resume.take().expect("a listing file has a snapshot");
-        let Ok(plan) = Plan::with_part_size(live.size, snapshot.part_size)
-            .map_err(drop)
-            .and_then(|plan| {
-                if plan.part_count == snapshot.part_count {
-                    Ok(plan)
-                } else {
-                    Err(())
-                }
+        let Phase::Listing(snapshot) = std::mem::replace(&mut live.phase, Phase::Creating) else {
+            unreachable!("checked above")
+        };
+        let Some(plan) = Plan::with_part_size(live.size, snapshot.part_size)
+            .ok()
+            .filter(|plan| {
+                plan.mode == UploadMode::Multipart && plan.part_count == snapshot.part_count
             })
         else {
-            live.state = FileState::Creating;
             return;
         };
-        let created = UploadCreated {
-            upload_id: Some(snapshot.upload_id.clone()),
-            key: snapshot.key.clone(),
-            token: snapshot.token.clone(),
-            part_size: snapshot.part_size,
-            part_count: snapshot.part_count,
-            mode: UploadMode::Multipart,
-            url: None,
-            expires_at: snapshot.expires_at,
-            location: snapshot.location.clone(),
-        };
-        let mut upload = Upload::new(&created, plan, now);
+        let mut upload = Upload::resumed(&snapshot, plan, now);
         let unquote = |etag: &str| etag.trim_matches('"').to_owned();
         for part in &listed {
             let expected_size = (1..=plan.part_count).contains(&part.part).then(|| {
@@ -830,9 +633,8 @@ impl Engine {
             }
         }
         let parts_kept = upload.etags.len() as u32;
-        live.upload = Some(upload);
-        live.state = FileState::Uploading;
-        self.events.push_back(Event::Resumed { file, parts_kept });
+        live.phase = Phase::Uploading(upload);
+        live.tell(Event::Resumed { file, parts_kept }, &mut self.events);
     }
 
     pub fn handle_signed(&mut self, file: FileId, parts: Vec<SignedPart>, now: Instant) {
@@ -843,13 +645,12 @@ impl Engine {
         };
         // Only an answer to the sign call in flight counts; a late one must not touch the gate
         // of a Complete that may be running now.
-        let Some(upload) = live
-            .upload
-            .as_mut()
-            .filter(|upload| live.state == FileState::Uploading && !upload.signing.is_empty())
-        else {
+        let Phase::Uploading(upload) = &mut live.phase else {
             return;
         };
+        if upload.signing.is_empty() {
+            return;
+        }
         live.call = CallGate::default();
         upload.signing.clear();
         for signed in parts {
@@ -897,8 +698,7 @@ impl Engine {
             live.set_waiting(file, false, &mut self.events);
         }
         if let Some(object) = single {
-            self.live.remove(&file);
-            self.events.push_back(Event::Done { file, object });
+            self.finish(file, object);
         }
     }
 
@@ -908,46 +708,36 @@ impl Engine {
         }
         self.tick(now);
         let online = self.online;
-        let Some(live) = self
-            .live
-            .get_mut(&file)
-            .filter(|live| live.state == FileState::Uploading)
-        else {
+        let Some(live) = self.live.get_mut(&file) else {
             return;
         };
-        let upload = live
-            .upload
-            .as_mut()
-            .expect("uploading files have an upload");
+        let Phase::Uploading(upload) = &mut live.phase else {
+            return;
+        };
         let Some(running) = upload.running.remove(&part) else {
             return;
         };
         let breaker = self.breakers.entry(running.host.clone()).or_default();
         breaker.on_outcome(&failure, online, now);
         let network = failure.status.is_none();
-        let outage = failure.is_outage();
-        if outage && upload.fallback && !network {
-            // The companion answered that it cannot reach the store either: the store is down
-            // for everyone, not just for this browser, so the direct route is as good.
-            upload.leave_fallback();
-        }
         let mut waiting = Waiting {
             url: running.url,
             attempts: running.attempts,
             ready_at: now,
         };
-        let verdict = match classify(&failure) {
-            Class::Resign => {
+        let retry = &self.config.retry;
+        let verdict = verdict(&failure, waiting.attempts, retry);
+        match verdict {
+            Verdict::Resign => {
                 self.stats.resigns += 1;
                 waiting.url = None;
-                Ok(waiting)
             }
-            Class::Retry => {
-                let switched = network && online && !upload.fallback && {
+            Verdict::WaitOut => {
+                let switch = network && online && !upload.fallback && {
                     upload.network_failures += 1;
-                    upload.network_failures >= self.config.retry.fallback_after
+                    upload.network_failures >= retry.fallback_after
                 };
-                if switched {
+                if switch {
                     // The store cannot be reached from here: go through the companion, afresh
                     // the first time (later stays keep what was spent, or a part refused on
                     // both routes would never run out of attempts).
@@ -958,44 +748,31 @@ impl Engine {
                         waiting.attempts = 0;
                     }
                     upload.switch_to_fallback(now);
-                    Ok(waiting)
-                } else if outage {
-                    // An outage is the network's or the store's fault, not the part's: it is
-                    // waited out, probing with capped backoff (a tripped breaker or being
-                    // offline holds the probes back too), and spends nothing.
-                    upload.outages += 1;
-                    waiting.ready_at = now
-                        + self.config.retry.probe_delay(
-                            upload.outages,
-                            failure.retry_after,
-                            &mut self.rng,
-                        );
-                    Ok(waiting)
-                } else if waiting.attempts >= self.config.retry.retries {
-                    Err(part_error(part, failure))
                 } else {
-                    waiting.attempts += 1;
-                    live.retries += 1;
-                    self.stats.retries += 1;
-                    waiting.ready_at = now
-                        + self.config.retry.delay(
-                            waiting.attempts,
-                            failure.retry_after,
-                            &mut self.rng,
-                        );
-                    Ok(waiting)
+                    if upload.fallback && !network {
+                        // The companion answered that it cannot reach the store either: the
+                        // store is down for everyone, not just for this browser, so the direct
+                        // route is as good.
+                        upload.leave_fallback();
+                    }
+                    // A tripped breaker or being offline holds the probes back too.
+                    upload.outages += 1;
+                    waiting.ready_at =
+                        now + retry.probe_delay(upload.outages, failure.retry_after, &mut self.rng);
                 }
             }
-            Class::Fatal => Err(part_error(part, failure)),
-        };
-        match verdict {
-            Ok(waiting) => {
-                upload.waiting.insert(part, waiting);
-                if outage {
-                    live.set_waiting(file, true, &mut self.events);
-                }
+            Verdict::Spend => {
+                waiting.attempts += 1;
+                live.retries += 1;
+                self.stats.retries += 1;
+                waiting.ready_at =
+                    now + retry.delay(waiting.attempts, failure.retry_after, &mut self.rng);
             }
-            Err(error) => self.fail(file, error),
+            Verdict::Fail { .. } => return self.end(file, part_error(part, failure), false),
+        }
+        upload.waiting.insert(part, waiting);
+        if verdict == Verdict::WaitOut {
+            live.set_waiting(file, true, &mut self.events);
         }
     }
 
@@ -1011,7 +788,7 @@ impl Engine {
             && self
                 .live
                 .get(&file)
-                .and_then(|live| live.upload.as_ref())
+                .and_then(|live| live.phase.upload())
                 .is_some_and(|upload| upload.plan.mode == UploadMode::Single)
     }
 
@@ -1021,10 +798,9 @@ impl Engine {
         if self
             .live
             .get(&file)
-            .is_some_and(|live| live.state == FileState::Completing)
+            .is_some_and(|live| matches!(live.phase, Phase::Completing(_)))
         {
-            self.live.remove(&file);
-            self.events.push_back(Event::Done { file, object });
+            self.finish(file, object);
         }
     }
 
@@ -1035,53 +811,49 @@ impl Engine {
         let Some(live) = self.live.get_mut(&file) else {
             return;
         };
-        let expected = match call {
-            Call::Create => live.state == FileState::Creating,
-            Call::ListParts => live.state == FileState::Listing,
-            Call::Sign => live
-                .upload
-                .as_ref()
-                .is_some_and(|upload| !upload.signing.is_empty()),
-            Call::Complete => live.state == FileState::Completing,
+        let expected = match (call, &mut live.phase) {
+            (Call::Create, Phase::Creating)
+            | (Call::ListParts, Phase::Listing(_))
+            | (Call::Complete, Phase::Completing(_)) => true,
+            (Call::Sign, Phase::Uploading(upload)) => {
+                !std::mem::take(&mut upload.signing).is_empty()
+            }
+            _ => false,
         };
         if !expected {
             return;
         }
         live.call.in_flight = false;
-        if let Some(upload) = live.upload.as_mut() {
-            upload.signing.clear();
-        }
-        let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
-        breaker.on_outcome(&failure, online, now);
-        let network = failure.status.is_none();
-        if call == Call::ListParts && !network && classify(&failure) == Class::Fatal {
-            // The upload is gone or the record is stale: start afresh, never fail for it.
-            live.resume = None;
-            live.state = FileState::Creating;
-            return;
-        }
-        // An outage is waited out, probing with capped backoff, and spends nothing.
-        let outage = failure.is_outage();
-        let fatal = classify(&failure) == Class::Fatal;
-        let retry = !fatal && (outage || live.call.attempts < self.config.retry.retries);
-        if !retry {
-            // A Complete refused for good (the parts cannot make the object) leaves nothing to
-            // continue: its upload is aborted. Anything else, retries that ran out included,
-            // keeps it for a retry.
-            let refused = fatal && call == Call::Complete;
-            self.end(file, UploadError::from_call(failure), refused);
-            return;
-        }
+        self.breakers
+            .entry(COMPANION.to_owned())
+            .or_default()
+            .on_outcome(&failure, online, now);
         let retry = &self.config.retry;
-        let wait = if outage {
-            live.call.outages += 1;
-            live.set_waiting(file, true, &mut self.events);
-            retry.probe_delay(live.call.outages, failure.retry_after, &mut self.rng)
-        } else {
-            live.call.attempts += 1;
-            live.retries += 1;
-            self.stats.retries += 1;
-            retry.delay(live.call.attempts, failure.retry_after, &mut self.rng)
+        let wait = match verdict(&failure, live.call.attempts, retry) {
+            Verdict::Fail { refused: true } if call == Call::ListParts => {
+                // The upload is gone or the record is stale: start afresh, never fail for it.
+                live.phase = Phase::Creating;
+                return;
+            }
+            Verdict::Fail { refused } => {
+                // A Complete refused for good (the parts cannot make the object) leaves nothing
+                // to continue: its upload is aborted. Anything else, retries that ran out
+                // included, keeps it for a retry.
+                let abort = refused && call == Call::Complete;
+                return self.end(file, UploadError::from_call(failure), abort);
+            }
+            Verdict::WaitOut => {
+                live.call.outages += 1;
+                live.set_waiting(file, true, &mut self.events);
+                retry.probe_delay(live.call.outages, failure.retry_after, &mut self.rng)
+            }
+            // A call's URL is the companion's, which never expires: a 403 there is spent.
+            Verdict::Spend | Verdict::Resign => {
+                live.call.attempts += 1;
+                live.retries += 1;
+                self.stats.retries += 1;
+                retry.delay(live.call.attempts, failure.retry_after, &mut self.rng)
+            }
         };
         live.call.ready_at = now + wait;
     }
@@ -1091,9 +863,7 @@ impl Engine {
         self.tick(now);
         let stall_after = self.config.retry.stall_after;
         let stalled: Vec<(FileId, u32)> = self
-            .live
-            .iter()
-            .filter_map(|(&file, live)| Some((file, live.upload.as_ref()?)))
+            .uploads()
             .flat_map(|(file, upload)| {
                 upload
                     .running
@@ -1123,6 +893,7 @@ impl Engine {
             return Some(action);
         }
         if !self.paused_all && self.online {
+            self.fetch_config(now);
             self.take_files();
             self.end_fallback_stays(now);
             self.call_companion(now);
@@ -1141,11 +912,14 @@ impl Engine {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let stall_after = self.config.retry.stall_after;
         let mut deadlines: Vec<Instant> = Vec::new();
+        if self.companion.is_none() && !self.config_call.in_flight && !self.queued.is_empty() {
+            deadlines.push(self.config_call.ready_at);
+        }
         for live in self.live.values() {
             if !live.call.in_flight {
                 deadlines.push(live.call.ready_at);
             }
-            if let Some(upload) = &live.upload {
+            if let Some(upload) = live.phase.upload() {
                 deadlines.extend(upload.waiting.values().map(|waiting| waiting.ready_at));
                 if upload.fallback {
                     deadlines.push(upload.fallback_until);
@@ -1168,12 +942,30 @@ impl Engine {
         self.now = self.now.max(now);
     }
 
-    /// The companion answered a call of `file`: it is reachable, and the file no longer waits.
-    fn companion_answered(&mut self, file: FileId) {
+    /// Whether a file of `size` bytes goes as a multipart upload, by the companion's plan.
+    fn resumable(&self, size: u64) -> bool {
+        let Some(companion) = &self.companion else {
+            return false;
+        };
+        let preferred = self
+            .config
+            .part_size
+            .unwrap_or(companion.preferred_part_size);
+        Plan::new(size, preferred, &companion.limits)
+            .is_ok_and(|plan| plan.mode == UploadMode::Multipart)
+    }
+
+    /// The companion answered: it is reachable.
+    fn companion_reached(&mut self) {
         self.breakers
             .entry(COMPANION.to_owned())
             .or_default()
             .on_answer();
+    }
+
+    /// The companion answered a call of `file`: it is reachable, and the file no longer waits.
+    fn companion_answered(&mut self, file: FileId) {
+        self.companion_reached();
         if let Some(live) = self.live.get_mut(&file) {
             live.call.outages = 0;
             live.set_waiting(file, false, &mut self.events);
@@ -1181,24 +973,39 @@ impl Engine {
     }
 
     fn uploading(&mut self, file: FileId) -> Option<&mut Upload> {
-        self.live
-            .get_mut(&file)
-            .filter(|live| live.state == FileState::Uploading)?
-            .upload
-            .as_mut()
+        match &mut self.live.get_mut(&file)?.phase {
+            Phase::Uploading(upload) => Some(upload),
+            _ => None,
+        }
     }
 
-    fn fail(&mut self, file: FileId, error: UploadError) {
-        let cancelled = error == UploadError::Cancelled;
-        self.end(file, error, cancelled);
+    /// Removes a live file, and what named it, for good.
+    fn remove_live(&mut self, file: FileId) -> Option<Live> {
+        let live = self.live.remove(&file)?;
+        if let Some(key) = &live.key
+            && self.by_key.get(key) == Some(&file)
+        {
+            self.by_key.remove(key);
+        }
+        for handle in &live.handles {
+            self.joined.remove(handle);
+        }
+        Some(live)
+    }
+
+    /// The file's object is stored: every add of it is done.
+    fn finish(&mut self, file: FileId, object: StoredObject) {
+        if let Some(live) = self.remove_live(file) {
+            live.tell(Event::Done { file, object }, &mut self.events);
+        }
     }
 
     /// Ends a live file with `error`, aborting its multipart upload on the store if `abort`.
     fn end(&mut self, file: FileId, error: UploadError, abort: bool) {
-        let Some(live) = self.live.remove(&file) else {
+        let Some(live) = self.remove_live(file) else {
             return;
         };
-        if let Some(upload) = live.upload {
+        if let Some(upload) = live.phase.upload() {
             if !upload.running.is_empty() {
                 for running in upload.running.values() {
                     self.breakers
@@ -1213,20 +1020,40 @@ impl Engine {
             // nothing can continue it. One that failed on its way is kept, with its resume
             // record, so that trying again continues where it stopped; the companion's janitor
             // sweeps it if nobody does.
-            if let Some(upload_id) = upload.upload_id.filter(|_| abort) {
+            if let Some(upload_id) = upload.upload_id.clone().filter(|_| abort) {
                 self.stats.companion_calls += 1;
                 self.actions.push_back(Action::Abort {
                     file,
                     upload_id,
-                    token: upload.token,
+                    token: upload.token.clone(),
                 });
             }
         }
-        self.events.push_back(Event::Failed { file, error });
+        live.tell(Event::Failed { file, error }, &mut self.events);
     }
 
-    /// The outer layer: takes the best queued files while there is room.
+    /// Asks for the companion's limits once a file waits for them.
+    fn fetch_config(&mut self, now: Instant) {
+        let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
+        if self.companion.is_some()
+            || self.queued.is_empty()
+            || !self.config_call.ready(now)
+            || !breaker.allows(now)
+        {
+            return;
+        }
+        breaker.on_start(now);
+        self.config_call.in_flight = true;
+        self.stats.companion_calls += 1;
+        self.actions.push_back(Action::FetchConfig);
+    }
+
+    /// The outer layer: takes the best queued files while there is room, and asks for their
+    /// fingerprints. Files wait until the companion's limits are known.
     fn take_files(&mut self) {
+        if self.companion.is_none() {
+            return;
+        }
         while self.live.len() < self.config.triggers.max(1) {
             let Some((rank, file)) = self.line.pop_first() else {
                 break;
@@ -1235,58 +1062,37 @@ impl Engine {
                 .queued
                 .remove(&file)
                 .expect("every file in line is queued");
-            let state = if queued.resume.is_some() {
-                FileState::Listing
-            } else {
-                FileState::Creating
-            };
-            let live = Live {
-                rank,
-                size: queued.size,
-                state,
-                paused: false,
-                upload: None,
-                resume: queued.resume,
-                call: CallGate::default(),
-                retries: 0,
-                waiting: false,
-            };
-            self.live.insert(file, live);
+            let resumable = self.resumable(queued.size);
+            self.live.insert(file, Live::new(file, rank, queued.size));
+            self.actions
+                .push_back(Action::Fingerprint { file, resumable });
         }
         self.stats.peak_live = self.stats.peak_live.max(self.live.len());
+        self.stats.peak_fingerprinting = self.stats.peak_fingerprinting.max(self.fingerprinting());
     }
 
     /// Create, list and complete calls whose turn has come.
     fn call_companion(&mut self, now: Instant) {
         let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
         for (&file, live) in &mut self.live {
-            if live.call.in_flight || live.call.ready_at > now || !breaker.allows(now) {
+            if live.paused || !live.call.ready(now) || !breaker.allows(now) {
                 continue;
             }
-            if live.paused {
-                continue;
+            if let Phase::Uploading(upload) = &live.phase
+                && upload.upload_id.is_some()
+                && upload.finished()
+            {
+                live.phase.start_completing();
             }
-            let action = match live.state {
-                FileState::Creating => Action::Create { file },
-                FileState::Listing => {
-                    let snapshot = live.resume.as_ref().expect("a listing file has a snapshot");
-                    Action::ListParts {
-                        file,
-                        upload_id: snapshot.upload_id.clone(),
-                        token: snapshot.token.clone(),
-                    }
-                }
-                FileState::Uploading | FileState::Completing => {
-                    let Some(upload) = live.upload.as_ref() else {
-                        continue;
-                    };
-                    let Some(complete) = upload.complete(file) else {
-                        continue;
-                    };
-                    live.state = FileState::Completing;
-                    complete
-                }
-                FileState::Queued => continue,
+            let action = match &live.phase {
+                Phase::Creating => Action::Create { file },
+                Phase::Listing(snapshot) => Action::ListParts {
+                    file,
+                    upload_id: snapshot.upload_id.clone(),
+                    token: snapshot.token.clone(),
+                },
+                Phase::Completing(upload) => upload.complete(file).expect("multipart"),
+                Phase::Fingerprinting | Phase::Claiming | Phase::Uploading(_) => continue,
             };
             breaker.on_start(now);
             live.call.in_flight = true;
@@ -1299,7 +1105,7 @@ impl Engine {
     /// follows if they still fail); before signing, so their parts get URLs.
     fn end_fallback_stays(&mut self, now: Instant) {
         for live in self.live.values_mut() {
-            if let Some(upload) = live.upload.as_mut()
+            if let Some(upload) = live.phase.upload_mut()
                 && upload.fallback
                 && now >= upload.fallback_until
             {
@@ -1316,14 +1122,10 @@ impl Engine {
         let margin = self.config.retry.resign_margin;
         let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
         for (&file, live) in &mut self.live {
-            if live.state != FileState::Uploading
-                || live.paused
-                || live.call.ready_at > now
-                || live.call.in_flight
-            {
+            if live.paused || !live.call.ready(now) {
                 continue;
             }
-            let Some(upload) = live.upload.as_mut() else {
+            let Phase::Uploading(upload) = &mut live.phase else {
                 continue;
             };
             if !upload.signing.is_empty() || upload.fallback {
@@ -1378,38 +1180,36 @@ impl Engine {
             return;
         }
         let margin = self.config.retry.resign_margin;
+        let fresh = |waiting: &Waiting| {
+            waiting
+                .url
+                .as_ref()
+                .is_some_and(|url| Instant::from_unix_secs(url.expires_at) >= now + margin)
+        };
         let mut order: Vec<(Rank, FileId)> = self
             .live
             .iter()
-            .filter(|(_, live)| live.state == FileState::Uploading && !live.paused)
+            .filter(|(_, live)| matches!(live.phase, Phase::Uploading(_)) && !live.paused)
             .map(|(&file, live)| (live.rank, file))
             .collect();
         order.sort_unstable();
         for (_, file) in order {
-            let upload = self
-                .live
-                .get_mut(&file)
-                .and_then(|live| live.upload.as_mut())
-                .expect("uploading files have an upload");
+            let Some(Phase::Uploading(upload)) =
+                self.live.get_mut(&file).map(|live| &mut live.phase)
+            else {
+                continue;
+            };
             while free > 0 && upload.running.len() < self.config.per_file {
                 // The lowest-numbered part that may go now, with a URL that will not expire first
                 // (single PUTs whose URL expired go through the companion).
                 let single = upload.plan.mode == UploadMode::Single;
                 let next = upload.waiting.iter().find_map(|(&part, waiting)| {
-                    let fresh = waiting
-                        .url
-                        .as_ref()
-                        .is_some_and(|url| Instant::from_unix_secs(url.expires_at) >= now + margin);
-                    let routable = upload.fallback || fresh || single;
+                    let routable = upload.fallback || fresh(waiting) || single;
                     (waiting.ready_at <= now && routable).then_some(part)
                 });
                 let Some(part) = next else { break };
-                let waiting = upload.waiting.get(&part).expect("found above");
-                let fresh = waiting
-                    .url
-                    .as_ref()
-                    .is_some_and(|url| Instant::from_unix_secs(url.expires_at) >= now + margin);
-                let url = if fresh { waiting.url.clone() } else { None };
+                let waiting = &upload.waiting[&part];
+                let url = fresh(waiting).then(|| waiting.url.clone()).flatten();
                 let target = upload.target(url.clone());
                 let host = match &target {
                     PutTarget::Direct(url) => host_of(&url.url),
@@ -1447,6 +1247,21 @@ impl Engine {
     }
 }
 
+/// Why the companion would refuse a file, by the limits it announced.
+fn refusal(companion: &CompanionConfig, size: u64, content_type: &str) -> Option<UploadError> {
+    let max = companion.max_file_size;
+    if size > max {
+        return Some(UploadError::TooLarge { size, max });
+    }
+    let allowed = &companion.allowed_types;
+    if !allowed.is_empty() && !allowed.iter().any(|allowed| allowed == content_type) {
+        return Some(UploadError::TypeNotAllowed {
+            content_type: content_type.to_owned(),
+        });
+    }
+    None
+}
+
 /// Aborts a live file's running PUTs and puts their parts back in line.
 fn stop(
     actions: &mut VecDeque<Action>,
@@ -1455,7 +1270,7 @@ fn stop(
     live: &mut Live,
     now: Instant,
 ) {
-    if let Some(upload) = live.upload.as_mut()
+    if let Some(upload) = live.phase.upload_mut()
         && !upload.running.is_empty()
     {
         for running in upload.running.values() {

@@ -1,0 +1,309 @@
+//! The engine's bookkeeping of one live file: which phase it is in (each carrying its own data),
+//! its parts waiting, signing and running, and the gate of its calls to the companion.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use super::vocabulary::{Action, Event, FileId, FileState, PutTarget, Snapshot};
+use crate::plan::Plan;
+use crate::protocol::{CompleteUpload, CompletedPart, SignedUrl, UploadCreated};
+use crate::schedule::Rank;
+use crate::time::Instant;
+
+/// The first stay on the companion route before direct PUTs are tried again, and the longest.
+const FIRST_FALLBACK_PERIOD: Duration = Duration::from_secs(30);
+const MAX_FALLBACK_PERIOD: Duration = Duration::from_secs(300);
+
+/// A part not running: waiting for its URL, its turn or the end of a backoff.
+#[derive(Debug)]
+pub(super) struct Waiting {
+    /// `None` until signed, or after the URL expired.
+    pub url: Option<SignedUrl>,
+    pub attempts: u32,
+    pub ready_at: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct Running {
+    pub sent: u64,
+    pub url: Option<SignedUrl>,
+    pub host: String,
+    pub attempts: u32,
+    pub last_progress: Instant,
+}
+
+/// A created upload: its identity on the store and the state of each of its parts.
+#[derive(Debug)]
+pub(super) struct Upload {
+    /// `None` for a single PUT.
+    pub upload_id: Option<String>,
+    pub key: String,
+    pub token: String,
+    pub location: String,
+    pub expires_at: u64,
+    pub plan: Plan,
+    pub waiting: BTreeMap<u32, Waiting>,
+    /// Parts in the sign call in flight.
+    pub signing: Vec<u32>,
+    pub running: BTreeMap<u32, Running>,
+    /// ETags of confirmed parts, by part number.
+    pub etags: BTreeMap<u32, String>,
+    pub confirmed: u64,
+    /// Parts go through the companion.
+    pub fallback: bool,
+    /// When to try direct PUTs again while on the fallback: the store may answer again.
+    pub fallback_until: Instant,
+    /// How long the last stay on the fallback was; each next one doubles, up to a cap.
+    pub fallback_period: Duration,
+    /// Network failures of direct PUTs in a row.
+    pub network_failures: u32,
+    /// Outage failures of PUTs in a row: the backoff of the probes.
+    pub outages: u32,
+}
+
+/// A URL's expiry moved to the local clock: the companion's clock and the browser's may
+/// disagree, the lifetime it gave does not.
+pub(super) fn localized(mut url: SignedUrl, now: Instant) -> SignedUrl {
+    if let Some(lifetime) = url.expires_in {
+        url.expires_at = now.unix_millis() / 1000 + lifetime;
+    }
+    url
+}
+
+impl Upload {
+    pub fn new(created: &UploadCreated, plan: Plan, now: Instant) -> Self {
+        let waiting = (1..=plan.part_count)
+            .map(|part| {
+                let url = (part == 1)
+                    .then(|| created.url.clone().map(|url| localized(url, now)))
+                    .flatten();
+                (
+                    part,
+                    Waiting {
+                        url,
+                        attempts: 0,
+                        ready_at: now,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            upload_id: created.upload_id.clone(),
+            key: created.key.clone(),
+            token: created.token.clone(),
+            location: created.location.clone(),
+            expires_at: created.expires_at,
+            plan,
+            waiting,
+            signing: Vec::new(),
+            running: BTreeMap::new(),
+            etags: BTreeMap::new(),
+            confirmed: 0,
+            fallback: false,
+            fallback_until: now,
+            fallback_period: Duration::ZERO,
+            network_failures: 0,
+            outages: 0,
+        }
+    }
+
+    /// The upload a resume record describes, nothing confirmed yet.
+    pub fn resumed(snapshot: &Snapshot, plan: Plan, now: Instant) -> Self {
+        let created = UploadCreated {
+            upload_id: Some(snapshot.upload_id.clone()),
+            key: snapshot.key.clone(),
+            token: snapshot.token.clone(),
+            part_size: snapshot.part_size,
+            part_count: snapshot.part_count,
+            mode: plan.mode,
+            url: None,
+            expires_at: snapshot.expires_at,
+            location: snapshot.location.clone(),
+        };
+        Self::new(&created, plan, now)
+    }
+
+    /// Sends the parts through the companion for a while; direct PUTs are tried again after it.
+    pub fn switch_to_fallback(&mut self, now: Instant) {
+        self.fallback = true;
+        self.fallback_period =
+            (self.fallback_period * 2).clamp(FIRST_FALLBACK_PERIOD, MAX_FALLBACK_PERIOD);
+        self.fallback_until = now + self.fallback_period;
+    }
+
+    /// Back to direct PUTs.
+    pub fn leave_fallback(&mut self) {
+        self.fallback = false;
+        self.network_failures = 0;
+    }
+
+    /// Puts running parts back in line, ready at once (their URLs are still good).
+    pub fn stop_running(&mut self, now: Instant) -> Vec<u32> {
+        let stopped = std::mem::take(&mut self.running);
+        let parts = stopped.keys().copied().collect();
+        for (part, running) in stopped {
+            let waiting = Waiting {
+                url: running.url,
+                attempts: running.attempts,
+                ready_at: now,
+            };
+            self.waiting.insert(part, waiting);
+        }
+        parts
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.running.values().map(|running| running.sent).sum()
+    }
+
+    /// Whether every part is confirmed.
+    pub fn finished(&self) -> bool {
+        self.etags.len() as u32 == self.plan.part_count
+    }
+
+    /// The Complete call (multipart uploads only).
+    pub fn complete(&self, file: FileId) -> Option<Action> {
+        let parts = self
+            .etags
+            .iter()
+            .map(|(&part, etag)| CompletedPart {
+                part,
+                etag: etag.clone(),
+            })
+            .collect();
+        Some(Action::Complete {
+            file,
+            upload_id: self.upload_id.clone()?,
+            request: CompleteUpload {
+                token: self.token.clone(),
+                parts,
+            },
+        })
+    }
+
+    pub fn target(&self, url: Option<SignedUrl>) -> PutTarget {
+        match url {
+            Some(url) if !self.fallback => PutTarget::Direct(url),
+            _ => PutTarget::Companion {
+                upload_id: self.upload_id.clone(),
+                token: self.token.clone(),
+            },
+        }
+    }
+}
+
+/// The companion's state for one file's calls (or for the config fetch): in flight, or waiting
+/// out a backoff.
+#[derive(Debug, Default)]
+pub(super) struct CallGate {
+    pub in_flight: bool,
+    pub attempts: u32,
+    /// Outage failures in a row: the backoff of the probes, which spend no attempt.
+    pub outages: u32,
+    pub ready_at: Instant,
+}
+
+impl CallGate {
+    pub fn ready(&self, now: Instant) -> bool {
+        !self.in_flight && self.ready_at <= now
+    }
+}
+
+/// Where a live file is, with what that step needs.
+#[derive(Debug)]
+pub(super) enum Phase {
+    /// Its fingerprint was asked for.
+    Fingerprinting,
+    /// Its key was asked for; another page may hold it.
+    Claiming,
+    Creating,
+    /// Its resume record is checked against the parts the store holds.
+    Listing(Box<Snapshot>),
+    Uploading(Upload),
+    /// Every part is confirmed; Complete is on its way (or waits out a backoff).
+    Completing(Upload),
+}
+
+impl Phase {
+    pub fn state(&self) -> FileState {
+        match self {
+            Phase::Fingerprinting | Phase::Claiming => FileState::Preparing,
+            Phase::Creating => FileState::Creating,
+            Phase::Listing(_) => FileState::Listing,
+            Phase::Uploading(_) => FileState::Uploading,
+            Phase::Completing(_) => FileState::Completing,
+        }
+    }
+
+    pub fn upload(&self) -> Option<&Upload> {
+        match self {
+            Phase::Uploading(upload) | Phase::Completing(upload) => Some(upload),
+            _ => None,
+        }
+    }
+
+    pub fn upload_mut(&mut self) -> Option<&mut Upload> {
+        match self {
+            Phase::Uploading(upload) | Phase::Completing(upload) => Some(upload),
+            _ => None,
+        }
+    }
+
+    /// Uploading becomes Completing, keeping the upload.
+    pub fn start_completing(&mut self) {
+        if let Phase::Uploading(_) = self {
+            let Phase::Uploading(upload) = std::mem::replace(self, Phase::Creating) else {
+                unreachable!("matched above")
+            };
+            *self = Phase::Completing(upload);
+        }
+    }
+}
+
+/// A file the outer layer took.
+#[derive(Debug)]
+pub(super) struct Live {
+    pub rank: Rank,
+    pub size: u64,
+    pub paused: bool,
+    pub phase: Phase,
+    pub call: CallGate,
+    pub retries: u32,
+    /// Waiting out an outage (told with [`Event::Waiting`]).
+    pub waiting: bool,
+    /// The adds this upload answers: its own, and those of the same file that joined it.
+    pub handles: Vec<FileId>,
+    /// Its fingerprint, once known: the same file added again joins this upload.
+    pub key: Option<String>,
+}
+
+impl Live {
+    pub fn new(file: FileId, rank: Rank, size: u64) -> Self {
+        Self {
+            rank,
+            size,
+            paused: false,
+            phase: Phase::Fingerprinting,
+            call: CallGate::default(),
+            retries: 0,
+            waiting: false,
+            handles: vec![file],
+            key: None,
+        }
+    }
+
+    /// Tells every add this upload answers.
+    pub fn tell(&self, event: Event, events: &mut VecDeque<Event>) {
+        for &handle in &self.handles {
+            events.push_back(event.for_file(handle));
+        }
+    }
+
+    /// Marks the file as waiting out an outage or not, telling the application on a change.
+    pub fn set_waiting(&mut self, file: FileId, waiting: bool, events: &mut VecDeque<Event>) {
+        if self.waiting != waiting {
+            self.waiting = waiting;
+            self.tell(Event::Waiting { file, waiting }, events);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! What every engine test drives the same way: an engine that knows its companion, and the
+//! preparation a browser answers at once (each file its own fingerprint, each claim fresh).
+
+use ferry_core::protocol::CompanionConfig;
+use ferry_core::{Action, Claim, Engine, EngineConfig, Instant};
+
+/// An engine told the companion's limits before any file is added.
+pub fn ready(config: EngineConfig, companion: CompanionConfig) -> Engine {
+    let mut engine = Engine::new(config);
+    engine.handle_config(companion, Instant::default());
+    engine
+}
+
+/// The engine's next action that is not preparation; fingerprints and claims are answered on
+/// the way (every file distinct, nothing to resume).
+pub fn poll(engine: &mut Engine, now: Instant) -> Option<Action> {
+    loop {
+        match engine.poll_action(now)? {
+            Action::Fingerprint { file, .. } => {
+                engine.handle_fingerprinted(file, Some(format!("file-{}", file.0)), now)
+            }
+            Action::Claim { file, .. } => engine.handle_claimed(file, Claim::Fresh, now),
+            action => return Some(action),
+        }
+    }
+}
+
+/// Adds a file that a resume record claims: its fingerprint and claim answered with `snapshot`.
+#[allow(dead_code, reason = "not every test file resumes")]
+pub fn add_resumed(
+    engine: &mut Engine,
+    spec: ferry_core::FileSpec,
+    snapshot: ferry_core::Snapshot,
+    now: Instant,
+) -> ferry_core::FileId {
+    let file = engine.add(spec);
+    assert_eq!(
+        engine.poll_action(now),
+        Some(Action::Fingerprint {
+            file,
+            resumable: true
+        })
+    );
+    engine.handle_fingerprinted(file, Some("the file".into()), now);
+    assert_eq!(
+        engine.poll_action(now),
+        Some(Action::Claim {
+            file,
+            key: "the file".into()
+        })
+    );
+    engine.handle_claimed(file, Claim::Resume(snapshot), now);
+    file
+}
