@@ -23,7 +23,7 @@ async function uploadAndVerify(companion, sizes) {
     const rows = await uploadThroughDemo(page, files);
     for (const file of files) {
       const row = rows.find((row) => row.name === file.name);
-      assert.equal(row?.state, "done", `${file.name}: ${row?.error}`);
+      assert.equal(row?.state, "done", `${file.name}: ${row?.code}`);
       const stored = await readBack(companion.url, row.href);
       assert.equal(stored.size, file.size, file.name);
       assert.equal(stored.sha256, file.sha256, `${file.name} reads back identical`);
@@ -63,8 +63,7 @@ test("a file over the maximum size is refused before any byte is sent", async ()
     await page.goto(companion.url);
     const [row] = await uploadThroughDemo(page, [makeFile("too-big.bin", 2 * MIB)]);
     assert.equal(row.state, "failed");
-    assert.match(row.error, /the file is 2097152 bytes, over the limit of 1048576 bytes/);
-    assert.match(row.error, /TooLarge/);
+    assert.equal(row.code, "TooLarge");
     const uploads = requests.filter((request) => request.startsWith("PUT") || request.startsWith("POST"));
     assert.deepEqual(uploads, [], "no upload was created and no byte was sent");
   } finally {
@@ -81,8 +80,7 @@ test("an unreachable companion gives a clear error", async () => {
     await page.goto(`${companion.url}/?companion=http://127.0.0.1:9`);
     const [row] = await uploadThroughDemo(page, [makeFile("lonely.bin", 1000)]);
     assert.equal(row.state, "failed");
-    assert.match(row.error, /the companion could not be reached: GET http:\/\/127\.0\.0\.1:9\/api\/config/);
-    assert.match(row.error, /CompanionUnreachable/);
+    assert.equal(row.code, "CompanionUnreachable");
   } finally {
     await page.close();
     companion.stop();
@@ -102,7 +100,7 @@ test("a store error surfaces S3's code, and the refused upload is aborted", asyn
     const aborted = page.waitForResponse((response) => response.request().method() === "DELETE");
     const [row] = await uploadThroughDemo(page, [makeFile("small-parts.bin", 3 * MIB)]);
     assert.equal(row.state, "failed");
-    assert.match(row.error, /EntityTooSmall/);
+    assert.equal(row.code, "EntityTooSmall");
     assert.equal((await aborted).status(), 204);
     assert.deepEqual(companion.liveUploads(), [], "no multipart upload is left behind");
   } finally {

@@ -283,7 +283,8 @@ export async function uploadThroughDemo(page, files) {
       name: row.dataset.name,
       state: row.dataset.state,
       href: row.querySelector("[data-testid=file-link]")?.getAttribute("href") ?? null,
-      error: row.querySelector("[data-testid=file-error]")?.textContent ?? null,
+      code: row.dataset.errorCode ?? null,
+      etag: row.dataset.etag ?? null,
     })),
   );
 }

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod janitor;
 pub mod keys;
 pub mod metrics;
+pub mod s3xml;
 pub mod server;
 pub mod store;
 pub mod streaming;

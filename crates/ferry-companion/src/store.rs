@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::s3xml;
 use ferry_core::protocol::StoredPart;
-use ferry_core::s3xml;
 use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
@@ -218,9 +218,9 @@ impl Store {
         if let Some(error) = s3_error(200, &answer) {
             return Err(error);
         }
-        // Read leniently for the same reason as ListParts: stores name the root differently.
-        s3xml::element(&answer, "ETag")
-            .ok_or_else(|| unexpected("a Complete answer without an ETag"))
+        s3xml::read::<s3xml::Completed>(&answer)
+            .map(|completed| completed.etag)
+            .map_err(unexpected)
     }
 
     pub async fn abort_multipart_upload(
@@ -260,29 +260,21 @@ impl Store {
             let body = self
                 .send(self.http.get(action.sign(OWN_CALL_LIFETIME)))
                 .await?;
-            for upload in s3xml::elements(&body, "Upload") {
-                let (Some(key), Some(upload_id), Some(initiated)) = (
-                    s3xml::element(upload, "Key"),
-                    s3xml::element(upload, "UploadId"),
-                    s3xml::element(upload, "Initiated")
-                        .and_then(|at| at.trim().parse::<jiff::Timestamp>().ok()),
-                ) else {
-                    return Err(unexpected(
-                        "a ListMultipartUploads entry without key, id or date",
-                    ));
-                };
+            let page: s3xml::UploadsPage = s3xml::read(&body).map_err(unexpected)?;
+            for upload in page.uploads {
+                let initiated = upload
+                    .initiated
+                    .trim()
+                    .parse::<jiff::Timestamp>()
+                    .map_err(|err| unexpected(format!("a ListMultipartUploads date: {err}")))?;
                 uploads.push(PendingUpload {
-                    key,
-                    upload_id,
+                    key: upload.key,
+                    upload_id: upload.upload_id,
                     initiated,
                 });
             }
-            let truncated =
-                s3xml::element(&body, "IsTruncated").is_some_and(|value| value.trim() == "true");
-            let next = (
-                s3xml::element(&body, "NextKeyMarker"),
-                s3xml::element(&body, "NextUploadIdMarker"),
-            );
+            let truncated = page.is_truncated;
+            let next = (page.next_key_marker, page.next_upload_id_marker);
             match next {
                 (Some(key), Some(upload_id))
                     if truncated && markers.as_ref() != Some(&(key.clone(), upload_id.clone())) =>
@@ -482,30 +474,24 @@ struct PartsPage {
 }
 
 /// Reads a ListParts answer. Stores disagree on the root element (`ListPartsResult` for AWS,
-/// `ListPartsResponse` for moto), which rusty-s3's strict parser refuses, so only the fields Ferry
-/// needs are read, wherever they sit.
+/// `ListPartsResponse` for moto), which rusty-s3's strict parser refuses; [`s3xml`] does not
+/// check it.
 fn parse_list_parts(xml: &str) -> Option<PartsPage> {
-    let parts = s3xml::elements(xml, "Part")
-        .into_iter()
-        .map(|part| {
-            Some(StoredPart {
-                part: s3xml::element(part, "PartNumber")?.trim().parse().ok()?,
-                size: s3xml::element(part, "Size")?.trim().parse().ok()?,
-                etag: s3xml::element(part, "ETag")?,
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    let truncated = s3xml::element(xml, "IsTruncated").is_some_and(|value| value.trim() == "true");
-    let next_marker = if truncated {
-        Some(
-            s3xml::element(xml, "NextPartNumberMarker")?
-                .trim()
-                .parse()
-                .ok()?,
-        )
+    let page: s3xml::PartsPage = s3xml::read(xml).ok()?;
+    let next_marker = if page.is_truncated {
+        Some(page.next_part_number_marker?)
     } else {
         None
     };
+    let parts = page
+        .parts
+        .into_iter()
+        .map(|part| StoredPart {
+            part: part.part_number,
+            size: part.size,
+            etag: part.etag,
+        })
+        .collect();
     Some(PartsPage { parts, next_marker })
 }
 
@@ -546,7 +532,9 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_list_parts("<Part><PartNumber>x</PartNumber></Part>"),
+            parse_list_parts(
+                "<ListPartsResult><Part><PartNumber>x</PartNumber></Part></ListPartsResult>"
+            ),
             None
         );
     }

@@ -11,7 +11,6 @@ pub mod error;
 pub mod plan;
 pub mod protocol;
 pub mod retry;
-pub mod s3xml;
 pub mod schedule;
 pub mod time;
 

@@ -70,6 +70,8 @@ struct Row {
     location: RwSignal<Option<String>>,
     etag: RwSignal<Option<String>>,
     error: RwSignal<Option<String>>,
+    /// The error's stable code (`TooLarge`, `Cancelled`, the store's S3 code...).
+    error_code: RwSignal<Option<String>>,
     upload: RwSignal<Option<FileId>>,
 }
 
@@ -162,9 +164,10 @@ fn preview(file: &web_sys::File) -> Option<(String, bool)> {
 }
 
 /// Starts (or starts again) the upload of a row.
-fn run_upload(row: Row, timeline: RwSignal<VecDeque<String>>) {
+fn run_upload(row: Row, timeline: Timeline) {
     row.state.set(RowState::Queued);
     row.error.set(None);
+    row.error_code.set(None);
     row.sent.set(0);
     row.confirmed.set(0);
     let upload = use_upload(&row.client.get_value(), row.file.get_value(), 0);
@@ -194,22 +197,48 @@ fn run_upload(row: Row, timeline: RwSignal<VecDeque<String>>) {
             row.etag.set(Some(object.etag.trim_matches('"').to_owned()));
             row.location.set(Some(object.location));
             row.state.set(RowState::Done);
-            log(timeline, format!("{} stored", row.name));
+            log(
+                timeline,
+                "stored",
+                &row.name,
+                format!("{} stored", row.name),
+            );
         }
         Some(Err(error)) => {
             row.error.set(Some(format!("{} ({})", error, error.code())));
+            row.error_code.set(Some(error.code().to_owned()));
             row.state.set(RowState::Failed);
-            log(timeline, format!("{} failed: {}", row.name, error.code()));
+            log(
+                timeline,
+                "failed",
+                &row.name,
+                format!("{} failed: {}", row.name, error.code()),
+            );
         }
         None => {}
     });
 }
 
-fn log(timeline: RwSignal<VecDeque<String>>, line: String) {
-    let stamp = js_sys::Date::new_0().to_locale_time_string("en-GB");
-    timeline.update(|lines| {
-        lines.push_front(format!("{} {line}", String::from(stamp)));
-        lines.truncate(TIMELINE_LENGTH);
+/// One line of the timeline: what happened (`kind`, for tests and styles) to which file.
+#[derive(Debug, Clone)]
+struct Entry {
+    kind: &'static str,
+    name: String,
+    line: String,
+}
+
+type Timeline = RwSignal<VecDeque<Entry>>;
+
+fn log(timeline: Timeline, kind: &'static str, name: &str, text: String) {
+    let stamp = String::from(js_sys::Date::new_0().to_locale_time_string("en-GB"));
+    let entry = Entry {
+        kind,
+        name: name.to_owned(),
+        line: format!("{stamp} {text}"),
+    };
+    timeline.update(|entries| {
+        entries.push_front(entry);
+        entries.truncate(TIMELINE_LENGTH);
     });
 }
 
@@ -217,7 +246,7 @@ fn log(timeline: RwSignal<VecDeque<String>>, line: String) {
 #[component]
 pub fn App() -> impl IntoView {
     let settings = RwSignal::new(Settings::default());
-    let timeline = RwSignal::new(VecDeque::<String>::new());
+    let timeline = RwSignal::new(VecDeque::<Entry>::new());
     let rows = RwSignal::new(Vec::<Row>::new());
     let next_id = StoredValue::new(0usize);
     let names = StoredValue::new(std::collections::HashMap::<(usize, u64), String>::new());
@@ -228,13 +257,18 @@ pub fn App() -> impl IntoView {
                 let name = names
                     .with_value(|names| names.get(&(generation, id.0)).cloned())
                     .unwrap_or_default();
-                log(timeline, format!("{name}: part {part} stored"));
+                log(
+                    timeline,
+                    "part",
+                    &name,
+                    format!("{name}: part {part} stored"),
+                );
             }
             ClientEvent::Retry { id, retries } => {
                 let name = names
                     .with_value(|names| names.get(&(generation, id.0)).cloned())
                     .unwrap_or_default();
-                log(timeline, format!("{name}: retry {retries}"));
+                log(timeline, "retry", &name, format!("{name}: retry {retries}"));
             }
             ClientEvent::Resumed { id, parts_kept } => {
                 let name = names
@@ -242,6 +276,8 @@ pub fn App() -> impl IntoView {
                     .unwrap_or_default();
                 log(
                     timeline,
+                    "resumed",
+                    &name,
                     format!("{name}: resumed with {parts_kept} parts already stored"),
                 );
             }
@@ -249,12 +285,12 @@ pub fn App() -> impl IntoView {
                 let name = names
                     .with_value(|names| names.get(&(generation, id.0)).cloned())
                     .unwrap_or_default();
-                let what = if *waiting {
-                    "no answer: waiting, spending no retries"
+                let (kind, what) = if *waiting {
+                    ("waiting", "no answer: waiting, spending no retries")
                 } else {
-                    "answered again: going on"
+                    ("going-on", "answered again: going on")
                 };
-                log(timeline, format!("{name}: {what}"));
+                log(timeline, kind, &name, format!("{name}: {what}"));
             }
             _ => {}
         });
@@ -269,7 +305,12 @@ pub fn App() -> impl IntoView {
             generation.update_value(|generation| *generation += 1);
             watch(&fresh, generation.get_value());
             client.set_value(fresh);
-            log(timeline, "settings applied to new uploads".into());
+            log(
+                timeline,
+                "settings",
+                "",
+                "settings applied to new uploads".into(),
+            );
         }
         current
     });
@@ -294,6 +335,7 @@ pub fn App() -> impl IntoView {
             location: RwSignal::new(None),
             etag: RwSignal::new(None),
             error: RwSignal::new(None),
+            error_code: RwSignal::new(None),
             upload: RwSignal::new(None),
         };
         rows.update(|rows| rows.push(row.clone()));
@@ -307,7 +349,7 @@ pub fn App() -> impl IntoView {
                 });
             }
         });
-        log(timeline, format!("{} added", row.name));
+        log(timeline, "added", &row.name, format!("{} added", row.name));
         run_upload(row, timeline);
     };
     let add_files = move |files: web_sys::FileList| {
@@ -396,7 +438,8 @@ pub fn App() -> impl IntoView {
             </header>
             {(!unfinished.is_empty()).then(|| view! {
                 <p class="banner" data-testid="resume-banner" role="status">
-                    "Unfinished uploads from an earlier visit: " {unfinished.join(", ")}
+                    "Unfinished uploads from an earlier visit: "
+                    {unfinished.iter().map(|name| view! { <span data-testid="unfinished" data-name=name.clone()>{name.clone()}" "</span> }).collect_view()}
                     ". Select the same files again to continue where they stopped."
                 </p>
             })}
@@ -487,7 +530,7 @@ fn SchedulerPanel(
     /// Bytes per second, oldest first.
     throughput: RwSignal<VecDeque<f64>>,
     /// Newest first.
-    timeline: RwSignal<VecDeque<String>>,
+    timeline: Timeline,
 ) -> impl IntoView {
     let chart = move || {
         let points = throughput.get();
@@ -531,7 +574,7 @@ fn SchedulerPanel(
                 }}
             </div>
             <dl class="stats">
-                <dt>"Slots busy"</dt><dd data-testid="slots">{move || format!("{} / {}", scheduler.get().running, scheduler.get().slots)}</dd>
+                <dt>"Slots busy"</dt><dd data-testid="slots" data-running=move || scheduler.get().running.to_string() data-slots=move || scheduler.get().slots.to_string()>{move || format!("{} / {}", scheduler.get().running, scheduler.get().slots)}</dd>
                 <dt>"Files prepared"</dt><dd data-testid="live">{move || scheduler.get().live}</dd>
                 <dt>"Queued"</dt><dd data-testid="queued">{move || scheduler.get().queued}</dd>
                 <dt>"Part PUTs"</dt><dd data-testid="puts">{move || scheduler.get().puts}</dd>
@@ -546,7 +589,7 @@ fn SchedulerPanel(
             </figure>
             <h3>"Events"</h3>
             <ol class="timeline" data-testid="timeline" aria-live="polite">
-                {move || timeline.get().into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}
+                {move || timeline.get().into_iter().map(|entry| view! { <li data-kind=entry.kind data-name=entry.name>{entry.line}</li> }).collect_view()}
             </ol>
         </section>
     }
@@ -558,7 +601,7 @@ fn FileRow(
     /// The file and its signals.
     row: Row,
     /// Where the row's events are logged.
-    timeline: RwSignal<VecDeque<String>>,
+    timeline: Timeline,
 ) -> impl IntoView {
     let size = row.size;
     let share = move |bytes: u64| {
@@ -612,6 +655,8 @@ fn FileRow(
             data-retries=move || row.retries.get().to_string()
             data-fallback=move || row.fallback.get().to_string()
             data-waiting=move || row.waiting.get().to_string()
+            data-error-code=move || row.error_code.get()
+            data-etag=move || row.etag.get()
         >
             <div class="preview">{preview}</div>
             <div class="about">

@@ -179,7 +179,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 
 /// A failed answer: the code and message of its S3 or companion error body, and `Retry-After`.
 pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
-    let (code, message) = ferry_core::s3xml::error(body)
+    let (code, message) = s3_error(body)
         .or_else(|| {
             let error: ErrorBody = serde_json::from_str(body).ok()?;
             Some((error.code, error.message))
@@ -190,6 +190,62 @@ pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>)
         code,
         message,
         retry_after: retry_after.as_deref().and_then(parse_retry_after),
+    }
+}
+
+/// `(code, message)` of an S3 `<Error>` document, read with quick-xml's event reader (its serde
+/// layer would add to the package what two fields do not need).
+fn s3_error(xml: &str) -> Option<(String, String)> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut depth = 0;
+    let (mut code, mut message) = (None, String::new());
+    let mut field: Option<Vec<u8>> = None;
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(start) => {
+                depth += 1;
+                let name = start.local_name().as_ref().to_vec();
+                if depth == 1 && name != b"Error" {
+                    return None;
+                }
+                field = (depth == 2).then_some(name);
+            }
+            Event::Empty(start) if depth == 0 => {
+                return (start.local_name().as_ref() == b"Error")
+                    .then(|| ("Unknown".to_owned(), String::new()));
+            }
+            Event::Text(text) if depth == 2 => {
+                let text = text.xml10_content().ok()?;
+                match field.as_deref() {
+                    Some(b"Code") => code.get_or_insert_with(String::new).push_str(&text),
+                    Some(b"Message") => message.push_str(&text),
+                    _ => {}
+                }
+            }
+            Event::GeneralRef(reference) if depth == 2 && field.as_deref() == Some(b"Message") => {
+                match reference.resolve_char_ref() {
+                    Ok(Some(char)) => message.push(char),
+                    _ => message.push_str(match &*reference {
+                        b"lt" => "<",
+                        b"gt" => ">",
+                        b"amp" => "&",
+                        b"quot" => "\"",
+                        b"apos" => "'",
+                        _ => "",
+                    }),
+                }
+            }
+            Event::End(_) => {
+                depth -= 1;
+                field = None;
+                if depth == 0 {
+                    return Some((code.unwrap_or_else(|| "Unknown".to_owned()), message));
+                }
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
     }
 }
 
@@ -225,7 +281,7 @@ mod tests {
 
     #[test]
     fn failures_carry_the_code_and_message_of_their_answer() {
-        let s3 = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>";
+        let s3 = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce your rate &lt; 5/s</Message><RequestId>r</RequestId></Error>";
         let failure = failure_from_answer(503, s3, Some("3".into()));
         assert_eq!(
             (
@@ -233,7 +289,7 @@ mod tests {
                 failure.code.as_str(),
                 failure.message.as_str()
             ),
-            (Some(503), "SlowDown", "Reduce your rate")
+            (Some(503), "SlowDown", "Reduce your rate < 5/s")
         );
         assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
 
@@ -244,6 +300,15 @@ mod tests {
             ("TokenExpired", "the upload token has expired")
         );
         assert_eq!(failure.retry_after, None);
+
+        assert_eq!(
+            s3_error("<Error/>"),
+            Some(("Unknown".into(), String::new()))
+        );
+        assert_eq!(
+            s3_error("<ListPartsResult><Code>x</Code></ListPartsResult>"),
+            None
+        );
 
         // A proxy's page: no code of its own, a status code and the start of the text.
         let page = format!("<html>{}</html>", "x".repeat(500));

@@ -1,0 +1,126 @@
+//! Building the browser side: the demo page into `dist/`, the npm package into `pkg/`, and
+//! serving the demo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::tools::ensure_wasm_tools;
+use crate::{Result, WASM_TARGET, root, run, step};
+
+/// Builds a wasm crate in release and runs wasm-bindgen on its `artifact` (a binary keeps the
+/// package's hyphens, a library takes underscores) into `out`.
+pub fn build_wasm(package: &str, artifact: &str, out: &Path) -> Result {
+    step(&format!("building {package} for the browser"));
+    run(
+        "cargo",
+        &["build", "--release", "--target", WASM_TARGET, "-p", package],
+    )?;
+    let wasm = root()
+        .join("target")
+        .join(WASM_TARGET)
+        .join("release")
+        .join(format!("{artifact}.wasm"));
+    let out_dir = out.to_str().ok_or("the output folder is not UTF-8")?;
+    run(
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--out-dir",
+            out_dir,
+            wasm.to_str().ok_or("path is not UTF-8")?,
+        ],
+    )
+}
+
+/// The demo page, built into `dist/`.
+pub fn build_demo() -> Result<PathBuf> {
+    ensure_wasm_tools()?;
+    let dist = root().join("dist");
+    let _ = std::fs::remove_dir_all(&dist);
+    std::fs::create_dir_all(&dist).map_err(|err| err.to_string())?;
+    build_wasm("ferry-demo", "ferry-demo", &dist)?;
+    for entry in std::fs::read_dir(root().join("www")).map_err(|err| err.to_string())? {
+        let entry = entry.map_err(|err| err.to_string())?;
+        std::fs::copy(entry.path(), dist.join(entry.file_name())).map_err(|err| err.to_string())?;
+    }
+    Ok(dist)
+}
+
+/// The npm package, built into `pkg/`.
+pub fn npm() -> Result<PathBuf> {
+    ensure_wasm_tools()?;
+    let pkg = root().join("pkg");
+    let _ = std::fs::remove_dir_all(&pkg);
+    build_wasm("ferry-wasm", "ferry_wasm", &pkg)?;
+    // wasm-bindgen copies the FerryError class into snippets/<crate-hash>/: the entry point
+    // re-exports it, so `instanceof FerryError` works for callers.
+    let snippets = pkg.join("snippets");
+    let snippet_dir = std::fs::read_dir(&snippets)
+        .map_err(|err| format!("{}: {err}", snippets.display()))?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("ferry-wasm-"))
+        .ok_or("wasm-bindgen wrote no ferry-wasm snippet")?;
+    let write = |name: &str, text: String| {
+        std::fs::write(pkg.join(name), text).map_err(|err| err.to_string())
+    };
+    write(
+        "index.js",
+        format!(
+            "export {{ default }} from \"./ferry_wasm.js\";\nexport * from \"./ferry_wasm.js\";\nexport {{ FerryError }} from \"./snippets/{snippet_dir}/js/ferry-error.js\";\n"
+        ),
+    )?;
+    write(
+        "index.d.ts",
+        "export { default } from \"./ferry_wasm.js\";\nexport * from \"./ferry_wasm.js\";\n\n/** Every rejection and `error` event of Ferry: an `Error` with a stable `code` (`TooLarge`,\n * `Cancelled`, `CompanionUnreachable`, `NetworkError`, or the store's S3 code). */\nexport declare class FerryError extends Error {\n  readonly code: string;\n  constructor(code: string, message: string);\n}\n".to_owned(),
+    )?;
+    write(
+        "package.json",
+        format!(
+            r#"{{
+  "name": "ferry-wasm",
+  "version": "{version}",
+  "description": "Direct multipart uploads from the browser to S3-compatible storage, in Rust and WebAssembly",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "module": "./index.js",
+  "main": "./index.js",
+  "types": "./index.d.ts",
+  "exports": {{
+    ".": {{ "types": "./index.d.ts", "import": "./index.js", "default": "./index.js" }},
+    "./ferry_wasm_bg.wasm": "./ferry_wasm_bg.wasm"
+  }},
+  "files": ["index.js", "index.d.ts", "ferry_wasm.js", "ferry_wasm.d.ts", "ferry_wasm_bg.wasm", "ferry_wasm_bg.wasm.d.ts", "snippets"],
+  "sideEffects": false
+}}
+"#,
+            version = env!("CARGO_PKG_VERSION")
+        ),
+    )?;
+    let _ = std::fs::remove_file(pkg.join(".gitignore"));
+    step(&format!("npm package ready in {}", pkg.display()));
+    Ok(pkg)
+}
+
+pub fn demo() -> Result {
+    let dist = build_demo()?;
+    step("building the companion (release)");
+    run("cargo", &["build", "--release", "-p", "ferry-companion"])?;
+    let listen = std::env::var("FERRY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    step(&format!(
+        "starting the companion with the embedded store; open http://{listen}/ (Ctrl-C stops it)"
+    ));
+    let companion = root().join("target/release/ferry-companion");
+    let status = Command::new(companion)
+        .current_dir(root())
+        .env("FERRY_STATIC_DIR", &dist)
+        .env("FERRY_LISTEN", &listen)
+        .status()
+        .map_err(|err| format!("cannot start the companion: {err}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the companion stopped: {status}"))
+    }
+}

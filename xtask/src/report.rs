@@ -1,0 +1,454 @@
+//! BENCHMARKS.md, rendered from the typed results the benchmarks write to `bench/results/`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::Result;
+
+/// Everything one `cargo xtask bench` run measured.
+#[derive(Debug, Deserialize)]
+pub struct BenchResults {
+    pub scheduler: SchedulerResults,
+    pub browser: BrowserResults,
+    pub companion: CompanionResults,
+}
+
+/// `scheduler.json`: the simulator's figures.
+#[derive(Debug, Deserialize)]
+pub struct SchedulerResults {
+    pub dual_vs_single_layer: DualVsSingle,
+    pub slot_idle_fraction: Idle,
+    pub tiny_files: TinyFiles,
+    pub companion_calls_per_part: CallsPerPart,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DualVsSingle {
+    pub dual: SimRun,
+    pub single_over_dual_time: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SimRun {
+    /// Virtual seconds.
+    pub elapsed: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Idle {
+    pub dual: f64,
+    pub single: f64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TinyFiles {
+    pub engine_and_simulator_cpu_s: f64,
+    pub peak_live: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallsPerPart {
+    pub batched_20: f64,
+    pub one_per_part: f64,
+}
+
+/// `browser.json`: the libraries in Chromium.
+#[derive(Debug, Deserialize)]
+pub struct BrowserResults {
+    pub chromium: String,
+    pub machine: String,
+    pub settings: BTreeMap<String, String>,
+    pub points: Vec<BrowserPoint>,
+}
+
+/// One library on one workload; a failed run has only `failed`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct BrowserPoint {
+    pub library: String,
+    pub workload: String,
+    pub failed: Option<String>,
+    pub seconds: Option<f64>,
+    pub mb_per_second: Option<f64>,
+    pub files_per_second: Option<f64>,
+    pub peak_memory_mib: Option<f64>,
+    pub slot_idle_fraction: Option<f64>,
+    pub page_cpu_seconds: Option<f64>,
+    pub store_requests_per_part: Option<f64>,
+    pub companion_requests_per_part: Option<f64>,
+    pub verified: Option<String>,
+}
+
+impl BrowserPoint {
+    fn seconds(&self) -> f64 {
+        self.seconds.unwrap_or(f64::NAN)
+    }
+}
+
+/// `companion.json`: signatures per second, Ferry's companion and @uppy/companion.
+#[derive(Debug, Deserialize)]
+pub struct CompanionResults {
+    pub seconds_per_point: u64,
+    pub machine: String,
+    pub points: Vec<CompanionPoint>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompanionPoint {
+    pub peer: String,
+    pub mode: String,
+    pub concurrency: u64,
+    pub failures: u64,
+    pub signatures_per_second: f64,
+    pub p99_ms: f64,
+}
+
+impl BenchResults {
+    /// Reads the three JSON files a run wrote.
+    pub fn parse(scheduler: &str, browser: &str, companion: &str) -> Result<Self> {
+        let read = |what: &str, err: serde_json::Error| format!("{what}: {err}");
+        Ok(Self {
+            scheduler: serde_json::from_str(scheduler)
+                .map_err(|err| read("scheduler.json", err))?,
+            browser: serde_json::from_str(browser).map_err(|err| read("browser.json", err))?,
+            companion: serde_json::from_str(companion)
+                .map_err(|err| read("companion.json", err))?,
+        })
+    }
+}
+
+/// BENCHMARKS.md for `results`.
+pub fn render(results: &BenchResults) -> Result<String> {
+    Ok(format!(
+        "{}\n{}\n{}",
+        scheduler_markdown(&results.scheduler, &results.browser.machine),
+        browser_markdown(&results.browser),
+        companion_markdown(&results.companion)?
+    ))
+}
+
+fn browser_markdown(results: &BrowserResults) -> String {
+    let points = &results.points;
+    let mut out = format!(
+        "## In the browser: Ferry and its peers
+
+The same headless Chromium ({chromium}), the same ferry-store on loopback, one run, {machine}.
+Every object was read back and its SHA-256 compared (`verified`). Peak memory is Chrome's JS heap
+plus, for Ferry, its WebAssembly memory, sampled every 100 ms; slot idle is the share of time,
+from the first part PUT to the last one starting, in which fewer PUTs ran than the library's
+working concurrency (the most it kept running for at least 5% of that time); requests per part count every request but CORS preflights. Charts: `bench/results/*.png`.
+What limits these figures, from profiles of the page: [bench/README.md](bench/README.md).
+
+Settings: {settings}
+
+",
+        chromium = results.chromium,
+        machine = results.machine,
+        settings = results
+            .settings
+            .iter()
+            .map(|(name, value)| format!("**{name}**: {value}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    let mut workloads: Vec<&str> = Vec::new();
+    for point in points {
+        if !workloads.contains(&point.workload.as_str()) {
+            workloads.push(&point.workload);
+        }
+    }
+    for workload in workloads {
+        let here: Vec<&BrowserPoint> = points
+            .iter()
+            .filter(|point| point.workload == workload)
+            .collect();
+        let ferry = here
+            .iter()
+            .find(|point| point.library == "ferry" && point.failed.is_none());
+        out += &format!(
+            "### {workload}\n\n| library | seconds | MB/s | files/s | peak memory MiB | slot idle % | page CPU s | store req/part | companion req/part | verified | Ferry is |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        );
+        for point in &here {
+            let library = point.library.as_str();
+            if let Some(failure) = &point.failed {
+                out += &format!(
+                    "| {library} | failed: {} | | | | | | | | | |\n",
+                    failure.lines().next().unwrap_or("")
+                );
+                continue;
+            }
+            // Against a peer: how many times as fast Ferry is. Against the raw limit of a native
+            // client: the share of it Ferry reaches.
+            let ratio = match ferry {
+                Some(ferry) if library.starts_with("raw") => format!(
+                    "at **{:.2}x** of the raw limit",
+                    point.seconds() / ferry.seconds()
+                ),
+                Some(ferry) if library != "ferry" => {
+                    format!("**{:.2}x** as fast", point.seconds() / ferry.seconds())
+                }
+                _ => String::new(),
+            };
+            // A figure the point has, with `decimals`; "—" where it has none (the raw limit).
+            let cell = |value: Option<f64>, scale: f64, decimals: usize| match value {
+                Some(value) => format!("{:.decimals$}", value * scale),
+                None => "—".to_owned(),
+            };
+            let files_decimals = if point.files_per_second.unwrap_or(f64::NAN) < 10.0 {
+                2
+            } else {
+                0
+            };
+            out += &format!(
+                "| {library} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {ratio} |\n",
+                cell(point.seconds, 1.0, 2),
+                cell(point.mb_per_second, 1.0, 1),
+                cell(point.files_per_second, 1.0, files_decimals),
+                cell(point.peak_memory_mib, 1.0, 1),
+                cell(point.slot_idle_fraction, 100.0, 1),
+                cell(point.page_cpu_seconds, 1.0, 2),
+                cell(point.store_requests_per_part, 1.0, 2),
+                cell(point.companion_requests_per_part, 1.0, 2),
+                point.verified.as_deref().unwrap_or("—"),
+            );
+        }
+        out += "\n";
+    }
+    out += &goals_markdown(points);
+    out
+}
+
+/// The issue's goals, each against the figures of this run (measured, never asserted).
+fn goals_markdown(points: &[BrowserPoint]) -> String {
+    let of = |workload: &str| -> Vec<&BrowserPoint> {
+        points
+            .iter()
+            .filter(|point| point.workload == workload && point.failed.is_none())
+            .collect()
+    };
+    fn ferry_in<'a>(here: &[&'a BrowserPoint]) -> Option<&'a BrowserPoint> {
+        here.iter().copied().find(|point| point.library == "ferry")
+    }
+    /// The fastest peer that finished, as (name, seconds).
+    fn best_peer<'a>(here: &[&'a BrowserPoint]) -> Option<(&'a str, f64)> {
+        here.iter()
+            .filter(|point| point.library != "ferry" && point.library != "raw native PUTs")
+            .map(|point| (point.library.as_str(), point.seconds()))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+    let verdict = |met: bool| if met { "yes" } else { "**no**" };
+    let mut rows = Vec::new();
+    let large = of("one large file");
+    if let Some(ferry) = ferry_in(&large) {
+        if let Some(raw) = large
+            .iter()
+            .find(|point| point.library == "raw native PUTs")
+        {
+            let share = raw.seconds() / ferry.seconds();
+            rows.push(format!(
+                "| 1 GiB at ≥ 0.9x the raw limit | {share:.2}x | {} |",
+                verdict(share >= 0.9)
+            ));
+        }
+        if let Some((peer, peer_seconds)) = best_peer(&large) {
+            let ratio = peer_seconds / ferry.seconds();
+            rows.push(format!(
+                "| 1 GiB at ≥ 1.3x the best peer ({peer}) | {ratio:.2}x | {} |",
+                verdict(ratio >= 1.3)
+            ));
+        }
+    }
+    let small = of("many small files");
+    if let (Some(ferry), Some((peer, peer_seconds))) = (ferry_in(&small), best_peer(&small)) {
+        let ratio = peer_seconds / ferry.seconds();
+        rows.push(format!(
+            "| 2,000 × 64 KiB at ≥ 2x the best peer's files/s ({peer}) | {ratio:.2}x | {} |",
+            verdict(ratio >= 2.0)
+        ));
+    }
+    if let Some(ferry) = ferry_in(&of("very many tiny files")) {
+        let memory = ferry.peak_memory_mib.unwrap_or(f64::NAN);
+        rows.push(format!(
+            "| 20,000 × 4 KiB completes with peak memory ≤ 64 MiB | {memory:.1} MiB | {} |",
+            verdict(memory <= 64.0)
+        ));
+    }
+    let most_calls = points
+        .iter()
+        .filter(|point| point.library == "ferry")
+        .filter_map(|point| point.companion_requests_per_part)
+        .fold(f64::NAN, f64::max);
+    if !most_calls.is_nan() {
+        rows.push(format!(
+            "| at most 1.1 companion requests per part (Ferry's worst workload) | {most_calls:.2} | {} |",
+            verdict(most_calls <= 1.1)
+        ));
+    }
+    format!(
+        "### Against the goals\n\n| goal | this run | met |\n|---|---|---|\n{}\n\n",
+        rows.join("\n")
+    )
+}
+
+fn companion_markdown(results: &CompanionResults) -> Result<String> {
+    let find = |peer: &str, mode: &str, concurrency: u64| {
+        results
+            .points
+            .iter()
+            .find(|point| {
+                point.peer == peer && point.mode == mode && point.concurrency == concurrency
+            })
+            .ok_or(format!("no {peer} {mode} point at {concurrency}"))
+    };
+    let mut rows = String::new();
+    for mode in ["one", "batch"] {
+        for concurrency in [1, 64, 512] {
+            let (ferry, uppy) = (
+                find("ferry", mode, concurrency)?,
+                find("uppy", mode, concurrency)?,
+            );
+            rows += &format!(
+                "| {} | {concurrency} | {:.0} | {:.1} | {:.0} | {:.1} | **{:.1}x** | {} / {} |\n",
+                if mode == "one" { "1 part" } else { "100 parts" },
+                ferry.signatures_per_second,
+                ferry.p99_ms,
+                uppy.signatures_per_second,
+                uppy.p99_ms,
+                ferry.signatures_per_second / uppy.signatures_per_second.max(f64::MIN_POSITIVE),
+                ferry.failures,
+                uppy.failures,
+            );
+        }
+    }
+    Ok(format!(
+        "## Companion: signatures per second and p99 latency
+
+Ferry's companion (release build) and @uppy/companion 6.2.2 (its S3 multipart routes: one part per
+`GET /s3/multipart/{{id}}/{{n}}`, 100 per `/batch`), both signing for the same ferry-store on
+loopback, measured one after the other in one run, {seconds} s per point, by a Node.js load
+generator on the same {machine}. Ferry's admission control was set wide (1,024 running, 4,096
+waiting) so that it measures signing, not refusals. Non-200 answers are counted as failures.
+
+| per request | clients | Ferry sig/s | Ferry p99 ms | Uppy sig/s | Uppy p99 ms | Ferry / Uppy | failures (Ferry / Uppy) |
+|---|---|---|---|---|---|---|---|
+{rows}",
+        seconds = results.seconds_per_point,
+        machine = results.machine,
+    ))
+}
+
+fn scheduler_markdown(results: &SchedulerResults, machine: &str) -> String {
+    let dual_time = results.dual_vs_single_layer.dual.elapsed;
+    let ratio = results.dual_vs_single_layer.single_over_dual_time;
+    let idle_dual = results.slot_idle_fraction.dual;
+    let idle_single = results.slot_idle_fraction.single;
+    let tiny_cpu = results.tiny_files.engine_and_simulator_cpu_s;
+    let tiny_live = results.tiny_files.peak_live;
+    let batched = results.companion_calls_per_part.batched_20;
+    let one = results.companion_calls_per_part.one_per_part;
+    format!(
+        "# Benchmarks
+
+Produced by `cargo xtask bench` on {machine}. Raw results: `bench/results/`. Figures from one
+run; compare them as ratios, not as absolute numbers.
+
+## Scheduler (ferry-sim: the real engine in virtual time)
+
+The link is modelled at 100 Mbit/s shared by the PUTs moving bytes, 40 ms per request and per
+companion call. Figures from one run, side by side.
+
+| measure | result |
+|---|---|
+| 1,000 files of 1–20 MiB, 2 s preparation per file: single layer (triggers = slots) time / dual layer (10 triggers, 3–5 slots) time | **{ratio:.3}x** (dual: {dual_time:.0} virtual s) |
+| slot idle fraction while parts remain, dual layer with prefetched signing (goal < 2%) | **{idle_dual_pct:.3}%** (single layer: {idle_single_pct:.1}%) |
+| 20,000 files of 64 KiB: CPU time of engine and simulator together | **{tiny_cpu:.3} s**, peak live per-file states **{tiny_live}** |
+| companion calls per part, 100 files of 50 MiB: batched signing (20 a call) / one sign call per part | **{batched:.2}** / {one:.2} |
+
+Reading: with a link shared by all PUTs, a single layer loses time only while every slot waits
+for a file to be prepared; the dual layer keeps the slots busy (idle {idle_dual_pct:.3}% against
+{idle_single_pct:.1}%), which here is worth {gain:.1}% of total time.
+",
+        idle_dual_pct = idle_dual * 100.0,
+        idle_single_pct = idle_single * 100.0,
+        gain = (ratio - 1.0) * 100.0,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(library: &str, workload: &str, seconds: f64) -> BrowserPoint {
+        BrowserPoint {
+            library: library.into(),
+            workload: workload.into(),
+            seconds: Some(seconds),
+            peak_memory_mib: Some(6.0),
+            companion_requests_per_part: (library == "ferry").then_some(0.5),
+            verified: Some("1/1".into()),
+            ..BrowserPoint::default()
+        }
+    }
+
+    #[test]
+    fn the_committed_benchmarks_are_their_results_rendered() {
+        let results = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+        let read = |name: &str| std::fs::read_to_string(results.join(name)).unwrap();
+        let parsed = BenchResults::parse(
+            &read("scheduler.json"),
+            &read("browser.json"),
+            &read("companion.json"),
+        )
+        .unwrap();
+        let committed = std::fs::read_to_string(results.join("../../BENCHMARKS.md")).unwrap();
+        assert_eq!(
+            render(&parsed).unwrap(),
+            committed,
+            "run `cargo xtask bench --report`"
+        );
+    }
+
+    #[test]
+    fn ratios_failures_and_goals_come_from_the_points() {
+        let points = vec![
+            point("ferry", "one large file", 10.0),
+            point("raw native PUTs", "one large file", 9.5),
+            point("uppy-6", "one large file", 20.0),
+            BrowserPoint {
+                library: "lib-storage".into(),
+                workload: "one large file".into(),
+                failed: Some("timed out\nstack".into()),
+                ..BrowserPoint::default()
+            },
+        ];
+        let results = BrowserResults {
+            chromium: "156".into(),
+            machine: "test machine".into(),
+            settings: BTreeMap::from([("ferry".into(), "defaults".into())]),
+            points,
+        };
+        let markdown = browser_markdown(&results);
+        assert!(markdown.contains("Settings: **ferry**: defaults"));
+        assert!(markdown.contains("| uppy-6 | 20.00 |"), "{markdown}");
+        assert!(markdown.contains("**2.00x** as fast"));
+        assert!(markdown.contains("at **0.95x** of the raw limit"));
+        assert!(markdown.contains("| lib-storage | failed: timed out | |"));
+        assert!(markdown.contains("| 1 GiB at ≥ 0.9x the raw limit | 0.95x | yes |"));
+        assert!(markdown.contains("| 1 GiB at ≥ 1.3x the best peer (uppy-6) | 2.00x | yes |"));
+        assert!(markdown.contains("(Ferry's worst workload) | 0.50 | yes |"));
+    }
+
+    #[test]
+    fn a_missing_companion_point_is_an_error() {
+        let results = CompanionResults {
+            seconds_per_point: 4,
+            machine: "m".into(),
+            points: Vec::new(),
+        };
+        assert_eq!(
+            companion_markdown(&results).unwrap_err(),
+            "no ferry one point at 1"
+        );
+    }
+}

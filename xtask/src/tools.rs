@@ -1,0 +1,86 @@
+//! Installs what a fresh machine lacks, checking first so a second run starts at once.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Result, WASM_BINDGEN_VERSION, WASM_TARGET, output, root, run, run_in, step};
+
+pub fn ensure_wasm_tools() -> Result {
+    let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !installed.lines().any(|line| line.trim() == WASM_TARGET) {
+        step(&format!("adding the {WASM_TARGET} target"));
+        run("rustup", &["target", "add", WASM_TARGET])?;
+    }
+    let version = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if version.trim() != format!("wasm-bindgen {WASM_BINDGEN_VERSION}") {
+        step(&format!(
+            "installing wasm-bindgen-cli {WASM_BINDGEN_VERSION} (about 4 minutes, once)"
+        ));
+        // Not --locked: its lockfile pins a crate the registry no longer serves.
+        run(
+            "cargo",
+            &[
+                "install",
+                "wasm-bindgen-cli",
+                "--version",
+                WASM_BINDGEN_VERSION,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn ensure_test_tools() -> Result {
+    if output("cargo", &["clippy", "--version"]).is_none() {
+        step("installing clippy");
+        run("rustup", &["component", "add", "clippy"])?;
+    }
+    if !Path::new("/usr/bin/chromium").exists() {
+        step("installing Debian's Chromium and ChromeDriver");
+        run("apt-get", &["update"])?;
+        run_in(
+            &root(),
+            "apt-get",
+            &["install", "-y", "chromium", "chromium-driver"],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
+    }
+    if output("moto_server", &["--help"]).is_none() {
+        step("installing moto's S3 server (an independent S3 for tests)");
+        run(
+            "python3",
+            &["-m", "pip", "install", "--quiet", "moto[server]"],
+        )?;
+    }
+    let tests = root().join("tests");
+    let installed = ["playwright-core", "typescript", "vite"]
+        .iter()
+        .all(|package| tests.join("node_modules").join(package).exists());
+    if !installed {
+        step(
+            "installing playwright-core (it drives Debian's Chromium; no browser download), TypeScript and Vite",
+        );
+        // `npm install`, not `npm ci`: this machine's npm omits other platforms' optional
+        // packages from the lockfile, and `npm ci` then refuses it.
+        run_in(&tests, "npm", &["install", "--no-audit", "--no-fund"], &[])?;
+    }
+    Ok(())
+}
+
+/// The Node.js side of the benchmarks: @uppy/companion, the browser peers and Vite, installed
+/// once; @uppy/aws-s3 5.x keeps its own folder so that its @uppy/core never meets 6.x.
+pub fn ensure_bench_tools() -> Result<PathBuf> {
+    let bench = root().join("bench");
+    for (dir, probe) in [
+        (bench.clone(), "node_modules/@uppy/aws-s3"),
+        (bench.join("uppy5"), "node_modules/@uppy/aws-s3"),
+    ] {
+        if !dir.join(probe).exists() {
+            step(&format!(
+                "installing the benchmark's peers in {}",
+                dir.display()
+            ));
+            run_in(&dir, "npm", &["install", "--no-audit", "--no-fund"], &[])?;
+        }
+    }
+    Ok(bench)
+}
