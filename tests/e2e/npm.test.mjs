@@ -89,6 +89,40 @@ test("a plain page that imports the npm package uploads and reads back identical
   }
 });
 
+test("the partSize and order options shape new uploads", async () => {
+  const companion = await startCompanion();
+  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
+  const page = await browser.newPage();
+  try {
+    const storeOrigin = await companion.storeOrigin();
+    let partPuts = 0;
+    page.on("request", (request) => {
+      if (request.method() === "PUT" && request.url().startsWith(storeOrigin) && request.url().includes("partNumber=")) partPuts += 1;
+    });
+    await page.goto(`${site.url}/?companion=${encodeURIComponent(companion.url)}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const finished = await page.evaluate(async (mib) => {
+      const endpoint = new URLSearchParams(location.search).get("companion");
+      // One file at a time, the smallest first: both are queued before the companion's limits
+      // arrive, so the order decides which goes first.
+      const uploader = window.createUploader({ endpoint, partSize: 8 * mib, order: "smallest-first", triggers: 1 });
+      const finished = [];
+      const big = uploader.add(new File([new Uint8Array(20 * mib)], "big.bin"));
+      const small = uploader.add(new File([new Uint8Array(mib)], "small.bin"));
+      big.done.then(() => finished.push("big"));
+      small.done.then(() => finished.push("small"));
+      await Promise.all([big.done, small.done]);
+      return finished;
+    }, MIB);
+    assert.deepEqual(finished, ["small", "big"], "smallest first");
+    assert.equal(partPuts, 3, "8 MiB parts: 20 MiB is three parts");
+  } finally {
+    await page.close();
+    site.close();
+    companion.stop();
+  }
+});
+
 test("an app built with Vite 7 imports the package and uploads", async () => {
   const outDir = fs.mkdtempSync(path.join(scratch, "vite-"));
   const vite = path.join(here, "../node_modules/.bin/vite");

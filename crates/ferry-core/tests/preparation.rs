@@ -1,8 +1,10 @@
 //! A file's way before its upload exists: the companion's limits fetched once, the fingerprint
 //! and claim, and adds of the same file joining one upload.
 
+mod common;
+
 use ferry_core::plan::{MIB, StoreLimits};
-use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredObject, UploadCreated};
+use ferry_core::protocol::{CompanionConfig, StoredObject, UploadCreated};
 use ferry_core::{
     Action, Claim, Engine, EngineConfig, Event, Failure, FileId, FileSpec, FileState, Instant,
     Plan, RetryPolicy, UploadError,
@@ -35,6 +37,17 @@ fn drain(engine: &mut Engine, now: Instant) -> Vec<Action> {
 
 fn events(engine: &mut Engine) -> Vec<Event> {
     std::iter::from_fn(|| engine.poll_event()).collect()
+}
+
+/// The events, every one a failure: (file, error code).
+fn failures(engine: &mut Engine) -> Vec<(FileId, String)> {
+    events(engine)
+        .into_iter()
+        .map(|event| match event {
+            Event::Failed { file, error } => (file, error.code().to_owned()),
+            other => panic!("{other:?}"),
+        })
+        .collect()
 }
 
 fn created(file: FileId, size: u64) -> UploadCreated {
@@ -86,13 +99,7 @@ fn the_limits_are_fetched_once_files_wait_and_refusals_wait_for_them() {
         "no file is taken before the limits"
     );
     engine.handle_config(companion(), T);
-    let failed: Vec<_> = events(&mut engine)
-        .into_iter()
-        .map(|event| match event {
-            Event::Failed { file, error } => (file, error.code().to_owned()),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let failed = failures(&mut engine);
     assert_eq!(
         failed,
         vec![
@@ -133,13 +140,7 @@ fn a_companion_never_reached_fails_the_waiting_files_after_its_retries() {
     let retry = engine.poll_timeout().expect("a retry is due");
     assert_eq!(drain(&mut engine, retry), vec![Action::FetchConfig]);
     engine.handle_config_failed(Failure::network("connection refused"), retry);
-    let failed: Vec<_> = events(&mut engine)
-        .into_iter()
-        .map(|event| match event {
-            Event::Failed { file, error } => (file, error.code().to_owned()),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let failed = failures(&mut engine);
     assert_eq!(
         failed,
         vec![
@@ -234,19 +235,7 @@ fn start(engine: &mut Engine, file: FileId) -> Vec<Action> {
     let [Action::Sign { request, .. }] = sign.as_slice() else {
         panic!("{sign:?}")
     };
-    let urls = request
-        .parts
-        .iter()
-        .map(|&part| SignedPart {
-            part,
-            url: SignedUrl {
-                url: format!("http://store/{part}"),
-                headers: Default::default(),
-                expires_at: u64::MAX / 1000,
-                expires_in: None,
-            },
-        })
-        .collect();
+    let urls = common::signed(&request.parts, u64::MAX / 1000);
     engine.handle_signed(file, urls, T);
     drain(engine, T)
 }

@@ -2,7 +2,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use common::url;
+
 use std::time::Duration;
 
 use ferry_core::plan::{MIB, StoreLimits};
@@ -41,15 +42,6 @@ fn engine() -> Engine {
         ..EngineConfig::default()
     };
     common::ready(config, companion())
-}
-
-fn url(part: u32, expires_secs: u64) -> SignedUrl {
-    SignedUrl {
-        url: format!("http://store:9000/b/k?partNumber={part}"),
-        headers: BTreeMap::new(),
-        expires_at: expires_secs,
-        expires_in: None,
-    }
 }
 
 fn created(size: u64) -> UploadCreated {
@@ -94,14 +86,7 @@ fn started(engine: &mut Engine, expires_secs: u64) -> (FileId, Vec<Action>) {
     let [Action::Sign { request, .. }] = sign.as_slice() else {
         panic!("{sign:?}")
     };
-    let urls = request
-        .parts
-        .iter()
-        .map(|&part| SignedPart {
-            part,
-            url: url(part, expires_secs),
-        })
-        .collect();
+    let urls = common::signed(&request.parts, expires_secs);
     engine.handle_signed(file, urls, at(0));
     (file, drain(engine, at(0)))
 }

@@ -241,9 +241,11 @@ impl Shared {
         });
     }
 
-    /// Makes a companion call and feeds its answer (or failure) to the driver.
+    /// Makes a companion call, feeds its answer (or failure) to the driver, and then reports
+    /// the progress of `file`, if the call is one file's.
     fn companion_call<T: serde::de::DeserializeOwned + 'static>(
         self: &Rc<Self>,
+        file: Option<FileId>,
         method: &'static str,
         path: String,
         body: Option<String>,
@@ -254,14 +256,15 @@ impl Shared {
         let headers = self.headers.clone();
         spawn_local(async move {
             let answer = call(method, &url, &headers, body).await;
-            if let Some(shared) = weak.upgrade() {
-                shared.with_driver(|driver| feed(driver, answer));
+            let Some(shared) = weak.upgrade() else { return };
+            shared.with_driver(|driver| feed(driver, answer));
+            if let Some(file) = file {
+                shared.report_progress(file);
             }
         });
     }
 
-    /// A call for `file`: its answer goes to `feed`, its failure to the engine as `kind`; the
-    /// file's progress is reported after either.
+    /// A call for `file`: its answer goes to `feed`, its failure to the engine as `kind`.
     fn file_call<T: serde::de::DeserializeOwned + 'static>(
         self: &Rc<Self>,
         file: FileId,
@@ -271,18 +274,16 @@ impl Shared {
         body: Option<String>,
         feed: impl FnOnce(&mut Driver, T) + 'static,
     ) {
-        let weak = Rc::downgrade(self);
-        let url = self.url(&path);
-        let headers = self.headers.clone();
-        spawn_local(async move {
-            let answer = call(method, &url, &headers, body).await;
-            let Some(shared) = weak.upgrade() else { return };
-            shared.with_driver(|driver| match answer {
+        self.companion_call(
+            Some(file),
+            method,
+            path,
+            body,
+            move |driver, answer| match answer {
                 Ok(value) => feed(driver, value),
                 Err(failure) => driver.engine.handle_call_failed(file, kind, failure, now()),
-            });
-            shared.report_progress(file);
-        });
+            },
+        );
     }
 
     fn execute(self: &Rc<Self>, driver: &mut Driver, action: Action) {
@@ -290,6 +291,7 @@ impl Shared {
             Action::FetchConfig => {
                 let weak = Rc::downgrade(self);
                 self.companion_call(
+                    None,
                     "GET",
                     "/api/config".into(),
                     None,

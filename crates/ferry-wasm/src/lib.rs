@@ -16,6 +16,7 @@
 mod client;
 mod driver;
 mod http;
+mod js;
 #[cfg(feature = "leptos")]
 pub mod leptos;
 mod locks;
@@ -30,8 +31,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::UploadError;
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
+
+use crate::js::{
+    CompleteEvent, JoinedEvent, PartEvent, ResumedEvent, RetryEvent, UnfinishedUpload,
+    UploadProgress, UploadResult, UploaderSettings, UploaderStats, WaitingEvent, to_js,
+};
 
 pub use crate::client::{
     AddOptions as ClientAddOptions, Client, ClientEvent, FileProgress, Rate, SchedulerView,
@@ -41,12 +46,13 @@ pub use crate::http::HeaderSource;
 pub use ferry_core::protocol::StoredObject;
 pub use ferry_core::{EngineConfig, FileId, FileState, FixedSlots, Order, SlotRule};
 
+// What JavaScript passes or receives that tsify cannot declare: functions and JS objects. The
+// plain shapes (`UploaderSettings`, `UploadProgress`, `UploadResult`, `UploaderStats`, the event
+// payloads) are generated from `js.rs`.
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
 /** Options of `createUploader(options)`. */
-export interface UploaderOptions {
-  /** Base URL of the companion; "" or omitted for the page's own origin. */
-  endpoint?: string;
+export interface UploaderOptions extends UploaderSettings {
   /**
    * Headers sent with every call to the companion, e.g. `{ Authorization: "Bearer ..." }`; or a
    * function called before every call that returns them (or a Promise of them). After a 401 it
@@ -54,20 +60,6 @@ export interface UploaderOptions {
    * expires during a long upload can be replaced. Aborts use fresh headers too.
    */
   headers?: Record<string, string> | ((context: { refresh: boolean }) => Record<string, string> | Promise<Record<string, string>>);
-  /** Part PUTs at once over all files; by default 5, or 3 while a file over 65 MiB is active. */
-  slots?: number;
-  /** Files prepared ahead (upload created, first URLs signed); 10 by default. */
-  triggers?: number;
-  /** Part PUTs at once for one file; 3 by default. */
-  perFile?: number;
-  /** Retries of a failed part or call; 3 by default. */
-  retries?: number;
-  /** Delay before the first retry, doubled for each next one (with jitter); 1000 by default. */
-  retryDelayMs?: number;
-  /** Part size asked of the companion for new uploads (raised to the store's rules); the companion's own by default. */
-  partSize?: number;
-  /** Which queued file goes first among equal priorities: in the order added (default), or the smallest. */
-  order?: "fifo" | "smallest-first";
 }
 
 /** Options of `uploader.add(file, options)`. */
@@ -85,93 +77,15 @@ export interface AddOptions {
 /** Options of `uploader.upload(file, options)`. */
 export type UploadOptions = AddOptions;
 
-/** Progress of one file, in bytes. */
-export interface UploadProgress {
-  /** The upload's id, as `Upload.id`. */
-  id: number;
-  /** Bytes sent so far (`confirmed + inFlight`). */
-  loaded: number;
-  /** Size of the file. */
-  total: number;
-  /** Bytes in parts the store has acknowledged; never goes back. */
-  confirmed: number;
-  /** Bytes sent for parts still running; drops when a part fails. */
-  inFlight: number;
-  /** Retries spent so far. */
-  retries: number;
-  /** Whether parts go through the companion because the store cannot be reached. */
-  fallback: boolean;
-  /** Whether the upload waits out an outage (the store or the companion does not answer). */
-  waiting: boolean;
-  /** Bytes per second over the last few seconds; 0 until measured. */
-  speed: number;
-  /** Seconds left at that speed; null until measured. */
-  eta: number | null;
-}
-
-/** What `uploader.stats()` tells about the scheduler. */
-export interface UploaderStats {
-  /** Part PUTs running now. */
-  slotsBusy: number;
-  /** Part PUTs the slot rule allows now. */
-  slots: number;
-  /** Files waiting for the outer layer. */
-  queued: number;
-  /** Files taken by the outer layer: fingerprinted, created, uploading. */
-  prepared: number;
-  companionCalls: number;
-  puts: number;
-  retries: number;
-  /** Adds that joined an upload of the same file instead of sending it again. */
-  joined: number;
-  /** Bytes per second over every running upload. */
-  speed: number;
-  /** Seconds until the files taken are sent, at that speed; null until measured. */
-  eta: number | null;
-}
-
-/** An upload left unfinished (by a closed page, or a failure), as its resume record keeps it. */
-export interface UnfinishedUpload {
-  /** What `uploader.discard(id)` takes. */
-  id: string;
-  name: string;
-  size: number;
-  /** Bytes the store already holds. */
-  confirmed: number;
-  /** Seconds since the record was last written. */
-  age: number;
-}
-
-/** The stored object. */
-export interface UploadResult {
-  /** Object key, chosen by the companion. */
-  key: string;
-  /** The store's ETag of the object. */
-  etag: string;
-  /** Size in bytes. */
-  size: number;
-  /** Where the companion serves the object (a path on the companion). */
-  location: string;
-}
-
 /** The events of `uploader.on(name, listener)`, by name. */
 export interface UploaderEvents {
   progress: UploadProgress;
-  /** A part is stored. */
-  part: { id: number; part: number; etag: string };
-  /** A part or call failed and will be tried again. */
-  retry: { id: number; retries: number };
-  /** A reloaded upload continued, keeping the parts the store already held. */
-  resumed: { id: number; partsKept: number };
-  /**
-   * The store or the companion stopped answering and the upload waits, spending no retries and
-   * probing with capped backoff (`waiting: true`); or it answers again and the upload goes on
-   * by itself (`waiting: false`).
-   */
-  waiting: { id: number; waiting: boolean };
-  /** The same file is already on its way in this page (upload `upload`): this add shares it. */
-  joined: { id: number; upload: number };
-  complete: { id: number; result: UploadResult };
+  part: PartEvent;
+  retry: RetryEvent;
+  resumed: ResumedEvent;
+  waiting: WaitingEvent;
+  joined: JoinedEvent;
+  complete: CompleteEvent;
   error: { id: number; error: import("./index").FerryError };
 }
 "#;
@@ -205,41 +119,14 @@ extern "C" {
     fn new(code: &str, message: &str) -> FerryError;
 }
 
-/// The uploader's options but `headers`, which may be a function and is read apart.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Options {
-    #[serde(default)]
-    endpoint: String,
-    slots: Option<usize>,
-    triggers: Option<usize>,
-    per_file: Option<usize>,
-    retries: Option<u32>,
-    retry_delay_ms: Option<u64>,
-    part_size: Option<u64>,
-    #[serde(default)]
-    order: OrderJs,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum OrderJs {
-    #[default]
-    Fifo,
-    SmallestFirst,
-}
-
-impl Options {
+impl UploaderSettings {
     fn engine_config(&self) -> EngineConfig {
         let defaults = EngineConfig::default();
         let mut config = EngineConfig {
             triggers: self.triggers.unwrap_or(defaults.triggers).max(1),
             per_file: self.per_file.unwrap_or(defaults.per_file).max(1),
             part_size: self.part_size.filter(|&size| size > 0),
-            order: match self.order {
-                OrderJs::Fifo => Order::Fifo,
-                OrderJs::SmallestFirst => Order::SmallestFirst,
-            },
+            order: self.order.into(),
             ..defaults
         };
         if let Some(slots) = self.slots {
@@ -252,38 +139,6 @@ impl Options {
             config.retry.base_delay = Duration::from_millis(delay);
         }
         config
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ProgressJs {
-    id: f64,
-    loaded: f64,
-    total: f64,
-    confirmed: f64,
-    in_flight: f64,
-    retries: u32,
-    fallback: bool,
-    waiting: bool,
-    speed: f64,
-    eta: Option<f64>,
-}
-
-impl ProgressJs {
-    fn new(id: FileId, progress: &FileProgress, rate: Rate) -> Self {
-        Self {
-            id: id.0 as f64,
-            loaded: progress.loaded() as f64,
-            total: progress.size as f64,
-            confirmed: progress.confirmed as f64,
-            in_flight: progress.in_flight as f64,
-            retries: progress.retries,
-            fallback: progress.fallback,
-            waiting: progress.waiting,
-            speed: rate.bytes_per_sec,
-            eta: rate.eta_secs,
-        }
     }
 }
 
@@ -302,12 +157,6 @@ fn header_source(headers: JsValue) -> Result<HeaderSource, JsError> {
             ))
         })?;
     Ok(HeaderSource::Fixed(fixed.into_iter().collect()))
-}
-
-fn to_js(value: &impl Serialize) -> JsValue {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .expect("plain data serialises")
 }
 
 /// Listeners by event name, each with the number that unsubscribes it.
@@ -339,11 +188,11 @@ impl Uploader {
             Some(given) => {
                 let headers =
                     js_sys::Reflect::get(&given, &"headers".into()).unwrap_or(JsValue::UNDEFINED);
-                let options: Options = serde_wasm_bindgen::from_value(given)
+                let options: UploaderSettings = serde_wasm_bindgen::from_value(given)
                     .map_err(|err| JsError::new(&format!("bad uploader options: {err}")))?;
                 (options, header_source(headers)?)
             }
-            None => (Options::default(), HeaderSource::Fixed(Vec::new())),
+            None => (UploaderSettings::default(), HeaderSource::Fixed(Vec::new())),
         };
         let client =
             Client::with_header_source(&options.endpoint, options.engine_config(), headers);
@@ -351,32 +200,52 @@ impl Uploader {
         let dispatch = listeners.clone();
         client.on_event(move |event| {
             let (name, payload) = match event {
-                ClientEvent::Progress { id, progress, rate } => {
-                    ("progress", to_js(&ProgressJs::new(*id, progress, *rate)))
-                }
+                ClientEvent::Progress { id, progress, rate } => (
+                    "progress",
+                    to_js(&UploadProgress::new(*id, progress, *rate)),
+                ),
                 ClientEvent::Part { id, part, etag } => (
                     "part",
-                    to_js(&serde_json::json!({"id": id.0, "part": part, "etag": etag})),
+                    to_js(&PartEvent {
+                        id: id.0 as f64,
+                        part: *part,
+                        etag: etag.clone(),
+                    }),
                 ),
                 ClientEvent::Retry { id, retries } => (
                     "retry",
-                    to_js(&serde_json::json!({"id": id.0, "retries": retries})),
+                    to_js(&RetryEvent {
+                        id: id.0 as f64,
+                        retries: *retries,
+                    }),
                 ),
                 ClientEvent::Resumed { id, parts_kept } => (
                     "resumed",
-                    to_js(&serde_json::json!({"id": id.0, "partsKept": parts_kept})),
+                    to_js(&ResumedEvent {
+                        id: id.0 as f64,
+                        parts_kept: *parts_kept,
+                    }),
                 ),
                 ClientEvent::Waiting { id, waiting } => (
                     "waiting",
-                    to_js(&serde_json::json!({"id": id.0, "waiting": waiting})),
+                    to_js(&WaitingEvent {
+                        id: id.0 as f64,
+                        waiting: *waiting,
+                    }),
                 ),
                 ClientEvent::Joined { id, upload } => (
                     "joined",
-                    to_js(&serde_json::json!({"id": id.0, "upload": upload.0})),
+                    to_js(&JoinedEvent {
+                        id: id.0 as f64,
+                        upload: upload.0 as f64,
+                    }),
                 ),
                 ClientEvent::Complete { id, object } => (
                     "complete",
-                    to_js(&serde_json::json!({"id": id.0, "result": object})),
+                    to_js(&CompleteEvent {
+                        id: id.0 as f64,
+                        result: object.into(),
+                    }),
                 ),
                 ClientEvent::Error { id, error } => {
                     let payload = js_sys::Object::new();
@@ -441,7 +310,7 @@ impl Uploader {
             if let (Some(callback), Some(id)) = (&on_progress, reported.get()) {
                 let _ = callback.call1(
                     &JsValue::NULL,
-                    &to_js(&ProgressJs::new(id, &progress, rate)),
+                    &to_js(&UploadProgress::new(id, &progress, rate)),
                 );
             }
         };
@@ -461,7 +330,7 @@ impl Uploader {
             let result = handle.done().await;
             drop(aborted);
             result
-                .map(|object| to_js(&object))
+                .map(|object| to_js(&UploadResult::from(&object)))
                 .map_err(|error| js_error(&error))
         });
         Upload {
@@ -526,36 +395,15 @@ impl Uploader {
     /// What the scheduler is doing: slots busy, files queued and prepared, calls, retries, and
     /// the speed and time left over every running upload.
     pub fn stats(&self) -> StatsJs {
-        let view = self.client.scheduler();
-        to_js(&serde_json::json!({
-            "slotsBusy": view.running,
-            "slots": view.slots,
-            "queued": view.queued,
-            "prepared": view.live,
-            "companionCalls": view.companion_calls,
-            "puts": view.puts,
-            "retries": view.retries,
-            "joined": view.joined,
-            "speed": view.rate.bytes_per_sec,
-            "eta": view.rate.eta_secs,
-        }))
-        .unchecked_into()
+        to_js(&UploaderStats::from(self.client.scheduler())).unchecked_into()
     }
 
     /// Uploads left unfinished by earlier visits or failures (their resume records), oldest
     /// first: adding the same file continues one; `discard(id)` gives it up.
     pub fn unfinished(&self) -> UnfinishedJs {
-        let entries: Vec<serde_json::Value> = Client::unfinished()
+        let entries: Vec<UnfinishedUpload> = Client::unfinished()
             .into_iter()
-            .map(|entry| {
-                serde_json::json!({
-                    "id": entry.id,
-                    "name": entry.name,
-                    "size": entry.size,
-                    "confirmed": entry.confirmed,
-                    "age": entry.age_secs,
-                })
-            })
+            .map(UnfinishedUpload::from)
             .collect();
         to_js(&entries).unchecked_into()
     }

@@ -1,5 +1,6 @@
 //! What every engine test drives the same way: an engine that knows its companion, and the
 //! preparation a browser answers at once (each file its own fingerprint, each claim fresh).
+#![allow(dead_code, reason = "each test file uses part of it")]
 
 use ferry_core::protocol::CompanionConfig;
 use ferry_core::{Action, Claim, Engine, EngineConfig, Instant};
@@ -26,7 +27,6 @@ pub fn poll(engine: &mut Engine, now: Instant) -> Option<Action> {
 }
 
 /// Adds a file that a resume record claims: its fingerprint and claim answered with `snapshot`.
-#[allow(dead_code, reason = "not every test file resumes")]
 pub fn add_resumed(
     engine: &mut Engine,
     spec: ferry_core::FileSpec,
@@ -51,4 +51,25 @@ pub fn add_resumed(
     );
     engine.handle_claimed(file, Claim::Resume(snapshot), now);
     file
+}
+
+/// A presigned URL for `part`, expiring at `expires_secs` (Unix seconds).
+pub fn url(part: u32, expires_secs: u64) -> ferry_core::protocol::SignedUrl {
+    ferry_core::protocol::SignedUrl {
+        url: format!("http://store:9000/b/k?partNumber={part}"),
+        headers: Default::default(),
+        expires_at: expires_secs,
+        expires_in: None,
+    }
+}
+
+/// URLs for `parts`, as the companion signs them.
+pub fn signed(parts: &[u32], expires_secs: u64) -> Vec<ferry_core::protocol::SignedPart> {
+    parts
+        .iter()
+        .map(|&part| ferry_core::protocol::SignedPart {
+            part,
+            url: url(part, expires_secs),
+        })
+        .collect()
 }
