@@ -8,7 +8,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
-import { MIB, launchChromium, makeFile, readBack, serveFolder, startCompanion } from "./harness.mjs";
+import { MIB, launchChromium, makeFile, readBack, serveFolder, startCompanion, throttle } from "./harness.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -94,6 +94,8 @@ test("two tabs adding the same 100 MiB file, in either order, make one upload", 
   try {
     const one = await openPage(context, site, companion);
     const two = await openPage(context, site, companion);
+    // Slow enough that the first tab is still uploading when the second adds the file.
+    for (const tab of [one, two]) await throttle(tab.page, 25 * MIB);
     for (const [first, second, name] of [[one, two, "tabs-a.bin"], [two, one, "tabs-b.bin"]]) {
       const before = { creates: one.calls.creates + two.calls.creates, puts: second.calls.storePuts };
       // Picked from disk in each tab: different File objects with the same bytes and dates.
@@ -122,6 +124,8 @@ test("when the uploading tab crashes, the waiting tab resumes its upload", async
   try {
     const owner = await openPage(context, site, companion);
     const waiter = await openPage(context, site, companion);
+    // Slow enough that the owner is still uploading when it crashes.
+    await throttle(owner.page, 25 * MIB);
     const file = makeFile("crash.bin", 100 * MIB);
     await owner.page.setInputFiles("[data-testid=file-input]", file.path);
     await partStored(owner.page);

@@ -330,18 +330,20 @@ pub async fn time_limit(
 pub struct Refusal(pub Arc<str>);
 
 /// Logs every refusal once, in the request's span: failures of the companion or the store as
-/// errors, the client's own mistakes at debug level.
+/// errors, the client's own mistakes and a busy gate at debug level.
 pub async fn log_refusals(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let response = next.run(request).await;
     if let Some(Refusal(reason)) = response.extensions().get::<Refusal>() {
-        let status = response.status().as_u16();
-        if response.status().is_server_error() {
-            tracing::error!(status, %reason, "refused");
+        let status = response.status();
+        // A full admission gate is the companion working as meant under load (and counted in
+        // /metrics): a line per refusal would flood the log just then.
+        if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(status = status.as_u16(), %reason, "refused");
         } else {
-            tracing::debug!(status, %reason, "refused");
+            tracing::debug!(status = status.as_u16(), %reason, "refused");
         }
     }
     response

@@ -35,12 +35,21 @@ struct ErrorDocument {
     message: String,
 }
 
-/// `(code, message)` of an `<Error>` document; `None` for any other document.
+/// An `<Error>` inside an `<ErrorResponse>`, as some S3-compatible stores wrap it.
+#[derive(Debug, Deserialize)]
+struct WrappedError {
+    #[serde(rename = "Error")]
+    error: ErrorDocument,
+}
+
+/// `(code, message)` of an `<Error>` document (or one wrapped in `<ErrorResponse>`); `None` for
+/// any other document.
 pub fn error(xml: &str) -> Option<(String, String)> {
-    if root(xml)? != "Error" {
-        return None;
-    }
-    let error: ErrorDocument = read(xml).ok()?;
+    let error = match root(xml)?.as_str() {
+        "Error" => read::<ErrorDocument>(xml).ok()?,
+        "ErrorResponse" => read::<WrappedError>(xml).ok()?.error,
+        _ => return None,
+    };
     Some((
         error.code.unwrap_or_else(|| "Unknown".to_owned()),
         error.message,
@@ -62,7 +71,8 @@ pub struct PartsPage {
     pub parts: Vec<Part>,
     #[serde(default)]
     pub is_truncated: bool,
-    pub next_part_number_marker: Option<u16>,
+    /// Text, read as a number only when the page is truncated: stores send it empty otherwise.
+    pub next_part_number_marker: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +117,12 @@ mod tests {
             Some(("EntityTooSmall".into(), "part 1 < 5 MiB".into()))
         );
         assert_eq!(error("<CompleteMultipartUploadResult/>"), None);
+        assert_eq!(
+            error(
+                "<ErrorResponse><Error><Code>SlowDown</Code><Message>m</Message></Error></ErrorResponse>"
+            ),
+            Some(("SlowDown".into(), "m".into()))
+        );
         assert_eq!(error("not xml at all"), None);
         assert_eq!(
             error("<Error></Error>"),

@@ -479,7 +479,7 @@ struct PartsPage {
 fn parse_list_parts(xml: &str) -> Option<PartsPage> {
     let page: s3xml::PartsPage = s3xml::read(xml).ok()?;
     let next_marker = if page.is_truncated {
-        Some(page.next_part_number_marker?)
+        Some(page.next_part_number_marker?.trim().parse().ok()?)
     } else {
         None
     };
@@ -524,6 +524,15 @@ mod tests {
             ]
         );
         let moto_empty = "<ListPartsResponse><NextPartNumberMarker>0</NextPartNumberMarker><IsTruncated>false</IsTruncated></ListPartsResponse>";
+        let empty_marker = "<ListPartsResult><NextPartNumberMarker/><IsTruncated>false</IsTruncated></ListPartsResult>";
+        assert_eq!(
+            parse_list_parts(empty_marker),
+            Some(PartsPage {
+                parts: vec![],
+                next_marker: None
+            }),
+            "an empty marker on the last page is no marker"
+        );
         assert_eq!(
             parse_list_parts(moto_empty),
             Some(PartsPage {

@@ -362,6 +362,14 @@ fn cancelling_one_add_of_a_shared_upload_keeps_it_for_the_others() {
         "no PUT stopped, nothing aborted"
     );
     assert_eq!(engine.running_puts_of(second), 3);
+    // The add that left has no say in the upload any more: cancelling or pausing it again does
+    // nothing, and it has no progress.
+    engine.cancel(first);
+    engine.pause(first);
+    assert_eq!(events(&mut engine), vec![]);
+    assert_eq!(drain(&mut engine, T), vec![]);
+    assert_eq!(engine.progress(first), None);
+    assert_eq!(engine.running_puts_of(second), 3);
     // A failure is told to the add still waiting, not to the cancelled one.
     engine.handle_put_failed(first, 1, status(403, "AccessDenied"), T);
     let failed = events(&mut engine);

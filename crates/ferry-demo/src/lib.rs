@@ -292,6 +292,17 @@ pub fn App() -> impl IntoView {
                 };
                 log(timeline, kind, &name, format!("{name}: {what}"));
             }
+            ClientEvent::Joined { id, .. } => {
+                let name = names
+                    .with_value(|names| names.get(&(generation, id.0)).cloned())
+                    .unwrap_or_default();
+                log(
+                    timeline,
+                    "joined",
+                    &name,
+                    format!("{name}: already on its way, sharing that upload"),
+                );
+            }
             _ => {}
         });
     };

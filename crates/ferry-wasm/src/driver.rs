@@ -308,6 +308,11 @@ impl Shared {
                 );
             }
             Action::Fingerprint { file, resumable } => self.fingerprint(driver, file, resumable),
+            // Only a fingerprint of the bytes names a lock and a record: a page-local name (the
+            // file could not be hashed) is another file's on the next visit.
+            Action::Claim { file, key } if !resume::is_fingerprint(&key) => {
+                driver.engine.handle_claimed(file, Claim::Fresh, now());
+            }
             Action::Claim { file, key } => {
                 let weak = Rc::downgrade(self);
                 spawn_local(async move {
@@ -317,15 +322,20 @@ impl Shared {
                 });
             }
             Action::Create { file } => {
-                let Some(tracked) = driver.files.get(&file) else {
-                    return;
+                let Some(tracked) = driver.tracked_of(file) else {
+                    return driver.engine.cancel(file);
                 };
+                // An add that joined the upload goes with the first add's metadata.
                 let request = CreateUpload {
                     name: tracked.file.name(),
                     size: tracked.file.size() as u64,
                     content_type: tracked.file.type_(),
                     last_modified: Some(tracked.file.last_modified()),
-                    fingerprint: driver.named.get(&file).map(|named| named.key.clone()),
+                    fingerprint: driver
+                        .named
+                        .get(&file)
+                        .map(|named| named.key.clone())
+                        .filter(|key| resume::is_fingerprint(key)),
                     part_size: driver.engine.part_size(),
                     metadata: tracked.metadata.clone(),
                 };
@@ -427,9 +437,8 @@ impl Shared {
     /// being read; a single PUT needs no more than that; a resumable file is hashed (its name
     /// must hold across reloads and tabs).
     fn fingerprint(self: &Rc<Self>, driver: &mut Driver, file: FileId, resumable: bool) {
-        let Some(tracked) = driver.files.get(&file) else {
-            // Its add is gone (cancelled): the engine forgets it too.
-            return driver.engine.handle_fingerprinted(file, None, now());
+        let Some(tracked) = driver.tracked_of(file) else {
+            return driver.engine.cancel(file);
         };
         let same_object = driver
             .named
@@ -645,6 +654,13 @@ fn page_key(file: FileId) -> String {
 }
 
 impl Driver {
+    /// An add the upload `file` answers: its own, or one that joined it.
+    fn tracked_of(&self, file: FileId) -> Option<&Tracked> {
+        std::iter::once(&file)
+            .chain(self.engine.handles(file))
+            .find_map(|id| self.files.get(id))
+    }
+
     /// How fast all running uploads go together, and how long the files taken have left.
     pub fn rate(&self) -> Rate {
         let now_ms = js_sys::Date::now();

@@ -33,6 +33,12 @@ pub async fn fingerprint(file: &File) -> Option<String> {
     ))
 }
 
+/// Whether `key` is a fingerprint of a file's bytes (made by [`fingerprint`]), the only kind of
+/// name that may hold a lock or a record across pages.
+pub fn is_fingerprint(key: &str) -> bool {
+    key.starts_with(PREFIX)
+}
+
 /// SHA-256 of a blob, by WebCrypto: the bytes stay in JS memory.
 async fn digest(blob: &web_sys::Blob) -> Option<String> {
     let buffer = JsFuture::from(blob.array_buffer()).await.ok()?;

@@ -122,8 +122,14 @@ impl Engine {
     // ---- getters ----
 
     /// The upload a file's add is answered by: its own, or the one it joined.
-    fn upload_of(&self, file: FileId) -> FileId {
-        self.joined.get(&file).copied().unwrap_or(file)
+    /// The live upload a file's add is answered by: its own, or the one it joined. `None` once
+    /// the add ended, even if the upload it started goes on for others.
+    fn upload_of(&self, file: FileId) -> Option<FileId> {
+        let upload = self.joined.get(&file).copied().unwrap_or(file);
+        self.live
+            .get(&upload)
+            .is_some_and(|live| live.handles.contains(&file))
+            .then_some(upload)
     }
 
     pub fn progress(&self, file: FileId) -> Option<Progress> {
@@ -139,7 +145,7 @@ impl Engine {
                 fallback: false,
             });
         }
-        let live = self.live.get(&self.upload_of(file))?;
+        let live = self.live.get(&self.upload_of(file)?)?;
         let upload = live.phase.upload();
         Some(Progress {
             state: live.phase.state(),
@@ -191,9 +197,8 @@ impl Engine {
 
     /// Part PUTs in flight for one file.
     pub fn running_puts_of(&self, file: FileId) -> usize {
-        self.live
-            .get(&self.upload_of(file))
-            .and_then(|live| live.phase.upload())
+        self.upload_of(file)
+            .and_then(|upload| self.live.get(&upload)?.phase.upload())
             .map_or(0, |upload| upload.running.len())
     }
 
@@ -248,7 +253,7 @@ impl Engine {
     /// What to keep to resume the file's multipart upload later; `None` until it is created, and
     /// for single PUTs.
     pub fn snapshot(&self, file: FileId) -> Option<Snapshot> {
-        let upload = self.live.get(&self.upload_of(file))?.phase.upload()?;
+        let upload = self.live.get(&self.upload_of(file)?)?.phase.upload()?;
         Some(Snapshot {
             upload_id: upload.upload_id.clone()?,
             key: upload.key.clone(),
@@ -310,18 +315,17 @@ impl Engine {
         if let Some(queued) = self.queued.get_mut(&file) {
             queued.paused = true;
             self.line.remove(&(queued.rank, file));
-        } else {
-            let upload = self.upload_of(file);
-            if let Some(live) = self.live.get_mut(&upload) {
-                live.paused = true;
-                stop(
-                    &mut self.actions,
-                    &mut self.breakers,
-                    upload,
-                    live,
-                    self.now,
-                );
-            }
+        } else if let Some(upload) = self.upload_of(file)
+            && let Some(live) = self.live.get_mut(&upload)
+        {
+            live.paused = true;
+            stop(
+                &mut self.actions,
+                &mut self.breakers,
+                upload,
+                live,
+                self.now,
+            );
         }
     }
 
@@ -331,7 +335,9 @@ impl Engine {
                 queued.paused = false;
                 self.line.insert((queued.rank, file));
             }
-        } else if let Some(live) = self.live.get_mut(&self.upload_of(file)) {
+        } else if let Some(upload) = self.upload_of(file)
+            && let Some(live) = self.live.get_mut(&upload)
+        {
             live.paused = false;
         }
     }
@@ -359,10 +365,14 @@ impl Engine {
             });
             return;
         }
-        let upload = self.upload_of(file);
-        let Some(live) = self.live.get_mut(&upload) else {
+        let Some(upload) = self.upload_of(file) else {
+            // Ended already: nothing more to tell it.
             return;
         };
+        let live = self
+            .live
+            .get_mut(&upload)
+            .expect("upload_of finds live uploads");
         if live.handles.len() > 1 {
             live.handles.retain(|&handle| handle != file);
             self.joined.remove(&file);
