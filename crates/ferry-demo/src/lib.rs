@@ -252,11 +252,14 @@ pub fn App() -> impl IntoView {
     let names = StoredValue::new(std::collections::HashMap::<(usize, u64), String>::new());
     let client = StoredValue::new_local(settings.get_untracked().client());
     let watch = move |client: &Client, generation: usize| {
+        let name_of = move |id: FileId| {
+            names
+                .with_value(|names| names.get(&(generation, id.0)).cloned())
+                .unwrap_or_default()
+        };
         client.on_event(move |event| match event {
             ClientEvent::Part { id, part, .. } => {
-                let name = names
-                    .with_value(|names| names.get(&(generation, id.0)).cloned())
-                    .unwrap_or_default();
+                let name = name_of(*id);
                 log(
                     timeline,
                     "part",
@@ -265,15 +268,11 @@ pub fn App() -> impl IntoView {
                 );
             }
             ClientEvent::Retry { id, retries } => {
-                let name = names
-                    .with_value(|names| names.get(&(generation, id.0)).cloned())
-                    .unwrap_or_default();
+                let name = name_of(*id);
                 log(timeline, "retry", &name, format!("{name}: retry {retries}"));
             }
             ClientEvent::Resumed { id, parts_kept } => {
-                let name = names
-                    .with_value(|names| names.get(&(generation, id.0)).cloned())
-                    .unwrap_or_default();
+                let name = name_of(*id);
                 log(
                     timeline,
                     "resumed",
@@ -282,9 +281,7 @@ pub fn App() -> impl IntoView {
                 );
             }
             ClientEvent::Waiting { id, waiting } => {
-                let name = names
-                    .with_value(|names| names.get(&(generation, id.0)).cloned())
-                    .unwrap_or_default();
+                let name = name_of(*id);
                 let (kind, what) = if *waiting {
                     ("waiting", "no answer: waiting, spending no retries")
                 } else {
@@ -293,9 +290,7 @@ pub fn App() -> impl IntoView {
                 log(timeline, kind, &name, format!("{name}: {what}"));
             }
             ClientEvent::Joined { id, .. } => {
-                let name = names
-                    .with_value(|names| names.get(&(generation, id.0)).cloned())
-                    .unwrap_or_default();
+                let name = name_of(*id);
                 log(
                     timeline,
                     "joined",
