@@ -18,6 +18,21 @@ before(async () => {
 });
 after(() => browser?.close());
 
+/** Runs `check` with a companion, the npm fixture page's site and a browser context (tabs in
+ * it share storage and Web Locks), and stops them after. */
+async function scene(check) {
+  const companion = await startCompanion();
+  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
+  const context = await browser.newContext();
+  try {
+    await check({ companion, site, context });
+  } finally {
+    await context.close();
+    site.close();
+    companion.stop();
+  }
+}
+
 /** The npm fixture page in `context`, its uploader talking to `companion`; counts its creates. */
 async function openPage(context, site, companion) {
   const page = await context.newPage();
@@ -45,11 +60,8 @@ function partStored(page) {
   return page.waitForFunction(() => window.events.some((event) => event.name === "part"), null, { timeout: 120_000 });
 }
 
-test("the same File added twice, at once or 1 s apart, is uploaded once and both adds resolve", async () => {
-  const companion = await startCompanion();
-  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
-  const context = await browser.newContext();
-  try {
+test("the same File added twice, at once or 1 s apart, is uploaded once and both adds resolve", () =>
+  scene(async ({ companion, site, context }) => {
     const { page, calls } = await openPage(context, site, companion);
     const outcome = await page.evaluate(async (mib) => {
       const uploader = window.uploader;
@@ -80,18 +92,10 @@ test("the same File added twice, at once or 1 s apart, is uploaded once and both
       const stored = await readBack(companion.url, pair[0].location);
       assert.equal(stored.sha256, createHash("sha256").update(expected).digest("hex"));
     }
-  } finally {
-    await context.close();
-    site.close();
-    companion.stop();
-  }
-});
+  }));
 
-test("two tabs adding the same 100 MiB file, in either order, make one upload", async () => {
-  const companion = await startCompanion();
-  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
-  const context = await browser.newContext();
-  try {
+test("two tabs adding the same 100 MiB file, in either order, make one upload", () =>
+  scene(async ({ companion, site, context }) => {
     const one = await openPage(context, site, companion);
     const two = await openPage(context, site, companion);
     // Slow enough that the first tab is still uploading when the second adds the file.
@@ -110,18 +114,10 @@ test("two tabs adding the same 100 MiB file, in either order, make one upload", 
       assert.equal(second.calls.storePuts, before.puts, "the second tab sent no byte");
       assert.equal((await readBack(companion.url, uploaded.result.location)).sha256, file.sha256);
     }
-  } finally {
-    await context.close();
-    site.close();
-    companion.stop();
-  }
-});
+  }));
 
-test("when the uploading tab crashes, the waiting tab resumes its upload", async () => {
-  const companion = await startCompanion();
-  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
-  const context = await browser.newContext();
-  try {
+test("when the uploading tab crashes, the waiting tab resumes its upload", () =>
+  scene(async ({ companion, site, context }) => {
     const owner = await openPage(context, site, companion);
     const waiter = await openPage(context, site, companion);
     // Slow enough that the owner is still uploading when it crashes.
@@ -144,18 +140,10 @@ test("when the uploading tab crashes, the waiting tab resumes its upload", async
     assert.equal(owner.calls.creates + waiter.calls.creates, 1, "no second upload");
     assert.equal(waiter.calls.lists, 1, "the waiter listed the crashed tab's parts");
     assert.equal((await readBack(companion.url, outcome.result.location)).sha256, file.sha256);
-  } finally {
-    await context.close();
-    site.close();
-    companion.stop();
-  }
-});
+  }));
 
-test("after a reload, unfinished() lists the upload and discard() aborts it on the store", async () => {
-  const companion = await startCompanion();
-  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
-  const context = await browser.newContext();
-  try {
+test("after a reload, unfinished() lists the upload and discard() aborts it on the store", () =>
+  scene(async ({ companion, site, context }) => {
     const { page } = await openPage(context, site, companion);
     const file = makeFile("left.bin", 60 * MIB);
     await page.setInputFiles("[data-testid=file-input]", file.path);
@@ -175,18 +163,10 @@ test("after a reload, unfinished() lists the upload and discard() aborts it on t
     assert.deepEqual(await page.evaluate(() => window.uploader.unfinished()), [], "its record is gone");
     const listed = await fetch(`${companion.url}/api/uploads/${record.uploadId}/parts?token=${encodeURIComponent(record.token)}`);
     assert.equal(listed.status, 404, "the store holds no such multipart upload any more");
-  } finally {
-    await context.close();
-    site.close();
-    companion.stop();
-  }
-});
+  }));
 
-test("20,000 files are queued at once: ids come back synchronously and memory stays flat", async () => {
-  const companion = await startCompanion();
-  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
-  const context = await browser.newContext();
-  try {
+test("20,000 files are queued at once: ids come back synchronously and memory stays flat", () =>
+  scene(async ({ companion, site, context }) => {
     const { page, calls } = await openPage(context, site, companion);
     const cdp = await context.newCDPSession(page);
     const heap = async () => (await cdp.send("Runtime.getHeapUsage")).usedSize;
@@ -226,9 +206,4 @@ test("20,000 files are queued at once: ids come back synchronously and memory st
     assert.ok(calls.creates <= outcome.done + 10, `${calls.creates} creates for ${outcome.done} files done`);
     const peak = Math.max(...heaps) - before;
     assert.ok(peak < 64 * MIB, `the JS heap grew ${Math.round(peak / MIB)} MiB for 20,000 queued files`);
-  } finally {
-    await context.close();
-    site.close();
-    companion.stop();
-  }
-});
+  }));

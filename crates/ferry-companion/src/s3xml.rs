@@ -124,6 +124,12 @@ mod tests {
             Some(("SlowDown".into(), "m".into()))
         );
         assert_eq!(error("not xml at all"), None);
+        // An entity a DOCTYPE declares is never expanded into the code.
+        let declared = r#"<!DOCTYPE Error [<!ENTITY x "boom">]><Error><Code>&x;</Code></Error>"#;
+        assert_ne!(
+            error(declared).map(|(code, _)| code).as_deref(),
+            Some("boom")
+        );
         assert_eq!(
             error("<Error></Error>"),
             Some(("Unknown".into(), String::new()))

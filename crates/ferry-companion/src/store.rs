@@ -524,6 +524,16 @@ mod tests {
             ]
         );
         let moto_empty = "<ListPartsResponse><NextPartNumberMarker>0</NextPartNumberMarker><IsTruncated>false</IsTruncated></ListPartsResponse>";
+        // A store (or what answers in its place) that sends nonsense gets no parts kept.
+        for hostile in [
+            "<ListPartsResult><Part><PartNumber>99999999999</PartNumber><Size>1</Size><ETag>e</ETag></Part></ListPartsResult>",
+            "<ListPartsResult><Part><PartNumber>1</PartNumber><Size>-5</Size><ETag>e</ETag></Part></ListPartsResult>",
+            "<ListPartsResult><IsTruncated>true</IsTruncated><IsTruncated>false</IsTruncated></ListPartsResult>",
+            "<ListPartsResult><IsTruncated>true</IsTruncated></ListPartsResult>",
+            "<ListPartsResult><Part><PartNumber>1</PartNumber>",
+        ] {
+            assert_eq!(parse_list_parts(hostile), None, "{hostile}");
+        }
         let empty_marker = "<ListPartsResult><NextPartNumberMarker/><IsTruncated>false</IsTruncated></ListPartsResult>";
         assert_eq!(
             parse_list_parts(empty_marker),

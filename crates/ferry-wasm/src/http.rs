@@ -194,53 +194,59 @@ pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>)
 }
 
 /// `(code, message)` of an S3 `<Error>` document, read with quick-xml's event reader (its serde
-/// layer would add to the package what two fields do not need).
+/// layer would add to the package what two fields do not need). The first `Code` and `Message`
+/// count; anything malformed is no error document (the caller falls back to the status).
 fn s3_error(xml: &str) -> Option<(String, String)> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut depth = 0;
-    let (mut code, mut message) = (None, String::new());
-    let mut field: Option<Vec<u8>> = None;
+    // The text of the field being read (a child of `<Error>`).
+    let mut text = String::new();
+    let (mut code, mut message) = (None, None);
     loop {
         match reader.read_event().ok()? {
             Event::Start(start) => {
                 depth += 1;
-                let name = start.local_name().as_ref().to_vec();
-                if depth == 1 && name != b"Error" {
+                if depth == 1 && start.local_name().as_ref() != b"Error" {
                     return None;
                 }
-                field = (depth == 2).then_some(name);
+                if depth == 2 {
+                    text.clear();
+                }
             }
             Event::Empty(start) if depth == 0 => {
                 return (start.local_name().as_ref() == b"Error")
                     .then(|| ("Unknown".to_owned(), String::new()));
             }
-            Event::Text(text) if depth == 2 => {
-                let text = text.xml10_content().ok()?;
-                match field.as_deref() {
-                    Some(b"Code") => code.get_or_insert_with(String::new).push_str(&text),
-                    Some(b"Message") => message.push_str(&text),
-                    _ => {}
+            Event::Text(chunk) if depth == 2 => text.push_str(&chunk.xml10_content().ok()?),
+            Event::GeneralRef(reference) if depth == 2 => match reference.resolve_char_ref() {
+                Ok(Some(char)) => text.push(char),
+                // The five XML escapes; an entity a DOCTYPE declares is not expanded.
+                _ => text.push_str(match &*reference {
+                    b"lt" => "<",
+                    b"gt" => ">",
+                    b"amp" => "&",
+                    b"quot" => "\"",
+                    b"apos" => "'",
+                    _ => "",
+                }),
+            },
+            Event::End(end) => {
+                if depth == 2 {
+                    let value = std::mem::take(&mut text);
+                    match end.local_name().as_ref() {
+                        b"Code" => _ = code.get_or_insert(value),
+                        b"Message" => _ = message.get_or_insert(value),
+                        _ => {}
+                    }
                 }
-            }
-            Event::GeneralRef(reference) if depth == 2 && field.as_deref() == Some(b"Message") => {
-                match reference.resolve_char_ref() {
-                    Ok(Some(char)) => message.push(char),
-                    _ => message.push_str(match &*reference {
-                        b"lt" => "<",
-                        b"gt" => ">",
-                        b"amp" => "&",
-                        b"quot" => "\"",
-                        b"apos" => "'",
-                        _ => "",
-                    }),
-                }
-            }
-            Event::End(_) => {
                 depth -= 1;
-                field = None;
                 if depth == 0 {
-                    return Some((code.unwrap_or_else(|| "Unknown".to_owned()), message));
+                    let code = code.filter(|code: &String| !code.is_empty());
+                    return Some((
+                        code.unwrap_or_else(|| "Unknown".to_owned()),
+                        message.unwrap_or_default(),
+                    ));
                 }
             }
             Event::Eof => return None,
@@ -308,6 +314,32 @@ mod tests {
         assert_eq!(
             s3_error("<ListPartsResult><Code>x</Code></ListPartsResult>"),
             None
+        );
+        // What a hostile store or proxy might send: none of it becomes a code it did not state.
+        for (body, read) in [
+            ("<Error><Code>SlowDown</Code>", None),
+            ("<Error><Code>A</Message></Error>", None),
+            (
+                "<Error><Code>First</Code><Code>Second</Code><Message>m &#65;</Message></Error>",
+                Some(("First", "m A")),
+            ),
+            (
+                "<!DOCTYPE Error [<!ENTITY x \"boom\">]><Error><Code>&x;</Code><Message>&x;</Message></Error>",
+                Some(("Unknown", "")),
+            ),
+            (
+                "<Error><Code><b>Nested</b></Code></Error>",
+                Some(("Unknown", "")),
+            ),
+        ] {
+            let read =
+                read.map(|(code, message): (&str, &str)| (code.to_owned(), message.to_owned()));
+            assert_eq!(s3_error(body), read, "{body}");
+        }
+        let unreadable = failure_from_answer(503, "<Error><Code>SlowDown</Code>", None);
+        assert_eq!(
+            unreadable.code, "Http503",
+            "a broken body falls back to the status"
         );
 
         // A proxy's page: no code of its own, a status code and the start of the text.

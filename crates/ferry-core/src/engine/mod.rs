@@ -1078,7 +1078,6 @@ impl Engine {
                 .push_back(Action::Fingerprint { file, resumable });
         }
         self.stats.peak_live = self.stats.peak_live.max(self.live.len());
-        self.stats.peak_fingerprinting = self.stats.peak_fingerprinting.max(self.fingerprinting());
     }
 
     /// Create, list and complete calls whose turn has come.

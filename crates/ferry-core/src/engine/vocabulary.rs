@@ -228,8 +228,6 @@ pub struct Stats {
     pub resigns: u64,
     /// The most files live at once.
     pub peak_live: usize,
-    /// The most fingerprints asked for and not yet answered at once.
-    pub peak_fingerprinting: usize,
     /// Files that joined an upload of the same file instead of making their own.
     pub joined: u64,
 }
