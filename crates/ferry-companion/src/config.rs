@@ -1,14 +1,19 @@
-//! Flags and environment variables. Every flag has an environment variable of the same meaning;
-//! names may grow but never change.
+//! Settings: flags, environment variables and a TOML file. Every flag has an environment variable
+//! and a file key of the same meaning (the flag's name with `_`: `--s3-endpoint`,
+//! `FERRY_S3_ENDPOINT`, `s3_endpoint = ...`); names may grow but never change. A flag wins over
+//! the environment, which wins over the file, which wins over the defaults.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use ferry_core::plan::{DEFAULT_PREFERRED_PART_SIZE, MIB, TIB};
+use serde::{Serialize, Serializer};
 use url::Url;
 
-#[derive(Debug, Clone, Parser)]
+#[derive(Debug, Clone, Parser, Serialize)]
 #[command(
     name = "ferry-companion",
     version,
@@ -16,7 +21,14 @@ use url::Url;
 )]
 pub struct Config {
     #[command(subcommand)]
+    #[serde(skip)]
     pub command: Option<Command>,
+
+    /// TOML file of settings, one key per flag (`s3_endpoint = "https://..."`); flags and
+    /// environment variables win over it.
+    #[arg(long, env = "FERRY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
 
     /// Address the API listens on.
     #[arg(long, env = "FERRY_LISTEN", default_value = "127.0.0.1:8080")]
@@ -44,19 +56,23 @@ pub struct Config {
     /// identity (EKS), container credentials (ECS), instance metadata (EC2), refreshed before
     /// they expire.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
     pub access_key_id: Option<String>,
 
     /// Secret access key for the store.
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
     pub secret_access_key: Option<String>,
 
     /// Session token of temporary credentials given with the two above.
     #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
     pub session_token: Option<String>,
 
     /// Secret that signs upload tokens; share it between companions behind one load balancer.
     /// Without it a random secret is made at start, and tokens die with the process.
     #[arg(long, env = "FERRY_SECRET", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
     pub secret: Option<String>,
 
     /// Folder of the embedded store's data.
@@ -110,10 +126,12 @@ pub struct Config {
         value_delimiter = ',',
         hide_env_values = true
     )]
+    #[serde(serialize_with = "hidden_list")]
     pub auth_tokens: Vec<String>,
 
     /// Secret of HS256 JWTs whose `sub` is the owner.
     #[arg(long, env = "FERRY_JWT_HS256_SECRET", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
     pub jwt_hs256_secret: Option<String>,
 
     /// PEM file of the RSA public key of RS256 JWTs whose `sub` is the owner.
@@ -195,4 +213,154 @@ pub enum Command {
     Serve,
     /// Abort multipart uploads older than --janitor-age under the key prefix, once, and exit.
     Janitor,
+    /// Print the settings in effect as TOML (secrets hidden), and exit: checks a config file.
+    Config,
+}
+
+/// Why the settings cannot be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// A flag or environment variable is wrong, or `--help`/`--version` was asked for: clap
+    /// prints it and exits.
+    Arguments(clap::Error),
+    /// The config file cannot be read, or has a key or value that is not a setting.
+    File(String),
+}
+
+impl Config {
+    /// The settings of this process: its flags and environment, and the config file they name.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// The settings for `args` (the program's name first) and this process's environment.
+    pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let command = Config::command();
+        let matches = command
+            .clone()
+            .try_get_matches_from(&args)
+            .map_err(ConfigError::Arguments)?;
+        let Some(path) = matches.get_one::<PathBuf>("config") else {
+            return Config::from_arg_matches(&matches).map_err(ConfigError::Arguments);
+        };
+        // The file's settings become flags placed before the given ones, but only for settings
+        // neither a flag nor the environment gave: so they win over defaults and nothing else.
+        let mut from_file = Vec::new();
+        for (key, value) in read_file(path)? {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == key.as_str() && key != "config")
+                .ok_or_else(|| {
+                    ConfigError::File(format!(
+                        "{}: unknown key `{key}`; the keys are the flags' names with `_` (ferry.example.toml lists them all)",
+                        path.display()
+                    ))
+                })?;
+            let values = file_values(&key, &value, arg.get_value_delimiter().is_some())
+                .map_err(|problem| ConfigError::File(format!("{}: {problem}", path.display())))?;
+            let long = arg.get_long().unwrap_or(&key);
+            // Each value goes through the setting's own parser alone, so an error names the key.
+            let setting = clap::Command::new("file")
+                .no_binary_name(true)
+                .arg(arg.clone());
+            for text in &values {
+                if let Err(err) = setting
+                    .clone()
+                    .try_get_matches_from([format!("--{long}={text}")])
+                {
+                    let choices: Vec<String> = arg
+                        .get_possible_values()
+                        .iter()
+                        .map(|choice| choice.get_name().to_owned())
+                        .collect();
+                    let choices = if choices.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (one of: {})", choices.join(", "))
+                    };
+                    return Err(ConfigError::File(format!(
+                        "{}: key `{key}`: {}{choices}",
+                        path.display(),
+                        reason(&err, text)
+                    )));
+                }
+            }
+            let given = matches!(
+                matches.value_source(&key),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            );
+            if !given && !values.is_empty() {
+                from_file.push(OsString::from(format!("--{long}={}", values.join(","))));
+            }
+        }
+        let program = args
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "ferry-companion".into());
+        let merged = std::iter::once(program)
+            .chain(from_file)
+            .chain(args.into_iter().skip(1));
+        let matches = command
+            .try_get_matches_from(merged)
+            .map_err(ConfigError::Arguments)?;
+        Config::from_arg_matches(&matches).map_err(ConfigError::Arguments)
+    }
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigError::File(format!("cannot read {}: {err}", path.display())))?;
+    text.parse::<toml::Table>()
+        .map_err(|err| ConfigError::File(format!("{} is not valid TOML: {err}", path.display())))
+}
+
+/// A file value as the text a flag would take: scalars as written, arrays for the settings that
+/// take lists.
+fn file_values(key: &str, value: &toml::Value, is_list: bool) -> Result<Vec<String>, String> {
+    let scalar = |value: &toml::Value| match value {
+        toml::Value::String(text) => Ok(text.clone()),
+        toml::Value::Integer(number) => Ok(number.to_string()),
+        toml::Value::Boolean(flag) => Ok(flag.to_string()),
+        other => Err(format!(
+            "key `{key}`: a {} is not a value of this setting",
+            other.type_str()
+        )),
+    };
+    match value {
+        toml::Value::Array(items) if is_list => items.iter().map(scalar).collect(),
+        toml::Value::Array(_) => Err(format!("key `{key}` takes one value, not a list")),
+        other => scalar(other).map(|text| vec![text]),
+    }
+}
+
+/// What is wrong with a value, without the flag syntax clap's own message names.
+fn reason(err: &clap::Error, value: &str) -> String {
+    match std::error::Error::source(err) {
+        Some(source) => format!("invalid value {value:?}: {source}"),
+        None => {
+            let first_line = err.to_string();
+            let first_line = first_line.lines().next().unwrap_or_default();
+            let first_line = first_line.trim_start_matches("error: ");
+            match first_line.split_once(" for '--") {
+                Some((invalid, _)) => invalid.to_owned(),
+                None => first_line.to_owned(),
+            }
+        }
+    }
+}
+
+fn hidden<S: Serializer>(value: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_some("(hidden)"),
+        None => serializer.serialize_none(),
+    }
+}
+
+fn hidden_list<S: Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(values.iter().map(|_| "(hidden)"))
 }

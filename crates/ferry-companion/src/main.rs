@@ -1,7 +1,6 @@
 use std::time::Duration;
 
-use clap::Parser;
-use ferry_companion::config::Command;
+use ferry_companion::config::{Command, ConfigError};
 use ferry_companion::{Config, janitor};
 use tracing_subscriber::EnvFilter;
 
@@ -12,7 +11,26 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = Config::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(ConfigError::Arguments(err)) => err.exit(),
+        Err(ConfigError::File(message)) => {
+            eprintln!("ferry-companion: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Config) = config.command {
+        return match toml::to_string(&config) {
+            Ok(text) => {
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("ferry-companion: cannot print the settings: {err}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     ferry_companion::server::raise_open_file_limit();
     let companion = match ferry_companion::build(&config).await {
         Ok(companion) => companion,
