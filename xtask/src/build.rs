@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::tools::ensure_wasm_tools;
-use crate::{Result, WASM_TARGET, root, run, step};
+use crate::tools::{ensure_trunk, ensure_wasm_tools};
+use crate::{Result, WASM_TARGET, root, run, run_in, step};
 
 /// Builds a wasm crate in release and runs wasm-bindgen on its `artifact` (a binary keeps the
 /// package's hyphens, a library takes underscores) into `out`.
@@ -33,18 +33,13 @@ pub fn build_wasm(package: &str, artifact: &str, out: &Path) -> Result {
     )
 }
 
-/// The demo page, built into `dist/`.
+/// The demo page, built into `dist/` by trunk from `Trunk.toml`, as `trunk serve` builds it.
 pub fn build_demo() -> Result<PathBuf> {
     ensure_wasm_tools()?;
-    let dist = root().join("dist");
-    let _ = std::fs::remove_dir_all(&dist);
-    std::fs::create_dir_all(&dist).map_err(|err| err.to_string())?;
-    build_wasm("ferry-demo", "ferry-demo", &dist)?;
-    for entry in std::fs::read_dir(root().join("www")).map_err(|err| err.to_string())? {
-        let entry = entry.map_err(|err| err.to_string())?;
-        std::fs::copy(entry.path(), dist.join(entry.file_name())).map_err(|err| err.to_string())?;
-    }
-    Ok(dist)
+    ensure_trunk()?;
+    step("building the demo page with trunk");
+    run_in(&root(), "trunk", &["build", "--release"], &[])?;
+    Ok(root().join("dist"))
 }
 
 /// The npm package, built into `pkg/`.
@@ -115,6 +110,10 @@ pub fn demo() -> Result {
     let status = Command::new(companion)
         .current_dir(root())
         .env("FERRY_STATIC_DIR", &dist)
+        .env(
+            "FERRY_PREVIEWS",
+            std::env::var("FERRY_PREVIEWS").unwrap_or_else(|_| "true".into()),
+        )
         .env("FERRY_LISTEN", &listen)
         .status()
         .map_err(|err| format!("cannot start the companion: {err}"))?;

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use crate::{Result, WASM_BINDGEN_VERSION, WASM_TARGET, output, root, run, run_in, step};
 
+const TRUNK_VERSION: &str = "0.21.14";
+
 pub fn ensure_wasm_tools() -> Result {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !installed.lines().any(|line| line.trim() == WASM_TARGET) {
@@ -29,18 +31,44 @@ pub fn ensure_wasm_tools() -> Result {
     Ok(())
 }
 
+/// Trunk builds the demo page, for `trunk serve` as for `cargo xtask demo`.
+pub fn ensure_trunk() -> Result {
+    let version = output("trunk", &["--version"]).unwrap_or_default();
+    if version.trim() != format!("trunk {TRUNK_VERSION}") {
+        // 0.22 needs a newer rustc than this workspace's.
+        step(&format!(
+            "installing trunk {TRUNK_VERSION} (about 15 minutes, once)"
+        ));
+        run(
+            "cargo",
+            &["install", "trunk", "--version", TRUNK_VERSION, "--locked"],
+        )?;
+    }
+    Ok(())
+}
+
 pub fn ensure_test_tools() -> Result {
     if output("cargo", &["clippy", "--version"]).is_none() {
         step("installing clippy");
         run("rustup", &["component", "add", "clippy"])?;
     }
+    // Debian's Chromium and ChromeDriver for the browser tests, ffmpeg for the video previews.
+    let mut missing = Vec::new();
     if !Path::new("/usr/bin/chromium").exists() {
-        step("installing Debian's Chromium and ChromeDriver");
+        missing.extend(["chromium", "chromium-driver"]);
+    }
+    if output("ffmpeg", &["-version"]).is_none() {
+        missing.push("ffmpeg");
+    }
+    if !missing.is_empty() {
+        step(&format!("installing {}", missing.join(", ")));
         run("apt-get", &["update"])?;
+        let mut args = vec!["install", "-y"];
+        args.extend(&missing);
         run_in(
             &root(),
             "apt-get",
-            &["install", "-y", "chromium", "chromium-driver"],
+            &args,
             &[("DEBIAN_FRONTEND", "noninteractive")],
         )?;
     }
