@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -86,6 +87,68 @@ test("a plain page that imports the npm package uploads and reads back identical
     await page.close();
     site.close();
     companion.stop();
+  }
+});
+
+/** A backend that receives the companion's webhook; `next()` resolves with the next notice. */
+async function webhookReceiver() {
+  const notices = [];
+  const waiting = [];
+  const server = http.createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk) => (body += chunk));
+    request.on("end", () => {
+      response.end();
+      const notice = JSON.parse(body);
+      const waiter = waiting.shift();
+      if (waiter) waiter(notice);
+      else notices.push(notice);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/hooks/ferry`,
+    next: () => (notices.length ? Promise.resolve(notices.shift()) : new Promise((resolve) => waiting.push(resolve))),
+    close: () => server.close(),
+  };
+}
+
+test("with previews on, a single PUT completes through the companion and an image gets its thumbnail", async () => {
+  const backend = await webhookReceiver();
+  const companion = await startCompanion({ FERRY_PREVIEWS: "true", FERRY_WEBHOOK_URL: backend.url, FERRY_WEBHOOK_SECRET: "e2e" });
+  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
+  const page = await browser.newPage();
+  const completes = [];
+  page.on("request", (request) => {
+    if (new URL(request.url()).pathname === "/api/objects/complete") completes.push(request.method());
+  });
+  try {
+    await page.goto(`${site.url}/?companion=${encodeURIComponent(companion.url)}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const result = await page.evaluate(async () => {
+      // A PNG drawn in the page, as a picked photo would be.
+      const canvas = new OffscreenCanvas(640, 480);
+      const context = canvas.getContext("2d");
+      context.fillStyle = "#2563eb";
+      context.fillRect(0, 0, 640, 480);
+      const png = await canvas.convertToBlob({ type: "image/png" });
+      return window.uploader.add(new File([png], "drawn.png", { type: "image/png" }), { metadata: { source: "npm-page" } }).done;
+    });
+    assert.deepEqual(completes, ["POST"], "the single PUT ended with one Complete");
+    const notice = await backend.next();
+    assert.equal(notice.key, result.key);
+    assert.equal(notice.contentType, "image/png");
+    assert.equal(notice.metadata.source, "npm-page");
+    assert.equal(notice.previews.thumbnail, `${result.key}.thumbnail.jpg`);
+    const preview = await fetch(`${companion.url}/api/files/${result.key}/preview`);
+    assert.equal(preview.status, 200);
+    const jpeg = Buffer.from(await preview.arrayBuffer());
+    assert.deepEqual([...jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff], "a JPEG");
+  } finally {
+    await page.close();
+    site.close();
+    companion.stop();
+    backend.close();
   }
 });
 

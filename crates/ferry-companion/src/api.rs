@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_core::protocol::{
-    CompanionConfig, CompleteUpload, CreateUpload, ErrorBody, PartList, PartsSigned, SignParts,
-    SignedPart, SignedUrl, StoredObject, UploadCreated,
+    COMPLETE_SINGLE_PATH, CompanionConfig, CompleteUpload, CreateUpload, ErrorBody, PartList,
+    PartsSigned, SignParts, SignedPart, SignedUrl, StoredObject, UploadCreated,
 };
 use ferry_core::{Plan, UploadMode};
 use md5::{Digest, Md5};
@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::{Auth, AuthError};
 use crate::keys::{KeyError, object_key, owner_of_key, owner_segment};
 use crate::metrics::Metrics;
+use crate::processing::{Finished, Processing, animation_key, thumbnail_key};
 use crate::store::{Store, StoreError};
 use crate::streaming::{MinRate, TooSlow};
 use crate::token::{Claims, TokenError, TokenKey};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The slowest a streamed body may arrive on the fallback routes.
     pub min_body_rate: MinRate,
+    /// Work after upload (previews, webhook), when configured.
+    pub processing: Option<Processing>,
 }
 
 impl AppState {
@@ -109,6 +112,18 @@ impl AppState {
     fn conditional_writes(&self) -> bool {
         self.advertised.conditional_writes
     }
+
+    /// An upload is stored: its job goes to the processing queue, if there is one.
+    fn finished(&self, claims: &Claims, etag: &str, size: u64) {
+        if let Some(processing) = &self.processing {
+            processing.submit(Finished {
+                key: claims.key.clone(),
+                size,
+                etag: etag.to_owned(),
+                owner: claims.owner.clone(),
+            });
+        }
+    }
 }
 
 /// `Path`, `Query` and `Json` whose refusals answer the JSON error body like every other refusal.
@@ -146,7 +161,9 @@ pub fn upload_routes() -> Router<Arc<AppState>> {
 /// Complete: admission control and a JSON body limit, but no short timeout, as the store may take
 /// a while to assemble a large object.
 pub fn finishing_routes() -> Router<Arc<AppState>> {
-    Router::new().route("/api/uploads/{id}/complete", post(complete))
+    Router::new()
+        .route("/api/uploads/{id}/complete", post(complete))
+        .route(COMPLETE_SINGLE_PATH, post(complete_single))
 }
 
 /// The fallback routes that stream part bytes: admission control, but no JSON body limit and no
@@ -220,6 +237,8 @@ pub enum ApiError {
     AlreadyStored,
     #[error("the upload is gone, and no object matches the parts given")]
     UploadGone,
+    #[error("no {0} of this object: not made yet, or not an image or video")]
+    NoPreview(&'static str),
     #[error(transparent)]
     TooSlow(#[from] TooSlow),
     #[error("the companion is busy; try again shortly")]
@@ -274,6 +293,7 @@ impl IntoResponse for ApiError {
             Self::ObjectSizeMismatch { .. } => (StatusCode::CONFLICT, "SizeMismatch".to_owned()),
             Self::AlreadyStored => (StatusCode::CONFLICT, "AlreadyStored".to_owned()),
             Self::UploadGone => (StatusCode::NOT_FOUND, "NoSuchUpload".to_owned()),
+            Self::NoPreview(_) => (StatusCode::NOT_FOUND, "NoPreview".to_owned()),
             Self::TooSlow(_) => (StatusCode::REQUEST_TIMEOUT, "TooSlow".to_owned()),
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "Busy".to_owned()),
             Self::TimedOut => (StatusCode::REQUEST_TIMEOUT, "TimedOut".to_owned()),
@@ -349,7 +369,7 @@ pub async fn log_refusals(
     response
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
@@ -617,8 +637,17 @@ async fn complete(
         }
         Err(err) => return Err(err.into()),
     };
+    let size = checked_size(&state, &claims).await?;
+    state.metrics.completed(size);
+    state.finished(&claims, &etag, size);
+    Ok(Json(stored_object(&state, claims.key, etag, size)))
+}
+
+/// The size of the object the token's upload stored, which must be the planned one: an object
+/// of another size is removed and refused.
+async fn checked_size(state: &AppState, claims: &Claims) -> Result<u64, ApiError> {
     let size = match state.store.head_object(&claims.key).await? {
-        Some((size, _)) => size,
+        Some(head) => head.size,
         None => {
             return Err(StoreError::S3 {
                 status: 500,
@@ -637,8 +666,25 @@ async fn complete(
             stored: size,
         });
     }
+    Ok(size)
+}
+
+/// Complete of a single PUT, when the companion acts on finished uploads (previews, webhook):
+/// the object the token names must be stored, at the planned size.
+async fn complete_single(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    request: Result<Json<CompleteUpload>, JsonRejection>,
+) -> Result<Json<StoredObject>, ApiError> {
+    let Json(request) = request?;
+    let claims = state.verify(&headers, &request.token, None)?;
+    let Some(head) = state.store.head_object(&claims.key).await? else {
+        return Err(ApiError::PartMissing { part: 1 });
+    };
+    let size = checked_size(&state, &claims).await?;
     state.metrics.completed(size);
-    Ok(Json(stored_object(&state, claims.key, etag, size)))
+    state.finished(&claims, &head.etag, size);
+    Ok(Json(stored_object(&state, claims.key, head.etag, size)))
 }
 
 /// Whether the store says the upload is finished already: gone, or its key taken.
@@ -655,11 +701,11 @@ async fn stored_by_an_earlier_complete(
     etags: &[String],
 ) -> Result<Json<StoredObject>, ApiError> {
     match state.store.head_object(&claims.key).await? {
-        Some((size, etag))
-            if size == claims.size
-                && multipart_etag(etags).as_deref() == Some(etag.trim_matches('"')) =>
+        Some(head)
+            if head.size == claims.size
+                && multipart_etag(etags).as_deref() == Some(head.etag.trim_matches('"')) =>
         {
-            Ok(Json(stored_object(state, claims.key, etag, size)))
+            Ok(Json(stored_object(state, claims.key, head.etag, head.size)))
         }
         _ => Err(ApiError::UploadGone),
     }
@@ -702,11 +748,14 @@ async fn abort(
 struct LinkQuery {
     expires: Option<u64>,
     signature: Option<String>,
+    /// Which preview `{key}/preview` serves: `thumbnail` (the default, JPEG) or `animation`
+    /// (a video's GIF).
+    kind: Option<String>,
 }
 
-/// Redirects to a presigned GET of exactly one object the companion stored. The key is checked
-/// whole before anything is signed; with authentication on, the caller must own the object or
-/// hold a link the companion issued.
+/// Redirects to a presigned GET of exactly one object the companion stored, or of its preview
+/// (`{key}/preview`). The key is checked whole before anything is signed; with authentication
+/// on, the caller must own the object or hold a link the companion issued for it.
 async fn file(
     State(state): State<Arc<AppState>>,
     uri: Uri,
@@ -719,6 +768,13 @@ async fn file(
     if raw.contains("%2f") || raw.contains("%5c") {
         return Err(KeyError::EncodedSeparator.into());
     }
+    // A key has exactly three segments under the prefix, so `{key}/preview` is never a key.
+    let (key, preview) = match key.strip_suffix("/preview") {
+        Some(object) if owner_of_key(&state.key_prefix, object).is_ok() => {
+            (object.to_owned(), true)
+        }
+        _ => (key, false),
+    };
     let owner = owner_of_key(&state.key_prefix, &key)?;
     if state.auth.is_enabled() {
         match (link.expires, link.signature) {
@@ -734,7 +790,24 @@ async fn file(
             }
         }
     }
-    let url = state.store.sign_get_object(&key, state.url_lifetime());
+    let target = if preview {
+        let (name, preview_key) = match link.kind.as_deref() {
+            None | Some("thumbnail") => ("thumbnail", thumbnail_key(&key)),
+            Some("animation") => ("animation", animation_key(&key)),
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "no preview kind {other:?}: ask for thumbnail or animation"
+                )));
+            }
+        };
+        if state.store.head_object(&preview_key).await?.is_none() {
+            return Err(ApiError::NoPreview(name));
+        }
+        preview_key
+    } else {
+        key
+    };
+    let url = state.store.sign_get_object(&target, state.url_lifetime());
     let mut response = Redirect::temporary(url.as_str()).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -765,10 +838,11 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Result<&'static str, Api
 async fn metrics(
     State(state): State<Arc<AppState>>,
 ) -> ([(header::HeaderName, &'static str); 1], String) {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    if let Some(processing) = &state.processing {
+        processing.render(&mut text);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// S3's rule: user metadata, names and values together, fits in 2 KiB.

@@ -205,6 +205,44 @@ pub struct Config {
     /// Seconds a Complete may take, the store's assembly included.
     #[arg(long, env = "FERRY_COMPLETE_TIMEOUT", default_value_t = 300)]
     pub complete_timeout: u64,
+
+    /// Make previews of finished uploads: a JPEG thumbnail of images and, with ffmpeg, a JPEG
+    /// thumbnail and a short GIF of videos, stored beside the object.
+    #[arg(long, env = "FERRY_PREVIEWS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub previews: bool,
+
+    /// Workers that process finished uploads (previews, webhook).
+    #[arg(long, env = "FERRY_PROCESSING_WORKERS", default_value_t = 2)]
+    pub processing_workers: usize,
+
+    /// Finished uploads that may wait for a worker; beyond, their jobs are dropped and counted.
+    #[arg(long, env = "FERRY_PROCESSING_QUEUE", default_value_t = 256)]
+    pub processing_queue: usize,
+
+    /// Longest side of a thumbnail, in pixels.
+    #[arg(long, env = "FERRY_THUMBNAIL_SIZE", default_value_t = 320)]
+    pub thumbnail_size: u32,
+
+    /// Largest image a thumbnail is made of, in bytes.
+    #[arg(long, env = "FERRY_MAX_IMAGE_SIZE", default_value_t = 64 * MIB)]
+    pub max_image_size: u64,
+
+    /// The ffmpeg binary that makes video previews; without one, videos get none.
+    #[arg(long, env = "FERRY_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
+
+    /// URL the companion POSTs to when an upload is stored (JSON, signed with --webhook-secret).
+    #[arg(long, env = "FERRY_WEBHOOK_URL")]
+    pub webhook_url: Option<Url>,
+
+    /// Secret of the webhook's `Ferry-Signature` (HMAC-SHA256).
+    #[arg(long, env = "FERRY_WEBHOOK_SECRET", hide_env_values = true)]
+    #[serde(serialize_with = "hidden")]
+    pub webhook_secret: Option<String>,
+
+    /// Tries of one webhook delivery, 1, 2, 4, ... seconds apart, before it is given up.
+    #[arg(long, env = "FERRY_WEBHOOK_ATTEMPTS", default_value_t = 6)]
+    pub webhook_attempts: u32,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

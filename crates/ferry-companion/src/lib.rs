@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod janitor;
 pub mod keys;
 pub mod metrics;
+pub mod processing;
 pub mod s3xml;
 pub mod server;
 pub mod store;
@@ -32,6 +33,7 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 pub use crate::config::Config;
+use crate::processing::{Processing, ProcessingConfig, WebhookConfig};
 use crate::store::{Store, StoreConfig};
 
 /// Largest JSON body accepted on the create, sign and abort routes (a sign call for the most
@@ -170,6 +172,7 @@ pub fn state(config: &Config, store: &StoreConfig) -> Result<Arc<api::AppState>,
             url_lifetime_secs: config.url_lifetime,
             // The embedded store always refuses to overwrite when asked.
             conditional_writes: config.s3_conditional_writes || config.s3_endpoint.is_none(),
+            complete_single_puts: config.previews || config.webhook_url.is_some(),
         },
         key_prefix: key_prefix(&config.key_prefix),
         token_lifetime: Duration::from_secs(config.token_lifetime),
@@ -180,7 +183,40 @@ pub fn state(config: &Config, store: &StoreConfig) -> Result<Arc<api::AppState>,
             bytes_per_sec: config.min_body_rate,
             window: Duration::from_secs(config.body_rate_window.max(1)),
         },
+        processing: processing(config, store)?,
     }))
+}
+
+/// The queue and workers after upload, started when previews or a webhook are configured.
+fn processing(config: &Config, store: &StoreConfig) -> Result<Option<Processing>, String> {
+    let webhook = match (&config.webhook_url, &config.webhook_secret) {
+        (Some(url), Some(secret)) => Some(WebhookConfig {
+            url: url.clone(),
+            secret: secret.clone(),
+            attempts: config.webhook_attempts,
+            first_retry: Duration::from_secs(1),
+        }),
+        (Some(_), None) => {
+            return Err(
+                "FERRY_WEBHOOK_URL needs FERRY_WEBHOOK_SECRET: the backend must be able to tell the companion's calls from anyone's"
+                    .into(),
+            );
+        }
+        (None, _) => None,
+    };
+    if !config.previews && webhook.is_none() {
+        return Ok(None);
+    }
+    let processing = ProcessingConfig {
+        previews: config.previews,
+        workers: config.processing_workers,
+        queue: config.processing_queue,
+        thumbnail_size: config.thumbnail_size,
+        max_image_bytes: config.max_image_size,
+        ffmpeg: config.ffmpeg.clone(),
+        webhook,
+    };
+    Ok(Some(Processing::start(processing, Store::new(store)?)))
 }
 
 /// The app: the routes with their guards (admission control on the upload routes, a timeout and

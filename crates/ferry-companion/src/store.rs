@@ -41,6 +41,16 @@ fn metadata_headers(metadata: &BTreeMap<String, String>) -> BTreeMap<String, Str
         .collect()
 }
 
+/// What a HEAD of an object tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub etag: String,
+    pub content_type: String,
+    /// User metadata (`x-amz-meta-*`), names without the prefix.
+    pub metadata: BTreeMap<String, String>,
+}
+
 /// A multipart upload the store still holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {
@@ -353,8 +363,8 @@ impl Store {
         self.send(self.http.delete(url)).await.map(drop)
     }
 
-    /// The object's size and ETag, or `None` if there is no such object.
-    pub async fn head_object(&self, key: &str) -> Result<Option<(u64, String)>, StoreError> {
+    /// The object's size, ETag, type and metadata, or `None` if there is no such object.
+    pub async fn head_object(&self, key: &str) -> Result<Option<ObjectHead>, StoreError> {
         let credentials = self.credentials();
         let url = self
             .bucket
@@ -364,16 +374,30 @@ impl Store {
         match response.status().as_u16() {
             404 => Ok(None),
             200 => {
+                let headers = response.headers();
                 let header = |name| {
-                    response
-                        .headers()
+                    headers
                         .get(name)
                         .and_then(|value| value.to_str().ok())
                         .map(str::to_owned)
                 };
                 let size =
                     header(reqwest::header::CONTENT_LENGTH).and_then(|value| value.parse().ok());
-                Ok(size.zip(header(reqwest::header::ETAG)))
+                let metadata = headers
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        let name = name.as_str().strip_prefix("x-amz-meta-")?;
+                        Some((name.to_owned(), value.to_str().ok()?.to_owned()))
+                    })
+                    .collect();
+                Ok(size
+                    .zip(header(reqwest::header::ETAG))
+                    .map(|(size, etag)| ObjectHead {
+                        size,
+                        etag,
+                        content_type: header(reqwest::header::CONTENT_TYPE).unwrap_or_default(),
+                        metadata,
+                    }))
             }
             status => Err(StoreError::S3 {
                 status,
@@ -381,6 +405,71 @@ impl Store {
                 message: "HEAD failed".into(),
             }),
         }
+    }
+
+    /// The whole object, if it is at most `max` bytes: for making a thumbnail.
+    pub async fn get_object(&self, key: &str, max: u64) -> Result<bytes::Bytes, StoreError> {
+        let response = self.get(key).await?;
+        if response.content_length().is_some_and(|length| length > max) {
+            return Err(unexpected(format!("the object is over {max} bytes")));
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            body.extend_from_slice(&chunk.map_err(unreachable)?);
+            if body.len() as u64 > max {
+                return Err(unexpected(format!("the object is over {max} bytes")));
+            }
+        }
+        Ok(body.into())
+    }
+
+    /// Streams the object into the file at `path`: for ffmpeg, which reads files.
+    pub async fn download(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let response = self.get(key).await?;
+        let write_failed =
+            |err: std::io::Error| unexpected(format!("cannot write {}: {err}", path.display()));
+        let mut file = tokio::fs::File::create(path).await.map_err(write_failed)?;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            file.write_all(&chunk.map_err(unreachable)?)
+                .await
+                .map_err(write_failed)?;
+        }
+        file.flush().await.map_err(write_failed)
+    }
+
+    async fn get(&self, key: &str) -> Result<reqwest::Response, StoreError> {
+        let url = self.sign_get_object(key, OWN_CALL_LIFETIME);
+        let response = self.streaming.get(url).send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        if status == 200 {
+            return Ok(response);
+        }
+        let body = response.text().await.map_err(unreachable)?;
+        Err(s3_error(status, &body).unwrap_or_else(|| unexpected(format!("GET answered {status}"))))
+    }
+
+    /// Stores `body` at `key`, replacing what is there: the companion's own objects (previews).
+    pub async fn put_object(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        let (url, headers) = self.sign_put_object(
+            key,
+            body.len() as u64,
+            OWN_CALL_LIFETIME,
+            content_type,
+            &BTreeMap::new(),
+            false,
+        );
+        let length = body.len() as u64;
+        self.put_streamed(url, length, &headers, body.into())
+            .await
+            .map(drop)
     }
 
     /// A URL that reads the object (Range requests work on it).

@@ -24,7 +24,22 @@ pub struct CompanionConfig {
     /// overwrite a finished object (the companion's signed headers take care of it).
     #[serde(default)]
     pub conditional_writes: bool,
+    /// Whether the companion acts on every finished upload (previews, a webhook): single PUTs
+    /// then end with a Complete too ([`complete_path`]), so it learns of them.
+    #[serde(default)]
+    pub complete_single_puts: bool,
 }
+
+/// Where a Complete goes: a multipart upload's own route, or the single-PUT one.
+pub fn complete_path(upload_id: Option<&str>) -> String {
+    match upload_id {
+        Some(upload_id) => format!("/api/uploads/{upload_id}/complete"),
+        None => COMPLETE_SINGLE_PATH.to_owned(),
+    }
+}
+
+/// `POST`: a single PUT is stored (same body as a multipart Complete, no parts needed).
+pub const COMPLETE_SINGLE_PATH: &str = "/api/objects/complete";
 
 /// `POST /api/uploads`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ fn companion() -> CompanionConfig {
         allowed_types: Vec::new(),
         url_lifetime_secs: 900,
         conditional_writes: false,
+        complete_single_puts: false,
     }
 }
 
@@ -93,7 +94,7 @@ fn run_to_end(
                     engine.handle_completed(
                         *file,
                         StoredObject {
-                            key: upload_id.clone(),
+                            key: upload_id.clone().expect("a multipart upload"),
                             etag: "multi".into(),
                             size: sizes[file],
                             location: String::new(),
@@ -529,4 +530,70 @@ fn pause_all_and_cancel_all() {
         }
     )));
     assert_eq!(engine.unfinished(), 0);
+}
+
+/// A companion that acts on finished uploads asks single PUTs to complete too: the file is done
+/// only once it answered, and a failed Complete is retried like any companion call.
+#[test]
+fn a_single_put_completes_through_a_companion_that_asks_for_it() {
+    let mut engine = common::ready(
+        EngineConfig::default(),
+        CompanionConfig {
+            complete_single_puts: true,
+            ..companion()
+        },
+    );
+    let file = engine.add(meta("small.png", 1_000));
+    assert!(matches!(
+        common::poll(&mut engine, T),
+        Some(Action::Create { .. })
+    ));
+    engine.handle_created(file, created(file, 1_000), T);
+    assert!(matches!(
+        common::poll(&mut engine, T),
+        Some(Action::Put { part: 1, .. })
+    ));
+    engine.handle_put_done(file, 1, "\"etag\"".into(), T);
+    assert_eq!(
+        engine.poll_event(),
+        None,
+        "not done before the companion heard of it"
+    );
+    let Some(Action::Complete {
+        upload_id: None,
+        request,
+        ..
+    }) = common::poll(&mut engine, T)
+    else {
+        panic!("a single PUT's Complete");
+    };
+    assert_eq!(request.token, format!("token-{}", file.0));
+    assert_eq!(request.parts.len(), 1);
+    engine.handle_call_failed(
+        file,
+        ferry_core::Call::Complete,
+        Failure {
+            status: Some(500),
+            code: "InternalError".into(),
+            message: "try again".into(),
+            retry_after: None,
+        },
+        T,
+    );
+    let later = T + std::time::Duration::from_secs(5);
+    assert!(matches!(
+        common::poll(&mut engine, later),
+        Some(Action::Complete {
+            upload_id: None,
+            ..
+        })
+    ));
+    let object = StoredObject {
+        key: format!("key-{}", file.0),
+        etag: "\"etag\"".into(),
+        size: 1_000,
+        location: String::new(),
+    };
+    engine.handle_completed(file, object.clone(), later);
+    assert_eq!(engine.poll_event(), Some(Event::Done { file, object }));
 }

@@ -20,6 +20,7 @@ fn companion() -> CompanionConfig {
         allowed_types: vec!["image/png".into()],
         url_lifetime_secs: 900,
         conditional_writes: true,
+        complete_single_puts: false,
     }
 }
 

@@ -29,6 +29,7 @@ fn companion() -> CompanionConfig {
         allowed_types: Vec::new(),
         url_lifetime_secs: 900,
         conditional_writes: false,
+        complete_single_puts: false,
     }
 }
 

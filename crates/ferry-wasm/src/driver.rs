@@ -13,6 +13,7 @@ use std::rc::{Rc, Weak};
 
 use ferry_core::protocol::{
     CompanionConfig, CreateUpload, PartList, PartsSigned, StoredObject, UploadCreated,
+    complete_path,
 };
 use ferry_core::{
     Action, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, Instant, PutTarget,
@@ -402,7 +403,7 @@ impl Shared {
                 request,
             } => {
                 let body = serde_json::to_string(&request).ok();
-                let path = format!("/api/uploads/{upload_id}/complete");
+                let path = complete_path(upload_id.as_deref());
                 self.file_call(
                     file,
                     Call::Complete,

@@ -684,6 +684,12 @@ impl Engine {
 
     pub fn handle_put_done(&mut self, file: FileId, part: u32, etag: String, now: Instant) {
         self.tick(now);
+        // A single PUT is the object, unless the companion wants to hear of it (a Complete,
+        // issued with the other companion calls).
+        let completes_itself = !self
+            .companion
+            .as_ref()
+            .is_some_and(|companion| companion.complete_single_puts);
         let Some(upload) = self.uploading(file) else {
             return;
         };
@@ -697,12 +703,13 @@ impl Engine {
         let range = upload.plan.part_range(part);
         upload.confirmed += range.end - range.start;
         upload.etags.insert(part, etag);
-        let single = (upload.plan.mode == UploadMode::Single).then(|| StoredObject {
-            key: upload.key.clone(),
-            etag: upload.etags[&1].clone(),
-            size: upload.plan.size,
-            location: upload.location.clone(),
-        });
+        let single =
+            (upload.plan.mode == UploadMode::Single && completes_itself).then(|| StoredObject {
+                key: upload.key.clone(),
+                etag: upload.etags[&1].clone(),
+                size: upload.plan.size,
+                location: upload.location.clone(),
+            });
         self.breakers.entry(host).or_default().on_answer();
         if let Some(live) = self.live.get_mut(&file) {
             live.set_waiting(file, false, &mut self.events);
@@ -1082,13 +1089,17 @@ impl Engine {
 
     /// Create, list and complete calls whose turn has come.
     fn call_companion(&mut self, now: Instant) {
+        let complete_single_puts = self
+            .companion
+            .as_ref()
+            .is_some_and(|companion| companion.complete_single_puts);
         let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
         for (&file, live) in &mut self.live {
             if live.paused || !live.call.ready(now) || !breaker.allows(now) {
                 continue;
             }
             if let Phase::Uploading(upload) = &live.phase
-                && upload.upload_id.is_some()
+                && (upload.upload_id.is_some() || complete_single_puts)
                 && upload.finished()
             {
                 live.phase.start_completing();
@@ -1100,7 +1111,7 @@ impl Engine {
                     upload_id: snapshot.upload_id.clone(),
                     token: snapshot.token.clone(),
                 },
-                Phase::Completing(upload) => upload.complete(file).expect("multipart"),
+                Phase::Completing(upload) => upload.complete(file),
                 Phase::Fingerprinting | Phase::Claiming | Phase::Uploading(_) => continue,
             };
             breaker.on_start(now);

@@ -161,8 +161,8 @@ impl Upload {
         self.etags.len() as u32 == self.plan.part_count
     }
 
-    /// The Complete call (multipart uploads only).
-    pub fn complete(&self, file: FileId) -> Option<Action> {
+    /// The Complete call.
+    pub fn complete(&self, file: FileId) -> Action {
         let parts = self
             .etags
             .iter()
@@ -171,14 +171,14 @@ impl Upload {
                 etag: etag.clone(),
             })
             .collect();
-        Some(Action::Complete {
+        Action::Complete {
             file,
-            upload_id: self.upload_id.clone()?,
+            upload_id: self.upload_id.clone(),
             request: CompleteUpload {
                 token: self.token.clone(),
                 parts,
             },
-        })
+        }
     }
 
     pub fn target(&self, url: Option<SignedUrl>) -> PutTarget {

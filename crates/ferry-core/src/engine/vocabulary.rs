@@ -89,11 +89,12 @@ pub enum Action {
         range: Range<u64>,
         target: PutTarget,
     },
-    /// `POST /api/uploads/{upload_id}/complete`; answer with
+    /// `POST` to [`complete_path`](crate::protocol::complete_path) of `upload_id` (a single PUT
+    /// has none, and is completed only when the companion asks for it); answer with
     /// [`Engine::handle_completed`](crate::Engine::handle_completed).
     Complete {
         file: FileId,
-        upload_id: String,
+        upload_id: Option<String>,
         request: CompleteUpload,
     },
     /// Abort these running PUTs of the file; nothing to answer.
