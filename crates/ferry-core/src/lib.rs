@@ -5,6 +5,8 @@
 //! and the time in, and carry actions out, so the same engine runs in the browser, natively, in
 //! the simulator and in tests.
 
+#[cfg(feature = "answers")]
+pub mod answer;
 mod breaker;
 pub mod engine;
 pub mod error;

@@ -64,8 +64,8 @@ pub fn classify(failure: &Failure) -> Class {
 pub enum Verdict {
     /// The request's own fault, and attempts remain: spend one and retry after a backoff.
     Spend,
-    /// An outage (no answer, or a gateway that gets none): wait it out, probing with capped
-    /// backoff, spending nothing.
+    /// An outage (no answer, or a gateway that gets none), or a companion too busy to answer
+    /// now: wait it out, probing with capped backoff (or after `Retry-After`), spending nothing.
     WaitOut,
     /// The presigned URL expired: sign again and retry at once, spending nothing.
     Resign,
@@ -74,12 +74,17 @@ pub enum Verdict {
     Fail { refused: bool },
 }
 
+/// The code of the companion's 503 when its admission queue is full.
+const BUSY: &str = "Busy";
+
 /// The verdict on `failure` for a request that already spent `spent` retries under `policy`.
 pub fn verdict(failure: &Failure, spent: u32, policy: &RetryPolicy) -> Verdict {
     match classify(failure) {
         Class::Fatal => Verdict::Fail { refused: true },
         Class::Resign => Verdict::Resign,
-        Class::Retry if failure.is_outage() => Verdict::WaitOut,
+        // The companion's admission control is up and asks to come back after `Retry-After`:
+        // a load spike must not fail files that go through a moment later.
+        Class::Retry if failure.is_outage() || failure.code == BUSY => Verdict::WaitOut,
         Class::Retry if spent >= policy.retries => Verdict::Fail { refused: false },
         Class::Retry => Verdict::Spend,
     }
@@ -218,6 +223,7 @@ mod tests {
             (None, "", "connection reset", 99, Verdict::WaitOut),
             (Some(502), "StoreUnavailable", "", 99, Verdict::WaitOut),
             (Some(504), "Http504", "", 3, Verdict::WaitOut),
+            (Some(503), "Busy", "", 99, Verdict::WaitOut),
             (Some(503), "ServiceUnavailable", "", 0, Verdict::Spend),
             (Some(503), "ServiceUnavailable", "", 2, Verdict::Spend),
             (

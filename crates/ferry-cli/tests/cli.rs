@@ -1,0 +1,299 @@
+//! The `ferry` binary against real servers: a companion with the embedded store or moto, started
+//! in this process on loopback, and the CLI as its own process (so Ctrl-C is a real SIGINT).
+
+#[path = "../../ferry-companion/tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::{MIB, RunningCompanion, companion, moto, pattern};
+use ferry_core::protocol::StoredObject;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn ferry(companion: &RunningCompanion, state: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .env_remove("FERRY_TOKEN")
+        .args(["upload", "--json", "--endpoint", &companion.base])
+        .arg("--state")
+        .arg(state)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Each JSON line `ferry upload --json` printed.
+fn events(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect()
+}
+
+fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|event| event["event"] == kind)
+        .collect()
+}
+
+/// A tree of files: sizes on both sides of the single-PUT limit, an empty file, a folder with a
+/// subfolder. Returns the paths given to `ferry` and every file with its bytes.
+fn tree(dir: &Path) -> (Vec<PathBuf>, Vec<(PathBuf, Vec<u8>)>) {
+    let files = [
+        ("empty.bin", 0),
+        ("one.txt", 1),
+        ("twelve.bin", 12 * MIB + 3),
+        ("photos/cat.png", 3_000),
+        ("photos/2026/trip.mov", 6 * MIB),
+    ];
+    let mut written = Vec::new();
+    for (seed, (name, size)) in files.into_iter().enumerate() {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let bytes = pattern(size, seed as u8);
+        std::fs::write(&path, &bytes).unwrap();
+        written.push((path, bytes));
+    }
+    let given = ["empty.bin", "one.txt", "twelve.bin", "photos"]
+        .map(|name| dir.join(name))
+        .to_vec();
+    (given, written)
+}
+
+async fn uploads_a_tree_identically(companion: &RunningCompanion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (given, written) = tree(dir.path());
+    let state = dir.path().join("state.json");
+    let output = ferry(companion, &state)
+        .args(&given)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events = events(&output.stdout);
+    let done = of_kind(&events, "done");
+    assert_eq!(done.len(), written.len(), "{events:?}");
+    for (path, bytes) in &written {
+        let event = done
+            .iter()
+            .find(|event| event["path"] == path.display().to_string())
+            .unwrap_or_else(|| panic!("{} was not uploaded", path.display()));
+        let object: StoredObject = serde_json::from_value((*event).clone()).unwrap();
+        assert_eq!(object.size, bytes.len() as u64);
+        assert!(
+            object
+                .key
+                .ends_with(path.file_name().unwrap().to_str().unwrap())
+        );
+        assert_eq!(
+            &companion.read_back(&object).await,
+            bytes,
+            "{} reads back identical",
+            path.display()
+        );
+    }
+    // A file from a folder keeps its place in it.
+    let trip = done
+        .iter()
+        .find(|event| event["path"].as_str().unwrap().ends_with("trip.mov"))
+        .unwrap();
+    let response = companion
+        .http
+        .get(companion.url(trip["location"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-amz-meta-path"], "2026/trip.mov");
+    assert_eq!(response.headers()["content-type"], "video/quicktime");
+    // Nothing is left to resume.
+    let state: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(state["uploads"], serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn files_and_a_folder_upload_through_the_embedded_store() {
+    let companion = companion(&[]).await;
+    uploads_a_tree_identically(&companion).await;
+}
+
+#[tokio::test]
+async fn files_and_a_folder_upload_through_moto() {
+    let moto = moto();
+    moto.create_bucket("ferry-cli").await;
+    let args = moto.companion_args("ferry-cli");
+    let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    uploads_a_tree_identically(&companion).await;
+}
+
+#[tokio::test]
+async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
+    let companion = companion(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.bin");
+    let bytes = pattern(200 * MIB, 9);
+    std::fs::write(&path, &bytes).unwrap();
+    let state = dir.path().join("state.json");
+    let parts = 200 / 5;
+
+    // One part at a time; Ctrl-C once the first is stored.
+    let mut first = ferry(&companion, &state)
+        .args(["--slots", "1"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if serde_json::from_str::<Value>(&line).unwrap()["event"] == "part" {
+            break;
+        }
+    }
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &first.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let mut rest = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        rest.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    let status = first.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+    assert_eq!(of_kind(&rest, "interrupted").len(), 1);
+    assert!(of_kind(&rest, "done").is_empty(), "stopped before the end");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(
+        saved["uploads"].as_object().unwrap().len(),
+        1,
+        "a record to resume"
+    );
+
+    let second = ferry(&companion, &state).arg(&path).output().await.unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let events = events(&second.stdout);
+    let resumed = of_kind(&events, "resumed");
+    assert_eq!(resumed.len(), 1, "{events:?}");
+    let kept = resumed[0]["partsKept"].as_u64().unwrap();
+    assert!((1..parts).contains(&kept), "kept {kept} of {parts}");
+    assert_eq!(
+        of_kind(&events, "part").len() as u64,
+        parts - kept,
+        "only the missing parts are sent again"
+    );
+    let done: StoredObject = serde_json::from_value(of_kind(&events, "done")[0].clone()).unwrap();
+    assert!(
+        companion.read_back(&done).await == bytes,
+        "identical after resume"
+    );
+}
+
+#[tokio::test]
+async fn bad_arguments_and_missing_files_exit_2_and_refusals_exit_1() {
+    let companion = companion(&["--max-file-size", "1000"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let missing = ferry(&companion, &state)
+        .arg(dir.path().join("nope.bin"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.bin"));
+    let empty_folder = dir.path().join("empty");
+    std::fs::create_dir(&empty_folder).unwrap();
+    let nothing = ferry(&companion, &state)
+        .arg(&empty_folder)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(nothing.status.code(), Some(2));
+    let bad_header = ferry(&companion, &state)
+        .args(["-H", "no colon here"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad_header.status.code(), Some(2));
+
+    // One file over the companion's limit fails; the other is stored.
+    let small = dir.path().join("small.txt");
+    let large = dir.path().join("large.bin");
+    std::fs::write(&small, b"fits").unwrap();
+    std::fs::write(&large, pattern(2_000, 1)).unwrap();
+    let output = ferry(&companion, &state)
+        .arg(&small)
+        .arg(&large)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let events = events(&output.stdout);
+    assert_eq!(of_kind(&events, "done").len(), 1);
+    let failed = of_kind(&events, "failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["code"], "TooLarge");
+}
+
+/// Files of four 1 KiB parts, so every create, sign and complete reaches the store and holds
+/// its admission slot a while; the companion's own threads serve them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_against_a_small_admission_queue_reports_503s_and_no_other_errors() {
+    let companion = companion(&[
+        "--admission-concurrency",
+        "1",
+        "--admission-queue",
+        "1",
+        "--min-part-size",
+        "1024",
+        "--part-size",
+        "1024",
+    ])
+    .await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "load", "-p", "8", "--files", "2", "--size", "4KiB", "--json",
+        ])
+        .args(["--endpoint", &companion.base])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["files"], 16, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["bytes"], 16 * 4096);
+    let routes = report["routes"].as_object().unwrap();
+    for route in ["config", "create", "sign", "put", "complete"] {
+        assert!(
+            routes[route]["requests"].as_u64().unwrap() > 0,
+            "{route}: {report}"
+        );
+    }
+    let busy: u64 = routes
+        .values()
+        .map(|route| route["busy"].as_u64().unwrap())
+        .sum();
+    assert!(busy > 0, "admission control answered 503: {report}");
+    for (route, figures) in routes {
+        assert_eq!(
+            figures["errors"], 0,
+            "{route}: no failures but 503s: {report}"
+        );
+    }
+}
