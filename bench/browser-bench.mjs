@@ -1,9 +1,12 @@
 // Ferry against its peers in the same headless Chromium, against the same ferry-store on
 // loopback, side by side in one run: wall time, throughput, peak JS heap, requests per part, page
-// CPU, with every object verified by SHA-256. Run by `cargo xtask bench` (BENCH_SMOKE=1 for the
-// small run `cargo xtask test` makes). To look closer: BENCH_WORKLOADS=2,3 runs only those
-// workloads, BENCH_LIBRARIES=ferry only those libraries, BENCH_PROFILE=dir writes each point's
-// page CPU profile.
+// CPU, with every object verified by SHA-256. The last workload uploads small files through the
+// npm package alone and drops the same files on the demo page (FERRY_DIST, served by Ferry's
+// companion): whether the page keeps up with its library, with the page's longest main-thread task
+// and its peak number of elements. Run by `cargo xtask bench` (BENCH_SMOKE=1 for the small run
+// `cargo xtask test` makes). To look closer: BENCH_WORKLOADS=2,3 runs only those workloads,
+// BENCH_LIBRARIES=ferry only those libraries, BENCH_PROFILE=dir writes each point's page CPU
+// profile.
 
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -22,7 +25,7 @@ const here = path.dirname(new URL(import.meta.url).pathname);
 const MIB = 1024 * 1024;
 const SMOKE = process.env.BENCH_SMOKE === "1";
 const LIBRARIES = (process.env.BENCH_LIBRARIES ?? "ferry,uppy-6,uppy-5,lib-storage").split(",");
-/** The workloads to run, by their number in the issue (1-5); all by default. */
+/** The workloads to run, by their number (1-6, as WORKLOADS lists them); all by default. */
 const CHOSEN = process.env.BENCH_WORKLOADS?.split(",").map(Number);
 /** A folder to write each point's page CPU profile to (`.cpuprofile`, for Chrome's DevTools). */
 const PROFILES = process.env.BENCH_PROFILE;
@@ -30,6 +33,10 @@ const PROFILES = process.env.BENCH_PROFILE;
 const POINT_TIMEOUT_MS = Number(process.env.BENCH_POINT_TIMEOUT_SECONDS ?? (SMOKE ? 120 : 180)) * 1000;
 const FERRY_TIMEOUT_MS = 30 * 60 * 1000;
 const scratch = scratchDir("ferry-browser-bench-");
+/** The demo page as trunk built it: `cargo xtask bench` sets FERRY_DIST, `cargo xtask test` builds it into dist/. */
+const DEMO_DIST = path.resolve(process.env.FERRY_DIST ?? path.join(here, "../dist"));
+/** The "library" that is the demo page (crates/ferry-demo): Ferry driven by its own UI. */
+const PAGE = "demo page";
 
 /** The workloads of the benchmark; the smoke run keeps their shape at a fraction of the size. */
 const WORKLOADS = [
@@ -38,7 +45,19 @@ const WORKLOADS = [
   { name: "very many tiny files", files: SMOKE ? 100 : 20000, size: 4 * 1024, onlySurvivors: true },
   { name: "10% of part PUTs fail", files: 1, size: SMOKE ? 16 * MIB : 256 * MIB, failEvery: 10 },
   { name: "throttled link (100 Mbit/s, 40 ms)", files: 1, size: SMOKE ? 4 * MIB : 256 * MIB, throttle: true },
+  // The page keeps up with its library: the files uploaded through the npm package alone, then
+  // the same files dropped on the demo page through its own file input, one after the other;
+  // both watched for long tasks and elements (`watch`).
+  { name: "the demo page keeps up", files: SMOKE ? 40 : 2000, size: 64 * 1024, libraries: ["ferry", PAGE], watch: true },
 ];
+const SELECTED = WORKLOADS.filter((_, index) => !CHOSEN || CHOSEN.includes(index + 1));
+/** A workload's libraries: its own list if it has one (BENCH_LIBRARIES, if set, still filters it), else every peer. */
+const librariesOf = (workload) =>
+  workload.libraries ? workload.libraries.filter((library) => !process.env.BENCH_LIBRARIES || LIBRARIES.includes(library)) : LIBRARIES.filter((library) => library !== PAGE);
+const needsPage = SELECTED.some((workload) => librariesOf(workload).includes(PAGE));
+if (needsPage && !fs.existsSync(path.join(DEMO_DIST, "index.html"))) {
+  throw new Error(`no demo page in ${DEMO_DIST}: build it (trunk build --release) or set FERRY_DIST`);
+}
 
 
 function makeFiles(workload) {
@@ -79,7 +98,8 @@ async function stored(s3, bucket, key) {
 }
 
 // The servers: one store, Ferry's companion and @uppy/companion both signing for it.
-const { store, ferry, uppy, ...credentials } = await startServers({ admissionQueue: 65536 });
+// Ferry's companion also serves the demo page, which talks to it on its own origin.
+const { store, ferry, uppy, ...credentials } = await startServers({ admissionQueue: 65536, staticDir: needsPage ? DEMO_DIST : undefined });
 const config = { ferry, uppy, store, ...credentials };
 const s3 = new S3Client({
   endpoint: store,
@@ -101,13 +121,88 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-precise-memory-info"],
 });
 
+/**
+ * Installed before a page's own scripts (`addInitScript`): the main thread's long tasks, the peak
+ * number of elements sampled every 100 ms, when the demo's file input changed, and the demo's
+ * WebAssembly memory once trunk has started it.
+ */
+function watchMainThread() {
+  const watch = { tasks: [], peakElements: 0, changed: null, memory: null };
+  window.__watch = watch;
+  const record = (entries) => entries.forEach((entry) => watch.tasks.push([entry.startTime, entry.duration]));
+  watch.observer = new PerformanceObserver((list) => record(list.getEntries()));
+  watch.observer.observe({ type: "longtask", buffered: true });
+  // A live collection: its length is counted again only after the DOM changed.
+  const elements = document.getElementsByTagName("*");
+  watch.sample = () => {
+    watch.peakElements = Math.max(watch.peakElements, elements.length);
+  };
+  setInterval(watch.sample, 100);
+  watch.flush = () => {
+    record(watch.observer.takeRecords());
+    watch.sample();
+    return { tasks: watch.tasks, peakElements: watch.peakElements };
+  };
+  addEventListener("change", (event) => {
+    if (event.target?.dataset?.testid === "file-input") watch.changed = performance.now();
+  }, true);
+  addEventListener("TrunkApplicationStarted", (event) => {
+    watch.memory = event.detail?.wasm?.memory ?? null;
+  });
+}
+
+/**
+ * The demo page's run: the files set on its own file input (its `change` starts every upload),
+ * until its totals bar counts all of them stored; a failed row in view ends it at once. The keys
+ * to verify are those it PUT (`measure` hears them): a long list shows only the rows in view.
+ */
+async function dropOnDemo(page, files) {
+  const count = String(files.length);
+  // `data-done` and `data-count` on the totals bar; before they existed, the rows told.
+  const attributes = await page.$eval("[data-testid=total-bar]", (bar) => bar.hasAttribute("data-done") && bar.hasAttribute("data-count"));
+  await page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
+  const finished = attributes
+    ? page.waitForFunction(
+        (count) => {
+          const bar = document.querySelector("[data-testid=total-bar]");
+          return bar?.dataset.done === count && bar.dataset.count === count && performance.now();
+        },
+        count,
+        { polling: "raf", timeout: 0 },
+      )
+    : page.waitForFunction((count) => String(document.querySelectorAll("[data-testid=file-row][data-state=done]").length) === count && performance.now(), count, { polling: 100, timeout: 0 });
+  const failed = page.waitForFunction(
+    () => {
+      const row = document.querySelector("[data-testid=file-row][data-state=failed]");
+      return row && `${row.dataset.name} failed on the page (${row.dataset.errorCode || "no code"})`;
+    },
+    null,
+    { polling: 1000, timeout: 0 },
+  );
+  const outcome = await Promise.race([finished.then(async (end) => ({ end: await end.jsonValue() })), failed.then(async (error) => ({ error: await error.jsonValue() }))]);
+  if (outcome.error) return outcome;
+  const started = await page.evaluate(() => window.__watch.changed);
+  return { ms: outcome.end - started, started };
+}
+
+/** The key a presigned path-style PUT to the store writes: each segment percent-encoded. */
+function keyOf(url) {
+  const { origin, pathname } = new URL(url);
+  const bucket = `/${credentials.bucket}/`;
+  if (origin !== new URL(store).origin || !pathname.startsWith(bucket)) return null;
+  return pathname.slice(bucket.length).split("/").map(decodeURIComponent).join("/");
+}
+
 async function measure(library, workload, files) {
+  const isPage = library === PAGE;
   const context = await browser.newContext();
   const page = await context.newPage();
+  if (workload.watch) await page.addInitScript(watchMainThread);
   const cdp = await context.newCDPSession(page);
   await cdp.send("Performance.enable");
-  await page.goto(site);
-  await page.waitForSelector("body[data-ready=true]");
+  // The demo page is served by Ferry's companion, at its root.
+  await page.goto(isPage ? ferry : site);
+  await page.waitForSelector(isPage ? "[data-testid=total-bar]" : "body[data-ready=true]");
   if (workload.throttle) {
     await cdp.send("Network.enable");
     await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 40, downloadThroughput: 12.5e6, uploadThroughput: 12.5e6 });
@@ -116,11 +211,16 @@ async function measure(library, workload, files) {
   // Part PUTs in flight over time, for the slot idle fraction.
   const timeline = [];
   const isPut = (request) => request.method() === "PUT" && request.url().startsWith(store);
+  // Every key the page PUT to: the demo page's objects, to read back.
+  const putKeys = new Set();
   page.on("request", (request) => {
     if (request.method() === "OPTIONS") return;
     if (request.url().startsWith(store)) requests.store += 1;
     else if (request.url().startsWith(ferry) || request.url().startsWith(uppy)) requests.companion += 1;
-    if (isPut(request)) timeline.push([performance.now(), +1]);
+    if (isPut(request)) {
+      timeline.push([performance.now(), +1]);
+      if (isPage) putKeys.add(keyOf(request.url()));
+    }
   });
   const ended = new WeakSet();
   const end = (request) => {
@@ -140,10 +240,13 @@ async function measure(library, workload, files) {
       return route.continue();
     });
   }
-  await page.setInputFiles("#files", files.map((file) => file.path));
+  // The bench page's files are picked before its clock starts; the demo page's pick is its start.
+  if (!isPage) await page.setInputFiles("#files", files.map((file) => file.path));
   const metrics = async () => Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map(({ name, value }) => [name, value]));
   const before = await metrics();
-  const memory = async () => (await metrics()).JSHeapUsedSize + (library === "ferry" ? await page.evaluate(() => window.bench.wasmBytes()) : 0);
+  const wasmBytes = () =>
+    library === "ferry" ? page.evaluate(() => window.bench.wasmBytes()) : isPage ? page.evaluate(() => window.__watch?.memory?.buffer.byteLength ?? 0) : 0;
+  const memory = async () => (await metrics()).JSHeapUsedSize + (await wasmBytes());
   let peakMemory = await memory();
   let sampling = true;
   const sampler = (async () => {
@@ -154,7 +257,7 @@ async function measure(library, workload, files) {
   })();
   let outcome;
   let timer;
-  const limit = library === "ferry" ? FERRY_TIMEOUT_MS : POINT_TIMEOUT_MS;
+  const limit = library === "ferry" || isPage ? FERRY_TIMEOUT_MS : POINT_TIMEOUT_MS;
   const timeout = new Promise((resolve) => {
     timer = setTimeout(() => resolve({ error: `did not finish within ${limit / 1000} s` }), limit);
   });
@@ -163,7 +266,8 @@ async function measure(library, workload, files) {
     await cdp.send("Profiler.start");
   }
   try {
-    outcome = await Promise.race([page.evaluate(([library, config]) => window.bench.run(library, config), [library, config]), timeout]);
+    const run = isPage ? dropOnDemo(page, files) : page.evaluate(([library, config]) => window.bench.run(library, config), [library, config]);
+    outcome = await Promise.race([run, timeout]);
   } catch (error) {
     outcome = { error: String(error.message ?? error).slice(0, 300) };
   }
@@ -171,13 +275,26 @@ async function measure(library, workload, files) {
   if (PROFILES) {
     const { profile } = await cdp.send("Profiler.stop");
     fs.mkdirSync(PROFILES, { recursive: true });
-    fs.writeFileSync(path.join(PROFILES, `${workload.name.replace(/\W+/g, "-")}-${library}.cpuprofile`), JSON.stringify(profile));
+    fs.writeFileSync(path.join(PROFILES, `${workload.name.replace(/\W+/g, "-")}-${library.replace(/\W+/g, "-")}.cpuprofile`), JSON.stringify(profile));
   }
   sampling = false;
   await sampler;
   const after = await metrics();
+  // The main thread while the files uploaded: long tasks that overlap the run, peak elements.
+  let watched;
+  if (workload.watch && !outcome.error) {
+    const { tasks, peakElements } = await page.evaluate(() => window.__watch.flush());
+    const end = outcome.started + outcome.ms;
+    const during = tasks.filter(([start, duration]) => start < end && start + duration > outcome.started).map(([, duration]) => duration);
+    watched = {
+      longest_task_ms: Math.max(0, ...during),
+      long_tasks_over_100_ms: during.filter((duration) => duration > 100).length,
+      peak_dom_nodes: peakElements,
+    };
+  }
   await context.close();
   if (outcome.error) return { library, workload: workload.name, failed: outcome.error };
+  if (isPage) outcome.keys = [...putKeys].filter(Boolean);
   const hashes = new Set(files.map((file) => file.sha256));
   // Read back 8 at a time: 20,000 objects one by one would take longer than uploading them.
   let verified = 0;
@@ -185,7 +302,8 @@ async function measure(library, workload, files) {
   await Promise.all(
     Array.from({ length: 8 }, async () => {
       for (let key = unread.pop(); key; key = unread.pop()) {
-        if (hashes.has(await stored(s3, credentials.bucket, key))) verified += 1;
+        // A key with no object (an upload never completed) is simply not verified.
+        if (hashes.has(await stored(s3, credentials.bucket, key).catch(() => null))) verified += 1;
       }
     }),
   );
@@ -204,6 +322,7 @@ async function measure(library, workload, files) {
     companion_requests_per_part: requests.companion / parts,
     failed_on_purpose: requests.failedOnPurpose,
     verified: `${verified}/${workload.files}`,
+    ...watched,
   };
 }
 
@@ -265,13 +384,16 @@ const results = { smoke: SMOKE, machine: `${os.cpus()[0].model}, ${os.cpus().len
   "uppy-5": "@uppy/core 5.2.0 + @uppy/aws-s3 5.1.0, shouldUseMultipart: true, signing by @uppy/companion 6.2.2; other options default",
   "lib-storage": "@aws-sdk/client-s3 + @aws-sdk/lib-storage 3.1169.0, defaults (queueSize 4, 5 MiB parts), requestChecksumCalculation WHEN_REQUIRED, all files started at once",
 }, points: [] };
-for (const workload of WORKLOADS.filter((_, index) => !CHOSEN || CHOSEN.includes(index + 1))) {
+for (const workload of SELECTED) {
   const files = makeFiles(workload);
-  for (const library of LIBRARIES) {
+  for (const library of librariesOf(workload)) {
     const point = await measure(library, workload, files);
     results.points.push(point);
-    console.error(`${workload.name} / ${library}: ${point.failed ? `failed: ${point.failed}` : `${point.seconds.toFixed(2)} s, ${point.mb_per_second.toFixed(1)} MB/s, memory ${point.peak_memory_mib.toFixed(1)} MiB, idle ${(point.slot_idle_fraction * 100).toFixed(1)}%, verified ${point.verified}`}`);
+    const watched = workload.watch && !point.failed ? `, ${point.files_per_second.toFixed(0)} files/s, longest task ${point.longest_task_ms.toFixed(0)} ms (${point.long_tasks_over_100_ms} over 100 ms), peak ${point.peak_dom_nodes} elements` : "";
+    console.error(`${workload.name} / ${library}: ${point.failed ? `failed: ${point.failed}` : `${point.seconds.toFixed(2)} s, ${point.mb_per_second.toFixed(1)} MB/s, memory ${point.peak_memory_mib.toFixed(1)} MiB, idle ${(point.slot_idle_fraction * 100).toFixed(1)}%, verified ${point.verified}${watched}`}`);
   }
+  const [alone, onPage] = ["ferry", PAGE].map((library) => results.points.find((point) => point.workload === workload.name && point.library === library && !point.failed));
+  if (alone && onPage) console.error(`${workload.name}: the page takes ${(onPage.seconds / alone.seconds).toFixed(2)}x the library's time (goal: at most 1.2x)`);
   if (workload === WORKLOADS[0]) {
     const raw = await rawLimit(files, workload.size);
     results.points.push(raw);
@@ -282,9 +404,10 @@ for (const workload of WORKLOADS.filter((_, index) => !CHOSEN || CHOSEN.includes
 if (process.env.BENCH_CHARTS) await drawCharts(browser, results, process.env.BENCH_CHARTS);
 await browser.close();
 console.log(JSON.stringify(results, null, 2));
-// The smoke run is a test: Ferry must complete and every object read back must match.
+// The smoke run is a test: Ferry, alone and in the demo page, must complete and every object read
+// back must match.
 const mismatched = (point) => point.verified && point.verified.split("/")[0] !== point.verified.split("/")[1];
-const broken = results.points.filter((point) => (point.library === "ferry" && point.failed) || mismatched(point));
+const broken = results.points.filter((point) => ((point.library === "ferry" || point.library === PAGE) && point.failed) || mismatched(point));
 if (broken.length) {
   console.error("broken points:", JSON.stringify(broken));
   process.exit(1);

@@ -21,7 +21,7 @@ export async function drawCharts(browser, results, dir) {
         const label = `<text x="10" y="${y + 20}" font-size="14">${point.library}</text>`;
         if (point.failed) return `${label}<text x="150" y="${y + 20}" font-size="13" fill="#b91c1c">${escape(point.failed.split("\n")[0].slice(0, 60))}</text>`;
         const width = (point.seconds / slowest) * 420;
-        const color = point.library === "ferry" ? "#2563eb" : point.library.startsWith("raw") ? "#16a34a" : "#94a3b8";
+        const color = point.library === "ferry" ? "#2563eb" : point.library === "demo page" ? "#60a5fa" : point.library.startsWith("raw") ? "#16a34a" : "#94a3b8";
         return `${label}<rect x="150" y="${y}" width="${width}" height="28" fill="${color}"/><text x="${158 + width}" y="${y + 20}" font-size="13">${point.seconds.toFixed(2)} s</text>`;
       })
       .join("");

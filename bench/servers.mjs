@@ -39,9 +39,10 @@ function start(command, args, env) {
 
 /**
  * Starts the store (bucket `bench`) and both companions; Ferry's admission control is set wide
- * (`admissionQueue` waiting) so that it measures uploads and signing, not refusals.
+ * (`admissionQueue` waiting) so that it measures uploads and signing, not refusals. With
+ * `staticDir` (the demo page trunk built), Ferry's companion also serves that page at `/`.
  */
-export async function startServers({ admissionQueue }) {
+export async function startServers({ admissionQueue, staticDir }) {
   const key = "bench-key";
   const secret = "bench-secret-key";
   const bucket = "bench";
@@ -58,6 +59,7 @@ export async function startServers({ admissionQueue }) {
     FERRY_ADMISSION_CONCURRENCY: "1024",
     FERRY_ADMISSION_QUEUE: String(admissionQueue),
     RUST_LOG: "warn",
+    ...(staticDir ? { FERRY_STATIC_DIR: staticDir } : {}),
   });
   const uppy = await start("node", [path.join(here, "uppy-server.mjs")], {
     STORE_ENDPOINT: store,

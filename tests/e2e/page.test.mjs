@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
@@ -17,12 +18,42 @@ before(async () => {
 });
 after(() => browser?.close());
 
-/** A small PNG, so the page has an image to make a thumbnail of. */
+/** CRC-32 of PNG chunks. */
+function crc32(bytes) {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** A valid 48 x 32 PNG (a gradient), so the page and the companion have an image to preview. */
 function pngFile() {
-  const png = Buffer.from(
-    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAKElEQVR4nGNkaGBgoAQwUqQZYNSAUQNGDRg1YNSAUQNGDRg1YBgYAADyxAE1PmKkswAAAABJRU5ErkJggg==",
-    "base64",
-  );
+  const chunk = (type, data) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  const [width, height] = [48, 32];
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = [];
+  for (let y = 0; y < height; y++) {
+    rows.push(0); // no filter
+    for (let x = 0; x < width; x++) rows.push(x * 5, y * 7, 200);
+  }
+  const png = Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", zlib.deflateSync(Buffer.from(rows))),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
   const file = path.join(fs.mkdtempSync(path.join(scratch, "png-")), "picture.png");
   fs.writeFileSync(file, png);
   return { path: file, name: "picture.png", size: png.length };
@@ -49,6 +80,8 @@ test("screenshots at desktop and phone width, with thumbnails, totals, timeline 
       await uploadThroughDemo(page, files);
       const thumb = await page.$eval("[data-testid=thumbnail]", (img) => img.getAttribute("src"));
       assert.match(thumb, /^blob:/, "images get a thumbnail made in the page");
+      // The totals are counted on the page's tick.
+      await page.waitForFunction((count) => document.querySelector("[data-testid=total-bar]")?.dataset.done === String(count), files.length);
       const total = await page.$eval("[data-testid=total-bar]", (bar) => [bar.dataset.confirmed, bar.dataset.total]);
       assert.equal(total[0], total[1], "the total bar is full");
       const parts = await page.$$(`[data-testid=timeline] li[data-kind=part][data-name="${label}-data.bin"]`);
@@ -206,6 +239,117 @@ test("the simulated network runs the real engine in the page, at the chosen spee
     assert.equal(status.done, "20", JSON.stringify(status));
     assert.equal(status.files, "20");
     assert.ok(Number(status.virtualSeconds) > 1, JSON.stringify(status));
+  } finally {
+    await context.close();
+    companion.stop();
+  }
+});
+
+test("the lanes and the queue show the two layers at work; finished rows tell duration and speed", async () => {
+  const companion = await startCompanion();
+  try {
+    for (const [label, viewport] of [["desktop", { width: 1280, height: 900 }], ["phone", { width: 390, height: 844 }]]) {
+      const { page, context } = await openDemo(companion, viewport);
+      // One file prepared ahead and one slot, on a slow link: the queue holds the rest.
+      await page.fill("[data-testid=setting-triggers]", "1");
+      await page.dispatchEvent("[data-testid=setting-triggers]", "change");
+      await page.fill("[data-testid=setting-slots]", "1");
+      await page.dispatchEvent("[data-testid=setting-slots]", "change");
+      // A link with a real round trip (150 ms), so each file's preparation spans a few ticks.
+      const cdp = await page.context().newCDPSession(page);
+      await cdp.send("Network.enable");
+      await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 150, downloadThroughput: -1, uploadThroughput: 4 * MIB });
+      const files = Array.from({ length: 5 }, (_, index) => makeFile(`${label}-lane-${index}.bin`, 6 * MIB));
+      await pick(page, files);
+      await page.waitForSelector("[data-testid=scheduler-lanes] [data-lane^=slot] rect[data-phase=uploading]");
+      await page.waitForSelector("[data-testid=queue-list] li[data-name]");
+      const waiting = Number(await page.getAttribute("[data-testid=queue-list]", "data-waiting"));
+      assert.ok(waiting >= 1, `files wait in line (${waiting})`);
+      await page.screenshot({ path: path.join(screenshots, `lanes-upload-${label}.png`), fullPage: true });
+      await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+      await page.waitForFunction((count) => document.querySelector("[data-testid=total-bar]")?.dataset.done === String(count), files.length, { timeout: 120_000 });
+      // Each part got its bar, and each file its preparation.
+      await page.waitForSelector("[data-testid=scheduler-lanes] [data-lane^=slot] rect[data-phase=done]");
+      assert.ok(await page.$("[data-testid=scheduler-lanes] [data-lane^=prepare] rect"), "the outer layer's lane drew its work");
+      // One lane per slot, once the first client's five lanes have scrolled out of the window.
+      const lanes = await page.$$eval("[data-testid=scheduler-lanes] [data-lane^=slot] rect", (rects) => new Set(rects.map((rect) => rect.parentElement.dataset.lane)).size);
+      assert.equal(lanes, 1, "the parts went through one slot");
+      const seconds = await page.$$eval("[data-testid=file-duration]", (nodes) => nodes.map((node) => Number(node.dataset.seconds)));
+      assert.equal(seconds.length, files.length);
+      assert.ok(seconds.every((value) => value > 0), JSON.stringify(seconds));
+      await context.close();
+    }
+  } finally {
+    companion.stop();
+  }
+});
+
+test("the simulation's controls: add small and large files, speed, a batch, reset", async () => {
+  const companion = await startCompanion();
+  try {
+    for (const [label, viewport] of [["desktop", { width: 1280, height: 900 }], ["phone", { width: 390, height: 844 }]]) {
+      const { page, context } = await openDemo(companion, viewport);
+      // Speed 0 holds virtual time still: the files are added, nothing moves.
+      await page.fill("[data-testid=sim-speed]", "0");
+      await page.click("[data-testid=sim-add-large]");
+      for (let index = 0; index < 3; index++) await page.click("[data-testid=sim-add-small]");
+      await page.waitForSelector('[data-testid=sim-status][data-files="4"][data-virtual-seconds="0.00"]');
+      // Going: a large file is live, so the seeds' rule allows 3 slots.
+      await page.fill("[data-testid=sim-speed]", "2");
+      await page.waitForSelector('[data-testid=sim-status][data-slots="3"]');
+      await page.waitForSelector("[data-testid=sim-lanes] [data-lane^=slot] rect[data-phase=uploading]");
+      await page.fill("[data-testid=sim-speed]", "10");
+      await page.waitForSelector('[data-testid=sim-status][data-finished="true"][data-done="4"]', { timeout: 60_000 });
+      // A batch at a slow pace: ten files are taken ahead, the rest wait, the next ones listed.
+      await page.fill("[data-testid=sim-speed]", "0.5");
+      await page.fill("[data-testid=sim-files]", "30");
+      await page.dispatchEvent("[data-testid=sim-files]", "change");
+      await page.click("[data-testid=sim-start]");
+      await page.waitForSelector('[data-testid=sim-status][data-files="34"]');
+      await page.waitForSelector("[data-testid=sim-queue] li[data-name]");
+      const waiting = Number(await page.getAttribute("[data-testid=sim-queue]", "data-waiting"));
+      const listed = await page.$$eval("[data-testid=sim-queue] li[data-name]", (items) => items.length);
+      assert.ok(waiting >= 1 && waiting <= 20, `files wait in line: ${waiting}`);
+      assert.equal(listed, Math.min(8, waiting), "the next eight are listed");
+      await page.waitForSelector("[data-testid=sim-lanes] [data-lane^=prepare] rect");
+      await page.waitForSelector("[data-testid=sim-lanes] [data-lane^=slot] rect[data-phase=done]");
+      await page.locator("[data-testid=simulation]").screenshot({ path: path.join(screenshots, `lanes-simulation-${label}.png`) });
+      await page.click("[data-testid=sim-reset]");
+      await page.waitForFunction(() => !document.querySelector("[data-testid=sim-status]"));
+      assert.equal(await page.$$eval("[data-testid=sim-lanes] rect", (rects) => rects.length), 0, "reset clears the lanes");
+      await context.close();
+    }
+  } finally {
+    companion.stop();
+  }
+});
+
+test("with previews on, a stored picture shows the companion's thumbnail", async () => {
+  const companion = await startCompanion({ FERRY_PREVIEWS: "true" });
+  const { page, context } = await openDemo(companion);
+  try {
+    await uploadThroughDemo(page, [pngFile()]);
+    await page.waitForSelector('[data-testid=server-preview][data-loaded="true"]', { timeout: 30_000 });
+    const src = await page.getAttribute("[data-testid=server-preview]", "src");
+    assert.match(src, /\/api\/files\/.+\/picture\.png\/preview\?/);
+  } finally {
+    await context.close();
+    companion.stop();
+  }
+});
+
+test("hundreds of rows: only those in view are rendered, and all of them finish", async () => {
+  const companion = await startCompanion();
+  const { page, context } = await openDemo(companion);
+  try {
+    const files = Array.from({ length: 250 }, (_, index) => makeFile(`row-${String(index).padStart(3, "0")}.txt`, 100 + index));
+    await pick(page, files);
+    await page.waitForFunction(() => document.querySelector("[data-testid=total-bar]")?.dataset.done === "250", null, { timeout: 120_000 });
+    assert.ok(await page.$("[data-testid=file-list].windowed"));
+    const rendered = await page.$$eval("[data-testid=file-row]", (rows) => rows.length);
+    assert.ok(rendered < 40, `${rendered} rows rendered of 250`);
+    await page.$eval("[data-testid=file-list]", (list) => (list.scrollTop = list.scrollHeight));
+    await page.waitForSelector('[data-testid=file-row][data-name="row-249.txt"][data-state="done"]');
   } finally {
     await context.close();
     companion.stop();

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::build::npm;
+use crate::build::{build_demo, npm};
 use crate::report::{BenchResults, render};
 use crate::tools::ensure_bench_tools;
 use crate::{Result, captured, root, run, step};
@@ -49,15 +49,18 @@ pub fn bench() -> Result {
     )?;
     std::fs::write(results.join("companion.json"), &companion).map_err(|err| err.to_string())?;
 
-    step(
-        "the peers in Chromium: Ferry, @uppy/aws-s3 6.x and 5.x, @aws-sdk/lib-storage (several minutes)",
-    );
     let pkg = npm()?;
+    // The demo page, for the workload that drops files on it against the package alone.
+    let dist = build_demo()?;
+    step(
+        "the peers in Chromium: Ferry, @uppy/aws-s3 6.x and 5.x, @aws-sdk/lib-storage; then the demo page against Ferry's package alone (several minutes)",
+    );
     let browser = captured(
         Command::new("node")
             .arg("browser-bench.mjs")
             .current_dir(&bench)
             .env("FERRY_PKG", &pkg)
+            .env("FERRY_DIST", &dist)
             .env("BENCH_CHARTS", &results)
             .env("FERRY_STORE_BIN", release.join("ferry-store"))
             .env("FERRY_COMPANION_BIN", release.join("ferry-companion")),

@@ -53,6 +53,12 @@ pub struct CallsPerPart {
     pub one_per_part: f64,
 }
 
+/// The workload that drops small files on the demo page and uploads them through the npm package
+/// alone, side by side; its points carry the main thread's figures too.
+const PAGE_WORKLOAD: &str = "the demo page keeps up";
+/// The point of [`PAGE_WORKLOAD`] that is the demo page (the other is `ferry`, the package alone).
+const PAGE: &str = "demo page";
+
 /// `browser.json`: the libraries in Chromium.
 #[derive(Debug, Deserialize)]
 pub struct BrowserResults {
@@ -78,6 +84,14 @@ pub struct BrowserPoint {
     pub store_requests_per_part: Option<f64>,
     pub companion_requests_per_part: Option<f64>,
     pub verified: Option<String>,
+    /// The longest main-thread long task that overlapped the upload ([`PAGE_WORKLOAD`] only; 0:
+    /// none, a long task being one over 50 ms).
+    pub longest_task_ms: Option<f64>,
+    /// Main-thread long tasks over 100 ms during the upload ([`PAGE_WORKLOAD`] only).
+    pub long_tasks_over_100_ms: Option<u64>,
+    /// The most elements the page held (`document.getElementsByTagName('*').length`, sampled
+    /// every 100 ms; [`PAGE_WORKLOAD`] only).
+    pub peak_dom_nodes: Option<u64>,
 }
 
 impl BrowserPoint {
@@ -154,7 +168,8 @@ Settings: {settings}
     );
     let mut workloads: Vec<&str> = Vec::new();
     for point in points {
-        if !workloads.contains(&point.workload.as_str()) {
+        // The demo page against the package has its own table, below.
+        if point.workload != PAGE_WORKLOAD && !workloads.contains(&point.workload.as_str()) {
             workloads.push(&point.workload);
         }
     }
@@ -215,8 +230,87 @@ Settings: {settings}
         }
         out += "\n";
     }
+    out += &page_markdown(points);
     out += &goals_markdown(points);
     out
+}
+
+/// A longest long task as a cell: "< 50" when there was none (a long task is one over 50 ms).
+fn longest_task(ms: f64) -> String {
+    if ms > 0.0 {
+        format!("{ms:.0}")
+    } else {
+        "< 50".to_owned()
+    }
+}
+
+/// The demo page against Ferry's npm package alone, with the page's main thread; nothing when the
+/// run did not measure it.
+fn page_markdown(points: &[BrowserPoint]) -> String {
+    let here: Vec<&BrowserPoint> = points
+        .iter()
+        .filter(|point| point.workload == PAGE_WORKLOAD)
+        .collect();
+    if here.is_empty() {
+        return String::new();
+    }
+    let alone = here
+        .iter()
+        .find(|point| point.library == "ferry" && point.failed.is_none());
+    let mut out = format!(
+        "### {PAGE_WORKLOAD}
+
+The same 2,000 files of 64 KiB dropped on the demo page (crates/ferry-demo, served by Ferry's
+companion) through its own file input, and uploaded through the npm package alone, one after the
+other in this run. The page's time runs from its input's `change` until its totals bar counts
+every file stored; the package's from its first call until every upload resolved. Long tasks are
+the main thread's `longtask` entries (a PerformanceObserver installed before the page's scripts)
+that overlap the upload; elements are `document.getElementsByTagName('*').length`, sampled every
+100 ms.
+
+| run | seconds | files/s | time / package's | longest task ms | tasks over 100 ms | peak elements | peak memory MiB | page CPU s | companion req/part | verified |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for point in &here {
+        let run = match point.library.as_str() {
+            "ferry" => "the npm package alone",
+            PAGE => "the demo page",
+            other => other,
+        };
+        if let Some(failure) = &point.failed {
+            out += &format!(
+                "| {run} | failed: {} | | | | | | | | | |\n",
+                failure.lines().next().unwrap_or("")
+            );
+            continue;
+        }
+        let cell = |value: Option<f64>, decimals: usize| match value {
+            Some(value) => format!("{value:.decimals$}"),
+            None => "—".to_owned(),
+        };
+        let ratio = match alone {
+            Some(alone) if point.library != "ferry" => {
+                format!("**{:.2}x**", point.seconds() / alone.seconds())
+            }
+            _ => String::new(),
+        };
+        out += &format!(
+            "| {run} | {} | {} | {ratio} | {} | {} | {} | {} | {} | {} | {} |\n",
+            cell(point.seconds, 2),
+            cell(point.files_per_second, 0),
+            point.longest_task_ms.map_or("—".to_owned(), longest_task),
+            point
+                .long_tasks_over_100_ms
+                .map_or("—".to_owned(), |count| count.to_string()),
+            point
+                .peak_dom_nodes
+                .map_or("—".to_owned(), |count| count.to_string()),
+            cell(point.peak_memory_mib, 1),
+            cell(point.page_cpu_seconds, 2),
+            cell(point.companion_requests_per_part, 2),
+            point.verified.as_deref().unwrap_or("—"),
+        );
+    }
+    out + "\n"
 }
 
 /// The issue's goals, each against the figures of this run (measured, never asserted).
@@ -284,6 +378,23 @@ fn goals_markdown(points: &[BrowserPoint]) -> String {
             "| at most 1.1 companion requests per part (Ferry's worst workload) | {most_calls:.2} | {} |",
             verdict(most_calls <= 1.1)
         ));
+    }
+    let page_points = of(PAGE_WORKLOAD);
+    if let Some(page) = page_points.iter().find(|point| point.library == PAGE) {
+        if let Some(alone) = ferry_in(&page_points) {
+            let ratio = page.seconds() / alone.seconds();
+            rows.push(format!(
+                "| 2,000 × 64 KiB through the demo page in ≤ 1.2x the time of the package alone | {ratio:.2}x | {} |",
+                verdict(ratio <= 1.2)
+            ));
+        }
+        if let Some(longest) = page.longest_task_ms {
+            rows.push(format!(
+                "| no main-thread task over 100 ms while the demo page uploads them | longest {} ms | {} |",
+                longest_task(longest),
+                verdict(longest <= 100.0)
+            ));
+        }
     }
     format!(
         "### Against the goals\n\n| goal | this run | met |\n|---|---|---|\n{}\n\n",
@@ -437,6 +548,71 @@ mod tests {
         assert!(markdown.contains("| 1 GiB at ≥ 0.9x the raw limit | 0.95x | yes |"));
         assert!(markdown.contains("| 1 GiB at ≥ 1.3x the best peer (uppy-6) | 2.00x | yes |"));
         assert!(markdown.contains("(Ferry's worst workload) | 0.50 | yes |"));
+    }
+
+    #[test]
+    fn the_demo_page_is_measured_against_the_package_alone() {
+        let page = BrowserPoint {
+            files_per_second: Some(100.0),
+            longest_task_ms: Some(120.4),
+            long_tasks_over_100_ms: Some(2),
+            peak_dom_nodes: Some(5000),
+            ..point(PAGE, PAGE_WORKLOAD, 11.0)
+        };
+        let alone = BrowserPoint {
+            longest_task_ms: Some(0.0),
+            long_tasks_over_100_ms: Some(0),
+            peak_dom_nodes: Some(8),
+            ..point("ferry", PAGE_WORKLOAD, 10.0)
+        };
+        let results = |points| BrowserResults {
+            chromium: "156".into(),
+            machine: "test machine".into(),
+            settings: BTreeMap::new(),
+            points,
+        };
+        let markdown = browser_markdown(&results(vec![
+            point("ferry", "many small files", 9.0),
+            alone,
+            page,
+        ]));
+        assert_eq!(
+            markdown.matches(&format!("### {PAGE_WORKLOAD}")).count(),
+            1,
+            "its own table, not a peers' one: {markdown}"
+        );
+        assert!(
+            markdown.contains("| the npm package alone | 10.00 | — |  | < 50 | 0 | 8 |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| the demo page | 11.00 | 100 | **1.10x** | 120 | 2 | 5000 | 6.0 |"),
+            "{markdown}"
+        );
+        assert!(markdown.contains(
+            "| 2,000 × 64 KiB through the demo page in ≤ 1.2x the time of the package alone | 1.10x | yes |"
+        ));
+        assert!(markdown.contains(
+            "| no main-thread task over 100 ms while the demo page uploads them | longest 120 ms | **no** |"
+        ));
+
+        let failed = BrowserPoint {
+            library: PAGE.into(),
+            workload: PAGE_WORKLOAD.into(),
+            failed: Some("page.bin failed on the page (NetworkError)".into()),
+            ..BrowserPoint::default()
+        };
+        let markdown =
+            browser_markdown(&results(vec![point("ferry", PAGE_WORKLOAD, 10.0), failed]));
+        assert!(
+            markdown.contains(
+                "| the demo page | failed: page.bin failed on the page (NetworkError) | |"
+            )
+        );
+        assert!(
+            !markdown.contains("through the demo page in ≤ 1.2x"),
+            "{markdown}"
+        );
     }
 
     #[test]

@@ -173,6 +173,7 @@ pub fn state(config: &Config, store: &StoreConfig) -> Result<Arc<api::AppState>,
             // The embedded store always refuses to overwrite when asked.
             conditional_writes: config.s3_conditional_writes || config.s3_endpoint.is_none(),
             complete_single_puts: config.previews || config.webhook_url.is_some(),
+            previews: config.previews,
         },
         key_prefix: key_prefix(&config.key_prefix),
         token_lifetime: Duration::from_secs(config.token_lifetime),

@@ -28,6 +28,10 @@ pub struct CompanionConfig {
     /// then end with a Complete too ([`complete_path`]), so it learns of them.
     #[serde(default)]
     pub complete_single_puts: bool,
+    /// Whether the companion makes previews (`GET /api/files/{key}/preview`) of stored images
+    /// and videos.
+    #[serde(default)]
+    pub previews: bool,
 }
 
 /// Where a Complete goes: a multipart upload's own route, or the single-PUT one.

@@ -22,6 +22,7 @@ fn companion() -> CompanionConfig {
         url_lifetime_secs: 900,
         conditional_writes: false,
         complete_single_puts: false,
+        previews: false,
     }
 }
 

@@ -21,6 +21,7 @@ fn companion() -> CompanionConfig {
         url_lifetime_secs: 900,
         conditional_writes: true,
         complete_single_puts: false,
+        previews: false,
     }
 }
 

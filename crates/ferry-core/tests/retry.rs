@@ -30,6 +30,7 @@ fn companion() -> CompanionConfig {
         url_lifetime_secs: 900,
         conditional_writes: false,
         complete_single_puts: false,
+        previews: false,
     }
 }
 

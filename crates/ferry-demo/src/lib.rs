@@ -4,9 +4,13 @@
 //! Tests find elements by `data-testid` and read state from `data-*` attributes, never from
 //! wording.
 
+mod lanes;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
+
+use lanes::{LaneChart, Lanes, Work};
 
 use ferry_wasm::leptos::use_upload;
 use ferry_wasm::{
@@ -21,6 +25,16 @@ const TICK: Duration = Duration::from_millis(250);
 const CHART_POINTS: usize = 120;
 /// Events kept in the timeline.
 const TIMELINE_LENGTH: usize = 40;
+/// Files shown in the queue lists.
+const QUEUE_SHOWN: usize = 8;
+/// Above this many rows, only the rows in view are rendered (each is a fixed height).
+const WINDOWED_OVER: usize = 200;
+/// A windowed row's height in pixels, as the stylesheet sets it.
+const ROW_HEIGHT: f64 = 84.0;
+/// Height of the windowed list in pixels.
+const LIST_HEIGHT: f64 = 640.0;
+/// Rows rendered above and below the visible ones.
+const OVERSCAN: usize = 6;
 
 /// Where a file's upload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +87,11 @@ struct Row {
     /// The error's stable code (`TooLarge`, `Cancelled`, the store's S3 code...).
     error_code: RwSignal<Option<String>>,
     upload: RwSignal<Option<FileId>>,
+    /// When its first bytes went out, and when it was stored (page seconds).
+    started: RwSignal<Option<f64>>,
+    finished: RwSignal<Option<f64>>,
+    /// Its object's key, once stored.
+    key: RwSignal<Option<String>>,
 }
 
 /// Settings applied to new uploads.
@@ -118,6 +137,11 @@ fn companion_endpoint() -> String {
         .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
         .and_then(|params| params.get("companion"))
         .unwrap_or_default()
+}
+
+/// The page's clock, in seconds.
+fn page_seconds() -> f64 {
+    js_sys::Date::now() / 1000.0
 }
 
 fn human_size(bytes: f64) -> String {
@@ -170,6 +194,8 @@ fn run_upload(row: Row, timeline: Timeline) {
     row.error_code.set(None);
     row.sent.set(0);
     row.confirmed.set(0);
+    row.started.set(None);
+    row.finished.set(None);
     let upload = use_upload(&row.client.get_value(), row.file.get_value(), 0);
     Effect::new(move || {
         row.upload.set(upload.id.get());
@@ -188,6 +214,9 @@ fn run_upload(row: Row, timeline: Timeline) {
             if row.state.get_untracked().is_active() {
                 row.state.set(state);
             }
+            if state == RowState::Uploading && row.started.get_untracked().is_none() {
+                row.started.set(Some(page_seconds()));
+            }
         }
     });
     Effect::new(move || match upload.outcome.get() {
@@ -196,6 +225,12 @@ fn run_upload(row: Row, timeline: Timeline) {
             row.confirmed.set(row.size);
             row.etag.set(Some(object.etag.trim_matches('"').to_owned()));
             row.location.set(Some(object.location));
+            row.key.set(Some(object.key));
+            let now = page_seconds();
+            row.finished.set(Some(now));
+            if row.started.get_untracked().is_none() {
+                row.started.set(Some(now));
+            }
             row.state.set(RowState::Done);
             log(
                 timeline,
@@ -222,6 +257,8 @@ fn run_upload(row: Row, timeline: Timeline) {
 /// One line of the timeline: what happened (`kind`, for tests and styles) to which file.
 #[derive(Debug, Clone)]
 struct Entry {
+    /// Grows with every entry: the timeline's key, so a new entry adds one element.
+    seq: u64,
     kind: &'static str,
     name: String,
     line: String,
@@ -231,7 +268,9 @@ type Timeline = RwSignal<VecDeque<Entry>>;
 
 fn log(timeline: Timeline, kind: &'static str, name: &str, text: String) {
     let stamp = String::from(js_sys::Date::new_0().to_locale_time_string("en-GB"));
+    let seq = timeline.with_untracked(|entries| entries.front().map_or(0, |entry| entry.seq + 1));
     let entry = Entry {
+        seq,
         kind,
         name: name.to_owned(),
         line: format!("{stamp} {text}"),
@@ -240,6 +279,62 @@ fn log(timeline: Timeline, kind: &'static str, name: &str, text: String) {
         entries.push_front(entry);
         entries.truncate(TIMELINE_LENGTH);
     });
+}
+
+/// The totals line, counted on each tick rather than on every progress event of every row.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Totals {
+    size: u64,
+    confirmed: u64,
+    sent: u64,
+    done: usize,
+    count: usize,
+}
+
+impl Totals {
+    fn of(rows: &[Row]) -> Self {
+        let mut totals = Totals {
+            count: rows.len(),
+            ..Totals::default()
+        };
+        for row in rows {
+            totals.size += row.size;
+            totals.confirmed += row.confirmed.get_untracked();
+            totals.sent += row.sent.get_untracked();
+            totals.done += usize::from(row.state.get_untracked() == RowState::Done);
+        }
+        totals
+    }
+}
+
+/// The next files in line, and how many wait in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct QueueView {
+    next: Vec<String>,
+    waiting: usize,
+}
+
+/// The queue as a list of the next files.
+#[component]
+fn QueueList(
+    queue: RwSignal<QueueView>,
+    /// For tests: `queue-list` or `sim-queue`.
+    testid: &'static str,
+) -> impl IntoView {
+    view! {
+        <div class="queue">
+            <h3>"Next in line"</h3>
+            <ol data-testid=testid data-waiting=move || queue.get().waiting.to_string()>
+                {move || {
+                    let queue = queue.get();
+                    let more = queue.waiting.saturating_sub(queue.next.len());
+                    let names = queue.next.into_iter().map(|name| { let label = name.clone(); view! { <li data-name=name>{label}</li> } }).collect_view();
+                    (names, (more > 0).then(|| view! { <li class="more">{format!("and {more} more")}</li> }))
+                }}
+            </ol>
+            {move || (queue.get().waiting == 0).then(|| view! { <p class="empty">"The queue is empty."</p> })}
+        </div>
+    }
 }
 
 /// The whole page.
@@ -321,48 +416,58 @@ pub fn App() -> impl IntoView {
         current
     });
 
-    let start = move |file: web_sys::File| {
-        let id = next_id.get_value();
-        next_id.set_value(id + 1);
-        let row = Row {
-            id,
-            name: file.name(),
-            size: file.size() as u64,
-            preview: preview(&file),
-            file: StoredValue::new_local(file),
-            client: StoredValue::new_local(client.get_value()),
-            sent: RwSignal::new(0),
-            confirmed: RwSignal::new(0),
-            rate: RwSignal::new(Rate::default()),
-            state: RwSignal::new(RowState::Queued),
-            retries: RwSignal::new(0),
-            fallback: RwSignal::new(false),
-            waiting: RwSignal::new(false),
-            location: RwSignal::new(None),
-            etag: RwSignal::new(None),
-            error: RwSignal::new(None),
-            error_code: RwSignal::new(None),
-            upload: RwSignal::new(None),
-        };
-        rows.update(|rows| rows.push(row.clone()));
-        // Names for the timeline, keyed by the client's generation and the engine's id.
-        let generation = generation.get_value();
-        let name = row.name.clone();
-        Effect::new(move || {
-            if let Some(upload) = row.upload.get() {
-                names.update_value(|names| {
-                    names.insert((generation, upload.0), name.clone());
-                });
-            }
-        });
-        log(timeline, "added", &row.name, format!("{} added", row.name));
-        run_upload(row, timeline);
-    };
+    // A batch becomes rows in one update and one timeline line: thousands of files dropped at
+    // once must not re-render the list or the timeline once per file.
     let add_files = move |files: web_sys::FileList| {
+        let mut added = Vec::new();
         for index in 0..files.length() {
-            if let Some(file) = files.item(index) {
-                start(file);
-            }
+            let Some(file) = files.item(index) else {
+                continue;
+            };
+            let id = next_id.get_value();
+            next_id.set_value(id + 1);
+            added.push(Row {
+                id,
+                name: file.name(),
+                size: file.size() as u64,
+                preview: preview(&file),
+                file: StoredValue::new_local(file),
+                client: StoredValue::new_local(client.get_value()),
+                sent: RwSignal::new(0),
+                confirmed: RwSignal::new(0),
+                rate: RwSignal::new(Rate::default()),
+                state: RwSignal::new(RowState::Queued),
+                retries: RwSignal::new(0),
+                fallback: RwSignal::new(false),
+                waiting: RwSignal::new(false),
+                location: RwSignal::new(None),
+                etag: RwSignal::new(None),
+                error: RwSignal::new(None),
+                error_code: RwSignal::new(None),
+                upload: RwSignal::new(None),
+                started: RwSignal::new(None),
+                finished: RwSignal::new(None),
+                key: RwSignal::new(None),
+            });
+        }
+        match added.as_slice() {
+            [] => return,
+            [row] => log(timeline, "added", &row.name, format!("{} added", row.name)),
+            many => log(timeline, "added", "", format!("{} files added", many.len())),
+        }
+        rows.update(|rows| rows.extend(added.iter().cloned()));
+        let generation = generation.get_value();
+        for row in added {
+            // Names for the timeline, keyed by the client's generation and the engine's id.
+            let name = row.name.clone();
+            Effect::new(move || {
+                if let Some(upload) = row.upload.get() {
+                    names.update_value(|names| {
+                        names.insert((generation, upload.0), name.clone());
+                    });
+                }
+            });
+            run_upload(row, timeline);
         }
     };
 
@@ -370,15 +475,50 @@ pub fn App() -> impl IntoView {
     let scheduler = RwSignal::new(SchedulerView::default());
     let slots_in_use = RwSignal::new(Vec::<(String, u32, f64)>::new());
     let throughput = RwSignal::new(VecDeque::<f64>::new());
+    let lanes = RwSignal::new(Lanes::default());
+    let queue = RwSignal::new(QueueView::default());
+    let totals = RwSignal::new(Totals::default());
     let tick = move || {
-        let view = client.get_value().scheduler();
+        let name_of = |id: FileId| {
+            names
+                .with_value(|names| names.get(&(generation.get_value(), id.0)).cloned())
+                .unwrap_or_default()
+        };
+        let current = client.get_value();
+        let view = current.scheduler();
+        let preparing: Vec<(Work, String)> = current
+            .preparing()
+            .into_iter()
+            .map(|id| (Work::Prepare { file: id.0 }, name_of(id)))
+            .collect();
+        let running: Vec<(Work, String)> = current
+            .running_parts()
+            .into_iter()
+            .map(|part| {
+                let work = Work::Put {
+                    file: part.file.0,
+                    part: part.part,
+                    retries: part.retries,
+                };
+                (work, format!("{} #{}", name_of(part.file), part.part))
+            })
+            .collect();
+        lanes.update(|lanes| lanes.observe(page_seconds(), &preparing, &running, view.slots));
+        queue.set(QueueView {
+            next: current
+                .next_in_line(QUEUE_SHOWN)
+                .into_iter()
+                .map(name_of)
+                .collect(),
+            waiting: view.queued,
+        });
+        totals.set(rows.with_untracked(|rows| Totals::of(rows)));
         throughput.update(|points| {
             points.push_back(view.rate.bytes_per_sec);
             while points.len() > CHART_POINTS {
                 points.pop_front();
             }
         });
-        let current = client.get_value();
         scheduler.set(view);
         let parts = current
             .running_parts()
@@ -424,16 +564,23 @@ pub fn App() -> impl IntoView {
         .map(|entry| entry.name)
         .collect();
 
-    let totals = move || {
-        let rows = rows.get();
-        let size: u64 = rows.iter().map(|row| row.size).sum();
-        let confirmed: u64 = rows.iter().map(|row| row.confirmed.get()).sum();
-        let sent: u64 = rows.iter().map(|row| row.sent.get()).sum();
-        let done = rows
-            .iter()
-            .filter(|row| row.state.get() == RowState::Done)
-            .count();
-        (size, confirmed, sent, done, rows.len())
+    // Rows in view, when there are too many to render them all.
+    let scroll_top = RwSignal::new(0.0f64);
+    let windowed = move || rows.with(|rows| rows.len() > WINDOWED_OVER);
+    let visible = Memo::new(move |_| {
+        let count = rows.with(|rows| rows.len());
+        if count <= WINDOWED_OVER {
+            return (0, count);
+        }
+        let first = ((scroll_top.get() / ROW_HEIGHT) as usize).saturating_sub(OVERSCAN);
+        let shown = (LIST_HEIGHT / ROW_HEIGHT).ceil() as usize + 2 * OVERSCAN;
+        (first.min(count), (first + shown).min(count))
+    });
+    let padding = move |above: bool| {
+        let (first, end) = visible.get();
+        let count = rows.with(|rows| rows.len());
+        let hidden = if above { first } else { count - end };
+        format!("{}px", hidden as f64 * ROW_HEIGHT)
     };
 
     view! {
@@ -463,10 +610,11 @@ pub fn App() -> impl IntoView {
 
             <section class="totals" aria-label="Totals">
                 {move || {
-                    let (size, confirmed, sent, done, count) = totals();
+                    let Totals { size, confirmed, sent, done, count } = totals.get();
                     let share = |bytes: u64| if size == 0 { 0.0 } else { bytes as f64 * 100.0 / size as f64 };
                     view! {
                         <div class="bar" data-testid="total-bar" data-confirmed=confirmed.to_string() data-total=size.to_string()
+                            data-done=done.to_string() data-count=count.to_string()
                             role="progressbar" aria-label="All files" aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{:.0}", share(sent))>
                             <div class="sent" style:width=format!("{:.1}%", share(sent))></div>
                             <div class="confirmed" style:width=format!("{:.1}%", share(confirmed))></div>
@@ -481,14 +629,17 @@ pub fn App() -> impl IntoView {
                 </div>
             </section>
 
-            <ul class="files" data-testid="file-list" aria-label="Files">
-                <For each=move || rows.get() key=|row| row.id let:row>
+            <ul class="files" class:windowed=windowed data-testid="file-list" aria-label="Files"
+                on:scroll=move |event| scroll_top.set(event_target::<web_sys::Element>(&event).scroll_top() as f64)>
+                {move || windowed().then(|| view! { <li class="spacer" aria-hidden="true" style:height=move || padding(true)></li> })}
+                <For each=move || { let (first, end) = visible.get(); rows.with(|rows| rows[first..end].to_vec()) } key=|row| row.id let:row>
                     <FileRow row=row timeline=timeline />
                 </For>
+                {move || windowed().then(|| view! { <li class="spacer" aria-hidden="true" style:height=move || padding(false)></li> })}
             </ul>
 
             <div class="panels">
-                <SchedulerPanel scheduler=scheduler slots=slots_in_use throughput=throughput timeline=timeline />
+                <SchedulerPanel scheduler=scheduler slots=slots_in_use throughput=throughput timeline=timeline lanes=lanes queue=queue />
                 <SettingsPanel settings=settings />
             </div>
             <SimulationPanel />
@@ -537,6 +688,10 @@ fn SchedulerPanel(
     throughput: RwSignal<VecDeque<f64>>,
     /// Newest first.
     timeline: Timeline,
+    /// The two layers over time.
+    lanes: RwSignal<Lanes>,
+    /// The next files in line.
+    queue: RwSignal<QueueView>,
 ) -> impl IntoView {
     let chart = move || {
         let points = throughput.get();
@@ -579,6 +734,8 @@ fn SchedulerPanel(
                         .collect_view()
                 }}
             </div>
+            <LaneChart lanes=lanes testid="scheduler-lanes" />
+            <QueueList queue=queue testid="queue-list" />
             <dl class="stats">
                 <dt>"Slots busy"</dt><dd data-testid="slots" data-running=move || scheduler.get().running.to_string() data-slots=move || scheduler.get().slots.to_string()>{move || format!("{} / {}", scheduler.get().running, scheduler.get().slots)}</dd>
                 <dt>"Files prepared"</dt><dd data-testid="live">{move || scheduler.get().live}</dd>
@@ -595,7 +752,9 @@ fn SchedulerPanel(
             </figure>
             <h3>"Events"</h3>
             <ol class="timeline" data-testid="timeline" aria-live="polite">
-                {move || timeline.get().into_iter().map(|entry| view! { <li data-kind=entry.kind data-name=entry.name>{entry.line}</li> }).collect_view()}
+                <For each=move || timeline.get() key=|entry| entry.seq let:entry>
+                    <li data-kind=entry.kind data-name=entry.name>{entry.line}</li>
+                </For>
             </ol>
         </section>
     }
@@ -644,6 +803,7 @@ fn FileRow(
         }
     };
     let retry_row = row.clone();
+    let stored_row = row.clone();
     let retry = move |_| run_upload(retry_row.clone(), timeline);
     let preview = row.preview.clone().map(|(url, video)| {
         if video {
@@ -689,15 +849,60 @@ fn FileRow(
                 <button data-testid="cancel" disabled=move || !row.state.get().is_active() || row.upload.get().is_none() on:click=cancel>"Cancel"</button>
                 <button data-testid="retry" disabled=move || row.state.get() != RowState::Failed on:click=retry>"Retry"</button>
             </div>
-            {move || row.location.get().map(|href| view! {
-                <p class="stored">
-                    <a data-testid="file-link" href=href target="_blank">"Download"</a>
-                    " ETag " <code data-testid="file-etag">{row.etag.get().unwrap_or_default()}</code>
-                </p>
+            {move || stored_row.location.get().map(|href| {
+                let row = &stored_row;
+                let took = row.finished.get().zip(row.started.get()).map(|(end, start)| (end - start).max(0.001));
+                view! {
+                    <p class="stored">
+                        <a data-testid="file-link" href=href.clone() target="_blank">"Download"</a>
+                        {took.map(|seconds| view! {
+                            <span data-testid="file-duration" data-seconds=format!("{seconds:.3}")>
+                                {format!(" in {seconds:.1} s, {}/s average", human_size(size as f64 / seconds))}
+                            </span>
+                        })}
+                        " ETag " <code data-testid="file-etag">{row.etag.get().unwrap_or_default()}</code>
+                    </p>
+                    {server_preview(row, &href)}
+                }
             })}
             {move || row.error.get().map(|message| view! { <p class="error" data-testid="file-error" role="alert">{message}</p> })}
         </li>
     }
+}
+
+/// Tries of a server-made preview: the companion makes it after the upload, in its own time.
+const PREVIEW_TRIES: u32 = 20;
+
+/// The companion's preview of a stored image or video, when it makes them: asked for again
+/// every second until it is there.
+fn server_preview(row: &Row, location: &str) -> Option<impl IntoView + use<>> {
+    let makes_previews = row.client.with_value(|client| {
+        client
+            .companion()
+            .is_some_and(|companion| companion.previews)
+    });
+    let kind = row.file.with_value(|file| file.type_());
+    if !makes_previews || !(kind.starts_with("image/") || kind.starts_with("video/")) {
+        return None;
+    }
+    // `/api/files/{key}` (and its link's query, with auth on) → `/api/files/{key}/preview`.
+    let (path, query) = location.split_once('?').unwrap_or((location, ""));
+    let base = format!("{}{path}/preview?{query}", companion_endpoint());
+    let attempt = RwSignal::new(0u32);
+    let shown = RwSignal::new(false);
+    let retry = move |_| {
+        if attempt.get_untracked() < PREVIEW_TRIES {
+            set_timeout(
+                move || attempt.update(|tries| *tries += 1),
+                Duration::from_secs(1),
+            );
+        }
+    };
+    Some(view! {
+        <img class="server-preview" class:shown=move || shown.get() data-testid="server-preview" data-loaded=move || shown.get().to_string()
+            alt="preview made by the companion" src=move || format!("{base}&try={}", attempt.get())
+            on:load=move |_| shown.set(true) on:error=retry />
+    })
 }
 
 /// What the simulated network shows on each tick.
@@ -715,30 +920,59 @@ struct SimulationView {
     finished: bool,
 }
 
+/// Sizes the seed's demo adds: small files of 10-30 MB, large ones of 65-100 MB.
+const SMALL_FILES: std::ops::Range<u64> = 10_000_000..30_000_000;
+const LARGE_FILES: std::ops::Range<u64> = 65_000_000..100_000_000;
+
 /// The real engine driven by the simulator in the page: no store needed, speed from 0 to 10x.
+/// Files are added as the seed's demo adds them (small, large, or a mixed batch), and the same
+/// scheduler view as the real uploads' shows them: lanes, queue, slots.
 #[component]
 fn SimulationPanel() -> impl IntoView {
     let speed = RwSignal::new(1.0f64);
     let files = RwSignal::new(200usize);
     let view_state = RwSignal::new(None::<SimulationView>);
+    let lanes = RwSignal::new(Lanes::default());
+    let queue = RwSignal::new(QueueView::default());
     let simulation = StoredValue::new_local(None::<ferry_sim::Sim>);
-    let start = move |_| {
-        let mut sim = ferry_sim::Sim::new(
-            EngineConfig::default(),
-            ferry_sim::Link::default(),
-            ferry_sim::Faults::default(),
-        );
-        let mut rng = ferry_sim::Rng::new(js_sys::Date::now() as u64);
-        for _ in 0..files.get_untracked() {
-            // Mostly small files, a few large ones: the slot rule shows both of its faces.
-            let size = if rng.unit() < 0.1 {
-                66 * 1024 * 1024 + rng.next_u64() % (60 * 1024 * 1024)
-            } else {
-                rng.next_u64() % (8 * 1024 * 1024)
-            };
-            sim.add(size, 0);
-        }
-        simulation.set_value(Some(sim));
+    let rng = StoredValue::new_local(ferry_sim::Rng::new(js_sys::Date::now() as u64));
+    let pick = move |range: std::ops::Range<u64>| {
+        rng.try_update_value(|rng| range.start + rng.next_u64() % (range.end - range.start))
+            .unwrap_or(range.start)
+    };
+    // Adds files to the running simulation, starting one if there is none.
+    let add = move |sizes: Vec<u64>| {
+        simulation.update_value(|sim| {
+            let sim = sim.get_or_insert_with(|| {
+                ferry_sim::Sim::new(
+                    EngineConfig::default(),
+                    ferry_sim::Link::default(),
+                    ferry_sim::Faults::default(),
+                )
+            });
+            for size in sizes {
+                sim.add(size, 0);
+            }
+        });
+    };
+    let add_batch = move |_| {
+        // Mostly small files, a few large ones: the slot rule shows both of its faces.
+        let sizes = (0..files.get_untracked())
+            .map(|index| {
+                if index % 10 == 9 {
+                    pick(LARGE_FILES)
+                } else {
+                    pick(SMALL_FILES) / 4
+                }
+            })
+            .collect();
+        add(sizes);
+    };
+    let reset = move |_| {
+        simulation.set_value(None);
+        view_state.set(None);
+        lanes.set(Lanes::default());
+        queue.set(QueueView::default());
     };
     let tick = move || {
         let step = TICK.as_secs_f64() * speed.get_untracked();
@@ -748,13 +982,43 @@ fn SimulationPanel() -> impl IntoView {
                 let target = sim.now() + step;
                 let under_way = sim.run_until(target, &mut |_| {});
                 let report = sim.report();
+                let engine = &sim.engine;
+                let preparing: Vec<(Work, String)> = engine
+                    .preparing()
+                    .into_iter()
+                    .map(|file| (Work::Prepare { file: file.0 }, format!("file {}", file.0)))
+                    .collect();
+                let running: Vec<(Work, String)> = engine
+                    .running_parts()
+                    .into_iter()
+                    .map(|part| {
+                        let work = Work::Put {
+                            file: part.file.0,
+                            part: part.part,
+                            retries: part.retries,
+                        };
+                        (work, format!("file {} #{}", part.file.0, part.part))
+                    })
+                    .collect();
+                lanes
+                    .update(|lanes| lanes.observe(sim.now(), &preparing, &running, engine.slots()));
+                queue.set(QueueView {
+                    next: engine
+                        .next_in_line(QUEUE_SHOWN)
+                        .into_iter()
+                        .map(|file| {
+                            let size = engine.progress(file).map_or(0, |progress| progress.size);
+                            format!("file {} ({})", file.0, human_size(size as f64))
+                        })
+                        .collect(),
+                    waiting: engine.queued_files(),
+                });
                 Some(SimulationView {
                     virtual_secs: sim.now(),
                     done: report.done,
-                    files: report.done + report.failed + sim.engine.unfinished(),
-                    slots: sim.engine.slots(),
-                    running: sim
-                        .engine
+                    files: report.done + report.failed + engine.unfinished(),
+                    slots: engine.slots(),
+                    running: engine
                         .running_parts()
                         .into_iter()
                         .map(|part| {
@@ -765,8 +1029,8 @@ fn SimulationPanel() -> impl IntoView {
                             )
                         })
                         .collect(),
-                    live: sim.engine.live_files(),
-                    queued: sim.engine.queued_files(),
+                    live: engine.live_files(),
+                    queued: engine.queued_files(),
                     puts: report.puts,
                     companion_calls: report.companion_calls,
                     finished: !under_way,
@@ -788,31 +1052,29 @@ fn SimulationPanel() -> impl IntoView {
             <h2>"Simulated network"</h2>
             <p>"The same engine, driven by the simulator in this page: a 100 Mbit/s link, 40 ms per request, no store."</p>
             <div class="sim-controls">
-                <label>"Files"
-                    <input type="number" min="1" max="20000" data-testid="sim-files" prop:value=move || files.get()
-                        on:change=move |event| files.set(event_target_value(&event).parse().unwrap_or(200)) />
-                </label>
                 <label>{move || format!("Speed {:.1}x", speed.get())}
                     <input type="range" min="0" max="10" step="0.5" data-testid="sim-speed" prop:value=move || speed.get()
                         on:input=move |event| speed.set(event_target_value(&event).parse().unwrap_or(1.0)) />
                 </label>
-                <button data-testid="sim-start" on:click=start>"Start simulation"</button>
+                <button data-testid="sim-add-small" on:click=move |_| add(vec![pick(SMALL_FILES)])>"Add a small file (10–30 MB)"</button>
+                <button data-testid="sim-add-large" on:click=move |_| add(vec![pick(LARGE_FILES)])>"Add a large file (65–100 MB)"</button>
+                <label>"Batch of"
+                    <input type="number" min="1" max="20000" data-testid="sim-files" prop:value=move || files.get()
+                        on:change=move |event| files.set(event_target_value(&event).parse().unwrap_or(200)) />
+                </label>
+                <button data-testid="sim-start" on:click=add_batch>"Add the batch"</button>
+                <button data-testid="sim-reset" on:click=reset>"Reset"</button>
             </div>
             {move || view_state.get().map(|view| view! {
                 <p data-testid="sim-status" data-done=view.done.to_string() data-files=view.files.to_string()
-                    data-virtual-seconds=format!("{:.2}", view.virtual_secs) data-finished=view.finished.to_string()>
+                    data-virtual-seconds=format!("{:.2}", view.virtual_secs) data-finished=view.finished.to_string()
+                    data-slots=view.slots.to_string()>
                     {format!("{:.1} virtual s: {} of {} files done, {} / {} slots busy, {} prepared, {} queued, {} PUTs, {} companion calls",
                         view.virtual_secs, view.done, view.files, view.running.len(), view.slots, view.live, view.queued, view.puts, view.companion_calls)}
                 </p>
-                <div class="slots" data-testid="sim-slots">
-                    {(0..view.slots.max(view.running.len())).map(|index| match view.running.get(index) {
-                        Some((file, part, percent)) => view! {
-                            <div class="slot busy"><span>{format!("file {file} #{part}")}</span><div class="fill" style:width=format!("{percent:.0}%")></div></div>
-                        }.into_any(),
-                        None => view! { <div class="slot"><span>"idle"</span></div> }.into_any(),
-                    }).collect_view()}
-                </div>
             })}
+            <LaneChart lanes=lanes testid="sim-lanes" />
+            <QueueList queue=queue testid="sim-queue" />
         </section>
     }
 }

@@ -180,6 +180,7 @@ pub fn companion_config(preferred_part_size: u64) -> CompanionConfig {
         url_lifetime_secs: 900,
         conditional_writes: false,
         complete_single_puts: false,
+        previews: false,
     }
 }
 

@@ -248,6 +248,21 @@ impl Client {
         self.shared.driver.borrow().engine.running_parts()
     }
 
+    /// The files being prepared by the outer layer now (fingerprinted, created, listed).
+    pub fn preparing(&self) -> Vec<FileId> {
+        self.shared.driver.borrow().engine.preparing()
+    }
+
+    /// The next `count` files in line, in the order the scheduler will take them.
+    pub fn next_in_line(&self, count: usize) -> Vec<FileId> {
+        self.shared.driver.borrow().engine.next_in_line(count)
+    }
+
+    /// What the companion said of itself (`GET /api/config`), once it answered.
+    pub fn companion(&self) -> Option<ferry_core::protocol::CompanionConfig> {
+        self.shared.driver.borrow().engine.companion().cloned()
+    }
+
     /// What the scheduler is doing now.
     pub fn scheduler(&self) -> SchedulerView {
         let driver = self.shared.driver.borrow();

@@ -189,9 +189,34 @@ impl Engine {
                         part,
                         sent: running.sent,
                         size: range.end - range.start,
+                        retries: running.attempts,
                     }
                 })
             })
+            .collect()
+    }
+
+    /// The next `count` files the outer layer will take, in order.
+    pub fn next_in_line(&self, count: usize) -> Vec<FileId> {
+        self.line
+            .iter()
+            .take(count)
+            .map(|&(_, file)| file)
+            .collect()
+    }
+
+    /// Files the outer layer is preparing: taken, and being fingerprinted, claimed, created or
+    /// listed, with no part out yet.
+    pub fn preparing(&self) -> Vec<FileId> {
+        self.live
+            .iter()
+            .filter(|(_, live)| {
+                matches!(
+                    live.phase.state(),
+                    FileState::Preparing | FileState::Creating | FileState::Listing
+                )
+            })
+            .map(|(&file, _)| file)
             .collect()
     }
 

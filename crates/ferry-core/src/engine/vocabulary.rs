@@ -214,6 +214,8 @@ pub struct RunningPart {
     pub part: u32,
     pub sent: u64,
     pub size: u64,
+    /// Retries this part spent before this PUT: above 0, it is being sent again.
+    pub retries: u32,
 }
 
 /// Counters over the engine's life, for benchmarks and statistics.
