@@ -598,3 +598,61 @@ fn a_single_put_completes_through_a_companion_that_asks_for_it() {
     engine.handle_completed(file, object.clone(), later);
     assert_eq!(engine.poll_event(), Some(Event::Done { file, object }));
 }
+
+/// What the demo draws: the files the outer layer prepares, the next ones in line, and a part
+/// sent again marked as a retry.
+#[test]
+fn the_scheduler_shows_what_it_prepares_what_waits_and_what_is_sent_again() {
+    let config = EngineConfig {
+        triggers: 1,
+        ..EngineConfig::default()
+    };
+    let mut engine = common::ready(config, companion());
+    let first = engine.add(meta("first", 20 * MIB));
+    let second = engine.add(meta("second", 1_000));
+    let third = engine.add(FileSpec {
+        priority: 5,
+        ..meta("urgent", 1_000)
+    });
+    assert_eq!(
+        engine.next_in_line(10),
+        [third, first, second],
+        "priority first, then FIFO"
+    );
+    assert!(engine.preparing().is_empty());
+    assert!(
+        matches!(engine.poll_action(T), Some(Action::Fingerprint { file, .. }) if file == third)
+    );
+    assert_eq!(engine.preparing(), [third], "taken, being fingerprinted");
+    assert_eq!(engine.next_in_line(1), [first]);
+    engine.handle_fingerprinted(third, None, T);
+    assert!(matches!(
+        common::poll(&mut engine, T),
+        Some(Action::Create { .. })
+    ));
+    assert_eq!(engine.preparing(), [third], "being created");
+    engine.handle_created(third, created(third, 1_000), T);
+    assert!(matches!(
+        common::poll(&mut engine, T),
+        Some(Action::Put { .. })
+    ));
+    assert!(engine.preparing().is_empty(), "its part is out");
+    assert_eq!(engine.running_parts()[0].retries, 0);
+    let failure = Failure {
+        status: Some(500),
+        code: "InternalError".into(),
+        message: "try again".into(),
+        retry_after: None,
+    };
+    engine.handle_put_failed(third, 1, failure, T);
+    let later = T + std::time::Duration::from_secs(5);
+    assert!(matches!(
+        common::poll(&mut engine, later),
+        Some(Action::Put { .. })
+    ));
+    assert_eq!(
+        engine.running_parts()[0].retries,
+        1,
+        "the part is being sent again"
+    );
+}

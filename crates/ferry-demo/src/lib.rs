@@ -35,6 +35,18 @@ const ROW_HEIGHT: f64 = 84.0;
 const LIST_HEIGHT: f64 = 640.0;
 /// Rows rendered above and below the visible ones.
 const OVERSCAN: usize = 6;
+/// Files added per task when many are picked at once.
+const ADD_CHUNK: usize = 50;
+
+/// Resolves in a later task, letting the browser render and handle input in between.
+async fn next_task() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback(&resolve);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
 
 /// Where a file's upload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,23 +244,13 @@ fn run_upload(row: Row, timeline: Timeline) {
                 row.started.set(Some(now));
             }
             row.state.set(RowState::Done);
-            log(
-                timeline,
-                "stored",
-                &row.name,
-                format!("{} stored", row.name),
-            );
+            timeline.file_ended(&row.name, None);
         }
         Some(Err(error)) => {
             row.error.set(Some(format!("{} ({})", error, error.code())));
             row.error_code.set(Some(error.code().to_owned()));
             row.state.set(RowState::Failed);
-            log(
-                timeline,
-                "failed",
-                &row.name,
-                format!("{} failed: {}", row.name, error.code()),
-            );
+            timeline.file_ended(&row.name, Some(error.code()));
         }
         None => {}
     });
@@ -264,18 +266,63 @@ struct Entry {
     line: String,
 }
 
-type Timeline = RwSignal<VecDeque<Entry>>;
+/// The event timeline. With many files (`quiet`), files stored or failed are tallied and told
+/// once a tick, and parts not at all: one line per file would redraw it thousands of times.
+#[derive(Clone, Copy)]
+struct Timeline {
+    entries: RwSignal<VecDeque<Entry>>,
+    quiet: StoredValue<bool>,
+    /// Files stored and failed since the last tick, while quiet.
+    tally: StoredValue<[usize; 2]>,
+}
+
+impl Timeline {
+    fn new() -> Self {
+        Self {
+            entries: RwSignal::new(VecDeque::new()),
+            quiet: StoredValue::new(false),
+            tally: StoredValue::new([0, 0]),
+        }
+    }
+
+    /// A file was stored (`failed` is `None`) or failed.
+    fn file_ended(self, name: &str, failed: Option<&str>) {
+        if self.quiet.get_value() {
+            self.tally
+                .update_value(|tally| tally[usize::from(failed.is_some())] += 1);
+            return;
+        }
+        match failed {
+            None => log(self, "stored", name, format!("{name} stored")),
+            Some(code) => log(self, "failed", name, format!("{name} failed: {code}")),
+        }
+    }
+
+    /// Tells the tally of a quiet tick.
+    fn flush(self) {
+        let [stored, failed] = self.tally.get_value();
+        self.tally.set_value([0, 0]);
+        if stored > 0 {
+            log(self, "stored", "", format!("{stored} files stored"));
+        }
+        if failed > 0 {
+            log(self, "failed", "", format!("{failed} files failed"));
+        }
+    }
+}
 
 fn log(timeline: Timeline, kind: &'static str, name: &str, text: String) {
     let stamp = String::from(js_sys::Date::new_0().to_locale_time_string("en-GB"));
-    let seq = timeline.with_untracked(|entries| entries.front().map_or(0, |entry| entry.seq + 1));
+    let seq = timeline
+        .entries
+        .with_untracked(|entries| entries.front().map_or(0, |entry| entry.seq + 1));
     let entry = Entry {
         seq,
         kind,
         name: name.to_owned(),
         line: format!("{stamp} {text}"),
     };
-    timeline.update(|entries| {
+    timeline.entries.update(|entries| {
         entries.push_front(entry);
         entries.truncate(TIMELINE_LENGTH);
     });
@@ -341,7 +388,7 @@ fn QueueList(
 #[component]
 pub fn App() -> impl IntoView {
     let settings = RwSignal::new(Settings::default());
-    let timeline = RwSignal::new(VecDeque::<Entry>::new());
+    let timeline = Timeline::new();
     let rows = RwSignal::new(Vec::<Row>::new());
     let next_id = StoredValue::new(0usize);
     let names = StoredValue::new(std::collections::HashMap::<(usize, u64), String>::new());
@@ -353,6 +400,7 @@ pub fn App() -> impl IntoView {
                 .unwrap_or_default()
         };
         client.on_event(move |event| match event {
+            ClientEvent::Part { .. } if timeline.quiet.get_value() => {}
             ClientEvent::Part { id, part, .. } => {
                 let name = name_of(*id);
                 log(
@@ -418,12 +466,9 @@ pub fn App() -> impl IntoView {
 
     // A batch becomes rows in one update and one timeline line: thousands of files dropped at
     // once must not re-render the list or the timeline once per file.
-    let add_files = move |files: web_sys::FileList| {
+    let add_chunk = move |files: Vec<web_sys::File>| {
         let mut added = Vec::new();
-        for index in 0..files.length() {
-            let Some(file) = files.item(index) else {
-                continue;
-            };
+        for file in files {
             let id = next_id.get_value();
             next_id.set_value(id + 1);
             added.push(Row {
@@ -450,12 +495,10 @@ pub fn App() -> impl IntoView {
                 key: RwSignal::new(None),
             });
         }
-        match added.as_slice() {
-            [] => return,
-            [row] => log(timeline, "added", &row.name, format!("{} added", row.name)),
-            many => log(timeline, "added", "", format!("{} files added", many.len())),
-        }
         rows.update(|rows| rows.extend(added.iter().cloned()));
+        timeline
+            .quiet
+            .set_value(rows.with_untracked(|rows| rows.len() > WINDOWED_OVER));
         let generation = generation.get_value();
         for row in added {
             // Names for the timeline, keyed by the client's generation and the engine's id.
@@ -469,6 +512,32 @@ pub fn App() -> impl IntoView {
             });
             run_upload(row, timeline);
         }
+    };
+    // Reading a picked file's name and size asks the browser about it: thousands of files are
+    // added a chunk per task, so the page never blocks for long.
+    let add_files = move |list: web_sys::FileList| {
+        let files: Vec<web_sys::File> = (0..list.length())
+            .filter_map(|index| list.item(index))
+            .collect();
+        match files.as_slice() {
+            [] => return,
+            [file] => log(
+                timeline,
+                "added",
+                &file.name(),
+                format!("{} added", file.name()),
+            ),
+            many => log(timeline, "added", "", format!("{} files added", many.len())),
+        }
+        wasm_bindgen_futures::spawn_local(async move {
+            let mut chunks = files.chunks(ADD_CHUNK).peekable();
+            while let Some(chunk) = chunks.next() {
+                add_chunk(chunk.to_vec());
+                if chunks.peek().is_some() {
+                    next_task().await;
+                }
+            }
+        });
     };
 
     // Speeds, the scheduler view and the throughput chart, refreshed on a tick.
@@ -513,6 +582,7 @@ pub fn App() -> impl IntoView {
             waiting: view.queued,
         });
         totals.set(rows.with_untracked(|rows| Totals::of(rows)));
+        timeline.flush();
         throughput.update(|points| {
             points.push_back(view.rate.bytes_per_sec);
             while points.len() > CHART_POINTS {
@@ -752,7 +822,7 @@ fn SchedulerPanel(
             </figure>
             <h3>"Events"</h3>
             <ol class="timeline" data-testid="timeline" aria-live="polite">
-                <For each=move || timeline.get() key=|entry| entry.seq let:entry>
+                <For each=move || timeline.entries.get() key=|entry| entry.seq let:entry>
                     <li data-kind=entry.kind data-name=entry.name>{entry.line}</li>
                 </For>
             </ol>

@@ -190,8 +190,9 @@ impl Client {
     ) -> UploadHandle {
         let (done, finished) = oneshot::channel();
         let resumed = Rc::new(Cell::new(None));
+        let size = file.size() as u64;
         let spec = FileSpec {
-            size: file.size() as u64,
+            size,
             content_type: file.type_(),
             priority: options.priority,
         };
@@ -200,6 +201,7 @@ impl Client {
             id = driver.engine.add(spec);
             let tracked = Tracked {
                 file,
+                size,
                 upload: id,
                 metadata: options.metadata,
                 on_progress: Rc::new(RefCell::new(on_progress)),

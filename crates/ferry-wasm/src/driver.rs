@@ -47,6 +47,8 @@ fn now_secs() -> u64 {
 /// One add: the file's bytes and what its caller waits for.
 pub(crate) struct Tracked {
     pub file: File,
+    /// `file.size()`, read once: for a file on disk each read asks the browser to check it.
+    pub size: u64,
     /// The upload that answers it: its own, or the one it joined.
     pub upload: FileId,
     /// User metadata for the object.
@@ -329,7 +331,7 @@ impl Shared {
                 // An add that joined the upload goes with the first add's metadata.
                 let request = CreateUpload {
                     name: tracked.file.name(),
-                    size: tracked.file.size() as u64,
+                    size: tracked.size,
                     content_type: tracked.file.type_(),
                     last_modified: Some(tracked.file.last_modified()),
                     fingerprint: driver
@@ -494,7 +496,8 @@ impl Shared {
         };
         // A part covering the whole file sends the File itself: each `slice()` is a synchronous
         // call into the browser process, which a batch of tiny files pays thousands of times.
-        let whole = range.start == 0 && range.end as f64 == blob.size();
+        let size = driver.engine.progress(file).map(|progress| progress.size);
+        let whole = range.start == 0 && Some(range.end) == size;
         let body = if whole {
             Ok(Blob::from(blob))
         } else {
