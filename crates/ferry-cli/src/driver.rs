@@ -219,7 +219,10 @@ pub struct Driver {
     transfers: HashMap<FileId, Transfer>,
     /// Each upload's fingerprint, once known (only fingerprints of bytes name a record).
     keys: HashMap<FileId, String>,
-    running: HashMap<(FileId, u32), tokio::task::AbortHandle>,
+    /// Each running PUT's request number and task: an answer of a PUT the engine stopped (and
+    /// may have started again) is not the current one's.
+    running: HashMap<(FileId, u32), (u64, tokio::task::AbortHandle)>,
+    next_request: u64,
     state: Option<StateFile>,
     answers: mpsc::UnboundedSender<Answer>,
     inbox: mpsc::UnboundedReceiver<Answer>,
@@ -231,7 +234,7 @@ pub struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        for running in self.running.values() {
+        for (_, running) in self.running.values() {
             running.abort();
         }
     }
@@ -246,6 +249,7 @@ impl Driver {
             transfers: HashMap::new(),
             keys: HashMap::new(),
             running: HashMap::new(),
+            next_request: 0,
             state,
             answers,
             inbox,
@@ -504,7 +508,7 @@ impl Driver {
             }
             Action::StopPuts { file, parts } => {
                 for part in parts {
-                    if let Some(running) = self.running.remove(&(file, part)) {
+                    if let Some((_, running)) = self.running.remove(&(file, part)) {
                         running.abort();
                     }
                 }
@@ -541,19 +545,26 @@ impl Driver {
         let source = transfer.source.clone();
         let connection = self.connection.clone();
         let answers = self.answers.clone();
+        let number = self.next_request;
+        self.next_request += 1;
         let put = async move {
             let bytes = source.read(range).await.map_err(|err| {
-                // The file changed or went away: nothing the store did.
+                // The file went away or shrank: no retry can help, so it is a refusal (a 4xx)
+                // rather than a network failure, which would be waited out for ever.
                 Failure {
-                    status: None,
+                    status: Some(400),
                     code: "FileUnreadable".into(),
                     message: format!("cannot read the file: {err}"),
                     retry_after: None,
                 }
             })?;
-            put_part(&connection, file, part, bytes, target, answers).await
+            put_part(&connection, (file, part, number), bytes, target, answers).await
         };
         let handle = self.spawn(put, move |driver, result: Result<String, Failure>| {
+            if !driver.is_current(file, part, number) {
+                // Stopped on the engine's word: it already put the part back in line.
+                return;
+            }
             driver.running.remove(&(file, part));
             match result {
                 Ok(etag) => {
@@ -565,7 +576,14 @@ impl Driver {
                 Err(failure) => driver.engine.handle_put_failed(file, part, failure, now()),
             }
         });
-        self.running.insert((file, part), handle);
+        self.running.insert((file, part), (number, handle));
+    }
+
+    /// Whether request `number` is the running PUT of the part.
+    fn is_current(&self, file: FileId, part: u32, number: u64) -> bool {
+        self.running
+            .get(&(file, part))
+            .is_some_and(|(running, _)| *running == number)
     }
 
     /// Writes the upload's resume record from the engine's snapshot.
@@ -598,8 +616,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// PUTs one part, reporting bytes as they go; returns its ETag.
 async fn put_part(
     connection: &Connection,
-    file: FileId,
-    part: u32,
+    (file, part, number): (FileId, u32, u64),
     bytes: Vec<u8>,
     target: PutTarget,
     answers: mpsc::UnboundedSender<Answer>,
@@ -632,9 +649,11 @@ async fn put_part(
         sent += chunk.len();
         let reported = sent as u64;
         let _ = answers.send(Box::new(move |driver: &mut Driver| {
-            driver
-                .engine
-                .handle_put_progress(file, part, reported, now());
+            if driver.is_current(file, part, number) {
+                driver
+                    .engine
+                    .handle_put_progress(file, part, reported, now());
+            }
         }));
         Ok::<_, std::io::Error>(chunk)
     });
@@ -695,8 +714,19 @@ async fn fingerprint(transfer: Transfer) -> Option<String> {
         .read(size.saturating_sub(FINGERPRINT_EDGE)..size)
         .await
         .ok()?;
+    // Its place too: two files of one name, size and time in different folders are two files.
+    let place = match &transfer.source {
+        Source::Path(path) => tokio::fs::canonicalize(path).await.ok(),
+        Source::Generated { .. } => None,
+    };
     let mut hash = Sha256::new();
-    hash.update(format!("{}\n{size}\n{:?}\n", transfer.name, transfer.modified).as_bytes());
+    hash.update(
+        format!(
+            "{}\n{size}\n{:?}\n{place:?}\n",
+            transfer.name, transfer.modified
+        )
+        .as_bytes(),
+    );
     hash.update(&head);
     hash.update(&tail);
     Some(format!(

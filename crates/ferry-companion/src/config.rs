@@ -227,6 +227,10 @@ pub struct Config {
     #[arg(long, env = "FERRY_MAX_IMAGE_SIZE", default_value_t = 64 * MIB)]
     pub max_image_size: u64,
 
+    /// Largest video a preview is made of, in bytes (it is copied to a scratch folder first).
+    #[arg(long, env = "FERRY_MAX_VIDEO_SIZE", default_value_t = 2 * 1024 * MIB)]
+    pub max_video_size: u64,
+
     /// The ffmpeg binary that makes video previews; without one, videos get none.
     #[arg(long, env = "FERRY_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: PathBuf,
@@ -240,7 +244,8 @@ pub struct Config {
     #[serde(serialize_with = "hidden")]
     pub webhook_secret: Option<String>,
 
-    /// Tries of one webhook delivery, 1, 2, 4, ... seconds apart, before it is given up.
+    /// Tries of one webhook delivery, 1, 2, 4, ... seconds apart, before it is given up (at most
+    /// 12).
     #[arg(long, env = "FERRY_WEBHOOK_ATTEMPTS", default_value_t = 6)]
     pub webhook_attempts: u32,
 }

@@ -214,6 +214,7 @@ fn processing(config: &Config, store: &StoreConfig) -> Result<Option<Processing>
         queue: config.processing_queue,
         thumbnail_size: config.thumbnail_size,
         max_image_bytes: config.max_image_size,
+        max_video_bytes: config.max_video_size,
         ffmpeg: config.ffmpeg.clone(),
         webhook,
     };

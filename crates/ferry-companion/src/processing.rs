@@ -29,6 +29,10 @@ const ANIMATION_SECONDS: &str = "3";
 /// Webhook deliveries waiting for their retries at once; beyond, workers wait (and the queue
 /// fills and drops jobs, counted), so a dead backend cannot pile up memory.
 const PENDING_DELIVERIES: usize = 256;
+/// Most tries of one webhook delivery: past it the waits (doubling from a second) run to hours.
+const MAX_ATTEMPTS: u32 = 12;
+/// Largest video frame ffmpeg decodes, in pixels (8K is 33 million): bounds its memory.
+const MAX_VIDEO_PIXELS: &str = "40000000";
 /// Largest image dimension decoded: more is a decompression bomb, not a photo.
 const MAX_IMAGE_DIMENSION: u32 = 20_000;
 /// Most memory one image decode may take.
@@ -48,6 +52,8 @@ pub struct ProcessingConfig {
     pub thumbnail_size: u32,
     /// Largest image decoded for a thumbnail, in bytes.
     pub max_image_bytes: u64,
+    /// Largest video copied to a scratch folder for ffmpeg, in bytes.
+    pub max_video_bytes: u64,
     /// The ffmpeg binary; videos get no preview without it.
     pub ffmpeg: PathBuf,
     pub webhook: Option<WebhookConfig>,
@@ -298,12 +304,13 @@ impl Worker {
                 checksum: None,
                 previews,
             };
-            let permit = self
-                .deliveries
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            // A dead backend must not stall the previews: past the pending deliveries, the
+            // notice is given up and counted.
+            let Ok(permit) = self.deliveries.clone().try_acquire_owned() else {
+                self.counters.undelivered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key = %notice.key, "too many webhook deliveries pending: notice dropped");
+                return;
+            };
             let delivery = Delivery {
                 http: self.http.clone(),
                 webhook: webhook.clone(),
@@ -338,6 +345,13 @@ impl Worker {
                     failed: Some(reason),
                     ..Previews::default()
                 },
+            },
+            Kind::Video if head.size > self.config.max_video_bytes => Previews {
+                skipped: Some(format!(
+                    "the video is {} bytes, over the {} bytes previews are made of",
+                    head.size, self.config.max_video_bytes
+                )),
+                ..Previews::default()
             },
             Kind::Video if !self.ffmpeg_found => Previews {
                 skipped: Some(format!(
@@ -430,6 +444,7 @@ impl Worker {
                 "-format_whitelist",
                 VIDEO_FORMATS,
             ])
+            .args(["-max_pixels", MAX_VIDEO_PIXELS])
             .arg("-i")
             .arg(input)
             .args(options)
@@ -494,7 +509,7 @@ struct Delivery {
 impl Delivery {
     async fn send(&self, notice: &Notice) {
         let body = serde_json::to_vec(notice).expect("a notice serializes");
-        let attempts = self.webhook.attempts.max(1);
+        let attempts = self.webhook.attempts.clamp(1, MAX_ATTEMPTS);
         for attempt in 1..=attempts {
             let timestamp = crate::api::unix_now();
             let outcome = self

@@ -562,3 +562,16 @@ fn crc_of(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// A video over the limit is never copied to the companion's disk for ffmpeg.
+#[tokio::test]
+async fn a_video_over_the_limit_is_skipped_before_it_is_read() {
+    let mut backend = Backend::start(&[]).await;
+    let companion = start(&backend, &["--previews", "true", "--max-video-size", "10"]).await;
+    upload(&companion, "long.mp4", "video/mp4", b"twelve bytes").await;
+    let notice = backend.next().await.notice();
+    assert_eq!(
+        notice["previews"]["skipped"],
+        "the video is 12 bytes, over the 10 bytes previews are made of"
+    );
+}

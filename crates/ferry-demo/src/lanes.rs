@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use ferry_wasm::{FileId, RunningPart};
 use leptos::prelude::*;
 
 /// Seconds of history shown.
@@ -38,7 +39,7 @@ impl Phase {
 
 /// What runs now: a file being prepared, or a part of a file in a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Work {
+enum Work {
     Prepare { file: u64 },
     Put { file: u64, part: u32, retries: u32 },
 }
@@ -86,9 +87,11 @@ impl LaneSet {
             .collect();
         for (id, lane, index) in ended {
             self.open.remove(&id);
+            // A part stored, as far as this sample knows (a retry of it recolours the bar); a
+            // preparation keeps its colour.
             let bar = &mut self.lanes[lane][index];
             bar.end = now;
-            if bar.phase != Phase::Retrying {
+            if bar.phase != Phase::Preparing {
                 bar.phase = Phase::Done;
             }
             self.closed.insert(id, (lane, index));
@@ -180,9 +183,36 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// Takes a sample at `now`: the files being prepared, the parts running, and how many slots
-    /// the rule allows (their lanes are drawn even while idle).
-    pub fn observe(
+    /// Takes a sample at `now` of an engine (the page's or the simulator's): the files it
+    /// prepares, the parts it sends, named by `name_of`, and how many slots its rule allows
+    /// (their lanes are drawn even while idle).
+    pub fn sample(
+        &mut self,
+        now: f64,
+        preparing: Vec<FileId>,
+        running: Vec<RunningPart>,
+        slots: usize,
+        name_of: impl Fn(FileId) -> String,
+    ) {
+        let preparing: Vec<(Work, String)> = preparing
+            .into_iter()
+            .map(|file| (Work::Prepare { file: file.0 }, name_of(file)))
+            .collect();
+        let running: Vec<(Work, String)> = running
+            .into_iter()
+            .map(|part| {
+                let work = Work::Put {
+                    file: part.file.0,
+                    part: part.part,
+                    retries: part.retries,
+                };
+                (work, format!("{} #{}", name_of(part.file), part.part))
+            })
+            .collect();
+        self.observe(now, &preparing, &running, slots);
+    }
+
+    fn observe(
         &mut self,
         now: f64,
         preparing: &[(Work, String)],

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lanes::{LaneChart, Lanes, Work};
+use lanes::{LaneChart, Lanes};
 
 use ferry_wasm::leptos::use_upload;
 use ferry_wasm::{
@@ -545,6 +545,8 @@ pub fn App() -> impl IntoView {
     let slots_in_use = RwSignal::new(Vec::<(String, u32, f64)>::new());
     let throughput = RwSignal::new(VecDeque::<f64>::new());
     let lanes = RwSignal::new(Lanes::default());
+    // The client the lanes draw: new settings make a new client, whose ids start again.
+    let lanes_generation = StoredValue::new(0usize);
     let queue = RwSignal::new(QueueView::default());
     let totals = RwSignal::new(Totals::default());
     let tick = move || {
@@ -555,24 +557,19 @@ pub fn App() -> impl IntoView {
         };
         let current = client.get_value();
         let view = current.scheduler();
-        let preparing: Vec<(Work, String)> = current
-            .preparing()
-            .into_iter()
-            .map(|id| (Work::Prepare { file: id.0 }, name_of(id)))
-            .collect();
-        let running: Vec<(Work, String)> = current
-            .running_parts()
-            .into_iter()
-            .map(|part| {
-                let work = Work::Put {
-                    file: part.file.0,
-                    part: part.part,
-                    retries: part.retries,
-                };
-                (work, format!("{} #{}", name_of(part.file), part.part))
-            })
-            .collect();
-        lanes.update(|lanes| lanes.observe(page_seconds(), &preparing, &running, view.slots));
+        if lanes_generation.get_value() != generation.get_value() {
+            lanes_generation.set_value(generation.get_value());
+            lanes.set(Lanes::default());
+        }
+        lanes.update(|lanes| {
+            lanes.sample(
+                page_seconds(),
+                current.preparing(),
+                current.running_parts(),
+                view.slots,
+                name_of,
+            )
+        });
         queue.set(QueueView {
             next: current
                 .next_in_line(QUEUE_SHOWN)
@@ -1053,25 +1050,15 @@ fn SimulationPanel() -> impl IntoView {
                 let under_way = sim.run_until(target, &mut |_| {});
                 let report = sim.report();
                 let engine = &sim.engine;
-                let preparing: Vec<(Work, String)> = engine
-                    .preparing()
-                    .into_iter()
-                    .map(|file| (Work::Prepare { file: file.0 }, format!("file {}", file.0)))
-                    .collect();
-                let running: Vec<(Work, String)> = engine
-                    .running_parts()
-                    .into_iter()
-                    .map(|part| {
-                        let work = Work::Put {
-                            file: part.file.0,
-                            part: part.part,
-                            retries: part.retries,
-                        };
-                        (work, format!("file {} #{}", part.file.0, part.part))
-                    })
-                    .collect();
-                lanes
-                    .update(|lanes| lanes.observe(sim.now(), &preparing, &running, engine.slots()));
+                lanes.update(|lanes| {
+                    lanes.sample(
+                        sim.now(),
+                        engine.preparing(),
+                        engine.running_parts(),
+                        engine.slots(),
+                        |file| format!("file {}", file.0),
+                    )
+                });
                 queue.set(QueueView {
                     next: engine
                         .next_in_line(QUEUE_SHOWN)

@@ -44,7 +44,7 @@ pub use crate::client::{
 };
 pub use crate::http::HeaderSource;
 pub use ferry_core::protocol::StoredObject;
-pub use ferry_core::{EngineConfig, FileId, FileState, FixedSlots, Order, SlotRule};
+pub use ferry_core::{EngineConfig, FileId, FileState, FixedSlots, Order, RunningPart, SlotRule};
 
 // What JavaScript passes or receives that tsify cannot declare: functions and JS objects. The
 // plain shapes (`UploaderSettings`, `UploadProgress`, `UploadResult`, `UploaderStats`, the event
