@@ -36,7 +36,7 @@ const LIST_HEIGHT: f64 = 640.0;
 /// Rows rendered above and below the visible ones.
 const OVERSCAN: usize = 6;
 /// Files added per task when many are picked at once.
-const ADD_CHUNK: usize = 50;
+const ADD_CHUNK: usize = 25;
 
 /// Resolves in a later task, letting the browser render and handle input in between.
 async fn next_task() {
@@ -529,13 +529,12 @@ pub fn App() -> impl IntoView {
             ),
             many => log(timeline, "added", "", format!("{} files added", many.len())),
         }
+        // Each chunk in a task of its own, the first included: the `change` event's task is
+        // already the browser's long one of building the FileList.
         wasm_bindgen_futures::spawn_local(async move {
-            let mut chunks = files.chunks(ADD_CHUNK).peekable();
-            while let Some(chunk) = chunks.next() {
+            for chunk in files.chunks(ADD_CHUNK) {
+                next_task().await;
                 add_chunk(chunk.to_vec());
-                if chunks.peek().is_some() {
-                    next_task().await;
-                }
             }
         });
     };
