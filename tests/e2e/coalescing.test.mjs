@@ -98,16 +98,19 @@ test("two tabs adding the same 100 MiB file, in either order, make one upload", 
   scene(async ({ companion, site, context }) => {
     const one = await openPage(context, site, companion);
     const two = await openPage(context, site, companion);
-    // Slow enough (12 s a file) that the first tab is still uploading when the second adds the
-    // file, even on a loaded machine: a tab that adds it after the upload ended uploads it anew.
-    for (const tab of [one, two]) await throttle(tab.page, 8 * MIB);
+    for (const tab of [one, two]) await throttle(tab.page, 25 * MIB);
     for (const [first, second, name] of [[one, two, "tabs-a.bin"], [two, one, "tabs-b.bin"]]) {
       const before = { creates: one.calls.creates + two.calls.creates, puts: second.calls.storePuts };
       // Picked from disk in each tab: different File objects with the same bytes and dates.
       const file = makeFile(name, 100 * MIB);
       await first.page.setInputFiles("[data-testid=file-input]", file.path);
       await partStored(first.page);
+      // The first tab all but stops until the second waits behind its lock: a tab that adds the
+      // file after the upload ended uploads it anew, and a loaded machine must not make it so.
+      await throttle(first.page, 64 * 1024);
       await second.page.setInputFiles("[data-testid=file-input]", file.path);
+      await second.page.waitForFunction(() => window.uploader.stats().prepared === 1);
+      await throttle(first.page, 25 * MIB);
       const [uploaded, waited] = [await result(first.page, name), await result(second.page, name)];
       assert.ok(uploaded.ok && waited.ok, `${uploaded.code} ${waited.code}`);
       assert.deepEqual(waited.result, uploaded.result, "the waiting tab resolves with the stored object");
