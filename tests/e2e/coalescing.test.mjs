@@ -56,6 +56,15 @@ async function result(page, name) {
 }
 
 /** Waits until the page has stored a part. */
+// The tab's request for the file's lock is queued behind another tab's: it will wait for that
+// upload (`stats().prepared` counts the file as soon as it is taken, before its fingerprint).
+// (An async predicate would not do for waitForFunction: it takes the promise itself as truthy.)
+function waitingForLock(page) {
+  return page.evaluate(async () => {
+    while ((await navigator.locks.query()).pending.length !== 1) await new Promise(requestAnimationFrame);
+  });
+}
+
 function partStored(page) {
   return page.waitForFunction(() => window.events.some((event) => event.name === "part"), null, { timeout: 120_000 });
 }
@@ -109,7 +118,7 @@ test("two tabs adding the same 100 MiB file, in either order, make one upload", 
       // file after the upload ended uploads it anew, and a loaded machine must not make it so.
       await throttle(first.page, 64 * 1024);
       await second.page.setInputFiles("[data-testid=file-input]", file.path);
-      await second.page.waitForFunction(() => window.uploader.stats().prepared === 1);
+      await waitingForLock(second.page);
       await throttle(first.page, 25 * MIB);
       const [uploaded, waited] = [await result(first.page, name), await result(second.page, name)];
       assert.ok(uploaded.ok && waited.ok, `${uploaded.code} ${waited.code}`);
@@ -131,7 +140,7 @@ test("when the uploading tab crashes, the waiting tab resumes its upload", () =>
     await partStored(owner.page);
     await waiter.page.setInputFiles("[data-testid=file-input]", file.path);
     // The waiter is queued behind the owner's lock before the owner goes.
-    await waiter.page.waitForFunction(() => window.uploader.stats().prepared === 1);
+    await waitingForLock(waiter.page);
     // The renderer dies and never answers the command: wait for the crash itself.
     const crashed = owner.page.waitForEvent("crash");
     const cdp = await context.newCDPSession(owner.page);
