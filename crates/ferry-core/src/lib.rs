@@ -8,6 +8,7 @@
 #[cfg(feature = "answers")]
 pub mod answer;
 mod breaker;
+pub mod checksum;
 pub mod engine;
 pub mod error;
 pub mod plan;
@@ -16,6 +17,7 @@ pub mod retry;
 pub mod schedule;
 pub mod time;
 
+pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 pub use engine::{
     Action, Call, Claim, Engine, Event, FileId, FileSpec, FileState, Progress, PutTarget,
     RunningPart, Snapshot, Stats,
