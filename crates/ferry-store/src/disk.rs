@@ -1,16 +1,18 @@
 //! Files on disk, written so that a crash never exposes half of anything.
 //!
 //! ```text
-//! <root>/<bucket>/objects/<sha256(key)>.json    pointer: key, size, ETag, data file name
+//! <root>/<bucket>/objects/<sha256(key)>.json    pointer: key, size, ETag, checksum, data file name
 //! <root>/<bucket>/objects/<uuid>.data           object bytes
-//! <root>/<bucket>/uploads/<upload id>/upload.json
-//! <root>/<bucket>/uploads/<upload id>/part-<n>.json   pointer: size, ETag, data file name
+//! <root>/<bucket>/uploads/<upload id>/upload.json     key, metadata, declared checksum
+//! <root>/<bucket>/uploads/<upload id>/part-<n>.json   pointer: size, ETag, checksum, data file
 //! <root>/<bucket>/uploads/<upload id>/<uuid>.data     part bytes
 //! ```
 //!
 //! Bytes go to a fresh `<uuid>.data` file that is fsynced before its pointer is written to a
 //! temporary name, fsynced and renamed over the old pointer; the rename is the commit. Keys are
 //! hashed into file names, so no key can reach outside its bucket.
+//!
+//! Checksums were added later: metadata written before them loads with none (`serde(default)`).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -18,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use ferry_core::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -36,6 +39,9 @@ pub struct ObjectMeta {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     pub modified_unix: u64,
+    /// What `x-amz-checksum-mode: ENABLED` returns, if the object was written with a checksum.
+    #[serde(default)]
+    pub checksum: Option<Checksum>,
     data: String,
 }
 
@@ -47,6 +53,25 @@ pub struct UploadMeta {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     pub initiated_unix: u64,
+    /// The checksum CreateMultipartUpload declared: every part has one, and so will the object.
+    #[serde(default)]
+    pub checksum: Option<UploadChecksum>,
+}
+
+/// A multipart upload's checksum algorithm and how the object's checksum comes from the parts'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    #[serde(rename = "type")]
+    pub kind: ChecksumType,
+}
+
+/// The checksum of the bytes of one write: a part, or a single PUT's object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecksumValue {
+    pub algorithm: ChecksumAlgorithm,
+    /// Base64, as S3 states it.
+    pub value: String,
 }
 
 /// One uploaded part.
@@ -58,15 +83,31 @@ pub struct PartMeta {
     /// The raw MD5, needed for the multipart ETag.
     pub md5: [u8; 16],
     pub modified_unix: u64,
+    #[serde(default)]
+    pub checksum: Option<ChecksumValue>,
     data: String,
 }
 
 /// Bytes written to a fresh data file, not yet visible to anyone.
 #[derive(Debug)]
 pub struct Written {
-    file_name: String,
+    path: PathBuf,
     pub size: u64,
     pub md5: [u8; 16],
+    /// The checksum the writer asked to be computed over the bytes.
+    pub checksum: Option<ChecksumValue>,
+}
+
+impl Written {
+    fn file_name(&self) -> String {
+        let name = self.path.file_name().expect("data files have a name");
+        name.to_string_lossy().into_owned()
+    }
+
+    /// Drops bytes that will never be committed, such as a body whose checksum did not match.
+    pub async fn discard(self) {
+        let _ = tokio::fs::remove_file(&self.path).await;
+    }
 }
 
 #[derive(Debug)]
@@ -122,21 +163,25 @@ impl Disk {
         Ok(true)
     }
 
-    /// Streams bytes into a fresh, fsynced data file in `dir`.
+    /// Streams bytes into a fresh, fsynced data file in `dir`, computing `checksum` on the way.
     async fn write_data<E>(
         &self,
         dir: &Path,
         mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        checksum: Option<ChecksumAlgorithm>,
     ) -> Result<Written, WriteError<E>> {
-        let file_name = format!("{}.data", uuid::Uuid::new_v4());
-        let path = dir.join(&file_name);
+        let path = dir.join(format!("{}.data", uuid::Uuid::new_v4()));
         let mut file = tokio::fs::File::create(&path).await?;
         let mut md5 = Md5::new();
+        let mut hasher = checksum.map(ChecksumAlgorithm::hasher);
         let mut size = 0u64;
         let outcome = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(WriteError::Body)?;
                 md5.update(&chunk);
+                if let Some(hasher) = &mut hasher {
+                    hasher.update(&chunk);
+                }
                 size += chunk.len() as u64;
                 file.write_all(&chunk).await?;
             }
@@ -150,9 +195,15 @@ impl Disk {
             return Err(err);
         }
         Ok(Written {
-            file_name,
+            path,
             size,
             md5: md5.finalize().into(),
+            checksum: checksum
+                .zip(hasher)
+                .map(|(algorithm, hasher)| ChecksumValue {
+                    algorithm,
+                    value: hasher.finish(),
+                }),
         })
     }
 
@@ -168,8 +219,10 @@ impl Disk {
         &self,
         bucket: &str,
         body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        checksum: Option<ChecksumAlgorithm>,
     ) -> Result<Written, WriteError<E>> {
-        self.write_data(&self.objects_dir(bucket), body).await
+        self.write_data(&self.objects_dir(bucket), body, checksum)
+            .await
     }
 
     /// Makes written bytes the object `key`, replacing any object that was there, unless
@@ -183,6 +236,7 @@ impl Disk {
         key: &str,
         written: Written,
         etag: String,
+        checksum: Option<Checksum>,
         content_type: Option<String>,
         metadata: BTreeMap<String, String>,
         if_absent: bool,
@@ -194,7 +248,8 @@ impl Disk {
             content_type,
             metadata,
             modified_unix: unix_now(),
-            data: written.file_name,
+            checksum,
+            data: written.file_name(),
         };
         let pointer = self.object_pointer(bucket, key);
         let _guard = self.commit.lock().await;
@@ -231,8 +286,9 @@ impl Disk {
         bucket: &str,
         upload_id: &str,
         body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        checksum: Option<ChecksumAlgorithm>,
     ) -> Result<Written, WriteError<E>> {
-        self.write_data(&self.upload_dir(bucket, upload_id), body)
+        self.write_data(&self.upload_dir(bucket, upload_id), body, checksum)
             .await
     }
 
@@ -250,7 +306,8 @@ impl Disk {
             etag: hex::encode(written.md5),
             md5: written.md5,
             modified_unix: unix_now(),
-            data: written.file_name,
+            data: written.file_name(),
+            checksum: written.checksum,
         };
         let pointer = dir.join(format!("part-{number}.json"));
         let _guard = self.commit.lock().await;
@@ -314,8 +371,9 @@ impl Disk {
 
     /// A fresh, not yet visible data file for the object a Complete assembles.
     pub async fn assemble_object(&self, bucket: &str, sources: &[PathBuf]) -> io::Result<Written> {
-        let file_name = format!("{}.data", uuid::Uuid::new_v4());
-        let path = self.objects_dir(bucket).join(&file_name);
+        let path = self
+            .objects_dir(bucket)
+            .join(format!("{}.data", uuid::Uuid::new_v4()));
         let mut file = tokio::fs::File::create(&path).await?;
         let mut size = 0;
         let result = async {
@@ -331,10 +389,12 @@ impl Disk {
             return Err(err);
         }
         Ok(Written {
-            file_name,
+            path,
             size,
-            // Multipart objects carry the multipart ETag; the whole-object MD5 is not needed.
+            // Multipart objects carry the multipart ETag, and their checksum comes from the
+            // parts': neither is computed from these bytes.
             md5: [0; 16],
+            checksum: None,
         })
     }
 }
@@ -369,4 +429,31 @@ async fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> io::Resu
     drop(file);
     tokio::fs::rename(&tmp, path).await?;
     tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pointers written before checksums existed still load, with none.
+    #[test]
+    fn metadata_without_checksums_loads() {
+        let object: ObjectMeta = serde_json::from_str(
+            r#"{"key":"k","size":1,"etag":"e","content_type":null,"metadata":{},
+                "modified_unix":0,"data":"d.data"}"#,
+        )
+        .unwrap();
+        let upload: UploadMeta = serde_json::from_str(
+            r#"{"key":"k","content_type":null,"metadata":{},"initiated_unix":0}"#,
+        )
+        .unwrap();
+        let part: PartMeta = serde_json::from_str(&format!(
+            r#"{{"size":1,"etag":"e","md5":{:?},"modified_unix":0,"data":"d.data"}}"#,
+            [0u8; 16]
+        ))
+        .unwrap();
+        assert_eq!(object.checksum, None);
+        assert_eq!(upload.checksum, None);
+        assert_eq!(part.checksum, None);
+    }
 }

@@ -3,12 +3,15 @@
 //! It behaves as S3 does where Ferry relies on it: SigV4 header and presigned-URL auth with expiry
 //! (checked by s3s), ETags on parts and objects, ListParts with ETags and pagination, a Complete
 //! that checks ETags, order and the minimum part size and leaves the upload alive when it refuses,
-//! GET with Range, and CORS that exposes `ETag` to the browser.
+//! GET with Range, S3's checksums (CRC32C, CRC64NVME, SHA-256: a body is checked as it streams to
+//! disk and dropped when it differs, a multipart upload's are combined on Complete; see
+//! [`checksum`]), and CORS that exposes `ETag` and the checksums to the browser.
 //!
 //! Durability: every write lands in a fresh data file that is fsynced, and becomes visible only
 //! when a small JSON pointer naming it is renamed into place (see [`disk`]). A crash never leaves
 //! a half-written object or part visible.
 
+mod checksum;
 mod disk;
 mod s3;
 
@@ -16,6 +19,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use ferry_core::checksum::ChecksumAlgorithm;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
@@ -106,10 +110,15 @@ pub async fn spawn(addr: SocketAddr, config: StoreConfig) -> std::io::Result<Soc
     Ok(bound)
 }
 
-/// Browsers PUT parts straight to the store, and read the part's ETag from the response: S3
-/// stores need a CORS rule that exposes `ETag`, and so does this one.
+/// Browsers PUT parts straight to the store, and read the part's ETag (and checksum) from the
+/// response: S3 stores need a CORS rule that exposes them, and so does this one. Any request
+/// header is allowed, `x-amz-checksum-*` included.
 fn cors() -> CorsLayer {
-    use http::{Method, header};
+    use http::{HeaderName, Method, header};
+    let checksums = ChecksumAlgorithm::ALL
+        .map(|algorithm| HeaderName::from_static(algorithm.header()))
+        .into_iter()
+        .chain([HeaderName::from_static("x-amz-checksum-type")]);
     CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([
@@ -120,6 +129,11 @@ fn cors() -> CorsLayer {
             Method::HEAD,
         ])
         .allow_headers(Any)
-        .expose_headers([header::ETAG, header::RETRY_AFTER])
+        .expose_headers(
+            [header::ETAG, header::RETRY_AFTER]
+                .into_iter()
+                .chain(checksums)
+                .collect::<Vec<_>>(),
+        )
         .max_age(std::time::Duration::from_secs(3600))
 }

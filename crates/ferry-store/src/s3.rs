@@ -2,13 +2,15 @@
 
 use std::path::Path;
 
+use ferry_core::checksum::{Checksum, ChecksumType};
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::disk::{Disk, UploadMeta, WriteError};
+use crate::checksum::{self, BodyCheck, Fields, s3_algorithm, s3_type, stated};
+use crate::disk::{Disk, UploadMeta, WriteError, Written};
 
 /// Part numbers S3 accepts.
 const PART_NUMBERS: std::ops::RangeInclusive<i32> = 1..=10_000;
@@ -82,6 +84,23 @@ fn write_failed(err: WriteError<s3s::StdError>) -> S3Error {
     }
 }
 
+/// Keeps written bytes only if they have the checksum the client stated: a body that does not
+/// leaves no object and no part behind.
+async fn verified(written: Written, check: Option<&BodyCheck>) -> S3Result<Written> {
+    match check.map_or(Ok(()), |check| check.verify(&written)) {
+        Ok(()) => Ok(written),
+        Err(err) => {
+            written.discard().await;
+            Err(err)
+        }
+    }
+}
+
+/// S3 answers with the checksum a GET or HEAD reads only when asked to, and never for a range.
+fn checksum_answered(mode: Option<&ChecksumMode>, ranged: bool) -> bool {
+    mode.is_some_and(|mode| mode.as_str() == ChecksumMode::ENABLED) && !ranged
+}
+
 fn timestamp(unix: u64) -> Timestamp {
     Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
 }
@@ -148,19 +167,34 @@ impl S3 for FerryStore {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         self.require_bucket(&input.bucket)?;
+        let check = checksum::body_check(
+            &req.headers,
+            input.checksum_algorithm.as_ref(),
+            stated!(input),
+            req.trailing_headers,
+            None,
+        )?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let written = self
             .disk
-            .write_object_data(&input.bucket, body)
+            .write_object_data(&input.bucket, body, check.as_ref().map(|c| c.algorithm))
             .await
             .map_err(write_failed)?;
+        let written = verified(written, check.as_ref()).await?;
         let etag = hex::encode(written.md5);
+        // One PUT's checksum is of the whole object's bytes.
+        let checksum = written.checksum.clone().map(|computed| Checksum {
+            algorithm: computed.algorithm,
+            kind: ChecksumType::FullObject,
+            value: computed.value,
+        });
         self.disk
             .commit_object(
                 &input.bucket,
                 &input.key,
                 written,
                 etag.clone(),
+                checksum.clone(),
                 input.content_type,
                 user_metadata(input.metadata),
                 only_if_absent(input.if_none_match.as_ref())?,
@@ -168,8 +202,18 @@ impl S3 for FerryStore {
             .await
             .map_err(internal)?
             .ok_or_else(object_exists)?;
+        let Fields {
+            crc32c,
+            crc64nvme,
+            sha256,
+            kind,
+        } = Fields::of_object(checksum);
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha256: sha256,
+            checksum_type: kind,
             ..Default::default()
         }))
     }
@@ -180,7 +224,20 @@ impl S3 for FerryStore {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let meta = self.require_object(&input.bucket, &input.key).await?;
+        let checksum = meta
+            .checksum
+            .filter(|_| checksum_answered(input.checksum_mode.as_ref(), false));
+        let Fields {
+            crc32c,
+            crc64nvme,
+            sha256,
+            kind,
+        } = Fields::of_object(checksum);
         Ok(S3Response::new(HeadObjectOutput {
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha256: sha256,
+            checksum_type: kind,
             content_length: Some(meta.size as i64),
             metadata: Some(meta.metadata.into_iter().collect()),
             content_type: meta.content_type,
@@ -197,6 +254,16 @@ impl S3 for FerryStore {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let meta = self.require_object(&input.bucket, &input.key).await?;
+        let checksum = meta
+            .checksum
+            .clone()
+            .filter(|_| checksum_answered(input.checksum_mode.as_ref(), input.range.is_some()));
+        let Fields {
+            crc32c,
+            crc64nvme,
+            sha256,
+            kind,
+        } = Fields::of_object(checksum);
         let (range, content_range) = match input.range {
             None => (0..meta.size, None),
             Some(range) => {
@@ -218,6 +285,10 @@ impl S3 for FerryStore {
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some(length as i64),
             content_range,
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha256: sha256,
+            checksum_type: kind,
             metadata: Some(meta.metadata.clone().into_iter().collect()),
             content_type: meta.content_type,
             e_tag: Some(ETag::Strong(meta.etag)),
@@ -233,11 +304,16 @@ impl S3 for FerryStore {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
         self.require_bucket(&input.bucket)?;
+        let declared = checksum::declared(
+            input.checksum_algorithm.as_ref(),
+            input.checksum_type.as_ref(),
+        )?;
         let meta = UploadMeta {
             key: input.key.clone(),
             content_type: input.content_type,
             metadata: user_metadata(input.metadata),
             initiated_unix: crate::disk::unix_now(),
+            checksum: declared,
         };
         let upload_id = self
             .disk
@@ -248,6 +324,8 @@ impl S3 for FerryStore {
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload_id),
+            checksum_algorithm: declared.map(|declared| s3_algorithm(declared.algorithm)),
+            checksum_type: declared.map(|declared| s3_type(declared.kind)),
             ..Default::default()
         }))
     }
@@ -263,14 +341,28 @@ impl S3 for FerryStore {
                 "Part number must be an integer between 1 and 10000, inclusive"
             ));
         }
-        self.require_upload(&input.bucket, &input.key, &input.upload_id)
+        let upload = self
+            .require_upload(&input.bucket, &input.key, &input.upload_id)
             .await?;
+        let check = checksum::body_check(
+            &req.headers,
+            input.checksum_algorithm.as_ref(),
+            stated!(input),
+            req.trailing_headers,
+            upload.checksum,
+        )?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let written = self
             .disk
-            .write_part_data(&input.bucket, &input.upload_id, body)
+            .write_part_data(
+                &input.bucket,
+                &input.upload_id,
+                body,
+                check.as_ref().map(|c| c.algorithm),
+            )
             .await
             .map_err(write_failed)?;
+        let written = verified(written, check.as_ref()).await?;
         let part = self
             .disk
             .commit_part(
@@ -281,8 +373,17 @@ impl S3 for FerryStore {
             )
             .await
             .map_err(internal)?;
+        let Fields {
+            crc32c,
+            crc64nvme,
+            sha256,
+            ..
+        } = Fields::of_part(part.checksum);
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(part.etag)),
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha256: sha256,
             ..Default::default()
         }))
     }
@@ -292,7 +393,8 @@ impl S3 for FerryStore {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let input = req.input;
-        self.require_upload(&input.bucket, &input.key, &input.upload_id)
+        let upload = self
+            .require_upload(&input.bucket, &input.key, &input.upload_id)
             .await?;
         let max_parts = input.max_parts.map_or(MAX_PARTS_PER_PAGE, |max| {
             (max.max(0) as usize).min(MAX_PARTS_PER_PAGE)
@@ -311,12 +413,23 @@ impl S3 for FerryStore {
         let page: Vec<Part> = after_marker
             .into_iter()
             .take(max_parts)
-            .map(|(number, part)| Part {
-                part_number: Some(number as i32),
-                size: Some(part.size as i64),
-                e_tag: Some(ETag::Strong(part.etag)),
-                last_modified: Some(timestamp(part.modified_unix)),
-                ..Default::default()
+            .map(|(number, part)| {
+                let Fields {
+                    crc32c,
+                    crc64nvme,
+                    sha256,
+                    ..
+                } = Fields::of_part(part.checksum);
+                Part {
+                    part_number: Some(number as i32),
+                    size: Some(part.size as i64),
+                    e_tag: Some(ETag::Strong(part.etag)),
+                    last_modified: Some(timestamp(part.modified_unix)),
+                    checksum_crc32c: crc32c,
+                    checksum_crc64nvme: crc64nvme,
+                    checksum_sha256: sha256,
+                    ..Default::default()
+                }
             })
             .collect();
         let next_marker = page.last().and_then(|part| part.part_number);
@@ -329,6 +442,10 @@ impl S3 for FerryStore {
             next_part_number_marker: next_marker,
             is_truncated: Some(is_truncated),
             parts: Some(page),
+            checksum_algorithm: upload
+                .checksum
+                .map(|declared| s3_algorithm(declared.algorithm)),
+            checksum_type: upload.checksum.map(|declared| s3_type(declared.kind)),
             ..Default::default()
         }))
     }
@@ -388,6 +505,9 @@ impl S3 for FerryStore {
                     "the ETag of part {number} does not match"
                 ));
             }
+            if upload.checksum.is_some() {
+                checksum::check_listed_part(number, stated!(wanted), part.checksum.as_ref())?;
+            }
             let is_last = index + 1 == requested.len();
             if !is_last && part.size < self.min_part_size {
                 return Err(s3_error!(
@@ -399,6 +519,20 @@ impl S3 for FerryStore {
             }
             chosen.push(part);
         }
+        // An upload without a checksum makes an object without one, whatever the Complete says.
+        let object_checksum = match upload.checksum {
+            None => None,
+            Some(declared) => {
+                let object = checksum::object_checksum(declared, &chosen)?;
+                checksum::check_complete(
+                    declared,
+                    input.checksum_type.as_ref(),
+                    stated!(input),
+                    &object,
+                )?;
+                Some(object)
+            }
+        };
 
         let sources: Vec<_> = chosen
             .iter()
@@ -421,6 +555,7 @@ impl S3 for FerryStore {
                 &input.key,
                 written,
                 etag.clone(),
+                object_checksum.clone(),
                 upload.content_type,
                 upload.metadata,
                 if_absent,
@@ -432,10 +567,20 @@ impl S3 for FerryStore {
             .remove_upload(&input.bucket, &input.upload_id)
             .await
             .map_err(internal)?;
+        let Fields {
+            crc32c,
+            crc64nvme,
+            sha256,
+            kind,
+        } = Fields::of_object(object_checksum);
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
             e_tag: Some(ETag::Strong(etag)),
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha256: sha256,
+            checksum_type: kind,
             ..Default::default()
         }))
     }
@@ -487,6 +632,10 @@ impl S3 for FerryStore {
                 key: Some(upload.key),
                 upload_id: Some(upload_id),
                 initiated: Some(timestamp(upload.initiated_unix)),
+                checksum_algorithm: upload
+                    .checksum
+                    .map(|declared| s3_algorithm(declared.algorithm)),
+                checksum_type: upload.checksum.map(|declared| s3_type(declared.kind)),
                 ..Default::default()
             })
             .collect();

@@ -1,5 +1,7 @@
 //! The embedded store over real HTTP on loopback, spoken to with rusty-s3's signed URLs.
 
+mod checksums;
+
 use std::time::Duration;
 
 use rusty_s3::actions::{CreateMultipartUpload, S3Action};
@@ -12,7 +14,7 @@ struct Store {
     bucket: Bucket,
     credentials: Credentials,
     http: reqwest::Client,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
 }
 
 async fn store(min_part_size: u64) -> Store {
@@ -33,7 +35,7 @@ async fn store(min_part_size: u64) -> Store {
         bucket: Bucket::new(endpoint, UrlStyle::Path, "bucket", "us-east-1").unwrap(),
         credentials: Credentials::new("test-key", "test-secret"),
         http: reqwest::Client::new(),
-        _root: root,
+        root,
     };
     let create = rusty_s3::actions::CreateBucket::new(&store.bucket, &store.credentials);
     let response = store.http.put(create.sign(HOUR)).send().await.unwrap();
