@@ -90,10 +90,14 @@ export async function startCompanion(env = {}) {
     dataDir,
     /** The origin of the store the browser PUTs to, learned from a presigned URL. */
     storeOrigin: async () => {
+      // A single PUT's create needs a checksum of the companion's algorithm: any value of the
+      // right length will do, as the URL is only read.
+      const { checksum } = await fetch(`${url}/api/config`).then((response) => response.json());
+      const digestLength = { crc32c: 4, crc64nvme: 8, sha256: 32 }[checksum] ?? 0;
       const created = await fetch(`${url}/api/uploads`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ name: "probe", size: 1, type: "" }),
+        body: JSON.stringify({ name: "probe", size: 1, type: "", checksum: Buffer.alloc(digestLength).toString("base64") }),
       }).then((response) => response.json());
       return new URL(created.url.url).origin;
     },

@@ -72,11 +72,14 @@ pub fn ensure_test_tools() -> Result {
             &[("DEBIAN_FRONTEND", "noninteractive")],
         )?;
     }
-    if output("moto_server", &["--help"]).is_none() {
-        step("installing moto's S3 server (an independent S3 for tests)");
+    // moto hashes CRC32C with the `crc32c` package; without it, it silently computes CRC32,
+    // and every object checksum it states is wrong.
+    let moto_hashes = output("python3", &["-c", "import crc32c"]).is_some();
+    if output("moto_server", &["--help"]).is_none() || !moto_hashes {
+        step("installing moto's S3 server (an independent S3 for tests) and its CRC32C");
         run(
             "python3",
-            &["-m", "pip", "install", "--quiet", "moto[server]"],
+            &["-m", "pip", "install", "--quiet", "moto[server]", "crc32c"],
         )?;
     }
     let tests = root().join("tests");

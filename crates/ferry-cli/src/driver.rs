@@ -422,11 +422,38 @@ impl Driver {
                 let claim = record.map_or(Claim::Fresh, Claim::Resume);
                 self.engine.handle_claimed(file, claim, now());
             }
-            Action::Create { file } => {
+            Action::Hash {
+                file,
+                algorithm,
+                parts,
+            } => {
+                let Some(transfer) = self.transfer_of(file) else {
+                    return self.engine.cancel(file);
+                };
+                let source = transfer.source.clone();
+                let hashes = async move {
+                    let mut values = Vec::with_capacity(parts.len());
+                    // One part in memory at a time, as for its PUT.
+                    for (_, range) in parts {
+                        let bytes = source.read(range).await?;
+                        values.push(algorithm.checksum(&bytes));
+                    }
+                    Ok::<_, std::io::Error>(values)
+                };
+                self.spawn(hashes, move |driver, values| match values {
+                    Ok(values) => driver.engine.handle_hashed(file, values, now()),
+                    Err(err) => {
+                        let message = format!("cannot read the file: {err}");
+                        driver.engine.handle_hash_failed(file, message, now());
+                    }
+                });
+            }
+            Action::Create { file, checksum } => {
                 let Some(transfer) = self.transfer_of(file) else {
                     return self.engine.cancel(file);
                 };
                 let request = CreateUpload {
+                    checksum,
                     name: transfer.name.clone(),
                     size: transfer.size,
                     content_type: transfer.content_type.clone(),
@@ -624,7 +651,11 @@ async fn put_part(
     let length = bytes.len();
     let (url, headers, through_companion) = match target {
         PutTarget::Direct(signed) => (signed.url, signed.headers, false),
-        PutTarget::Companion { upload_id, token } => {
+        PutTarget::Companion {
+            upload_id,
+            token,
+            checksum,
+        } => {
             let token: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
             let path = match upload_id {
                 Some(upload_id) => format!("/api/uploads/{upload_id}/parts/{part}?token={token}"),
@@ -636,6 +667,7 @@ async fn put_part(
                 .filter_map(|(name, value)| {
                     Some((name.to_string(), value.to_str().ok()?.to_owned()))
                 })
+                .chain(checksum.map(|(algorithm, value)| (algorithm.header().to_owned(), value)))
                 .collect();
             (connection.url(&path), headers, true)
         }

@@ -250,7 +250,8 @@ impl Ui {
                     self.bars.println(&line);
                 }
                 json!({"event": "done", "path": self.path_of(file), "key": object.key,
-                       "size": object.size, "etag": object.etag, "location": object.location})
+                       "size": object.size, "etag": object.etag, "location": object.location,
+                       "checksum": object.checksum})
             }
             Report::Failed { file, error } => {
                 self.failed += 1;

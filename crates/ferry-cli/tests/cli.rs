@@ -9,6 +9,7 @@ use std::process::Stdio;
 
 use common::{MIB, RunningCompanion, companion, moto, pattern};
 use ferry_core::protocol::StoredObject;
+use ferry_core::{ChecksumAlgorithm, ChecksumType};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -63,6 +64,13 @@ fn tree(dir: &Path) -> (Vec<PathBuf>, Vec<(PathBuf, Vec<u8>)>) {
     (given, written)
 }
 
+/// The CRC32C of `bytes` as S3 states it, by an implementation apart from Ferry's.
+fn crc32c(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
 async fn uploads_a_tree_identically(companion: &RunningCompanion) {
     let dir = tempfile::tempdir().unwrap();
     let (given, written) = tree(dir.path());
@@ -74,8 +82,9 @@ async fn uploads_a_tree_identically(companion: &RunningCompanion) {
         .unwrap();
     assert!(
         output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        "{}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
     );
     let events = events(&output.stdout);
     let done = of_kind(&events, "done");
@@ -87,6 +96,12 @@ async fn uploads_a_tree_identically(companion: &RunningCompanion) {
             .unwrap_or_else(|| panic!("{} was not uploaded", path.display()));
         let object: StoredObject = serde_json::from_value((*event).clone()).unwrap();
         assert_eq!(object.size, bytes.len() as u64);
+        let checksum = object.checksum.as_ref().expect("the store's checksum");
+        assert_eq!(
+            (checksum.algorithm, checksum.kind),
+            (ChecksumAlgorithm::Crc32c, ChecksumType::FullObject)
+        );
+        assert_eq!(checksum.value, crc32c(bytes), "{} checksum", path.display());
         assert!(
             object
                 .key

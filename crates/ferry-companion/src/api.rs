@@ -25,9 +25,10 @@ use crate::auth::{Auth, AuthError};
 use crate::keys::{KeyError, object_key, owner_of_key, owner_segment};
 use crate::metrics::Metrics;
 use crate::processing::{Finished, Processing, animation_key, thumbnail_key};
-use crate::store::{Store, StoreError};
+use crate::store::{ObjectHead, Store, StoreError};
 use crate::streaming::{MinRate, TooSlow};
 use crate::token::{Claims, TokenError, TokenKey};
+use ferry_core::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 
 /// Most parts one sign call may ask for. Clients ask for a few dozen at a time; the cap keeps one
 /// call's answer small.
@@ -223,6 +224,15 @@ pub enum ApiError {
     PartMissing { part: u32 },
     #[error("the store holds part {part} with another ETag than the one given")]
     PartEtagMismatch { part: u32 },
+    #[error("{what} must carry a {algorithm} checksum (base64 of its digest)")]
+    ChecksumRequired {
+        what: String,
+        algorithm: ChecksumAlgorithm,
+    },
+    #[error("the store holds part {part} with another checksum than the one given")]
+    PartChecksumMismatch { part: u32 },
+    #[error("the store holds the object with checksum {stored}, not {expected}: it was removed")]
+    ObjectChecksumMismatch { expected: String, stored: String },
     #[error("part {part} is {stored} bytes where the plan says {planned}: the upload was aborted")]
     PartSizeMismatch {
         part: u32,
@@ -286,8 +296,16 @@ impl IntoResponse for ApiError {
             Self::BadLink(_) => (StatusCode::FORBIDDEN, "BadLink".to_owned()),
             Self::NotYourFile => (StatusCode::FORBIDDEN, "NotYourFile".to_owned()),
             Self::TooManyParts { .. } => (StatusCode::BAD_REQUEST, "TooManyParts".to_owned()),
-            Self::PartMissing { .. } | Self::PartEtagMismatch { .. } => {
+            Self::PartMissing { .. }
+            | Self::PartEtagMismatch { .. }
+            | Self::PartChecksumMismatch { .. } => {
                 (StatusCode::BAD_REQUEST, "InvalidPart".to_owned())
+            }
+            Self::ChecksumRequired { .. } => {
+                (StatusCode::BAD_REQUEST, "ChecksumRequired".to_owned())
+            }
+            Self::ObjectChecksumMismatch { .. } => {
+                (StatusCode::BAD_REQUEST, "BadDigest".to_owned())
             }
             Self::PartSizeMismatch { .. } => (StatusCode::BAD_REQUEST, "SizeMismatch".to_owned()),
             Self::ObjectSizeMismatch { .. } => (StatusCode::CONFLICT, "SizeMismatch".to_owned()),
@@ -421,8 +439,16 @@ async fn create(
             max: policy.limits.max_object_size,
         })?;
     let key = object_key(&state.key_prefix, &owner, &request.name);
+    let algorithm = policy.checksum;
     let (upload_id, url) = match plan.mode {
         UploadMode::Single => {
+            let checksum = match algorithm {
+                Some(algorithm) => Some((
+                    algorithm,
+                    checked_checksum(algorithm, request.checksum.as_deref(), "a single PUT")?,
+                )),
+                None => None,
+            };
             let (url, headers) = state.store.sign_put_object(
                 &key,
                 request.size,
@@ -430,6 +456,9 @@ async fn create(
                 &request.content_type,
                 &request.metadata,
                 state.conditional_writes(),
+                checksum
+                    .as_ref()
+                    .map(|(algorithm, value)| (*algorithm, value.as_str())),
             );
             let url = SignedUrl {
                 url: url.to_string(),
@@ -442,7 +471,7 @@ async fn create(
         UploadMode::Multipart => {
             let upload_id = state
                 .store
-                .create_multipart_upload(&key, &request.content_type, &request.metadata)
+                .create_multipart_upload(&key, &request.content_type, &request.metadata, algorithm)
                 .await?;
             (Some(upload_id), None)
         }
@@ -465,6 +494,7 @@ async fn create(
         } else {
             String::new()
         },
+        checksum: algorithm,
     };
     state.metrics.created();
     Ok(Json(UploadCreated {
@@ -508,33 +538,48 @@ async fn sign(
         });
     }
     let plan = claims.plan()?;
+    if claims.checksum.is_some() && request.checksums.len() != request.parts.len() {
+        return Err(ApiError::BadRequest(format!(
+            "{} parts and {} checksums: each part needs its checksum",
+            request.parts.len(),
+            request.checksums.len()
+        )));
+    }
     // Check every part before signing any: a refused call signs nothing. A part asked for twice
-    // is signed once.
-    let parts: BTreeMap<u32, (u16, u64)> = request
-        .parts
-        .iter()
-        .map(|&part| Ok((part, planned_part(&plan, part)?)))
-        .collect::<Result<_, ApiError>>()?;
+    // is signed once, with its first checksum.
+    let mut parts: BTreeMap<u32, (u16, u64, Option<String>)> = BTreeMap::new();
+    for (index, &part) in request.parts.iter().enumerate() {
+        let (number, length) = planned_part(&plan, part)?;
+        let checksum = match claims.checksum {
+            Some(algorithm) => {
+                let given = request.checksums.get(index).map(String::as_str);
+                Some(checked_checksum(algorithm, given, &format!("part {part}"))?)
+            }
+            None => None,
+        };
+        parts.entry(part).or_insert((number, length, checksum));
+    }
     let expires_at = unix_now() + state.advertised.url_lifetime_secs;
     let urls = parts
         .into_iter()
-        .map(|(part, (number, length))| SignedPart {
-            part,
-            url: SignedUrl {
-                url: state
-                    .store
-                    .sign_upload_part(
-                        &claims.key,
-                        &upload_id,
-                        number,
-                        length,
-                        state.url_lifetime(),
-                    )
-                    .to_string(),
-                headers: Default::default(),
-                expires_at,
-                expires_in: Some(state.advertised.url_lifetime_secs),
-            },
+        .map(|(part, (number, length, checksum))| {
+            let (url, headers) = state.store.sign_upload_part(
+                &claims.key,
+                &upload_id,
+                number,
+                length,
+                state.url_lifetime(),
+                claims.checksum.zip(checksum.as_deref()),
+            );
+            SignedPart {
+                part,
+                url: SignedUrl {
+                    url: url.to_string(),
+                    headers,
+                    expires_at,
+                    expires_in: Some(state.advertised.url_lifetime_secs),
+                },
+            }
         })
         .collect::<Vec<_>>();
     state.metrics.signed(urls.len());
@@ -598,7 +643,13 @@ async fn complete(
             "complete must list parts 1..={count} in order, each once"
         )));
     }
-    let etags: Vec<String> = request.parts.into_iter().map(|part| part.etag).collect();
+    if let Some(algorithm) = claims.checksum {
+        for part in &request.parts {
+            let what = format!("part {}", part.part);
+            checked_checksum(algorithm, part.checksum.as_deref(), &what)?;
+        }
+    }
+    let etags: Vec<String> = request.parts.iter().map(|part| part.etag.clone()).collect();
     let stored = match state.store.list_parts(&claims.key, &upload_id).await {
         Ok(stored) => stored,
         Err(err) if finished_before(&err) => {
@@ -607,7 +658,8 @@ async fn complete(
         Err(err) => return Err(err.into()),
     };
     let stored: BTreeMap<u32, _> = stored.into_iter().map(|held| (held.part, held)).collect();
-    for (part, etag) in (1..=count).zip(&etags) {
+    for (part, given) in (1..=count).zip(&request.parts) {
+        let etag = &given.etag;
         let (_, planned) = planned_part(&plan, part)?;
         let Some(held) = stored.get(&part) else {
             return Err(ApiError::PartMissing { part });
@@ -624,10 +676,23 @@ async fn complete(
         if held.etag.trim_matches('"') != etag.trim_matches('"') {
             return Err(ApiError::PartEtagMismatch { part });
         }
+        if held.checksum.is_some() && held.checksum != given.checksum {
+            return Err(ApiError::PartChecksumMismatch { part });
+        }
     }
+    let expected = match claims.checksum {
+        Some(algorithm) => Some(expected_checksum(algorithm, &plan, &request)?),
+        None => None,
+    };
     let etag = match state
         .store
-        .complete_multipart_upload(&claims.key, &upload_id, &etags, state.conditional_writes())
+        .complete_multipart_upload(
+            &claims.key,
+            &upload_id,
+            &request.parts,
+            expected.as_ref(),
+            state.conditional_writes(),
+        )
         .await
     {
         Ok(etag) => etag,
@@ -637,17 +702,70 @@ async fn complete(
         }
         Err(err) => return Err(err.into()),
     };
-    let size = checked_size(&state, &claims).await?;
-    state.metrics.completed(size);
-    state.finished(&claims, &etag, size);
-    Ok(Json(stored_object(&state, claims.key, etag, size)))
+    let head = checked_object(&state, &claims, expected.as_ref()).await?;
+    state.metrics.completed(head.size);
+    state.finished(&claims, &etag, head.size);
+    Ok(Json(stored_object(&state, claims.key, etag, &head)))
 }
 
-/// The size of the object the token's upload stored, which must be the planned one: an object
-/// of another size is removed and refused.
-async fn checked_size(state: &AppState, claims: &Claims) -> Result<u64, ApiError> {
-    let size = match state.store.head_object(&claims.key).await? {
-        Some(head) => head.size,
+/// The value a client gave for `what`, which must be a checksum of `algorithm`.
+fn checked_checksum(
+    algorithm: ChecksumAlgorithm,
+    given: Option<&str>,
+    what: &str,
+) -> Result<String, ApiError> {
+    given
+        .filter(|value| ferry_core::checksum::decode(algorithm, value).is_some())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::ChecksumRequired {
+            what: what.to_owned(),
+            algorithm,
+        })
+}
+
+/// The object's checksum the parts make. A full-object one must be the one the client computed
+/// from the same parts (it goes to the store, which checks the bytes against it).
+fn expected_checksum(
+    algorithm: ChecksumAlgorithm,
+    plan: &Plan,
+    request: &CompleteUpload,
+) -> Result<Checksum, ApiError> {
+    let parts: Vec<(&str, u64)> = request
+        .parts
+        .iter()
+        .map(|part| {
+            let range = plan.part_range(part.part);
+            (
+                part.checksum.as_deref().unwrap_or_default(),
+                range.end - range.start,
+            )
+        })
+        .collect();
+    let combined = ferry_core::checksum::object_checksum(algorithm, &parts).ok_or_else(|| {
+        ApiError::ChecksumRequired {
+            what: "every part".into(),
+            algorithm,
+        }
+    })?;
+    match &request.checksum {
+        Some(given) if *given != combined => Err(ApiError::BadRequest(format!(
+            "the object's checksum {} is not the one its parts make ({})",
+            given.value, combined.value
+        ))),
+        _ => Ok(combined),
+    }
+}
+
+/// The object the token's upload stored, which must be the planned size and, when the store
+/// states a full-object checksum, have the one expected: an object that differs is removed and
+/// refused (a store that does not verify checksums itself is checked here).
+async fn checked_object(
+    state: &AppState,
+    claims: &Claims,
+    expected: Option<&Checksum>,
+) -> Result<ObjectHead, ApiError> {
+    let head = match state.store.head_object(&claims.key).await? {
+        Some(head) => head,
         None => {
             return Err(StoreError::S3 {
                 status: 500,
@@ -657,16 +775,34 @@ async fn checked_size(state: &AppState, claims: &Claims) -> Result<u64, ApiError
             .into());
         }
     };
-    if size != claims.size {
-        if let Err(err) = state.store.delete_object(&claims.key).await {
-            tracing::error!(%err, key = %claims.key, "could not remove an object of the wrong size");
-        }
-        return Err(ApiError::ObjectSizeMismatch {
+    let refusal = if head.size != claims.size {
+        Some(ApiError::ObjectSizeMismatch {
             planned: claims.size,
-            stored: size,
-        });
+            stored: head.size,
+        })
+    } else {
+        match (expected, &head.checksum) {
+            (Some(expected), Some(stored))
+                if expected.kind == ChecksumType::FullObject
+                    && stored.algorithm == expected.algorithm
+                    && stored.kind == ChecksumType::FullObject
+                    && stored.value != expected.value =>
+            {
+                Some(ApiError::ObjectChecksumMismatch {
+                    expected: expected.value.clone(),
+                    stored: stored.value.clone(),
+                })
+            }
+            _ => None,
+        }
+    };
+    if let Some(refusal) = refusal {
+        if let Err(err) = state.store.delete_object(&claims.key).await {
+            tracing::error!(%err, key = %claims.key, "could not remove an object unlike its plan");
+        }
+        return Err(refusal);
     }
-    Ok(size)
+    Ok(head)
 }
 
 /// Complete of a single PUT, when the companion acts on finished uploads (previews, webhook):
@@ -678,13 +814,18 @@ async fn complete_single(
 ) -> Result<Json<StoredObject>, ApiError> {
     let Json(request) = request?;
     let claims = state.verify(&headers, &request.token, None)?;
-    let Some(head) = state.store.head_object(&claims.key).await? else {
+    if state.store.head_object(&claims.key).await?.is_none() {
         return Err(ApiError::PartMissing { part: 1 });
-    };
-    let size = checked_size(&state, &claims).await?;
-    state.metrics.completed(size);
-    state.finished(&claims, &head.etag, size);
-    Ok(Json(stored_object(&state, claims.key, head.etag, size)))
+    }
+    let head = checked_object(&state, &claims, None).await?;
+    state.metrics.completed(head.size);
+    state.finished(&claims, &head.etag, head.size);
+    Ok(Json(stored_object(
+        &state,
+        claims.key,
+        head.etag.clone(),
+        &head,
+    )))
 }
 
 /// Whether the store says the upload is finished already: gone, or its key taken.
@@ -705,18 +846,24 @@ async fn stored_by_an_earlier_complete(
             if head.size == claims.size
                 && multipart_etag(etags).as_deref() == Some(head.etag.trim_matches('"')) =>
         {
-            Ok(Json(stored_object(state, claims.key, head.etag, head.size)))
+            Ok(Json(stored_object(
+                state,
+                claims.key,
+                head.etag.clone(),
+                &head,
+            )))
         }
         _ => Err(ApiError::UploadGone),
     }
 }
 
-fn stored_object(state: &AppState, key: String, etag: String, size: u64) -> StoredObject {
+fn stored_object(state: &AppState, key: String, etag: String, head: &ObjectHead) -> StoredObject {
     StoredObject {
         location: state.download_location(&key),
         key,
         etag,
-        size,
+        size: head.size,
+        checksum: head.checksum.clone(),
     }
 }
 
@@ -892,6 +1039,22 @@ fn exact_length(headers: &axum::http::HeaderMap, expected: u64) -> Result<u64, A
     }
 }
 
+/// The checksum header a fallback body must come with when its upload has an algorithm: the
+/// companion passes it on, and the store checks the bytes against it.
+fn fallback_checksum(
+    claims: &Claims,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<Option<(ChecksumAlgorithm, String)>, ApiError> {
+    let Some(algorithm) = claims.checksum else {
+        return Ok(None);
+    };
+    let given = headers
+        .get(algorithm.header())
+        .and_then(|value| value.to_str().ok());
+    Ok(Some((algorithm, checked_checksum(algorithm, given, what)?)))
+}
+
 /// Refuses a fallback write once the object exists: a finished upload is never written again.
 async fn refuse_if_stored(state: &AppState, key: &str) -> Result<(), ApiError> {
     match state.store.head_object(key).await? {
@@ -932,15 +1095,19 @@ async fn put_part(
     let claims = state.verify(&headers, &query.token, Some(&upload_id))?;
     let (number, planned) = planned_part(&claims.plan()?, part)?;
     let length = exact_length(&headers, planned)?;
+    let checksum = fallback_checksum(&claims, &headers, &format!("part {part}"))?;
     refuse_if_stored(&state, &claims.key).await?;
-    let url = state.store.sign_upload_part(
+    let (url, signed_headers) = state.store.sign_upload_part(
         &claims.key,
         &upload_id,
         number,
         length,
         state.url_lifetime(),
+        checksum
+            .as_ref()
+            .map(|(algorithm, value)| (*algorithm, value.as_str())),
     );
-    let etag = stream_to_store(&state, url, length, &BTreeMap::new(), body).await?;
+    let etag = stream_to_store(&state, url, length, &signed_headers, body).await?;
     Ok(Json(Etag { etag }))
 }
 
@@ -953,6 +1120,7 @@ async fn put_object(
 ) -> Result<Json<Etag>, ApiError> {
     let claims = state.verify(&headers, &query.token, None)?;
     let length = exact_length(&headers, claims.size)?;
+    let checksum = fallback_checksum(&claims, &headers, "a single PUT")?;
     refuse_if_stored(&state, &claims.key).await?;
     let (url, signed_headers) = state.store.sign_put_object(
         &claims.key,
@@ -961,6 +1129,9 @@ async fn put_object(
         &claims.content_type,
         &claims.metadata,
         state.conditional_writes(),
+        checksum
+            .as_ref()
+            .map(|(algorithm, value)| (*algorithm, value.as_str())),
     );
     let etag = stream_to_store(&state, url, length, &signed_headers, body).await?;
     Ok(Json(Etag { etag }))

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
+use ferry_core::ChecksumAlgorithm;
 use ferry_core::plan::{DEFAULT_PREFERRED_PART_SIZE, MIB, TIB};
 use serde::{Serialize, Serializer};
 use url::Url;
@@ -179,6 +180,13 @@ pub struct Config {
     /// only for a store that refuses the header.
     #[arg(long, env = "FERRY_S3_CONDITIONAL_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub s3_conditional_writes: bool,
+
+    /// The checksum every part and object carries, computed by the client before its URL is
+    /// signed and verified by the store: `crc32c` (full-object), `crc64nvme` (full-object),
+    /// `sha256` (composite) or `off`. AWS S3 and MinIO take all three; R2 takes `crc64nvme` (or
+    /// composite CRC32C, which Ferry does not send); B2 takes none: `off`.
+    #[arg(long, env = "FERRY_CHECKSUM", default_value = "crc32c", value_parser = parse_checksum)]
+    pub checksum: Checksum,
 
     /// Seconds a download link returned by complete works (with authentication on).
     #[arg(long, env = "FERRY_DOWNLOAD_LINK_LIFETIME", default_value_t = 86_400)]
@@ -406,4 +414,23 @@ fn hidden<S: Serializer>(value: &Option<String>, serializer: S) -> Result<S::Ok,
 
 fn hidden_list<S: Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_seq(values.iter().map(|_| "(hidden)"))
+}
+
+/// `--checksum`: an algorithm, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checksum(pub Option<ChecksumAlgorithm>);
+
+fn parse_checksum(value: &str) -> Result<Checksum, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Checksum(None));
+    }
+    ChecksumAlgorithm::parse(value)
+        .map(|algorithm| Checksum(Some(algorithm)))
+        .ok_or_else(|| format!("{value:?} is none of crc32c, crc64nvme, sha256, off"))
+}
+
+impl Serialize for Checksum {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.map_or("off", ChecksumAlgorithm::name))
+    }
 }

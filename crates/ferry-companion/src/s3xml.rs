@@ -82,6 +82,22 @@ pub struct Part {
     pub size: u64,
     #[serde(rename = "ETag")]
     pub etag: String,
+    /// The part's checksum, of whichever algorithm its upload declared.
+    #[serde(rename = "ChecksumCRC32C", default)]
+    pub checksum_crc32c: Option<String>,
+    #[serde(rename = "ChecksumCRC64NVME", default)]
+    pub checksum_crc64nvme: Option<String>,
+    #[serde(rename = "ChecksumSHA256", default)]
+    pub checksum_sha256: Option<String>,
+}
+
+impl Part {
+    pub fn checksum(&mut self) -> Option<String> {
+        self.checksum_crc32c
+            .take()
+            .or_else(|| self.checksum_crc64nvme.take())
+            .or_else(|| self.checksum_sha256.take())
+    }
 }
 
 /// One page of ListMultipartUploads.

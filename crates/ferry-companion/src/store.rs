@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::s3xml;
-use ferry_core::protocol::StoredPart;
+use ferry_core::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
+use ferry_core::protocol::{CompletedPart, StoredPart};
 use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
@@ -14,6 +15,11 @@ use url::Url;
 
 const CONTENT_LENGTH: &str = "content-length";
 const IF_NONE_MATCH: &str = "if-none-match";
+const CHECKSUM_ALGORITHM: &str = "x-amz-checksum-algorithm";
+const CHECKSUM_TYPE: &str = "x-amz-checksum-type";
+const SDK_CHECKSUM_ALGORITHM: &str = "x-amz-sdk-checksum-algorithm";
+/// Asks HEAD for the object's checksum.
+const CHECKSUM_MODE: &str = "x-amz-checksum-mode";
 
 /// Lifetime of the URLs the companion signs for its own calls.
 const OWN_CALL_LIFETIME: Duration = Duration::from_secs(60);
@@ -49,6 +55,8 @@ pub struct ObjectHead {
     pub content_type: String,
     /// User metadata (`x-amz-meta-*`), names without the prefix.
     pub metadata: BTreeMap<String, String>,
+    /// The checksum the store keeps for the object, if any.
+    pub checksum: Option<Checksum>,
 }
 
 /// A multipart upload the store still holds.
@@ -145,17 +153,30 @@ impl Store {
         self.send(self.http.head(url)).await.map(drop)
     }
 
+    /// With `checksum`, every part must carry that algorithm's checksum, and the object's is
+    /// of the algorithm's type (full-object or composite).
     pub async fn create_multipart_upload(
         &self,
         key: &str,
         content_type: &str,
         metadata: &BTreeMap<String, String>,
+        checksum: Option<ChecksumAlgorithm>,
     ) -> Result<String, StoreError> {
         let credentials = self.credentials();
         let mut action = self.bucket.create_multipart_upload(Some(&credentials), key);
         let mut headers = metadata_headers(metadata);
         if !content_type.is_empty() {
             headers.insert("content-type".to_owned(), content_type.to_owned());
+        }
+        if let Some(algorithm) = checksum {
+            headers.insert(
+                CHECKSUM_ALGORITHM.to_owned(),
+                algorithm.s3_name().to_owned(),
+            );
+            headers.insert(
+                CHECKSUM_TYPE.to_owned(),
+                type_name(algorithm.multipart_type()).to_owned(),
+            );
         }
         for (name, value) in &headers {
             action.headers_mut().insert(name.clone(), value.clone());
@@ -198,13 +219,16 @@ impl Store {
         }
     }
 
-    /// Completes with the n-th ETag as part n; returns the object's ETag. With `if_absent`, the
-    /// store refuses (412 `PreconditionFailed`) when an object already has the key.
+    /// Completes with the parts given, in order; returns the object's ETag. With `if_absent`, the
+    /// store refuses (412 `PreconditionFailed`) when an object already has the key. Each part's
+    /// checksum goes in the list, and a full-object checksum in its header: the store refuses
+    /// (`BadDigest`) to assemble an object whose bytes have another.
     pub async fn complete_multipart_upload(
         &self,
         key: &str,
         upload_id: &str,
-        etags: &[String],
+        parts: &[CompletedPart],
+        checksum: Option<&Checksum>,
         if_absent: bool,
     ) -> Result<String, StoreError> {
         let credentials = self.credentials();
@@ -212,16 +236,32 @@ impl Store {
             Some(&credentials),
             key,
             upload_id,
-            etags.iter().map(String::as_str),
+            parts.iter().map(|part| part.etag.as_str()),
         );
+        let mut headers = BTreeMap::new();
         if if_absent {
-            action.headers_mut().insert(IF_NONE_MATCH, "*");
+            headers.insert(IF_NONE_MATCH.to_owned(), "*".to_owned());
+        }
+        // A composite value (`...-N`) is the store's to compute from the parts' checksums.
+        if let Some(checksum) =
+            checksum.filter(|checksum| checksum.kind == ChecksumType::FullObject)
+        {
+            headers.insert(
+                checksum.algorithm.header().to_owned(),
+                checksum.value.clone(),
+            );
+            headers.insert(
+                CHECKSUM_TYPE.to_owned(),
+                type_name(checksum.kind).to_owned(),
+            );
+        }
+        for (name, value) in &headers {
+            action.headers_mut().insert(name.clone(), value.clone());
         }
         let url = action.sign(OWN_CALL_LIFETIME);
-        let body = action.body();
-        let mut request = self.http.post(url).body(body);
-        if if_absent {
-            request = request.header(IF_NONE_MATCH, "*");
+        let mut request = self.http.post(url).body(complete_body(parts));
+        for (name, value) in &headers {
+            request = request.header(name, value);
         }
         let answer = self.send(request).await?;
         // S3 may answer 200 and still report an error in the body.
@@ -303,6 +343,8 @@ impl Store {
 
     /// A URL the browser PUTs part `part` of exactly `length` bytes to: the length is signed, so a
     /// store that checks signatures refuses a body of any other size.
+    /// With `checksum`, the signature covers its header too (returned, for the browser to send):
+    /// the store takes only the bytes that have it.
     pub fn sign_upload_part(
         &self,
         key: &str,
@@ -310,15 +352,20 @@ impl Store {
         part: u16,
         length: u64,
         lifetime: Duration,
-    ) -> Url {
+        checksum: Option<(ChecksumAlgorithm, &str)>,
+    ) -> (Url, BTreeMap<String, String>) {
         let credentials = self.credentials();
         let mut action = self
             .bucket
             .upload_part(Some(&credentials), key, part, upload_id);
+        let headers = checksum_headers(checksum);
+        for (name, value) in &headers {
+            action.headers_mut().insert(name.clone(), value.clone());
+        }
         action
             .headers_mut()
             .insert(CONTENT_LENGTH, length.to_string());
-        action.sign(lifetime)
+        (action.sign(lifetime), headers)
     }
 
     /// A URL the browser PUTs a whole small file of exactly `length` bytes to, and the headers it
@@ -326,6 +373,10 @@ impl Store {
     /// with `if_absent`, `If-None-Match: *`, so the URL can neither store another size nor
     /// overwrite the object once it is there. The length is left out of the headers returned:
     /// the browser sets it itself.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is a header the signature binds"
+    )]
     pub fn sign_put_object(
         &self,
         key: &str,
@@ -334,12 +385,14 @@ impl Store {
         content_type: &str,
         metadata: &BTreeMap<String, String>,
         if_absent: bool,
+        checksum: Option<(ChecksumAlgorithm, &str)>,
     ) -> (Url, BTreeMap<String, String>) {
         let credentials = self.credentials();
         let mut headers = metadata_headers(metadata);
         if !content_type.is_empty() {
             headers.insert("content-type".to_owned(), content_type.to_owned());
         }
+        headers.extend(checksum_headers(checksum));
         if if_absent {
             headers.insert(IF_NONE_MATCH.to_owned(), "*".to_owned());
         }
@@ -363,14 +416,15 @@ impl Store {
         self.send(self.http.delete(url)).await.map(drop)
     }
 
-    /// The object's size, ETag, type and metadata, or `None` if there is no such object.
+    /// The object's size, ETag, type, metadata and checksum, or `None` if there is no such
+    /// object.
     pub async fn head_object(&self, key: &str) -> Result<Option<ObjectHead>, StoreError> {
         let credentials = self.credentials();
-        let url = self
-            .bucket
-            .head_object(Some(&credentials), key)
-            .sign(OWN_CALL_LIFETIME);
-        let response = self.http.head(url).send().await.map_err(unreachable)?;
+        let mut action = self.bucket.head_object(Some(&credentials), key);
+        action.headers_mut().insert(CHECKSUM_MODE, "ENABLED");
+        let url = action.sign(OWN_CALL_LIFETIME);
+        let request = self.http.head(url).header(CHECKSUM_MODE, "ENABLED");
+        let response = request.send().await.map_err(unreachable)?;
         match response.status().as_u16() {
             404 => Ok(None),
             200 => {
@@ -397,6 +451,7 @@ impl Store {
                         etag,
                         content_type: header(reqwest::header::CONTENT_TYPE).unwrap_or_default(),
                         metadata,
+                        checksum: checksum_of(headers),
                     }))
             }
             status => Err(StoreError::S3 {
@@ -465,6 +520,7 @@ impl Store {
             content_type,
             &BTreeMap::new(),
             false,
+            None,
         );
         let length = body.len() as u64;
         self.put_streamed(url, length, &headers, body.into())
@@ -528,6 +584,89 @@ impl Store {
     }
 }
 
+/// The headers of a PUT's checksum: its value, and its algorithm as SDKs name it (some stores,
+/// moto among them, keep a checksum only when told the algorithm).
+fn checksum_headers(checksum: Option<(ChecksumAlgorithm, &str)>) -> BTreeMap<String, String> {
+    let Some((algorithm, value)) = checksum else {
+        return BTreeMap::new();
+    };
+    BTreeMap::from([
+        (algorithm.header().to_owned(), value.to_owned()),
+        (
+            SDK_CHECKSUM_ALGORITHM.to_owned(),
+            algorithm.s3_name().to_owned(),
+        ),
+    ])
+}
+
+fn type_name(kind: ChecksumType) -> &'static str {
+    match kind {
+        ChecksumType::FullObject => "FULL_OBJECT",
+        ChecksumType::Composite => "COMPOSITE",
+    }
+}
+
+/// The checksum an answer's headers state (`x-amz-checksum-*`, `x-amz-checksum-type`).
+fn checksum_of(headers: &reqwest::header::HeaderMap) -> Option<Checksum> {
+    let (algorithm, value) = ChecksumAlgorithm::ALL.into_iter().find_map(|algorithm| {
+        let value = headers.get(algorithm.header())?.to_str().ok()?;
+        Some((algorithm, value.to_owned()))
+    })?;
+    let kind = match headers
+        .get(CHECKSUM_TYPE)
+        .and_then(|value| value.to_str().ok())
+    {
+        Some("COMPOSITE") => ChecksumType::Composite,
+        Some("FULL_OBJECT") => ChecksumType::FullObject,
+        // Stores that leave the type out mean it by the value's form.
+        _ if value.contains('-') => ChecksumType::Composite,
+        _ => ChecksumType::FullObject,
+    };
+    Some(Checksum {
+        algorithm,
+        kind,
+        value,
+    })
+}
+
+/// CompleteMultipartUpload's list of parts, each with its checksum when it has one.
+fn complete_body(parts: &[CompletedPart]) -> String {
+    let mut body = String::from("<CompleteMultipartUpload>");
+    for part in parts {
+        body.push_str(&format!(
+            "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
+            part.part,
+            xml_text(&part.etag)
+        ));
+        if let Some(value) = &part.checksum
+            && let Some(element) = checksum_element(value)
+        {
+            body.push_str(&format!("<{element}>{}</{element}>", xml_text(value)));
+        }
+        body.push_str("</Part>");
+    }
+    body.push_str("</CompleteMultipartUpload>");
+    body
+}
+
+/// The element a part checksum goes in, told by its length (the algorithm's digest length).
+fn checksum_element(value: &str) -> Option<&'static str> {
+    let algorithm = ChecksumAlgorithm::ALL
+        .into_iter()
+        .find(|&algorithm| ferry_core::checksum::decode(algorithm, value).is_some())?;
+    Some(match algorithm {
+        ChecksumAlgorithm::Crc32c => "ChecksumCRC32C",
+        ChecksumAlgorithm::Crc64nvme => "ChecksumCRC64NVME",
+        ChecksumAlgorithm::Sha256 => "ChecksumSHA256",
+    })
+}
+
+fn xml_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// A request that got no answer. The URL is left out: a presigned one is a credential for as long
 /// as it lives, and this error ends up in logs.
 fn unreachable(err: reqwest::Error) -> StoreError {
@@ -575,7 +714,8 @@ fn parse_list_parts(xml: &str) -> Option<PartsPage> {
     let parts = page
         .parts
         .into_iter()
-        .map(|part| StoredPart {
+        .map(|mut part| StoredPart {
+            checksum: part.checksum(),
             part: part.part_number,
             size: part.size,
             etag: part.etag,
@@ -601,11 +741,13 @@ mod tests {
             page.parts,
             vec![
                 StoredPart {
+                    checksum: None,
                     part: 1,
                     size: 5_242_880,
                     etag: "\"aa\"".into()
                 },
                 StoredPart {
+                    checksum: None,
                     part: 2,
                     size: 7,
                     etag: "\"bb\"".into()

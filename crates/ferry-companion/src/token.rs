@@ -36,6 +36,10 @@ pub struct Claims {
     /// Content type of a single PUT, for the same reason.
     #[serde(rename = "c", default, skip_serializing_if = "String::is_empty")]
     pub content_type: String,
+    /// The checksum every part (or the single PUT) must carry: the upload keeps the algorithm
+    /// it was created with, whatever the companion is configured with later.
+    #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ferry_core::ChecksumAlgorithm>,
 }
 
 impl Claims {
@@ -153,6 +157,7 @@ mod tests {
 
     fn claims() -> Claims {
         Claims {
+            checksum: None,
             upload_id: Some("u1".into()),
             key: "uploads/anonymous/abc/cat.png".into(),
             size: 10,

@@ -9,6 +9,7 @@ use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 
 fn claims() -> Claims {
     Claims {
+        checksum: None,
         upload_id: Some("u".into()),
         key: "uploads/anonymous/x/a.bin".into(),
         size: 11,

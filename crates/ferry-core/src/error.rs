@@ -40,6 +40,9 @@ pub enum UploadError {
     /// The upload was cancelled.
     #[error("the upload was cancelled")]
     Cancelled,
+    /// The file's bytes could not be read (to hash them).
+    #[error("the file could not be read: {message}")]
+    Unreadable { message: String },
 }
 
 impl UploadError {
@@ -67,6 +70,7 @@ impl UploadError {
             Self::Network { .. } => "NetworkError",
             Self::BadPlan(_) => "BadPlan",
             Self::Cancelled => "Cancelled",
+            Self::Unreadable { .. } => "FileUnreadable",
         }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::plan::{StoreLimits, UploadMode};
 
 /// `GET /api/config`
@@ -32,6 +33,10 @@ pub struct CompanionConfig {
     /// and videos.
     #[serde(default)]
     pub previews: bool,
+    /// The checksum every part and object carries, verified by the store (`None`: off). The
+    /// client hashes each part before it is signed: the value is part of the signature.
+    #[serde(default)]
+    pub checksum: Option<ChecksumAlgorithm>,
 }
 
 /// Where a Complete goes: a multipart upload's own route, or the single-PUT one.
@@ -63,6 +68,10 @@ pub struct CreateUpload {
     /// User metadata stored with the object (`x-amz-meta-*`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// A single PUT's checksum (of the whole file, by the companion's algorithm): its URL
+    /// binds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// The answer to [`CreateUpload`].
@@ -108,6 +117,10 @@ pub struct SignedUrl {
 pub struct SignParts {
     pub token: String,
     pub parts: Vec<u32>,
+    /// Each part's checksum, in the order of `parts`, when the companion asks for checksums:
+    /// each URL binds its part's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checksums: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +145,9 @@ pub struct StoredPart {
     pub part: u32,
     pub size: u64,
     pub etag: String,
+    /// The part's checksum, by the upload's algorithm, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// `GET /api/uploads/{id}/parts`
@@ -146,6 +162,8 @@ pub struct PartList {
 pub struct CompletedPart {
     pub part: u32,
     pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// `POST /api/uploads/{id}/complete`
@@ -154,6 +172,10 @@ pub struct CompletedPart {
 pub struct CompleteUpload {
     pub token: String,
     pub parts: Vec<CompletedPart>,
+    /// The object's checksum the client computed from its parts': the store refuses to
+    /// complete an object that has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
 }
 
 /// The stored object: the answer to [`CompleteUpload`] and the result of an upload.
@@ -165,6 +187,9 @@ pub struct StoredObject {
     pub size: u64,
     /// Where the companion serves the object (`/api/files/{key}`).
     pub location: String,
+    /// The object's checksum, as the store verified it; `None` with checksums off.
+    #[serde(default)]
+    pub checksum: Option<Checksum>,
 }
 
 /// Every error answer of the companion.

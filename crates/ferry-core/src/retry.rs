@@ -46,13 +46,14 @@ pub enum Class {
     Fatal,
 }
 
-/// Network errors, timeouts, 408, 429, 5xx and S3 `SlowDown` retry; an expired signature is
-/// signed again; every other 4xx is final.
+/// Network errors, timeouts, 408, 429, 5xx, S3 `SlowDown` and `BadDigest` (the bytes changed on
+/// the way; the file still has the right ones) retry; an expired signature is signed again;
+/// every other 4xx is final.
 pub fn classify(failure: &Failure) -> Class {
     match failure.status {
         None => Class::Retry,
         Some(408 | 429 | 500..=599) => Class::Retry,
-        Some(_) if failure.code == "SlowDown" => Class::Retry,
+        Some(_) if failure.code == "SlowDown" || failure.code == BAD_DIGEST => Class::Retry,
         Some(403) if failure.message.to_ascii_lowercase().contains("expired") => Class::Resign,
         Some(_) => Class::Fatal,
     }
@@ -76,6 +77,9 @@ pub enum Verdict {
 
 /// The code of the companion's 503 when its admission queue is full.
 const BUSY: &str = "Busy";
+
+/// S3's code for bytes that do not match their checksum.
+pub const BAD_DIGEST: &str = "BadDigest";
 
 /// The verdict on `failure` for a request that already spent `spent` retries under `policy`.
 pub fn verdict(failure: &Failure, spent: u32, policy: &RetryPolicy) -> Verdict {

@@ -15,6 +15,7 @@ const T: Instant = Instant::from_unix_millis(1_000_000);
 
 fn companion() -> CompanionConfig {
     CompanionConfig {
+        checksum: None,
         limits: StoreLimits::S3,
         preferred_part_size: 512 * 1024,
         max_file_size: 100 * MIB,
@@ -95,6 +96,7 @@ fn run_to_end(
                     engine.handle_completed(
                         *file,
                         StoredObject {
+                            checksum: None,
                             key: upload_id.clone().expect("a multipart upload"),
                             etag: "multi".into(),
                             size: sizes[file],
@@ -105,6 +107,7 @@ fn run_to_end(
                 }
                 Action::StopPuts { .. } | Action::Abort { .. } => {}
                 Action::ListParts { .. } => panic!("nothing here resumes"),
+                Action::Hash { .. } => panic!("checksums are off here"),
                 Action::FetchConfig | Action::Fingerprint { .. } | Action::Claim { .. } => {
                     unreachable!("answered by common::poll")
                 }
@@ -361,14 +364,23 @@ fn the_outer_layer_takes_files_only_when_it_has_room() {
         creates,
         files[..4]
             .iter()
-            .map(|&file| Action::Create { file })
+            .map(|&file| Action::Create {
+                file,
+                checksum: None
+            })
             .collect::<Vec<_>>()
     );
     assert_eq!((engine.live_files(), engine.queued_files()), (4, 996));
     // One file ending lets exactly one more in.
     engine.cancel(files[0]);
     let next: Vec<_> = std::iter::from_fn(|| common::poll(&mut engine, T)).collect();
-    assert_eq!(next, vec![Action::Create { file: files[4] }]);
+    assert_eq!(
+        next,
+        vec![Action::Create {
+            file: files[4],
+            checksum: None
+        }]
+    );
     assert_eq!(engine.live_files(), 4);
 }
 
@@ -389,20 +401,29 @@ fn priority_and_smallest_first_choose_who_goes_next() {
     });
     assert_eq!(
         common::poll(&mut engine, T),
-        Some(Action::Create { file: urgent }),
+        Some(Action::Create {
+            file: urgent,
+            checksum: None
+        }),
         "priority first"
     );
     engine.cancel(urgent);
     engine.poll_event();
     assert_eq!(
         common::poll(&mut engine, T),
-        Some(Action::Create { file: small }),
+        Some(Action::Create {
+            file: small,
+            checksum: None
+        }),
         "then the smallest"
     );
     engine.cancel(small);
     assert_eq!(
         common::poll(&mut engine, T),
-        Some(Action::Create { file: big })
+        Some(Action::Create {
+            file: big,
+            checksum: None
+        })
     );
 }
 
@@ -444,7 +465,10 @@ fn the_slot_rule_drops_to_three_when_a_large_file_is_live() {
     let large = engine.add(meta("l", 66 * MIB));
     assert_eq!(
         common::poll(&mut engine, T),
-        Some(Action::Create { file: large })
+        Some(Action::Create {
+            file: large,
+            checksum: None
+        })
     );
     assert_eq!(engine.slots(), 3, "a live file over 65 MiB makes it three");
     // Running PUTs finish; none start until fewer than three run.
@@ -518,7 +542,10 @@ fn pause_all_and_cancel_all() {
     engine.resume_all();
     assert_eq!(
         common::poll(&mut engine, T),
-        Some(Action::Create { file: files[0] })
+        Some(Action::Create {
+            file: files[0],
+            checksum: None
+        })
     );
     engine.cancel_all();
     let ends: Vec<_> = std::iter::from_fn(|| engine.poll_event()).collect();
@@ -590,6 +617,7 @@ fn a_single_put_completes_through_a_companion_that_asks_for_it() {
         })
     ));
     let object = StoredObject {
+        checksum: None,
         key: format!("key-{}", file.0),
         etag: "\"etag\"".into(),
         size: 1_000,

@@ -14,6 +14,7 @@ const T: Instant = Instant::from_unix_millis(1_800_000_000_000);
 
 fn companion() -> CompanionConfig {
     CompanionConfig {
+        checksum: None,
         limits: StoreLimits::S3,
         preferred_part_size: 512 * 1024,
         max_file_size: 100 * MIB,
@@ -202,11 +203,20 @@ fn only_a_multipart_file_claims_its_fingerprint() {
                 file: large,
                 key: "large".into()
             },
-            Action::Create { file: small },
+            Action::Create {
+                checksum: None,
+                file: small
+            },
         ]
     );
     engine.handle_claimed(large, Claim::Fresh, T);
-    assert_eq!(drain(&mut engine, T), vec![Action::Create { file: large }]);
+    assert_eq!(
+        drain(&mut engine, T),
+        vec![Action::Create {
+            checksum: None,
+            file: large
+        }]
+    );
 }
 
 #[test]
@@ -218,6 +228,7 @@ fn a_claim_that_finds_the_object_stored_is_done_without_a_request() {
     engine.handle_fingerprinted(file, Some("f".into()), T);
     drain(&mut engine, T);
     let object = StoredObject {
+        checksum: None,
         key: "k".into(),
         etag: "\"e-4\"".into(),
         size: 20 * MIB,
@@ -231,7 +242,13 @@ fn a_claim_that_finds_the_object_stored_is_done_without_a_request() {
 /// Starts the upload of `file` (20 MiB: four parts) up to its part PUTs.
 fn start(engine: &mut Engine, file: FileId) -> Vec<Action> {
     engine.handle_claimed(file, Claim::Fresh, T);
-    assert_eq!(drain(engine, T), vec![Action::Create { file }]);
+    assert_eq!(
+        drain(engine, T),
+        vec![Action::Create {
+            checksum: None,
+            file
+        }]
+    );
     engine.handle_created(file, created(file, 20 * MIB), T);
     let sign = drain(engine, T);
     let [Action::Sign { request, .. }] = sign.as_slice() else {
@@ -306,6 +323,7 @@ fn adds_of_the_same_file_join_one_upload_and_share_its_progress_and_result() {
     let complete = drain(&mut engine, T);
     assert!(matches!(complete.as_slice(), [Action::Complete { file, .. }] if *file == first));
     let object = StoredObject {
+        checksum: None,
         key: "key-0".into(),
         etag: "\"m-4\"".into(),
         size: 20 * MIB,

@@ -23,6 +23,7 @@ fn at(ms: u64) -> Instant {
 
 fn companion() -> CompanionConfig {
     CompanionConfig {
+        checksum: None,
         limits: StoreLimits::S3,
         preferred_part_size: 512 * 1024,
         max_file_size: u64::MAX,
@@ -82,7 +83,13 @@ fn started(engine: &mut Engine, expires_secs: u64) -> (FileId, Vec<Action>) {
         size: 15 * MIB,
         ..FileSpec::default()
     });
-    assert_eq!(drain(engine, at(0)), vec![Action::Create { file }]);
+    assert_eq!(
+        drain(engine, at(0)),
+        vec![Action::Create {
+            file,
+            checksum: None
+        }]
+    );
     engine.handle_created(file, created(15 * MIB), at(0));
     let sign = drain(engine, at(0));
     let [Action::Sign { request, .. }] = sign.as_slice() else {
@@ -268,6 +275,7 @@ fn network_failures_to_the_store_switch_the_file_to_the_companion() {
         assert_eq!(
             target,
             &PutTarget::Companion {
+                checksum: None,
                 upload_id: Some("u1".into()),
                 token: "t".into()
             }
@@ -280,6 +288,7 @@ fn network_failures_to_the_store_switch_the_file_to_the_companion() {
 fn companion_calls_are_retried_and_resume_keeps_only_agreeing_parts() {
     let mut engine = engine();
     let snapshot = Snapshot {
+        checksum: None,
         upload_id: "u1".into(),
         key: "k".into(),
         token: "t".into(),
@@ -356,6 +365,7 @@ fn companion_calls_are_retried_and_resume_keeps_only_agreeing_parts() {
 fn a_vanished_upload_starts_afresh_instead_of_failing() {
     let mut engine = engine();
     let snapshot = Snapshot {
+        checksum: None,
         upload_id: "gone".into(),
         key: "k".into(),
         token: "t".into(),
@@ -372,7 +382,13 @@ fn a_vanished_upload_starts_afresh_instead_of_failing() {
     let file = common::add_resumed(&mut engine, spec, snapshot, at(0));
     drain(&mut engine, at(0));
     engine.handle_call_failed(file, Call::ListParts, status(404, "NoSuchUpload"), at(0));
-    assert_eq!(drain(&mut engine, at(0)), vec![Action::Create { file }]);
+    assert_eq!(
+        drain(&mut engine, at(0)),
+        vec![Action::Create {
+            file,
+            checksum: None
+        }]
+    );
 }
 
 #[test]
@@ -412,7 +428,10 @@ fn a_refused_create_fails_at_once_and_an_unreachable_one_is_retried() {
     );
     assert_eq!(
         drain(&mut engine, at(1000)),
-        vec![Action::Create { file: unreachable }]
+        vec![Action::Create {
+            file: unreachable,
+            checksum: None
+        }]
     );
 }
 
@@ -481,7 +500,13 @@ fn a_paused_file_makes_no_companion_calls() {
         size: 15 * MIB,
         ..FileSpec::default()
     });
-    assert_eq!(drain(&mut engine, at(0)), vec![Action::Create { file }]);
+    assert_eq!(
+        drain(&mut engine, at(0)),
+        vec![Action::Create {
+            file,
+            checksum: None
+        }]
+    );
     engine.handle_created(file, created(15 * MIB), at(0));
     engine.pause(file);
     assert_eq!(
@@ -499,6 +524,7 @@ fn a_paused_file_makes_no_companion_calls() {
 /// A 5 MiB part the store holds, with ETag `"{etag}"`.
 fn stored_part(part: u32, etag: &str) -> StoredPart {
     StoredPart {
+        checksum: None,
         part,
         size: 5 * MIB,
         etag: format!("\"{etag}\""),
@@ -516,7 +542,13 @@ fn a_single_put_whose_answer_was_lost_is_done_when_its_retry_finds_the_object() 
             size: 1000,
             ..FileSpec::default()
         });
-        assert_eq!(drain(&mut engine, at(0)), vec![Action::Create { file }]);
+        assert_eq!(
+            drain(&mut engine, at(0)),
+            vec![Action::Create {
+                file,
+                checksum: None
+            }]
+        );
         engine.handle_created(file, created(1000), at(0));
         assert_eq!(puts(&drain(&mut engine, at(0))).len(), 1);
         engine.handle_put_failed(file, 1, Failure::network("reset"), at(10));
@@ -657,6 +689,7 @@ fn a_store_outage_is_waited_out_and_spends_nothing() {
                     engine.handle_completed(
                         file,
                         StoredObject {
+                            checksum: None,
                             key: "k".into(),
                             etag: "x-3".into(),
                             size: 15 * MIB,
@@ -722,7 +755,10 @@ fn a_companion_outage_is_waited_out_and_spends_nothing() {
     engine.handle_online(true, at(now + 1));
     assert_eq!(
         drain(&mut engine, at(now + 1)),
-        vec![Action::Create { file }]
+        vec![Action::Create {
+            file,
+            checksum: None
+        }]
     );
     engine.handle_created(file, created(15 * MIB), at(now + 2));
     assert_eq!(

@@ -5,16 +5,16 @@
 //! reproducible from its seed. The network is modelled as one link whose bandwidth is shared
 //! equally by the PUTs moving bytes, with a latency per request and per companion call, and an
 //! extra latency for preparing a file (create). The simulator answers every engine action a
-//! browser does, fingerprints and claims included, so files added as copies of another join its
-//! upload as in a page. Faults come from a seeded generator.
+//! browser does, fingerprints, claims and checksums included, so files added as copies of another
+//! join its upload as in a page. Faults come from a seeded generator.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ferry_core::plan::{Plan, UploadMode};
 use ferry_core::protocol::{CompanionConfig, SignedPart, SignedUrl, StoredObject, UploadCreated};
 use ferry_core::{
-    Action, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, FileSpec, Instant,
-    StoreLimits,
+    Action, Call, ChecksumAlgorithm, Claim, Engine, EngineConfig, Event, Failure, FileId, FileSpec,
+    Instant, StoreLimits,
 };
 use serde::Serialize;
 
@@ -31,6 +31,8 @@ pub struct Link {
     pub prepare_latency: f64,
     /// Time to fingerprint a file that may be resumed (hashing its two ends).
     pub fingerprint_latency: f64,
+    /// Bytes a second the client checksums (one range after another).
+    pub hash_rate: f64,
 }
 
 impl Default for Link {
@@ -42,6 +44,8 @@ impl Default for Link {
             companion_latency: 0.04,
             prepare_latency: 0.0,
             fingerprint_latency: 0.002,
+            // CRC32C in wasm, reading the File, on the machines of BENCHMARKS.md.
+            hash_rate: 1.0e9,
         }
     }
 }
@@ -134,6 +138,7 @@ enum Answer {
     Fingerprinted(FileId, String),
     Created(FileId, UploadCreated),
     Listed(FileId),
+    Hashed(FileId, Vec<String>),
     Signed(FileId, Vec<SignedPart>),
     Completed(FileId, StoredObject),
     Failed(FileId, Call, Failure),
@@ -173,6 +178,7 @@ pub struct Sim {
 /// The limits the modelled companion announces: S3's, any file size.
 pub fn companion_config(preferred_part_size: u64) -> CompanionConfig {
     CompanionConfig {
+        checksum: Some(ChecksumAlgorithm::Crc32c),
         limits: StoreLimits::S3,
         preferred_part_size,
         max_file_size: StoreLimits::S3.max_object_size,
@@ -351,7 +357,26 @@ impl Sim {
                 self.engine
                     .handle_claimed(*file, Claim::Fresh, instant(self.now));
             }
-            Action::Create { file } => {
+            Action::Hash {
+                file,
+                algorithm,
+                parts,
+            } => {
+                // No bytes here: each range's checksum is that of its file and place, valid for
+                // the algorithm, so the engine combines them as it would real ones.
+                let values = parts
+                    .iter()
+                    .map(|(_, range)| {
+                        let place = [file.0.to_be_bytes(), range.start.to_be_bytes()].concat();
+                        algorithm.checksum(&place)
+                    })
+                    .collect();
+                let bytes: u64 = parts.iter().map(|(_, range)| range.end - range.start).sum();
+                let latency = bytes as f64 / self.link.hash_rate;
+                self.answers
+                    .push((self.now + latency, Answer::Hashed(*file, values)));
+            }
+            Action::Create { file, .. } => {
                 let size = self.sizes[file];
                 let plan = Plan::new(
                     size,
@@ -415,6 +440,7 @@ impl Sim {
             }
             Action::Complete { file, request, .. } => {
                 let object = StoredObject {
+                    checksum: None,
                     key: format!("key-{}", file.0),
                     etag: format!("etag-{}", request.parts.len()),
                     size: self.sizes[file],
@@ -557,6 +583,7 @@ impl Sim {
                 }
                 Answer::Created(file, created) => self.engine.handle_created(file, created, at),
                 Answer::Listed(file) => self.engine.handle_listed(file, Vec::new(), at),
+                Answer::Hashed(file, values) => self.engine.handle_hashed(file, values, at),
                 Answer::Signed(file, urls) => self.engine.handle_signed(file, urls, at),
                 Answer::Completed(file, object) => self.engine.handle_completed(file, object, at),
                 Answer::Failed(file, call, failure) => {

@@ -26,6 +26,7 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{Blob, File, XmlHttpRequest};
 
 use crate::client::{ClientEvent, FileProgress, Rate};
+use crate::hashing;
 use crate::http::{CompanionHeaders, call};
 use crate::locks;
 use crate::resume::{self, Record};
@@ -324,7 +325,25 @@ impl Shared {
                     shared.with_driver(|driver| driver.claimed(file, key, lock, waited));
                 });
             }
-            Action::Create { file } => {
+            Action::Hash {
+                file,
+                algorithm,
+                parts,
+            } => {
+                let Some(blob) = driver.file_of(file) else {
+                    return driver.engine.cancel(file);
+                };
+                let weak = Rc::downgrade(self);
+                spawn_local(async move {
+                    let values = hashing::checksums(&blob, parts, algorithm).await;
+                    let Some(shared) = weak.upgrade() else { return };
+                    shared.with_driver(|driver| match values {
+                        Ok(values) => driver.engine.handle_hashed(file, values, now()),
+                        Err(message) => driver.engine.handle_hash_failed(file, message, now()),
+                    });
+                });
+            }
+            Action::Create { file, checksum } => {
                 let Some(tracked) = driver.tracked_of(file) else {
                     return driver.engine.cancel(file);
                 };
@@ -341,6 +360,7 @@ impl Shared {
                         .filter(|key| resume::is_fingerprint(key)),
                     part_size: driver.engine.part_size(),
                     metadata: tracked.metadata.clone(),
+                    checksum,
                 };
                 let body = serde_json::to_string(&request).ok();
                 self.file_call(
@@ -479,7 +499,11 @@ impl Shared {
             PutTarget::Direct(signed) => {
                 (signed.url.clone(), signed.headers.clone(), EtagFrom::Header)
             }
-            PutTarget::Companion { upload_id, token } => {
+            PutTarget::Companion {
+                upload_id,
+                token,
+                checksum,
+            } => {
                 let token = js_sys::encode_uri_component(token);
                 let path = match upload_id {
                     Some(upload_id) => {
@@ -487,11 +511,12 @@ impl Shared {
                     }
                     None => format!("/api/objects?token={token}"),
                 };
-                (
-                    self.url(&path),
-                    self.headers.latest().into_iter().collect(),
-                    EtagFrom::Json,
-                )
+                let mut headers: BTreeMap<String, String> =
+                    self.headers.latest().into_iter().collect();
+                if let Some((algorithm, value)) = checksum {
+                    headers.insert(algorithm.header().to_owned(), value.clone());
+                }
+                (self.url(&path), headers, EtagFrom::Json)
             }
         };
         // A part covering the whole file sends the File itself: each `slice()` is a synchronous

@@ -3,6 +3,7 @@
 //! drift from what the code reads and writes. Values go out through [`to_js`], as JSON would
 //! write them (`null` for a missing value, numbers for sizes), which the `Option` fields declare.
 
+use ferry_core::ChecksumType;
 use ferry_core::protocol::StoredObject;
 use ferry_core::{FileId, Order};
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,21 @@ pub struct UploadResult {
     pub size: f64,
     /// Where the companion serves the object (a path on the companion, or a signed link).
     pub location: String,
+    /// The object's checksum, as the store verified it; `null` with checksums off.
+    pub checksum: Option<UploadChecksum>,
+}
+
+/// A checksum as S3 states it.
+#[derive(Debug, Serialize, Tsify)]
+pub struct UploadChecksum {
+    #[tsify(type = "\"crc32c\" | \"crc64nvme\" | \"sha256\"")]
+    pub algorithm: String,
+    /// `FULL_OBJECT`: of the whole object's bytes; `COMPOSITE`: of its parts' checksums.
+    #[serde(rename = "type")]
+    #[tsify(type = "\"FULL_OBJECT\" | \"COMPOSITE\"")]
+    pub kind: String,
+    /// Base64 of the digest (`-N` after a composite one of N parts).
+    pub value: String,
 }
 
 impl From<&StoredObject> for UploadResult {
@@ -134,6 +150,15 @@ impl From<&StoredObject> for UploadResult {
             etag: object.etag.clone(),
             size: object.size as f64,
             location: object.location.clone(),
+            checksum: object.checksum.as_ref().map(|checksum| UploadChecksum {
+                algorithm: checksum.algorithm.name().to_owned(),
+                kind: match checksum.kind {
+                    ChecksumType::FullObject => "FULL_OBJECT",
+                    ChecksumType::Composite => "COMPOSITE",
+                }
+                .to_owned(),
+                value: checksum.value.clone(),
+            }),
         }
     }
 }

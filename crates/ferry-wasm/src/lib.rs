@@ -15,6 +15,7 @@
 
 mod client;
 mod driver;
+mod hashing;
 mod http;
 mod js;
 #[cfg(feature = "leptos")]

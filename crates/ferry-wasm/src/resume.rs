@@ -260,6 +260,7 @@ mod tests {
 
     fn snapshot(expires_at: u64) -> Snapshot {
         Snapshot {
+            checksum: None,
             upload_id: "u".into(),
             key: "k".into(),
             token: "t".into(),
@@ -269,11 +270,13 @@ mod tests {
             expires_at,
             parts: vec![
                 StoredPart {
+                    checksum: None,
                     part: 1,
                     size: 5 << 20,
                     etag: "\"a\"".into(),
                 },
                 StoredPart {
+                    checksum: None,
                     part: 2,
                     size: 5 << 20,
                     etag: "\"b\"".into(),
@@ -303,6 +306,7 @@ mod tests {
     #[test]
     fn a_stored_record_answers_only_a_tab_that_waited() {
         let object = StoredObject {
+            checksum: None,
             key: "k".into(),
             etag: "\"e-3\"".into(),
             size: 15 << 20,
@@ -348,6 +352,7 @@ mod tests {
         );
         let stored = Record::Stored {
             stored: StoredObject {
+                checksum: None,
                 key: "k".into(),
                 etag: String::new(),
                 size: 1,

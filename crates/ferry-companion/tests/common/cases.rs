@@ -80,6 +80,7 @@ pub async fn single_put_round_trip(companion: &RunningCompanion) {
             response.text().await.unwrap()
         );
         let object = StoredObject {
+            checksum: None,
             key: created.key.clone(),
             etag: String::new(),
             size: size as u64,
@@ -143,6 +144,7 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
     let id = created.upload_id.clone().unwrap();
     let sign_path = format!("/api/uploads/{id}/sign");
     let expired = TokenKey::new(b"test-secret").sign(&Claims {
+        checksum: None,
         upload_id: Some(id.clone()),
         key: created.key.clone(),
         size: 11 * MIB as u64,
@@ -679,6 +681,7 @@ pub async fn an_expired_token_still_aborts(companion: &RunningCompanion) {
     let created = companion.created("late.bin", 11 * MIB).await;
     let id = created.upload_id.clone().unwrap();
     let expired = TokenKey::new(b"test-secret").sign(&Claims {
+        checksum: None,
         upload_id: Some(id.clone()),
         key: created.key.clone(),
         size: 11 * MIB as u64,

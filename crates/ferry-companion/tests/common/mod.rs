@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use clap::Parser;
 use ferry_companion::Config;
+use ferry_core::ChecksumAlgorithm;
 use ferry_core::protocol::{PartsSigned, SignParts, SignedUrl, StoredObject, UploadCreated};
 use serde_json::{Value, json};
 
@@ -24,9 +25,15 @@ pub struct RunningCompanion {
     data: tempfile::TempDir,
     /// The moto endpoint and bucket, when the companion uses moto instead of its own store.
     moto: Option<(String, String)>,
+    /// The checksum the companion asks for: this client hashes as a browser does.
+    pub checksum: Option<ChecksumAlgorithm>,
+    /// Each upload's part checksums, as [`Self::put_parts`] sent them, for its Complete.
+    part_checksums: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
-/// Starts a companion with `args` added to a fresh data folder and a loopback port.
+/// Starts a companion with `args` added to a fresh data folder and a loopback port. Checksums are
+/// off unless `args` ask for one (`--checksum`): the suites that attack the routes send raw
+/// requests; the checksum suite and the round trips turn them on.
 pub async fn companion(args: &[&str]) -> RunningCompanion {
     let data = tempfile::tempdir().unwrap();
     let mut argv = vec![
@@ -39,6 +46,9 @@ pub async fn companion(args: &[&str]) -> RunningCompanion {
     ];
     let data_dir = data.path().to_str().unwrap().to_owned();
     argv.push(&data_dir);
+    if !args.contains(&"--checksum") {
+        argv.extend(["--checksum", "off"]);
+    }
     argv.extend_from_slice(args);
     let config = Config::parse_from(argv);
     let companion = ferry_companion::build(&config)
@@ -65,6 +75,8 @@ pub async fn companion(args: &[&str]) -> RunningCompanion {
         state,
         data,
         moto: arg("--s3-endpoint").zip(arg("--s3-bucket")),
+        checksum: config.checksum.0,
+        part_checksums: Default::default(),
     }
 }
 
@@ -193,6 +205,22 @@ impl RunningCompanion {
         response.json().await.unwrap()
     }
 
+    /// Creates an upload of `bytes`, with the single PUT's checksum when the companion asks.
+    pub async fn created_for(&self, name: &str, bytes: &[u8]) -> UploadCreated {
+        let checksum = self.checksum.map(|algorithm| algorithm.checksum(bytes));
+        let body = json!({"name": name, "size": bytes.len(), "type": "application/octet-stream",
+                          "checksum": checksum});
+        let response = self
+            .http
+            .post(self.url("/api/uploads"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "create {name}");
+        response.json().await.unwrap()
+    }
+
     pub async fn created(&self, name: &str, size: usize) -> UploadCreated {
         let response = self.create(name, size).await;
         assert_eq!(response.status(), 200, "create {name}");
@@ -204,6 +232,7 @@ impl RunningCompanion {
         self.http
             .post(self.url(&format!("/api/uploads/{id}/sign")))
             .json(&SignParts {
+                checksums: vec![],
                 token: created.token.clone(),
                 parts,
             })
@@ -212,10 +241,33 @@ impl RunningCompanion {
             .unwrap()
     }
 
-    /// Signs every part in one call and PUTs each; returns the ETags in part order.
+    /// Signs every part in one call (with its checksum when the companion asks) and PUTs each
+    /// with the headers its URL binds; returns the ETags in part order.
     pub async fn put_parts(&self, created: &UploadCreated, bytes: &[u8]) -> Vec<String> {
         let parts: Vec<u32> = (1..=created.part_count).collect();
-        let response = self.sign(created, parts).await;
+        let checksums: Vec<String> = match self.checksum {
+            Some(algorithm) => bytes
+                .chunks(created.part_size as usize)
+                .map(|chunk| algorithm.checksum(chunk))
+                .collect(),
+            None => Vec::new(),
+        };
+        let id = created.upload_id.clone().unwrap();
+        self.part_checksums
+            .lock()
+            .unwrap()
+            .insert(id.clone(), checksums.clone());
+        let response = self
+            .http
+            .post(self.url(&format!("/api/uploads/{id}/sign")))
+            .json(&SignParts {
+                checksums,
+                token: created.token.clone(),
+                parts,
+            })
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let signed: PartsSigned = response.json().await.unwrap();
         assert_eq!(
@@ -229,13 +281,11 @@ impl RunningCompanion {
             .iter()
             .zip(bytes.chunks(created.part_size as usize))
         {
-            let response = self
-                .http
-                .put(&signed.url.url)
-                .body(chunk.to_vec())
-                .send()
-                .await
-                .unwrap();
+            let mut put = self.http.put(&signed.url.url).body(chunk.to_vec());
+            for (name, value) in &signed.url.headers {
+                put = put.header(name, value);
+            }
+            let response = put.send().await.unwrap();
             assert_eq!(
                 response.status(),
                 200,
@@ -250,10 +300,16 @@ impl RunningCompanion {
 
     pub async fn complete(&self, created: &UploadCreated, etags: &[String]) -> reqwest::Response {
         let id = created.upload_id.as_deref().unwrap();
+        let checksums = self.part_checksums.lock().unwrap().get(id).cloned();
         let parts: Vec<Value> = etags
             .iter()
             .zip(1..)
-            .map(|(etag, part)| json!({"part": part, "etag": etag}))
+            .map(|(etag, part)| {
+                let checksum = checksums
+                    .as_ref()
+                    .and_then(|checksums| checksums.get(part as usize - 1));
+                json!({"part": part, "etag": etag, "checksum": checksum})
+            })
             .collect();
         self.http
             .post(self.url(&format!("/api/uploads/{id}/complete")))

@@ -40,12 +40,13 @@ pub use self::vocabulary::{
     Snapshot, Stats,
 };
 use crate::breaker::Breaker;
+use crate::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 use crate::error::UploadError;
 use crate::plan::{Plan, UploadMode};
 use crate::protocol::{
     CompanionConfig, SignParts, SignedPart, StoredObject, StoredPart, UploadCreated,
 };
-use crate::retry::{Failure, Verdict, verdict};
+use crate::retry::{BAD_DIGEST, Failure, Verdict, verdict};
 use crate::schedule::{EngineConfig, Rank};
 use crate::time::{Instant, Rng};
 
@@ -296,9 +297,11 @@ impl Engine {
                         part,
                         size: range.end - range.start,
                         etag: etag.clone(),
+                        checksum: upload.checksums.get(&part).cloned(),
                     }
                 })
                 .collect(),
+            checksum: upload.algorithm,
         })
     }
 
@@ -609,7 +612,8 @@ impl Engine {
             self.end(file, UploadError::BadPlan(message), false);
             return;
         };
-        live.phase = Phase::Uploading(Upload::new(&created, plan, now));
+        let upload = Upload::new(&created, plan, now, live.algorithm, live.checksum.clone());
+        live.phase = Phase::Uploading(upload);
     }
 
     /// Aborts the multipart upload a create answer made for a file that will not use it.
@@ -646,6 +650,7 @@ impl Engine {
             .filter(|plan| {
                 plan.mode == UploadMode::Multipart && plan.part_count == snapshot.part_count
             })
+            .filter(|_| snapshot.checksum == live.algorithm)
         else {
             return;
         };
@@ -662,14 +667,65 @@ impl Engine {
                         && kept.size == part.size
                         && unquote(&kept.etag) == unquote(&part.etag)
                 });
-            if agrees && upload.waiting.remove(&part.part).is_some() {
-                upload.confirmed += part.size;
-                upload.etags.insert(part.part, part.etag.clone());
+            if !agrees || !upload.waiting.contains_key(&part.part) {
+                continue;
+            }
+            match upload.algorithm {
+                // Kept once the local bytes hash to the store's checksum (a part the store
+                // holds without one proves nothing, and is sent again).
+                Some(_) if part.checksum.is_some() => {
+                    upload.unverified.insert(part.part, part.clone());
+                }
+                Some(_) => {}
+                None => upload.keep(part),
             }
         }
+        let verified = upload.unverified.is_empty();
         let parts_kept = upload.etags.len() as u32;
         live.phase = Phase::Uploading(upload);
-        live.tell(Event::Resumed { file, parts_kept }, &mut self.events);
+        if verified {
+            live.tell(Event::Resumed { file, parts_kept }, &mut self.events);
+        }
+    }
+
+    /// The checksums of the file's bytes an [`Action::Hash`] asked for, in its order. A resumed
+    /// part whose bytes hash to the store's checksum is kept; the others are signed with theirs.
+    pub fn handle_hashed(&mut self, file: FileId, values: Vec<String>, now: Instant) {
+        self.tick(now);
+        let Some(live) = self.live.get_mut(&file) else {
+            return;
+        };
+        if let Phase::Creating = live.phase {
+            if live.hashing {
+                live.hashing = false;
+                live.checksum = values.into_iter().next();
+            }
+            return;
+        }
+        let Phase::Uploading(upload) = &mut live.phase else {
+            return;
+        };
+        let hashed = std::mem::take(&mut upload.hashing);
+        let verifying = !upload.unverified.is_empty();
+        for (part, value) in hashed.into_iter().zip(values) {
+            if let Some(stored) = upload.unverified.remove(&part)
+                && stored.checksum.as_deref() == Some(value.as_str())
+            {
+                upload.keep(&stored);
+            }
+            upload.checksums.insert(part, value);
+        }
+        if verifying && upload.unverified.is_empty() {
+            let parts_kept = upload.etags.len() as u32;
+            live.tell(Event::Resumed { file, parts_kept }, &mut self.events);
+        }
+    }
+
+    /// The file's bytes could not be read: it fails. Its multipart upload is kept, as after any
+    /// failure on the way, for a retry once the file can be read.
+    pub fn handle_hash_failed(&mut self, file: FileId, message: String, now: Instant) {
+        self.tick(now);
+        self.end(file, UploadError::Unreadable { message }, false);
     }
 
     pub fn handle_signed(&mut self, file: FileId, parts: Vec<SignedPart>, now: Instant) {
@@ -734,6 +790,14 @@ impl Engine {
                 etag: upload.etags[&1].clone(),
                 size: upload.plan.size,
                 location: upload.location.clone(),
+                // The store took the PUT only with the checksum its URL binds.
+                checksum: upload.algorithm.zip(upload.checksums.get(&1)).map(
+                    |(algorithm, value)| Checksum {
+                        algorithm,
+                        kind: ChecksumType::FullObject,
+                        value: value.clone(),
+                    },
+                ),
             });
         self.breakers.entry(host).or_default().on_answer();
         if let Some(live) = self.live.get_mut(&file) {
@@ -810,7 +874,12 @@ impl Engine {
                 waiting.ready_at =
                     now + retry.delay(waiting.attempts, failure.retry_after, &mut self.rng);
             }
-            Verdict::Fail { .. } => return self.end(file, part_error(part, failure), false),
+            Verdict::Fail { .. } => {
+                // Bytes that never matched their checksum, however often sent: the file changed
+                // under the upload, so nothing stored of it can be trusted.
+                let abort = failure.code == BAD_DIGEST;
+                return self.end(file, part_error(part, failure), abort);
+            }
         }
         upload.waiting.insert(part, waiting);
         if verdict == Verdict::WaitOut {
@@ -871,7 +940,13 @@ impl Engine {
             .or_default()
             .on_outcome(&failure, online, now);
         let retry = &self.config.retry;
-        let wait = match verdict(&failure, live.call.attempts, retry) {
+        // A call's `BadDigest` is the store's word on bytes it already holds (the object's
+        // checksum at Complete): sending the call again cannot change them.
+        let verdict = match verdict(&failure, live.call.attempts, retry) {
+            _ if failure.code == BAD_DIGEST => Verdict::Fail { refused: true },
+            verdict => verdict,
+        };
+        let wait = match verdict {
             Verdict::Fail { refused: true } if call == Call::ListParts => {
                 // The upload is gone or the record is stale: start afresh, never fail for it.
                 live.phase = Phase::Creating;
@@ -939,6 +1014,7 @@ impl Engine {
             self.take_files();
             self.end_fallback_stays(now);
             self.call_companion(now);
+            self.hash_ahead();
             self.sign_ahead(now);
             self.start_puts(now);
         }
@@ -1105,7 +1181,8 @@ impl Engine {
                 .remove(&file)
                 .expect("every file in line is queued");
             let resumable = self.resumable(queued.size);
-            self.live.insert(file, Live::new(file, rank, queued.size));
+            let live = Live::new(file, rank, queued.size, self.algorithm(), !resumable);
+            self.live.insert(file, live);
             self.actions
                 .push_back(Action::Fingerprint { file, resumable });
         }
@@ -1130,7 +1207,25 @@ impl Engine {
                 live.phase.start_completing();
             }
             let action = match &live.phase {
-                Phase::Creating => Action::Create { file },
+                // A single PUT's URL binds its checksum: the file is hashed before its create.
+                Phase::Creating
+                    if live.single && live.algorithm.is_some() && live.checksum.is_none() =>
+                {
+                    let Some(algorithm) = live.algorithm.filter(|_| !live.hashing) else {
+                        continue;
+                    };
+                    live.hashing = true;
+                    self.actions.push_back(Action::Hash {
+                        file,
+                        algorithm,
+                        parts: vec![(1, 0..live.size)],
+                    });
+                    continue;
+                }
+                Phase::Creating => Action::Create {
+                    file,
+                    checksum: live.checksum.clone(),
+                },
                 Phase::Listing(snapshot) => Action::ListParts {
                     file,
                     upload_id: snapshot.upload_id.clone(),
@@ -1156,6 +1251,72 @@ impl Engine {
             {
                 upload.leave_fallback();
             }
+        }
+    }
+
+    /// The checksum the companion asks for, once it told.
+    fn algorithm(&self) -> Option<ChecksumAlgorithm> {
+        self.companion
+            .as_ref()
+            .and_then(|companion| companion.checksum)
+    }
+
+    /// Hashes parts ahead of signing, so a freed slot never waits for a hash: a resumed file's
+    /// parts the store holds first (to know which to keep), then enough waiting parts for the
+    /// next sign batches. Batches start at one part and double up to a sign batch.
+    fn hash_ahead(&mut self) {
+        let ahead = self.config.per_file + self.config.sign_batch.max(1) as usize;
+        let max_batch = self.config.sign_batch.max(1) as usize;
+        for (&file, live) in &mut self.live {
+            let Phase::Uploading(upload) = &mut live.phase else {
+                continue;
+            };
+            let Some(algorithm) = upload.algorithm else {
+                continue;
+            };
+            if live.paused || !upload.hashing.is_empty() {
+                continue;
+            }
+            let hashed_ahead = upload
+                .waiting
+                .keys()
+                .filter(|part| upload.checksums.contains_key(part))
+                .count();
+            let unhashed = |part: &&u32| !upload.checksums.contains_key(part);
+            let parts: Vec<u32> = if upload.unverified.is_empty() {
+                if hashed_ahead >= ahead {
+                    continue;
+                }
+                upload
+                    .waiting
+                    .keys()
+                    .filter(unhashed)
+                    .copied()
+                    .take(upload.hash_batch)
+                    .collect()
+            } else {
+                upload
+                    .unverified
+                    .keys()
+                    .filter(unhashed)
+                    .copied()
+                    .take(upload.hash_batch)
+                    .collect()
+            };
+            if parts.is_empty() {
+                continue;
+            }
+            upload.hash_batch = (upload.hash_batch * 2).min(max_batch);
+            let parts_with_ranges = parts
+                .iter()
+                .map(|&part| (part, upload.plan.part_range(part)))
+                .collect();
+            upload.hashing = parts;
+            self.actions.push_back(Action::Hash {
+                file,
+                algorithm,
+                parts: parts_with_ranges,
+            });
         }
     }
 
@@ -1197,7 +1358,7 @@ impl Engine {
             let parts: Vec<u32> = upload
                 .waiting
                 .iter()
-                .filter(|(_, waiting)| waiting.url.is_none())
+                .filter(|&(&part, waiting)| waiting.url.is_none() && upload.signable(part))
                 .map(|(&part, _)| part)
                 .take(batch)
                 .collect();
@@ -1207,12 +1368,17 @@ impl Engine {
             breaker.on_start(now);
             upload.signing = parts.clone();
             self.stats.companion_calls += 1;
+            let checksums = parts
+                .iter()
+                .filter_map(|part| upload.checksums.get(part).cloned())
+                .collect();
             self.actions.push_back(Action::Sign {
                 file,
                 upload_id,
                 request: SignParts {
                     token: upload.token.clone(),
                     parts,
+                    checksums,
                 },
             });
         }
@@ -1255,7 +1421,7 @@ impl Engine {
                 let Some(part) = next else { break };
                 let waiting = &upload.waiting[&part];
                 let url = fresh(waiting).then(|| waiting.url.clone()).flatten();
-                let target = upload.target(url.clone());
+                let target = upload.target(part, url.clone());
                 let host = match &target {
                     PutTarget::Direct(url) => host_of(&url.url),
                     PutTarget::Companion { .. } => COMPANION.to_owned(),

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::vocabulary::{Action, Event, FileId, FileState, PutTarget, Snapshot};
+use crate::checksum::{ChecksumAlgorithm, object_checksum};
 use crate::plan::Plan;
-use crate::protocol::{CompleteUpload, CompletedPart, SignedUrl, UploadCreated};
+use crate::protocol::{CompleteUpload, CompletedPart, SignedUrl, StoredPart, UploadCreated};
 use crate::schedule::Rank;
 use crate::time::Instant;
 
@@ -59,6 +60,17 @@ pub(super) struct Upload {
     pub network_failures: u32,
     /// Outage failures of PUTs in a row: the backoff of the probes.
     pub outages: u32,
+    /// The checksum its parts carry (`None`: off).
+    pub algorithm: Option<ChecksumAlgorithm>,
+    /// Each hashed part's checksum: a part is signed only once it has one.
+    pub checksums: BTreeMap<u32, String>,
+    /// Parts in the hash action in flight.
+    pub hashing: Vec<u32>,
+    /// Parts of the next hash action: one at first, so the first part starts soon, doubling.
+    pub hash_batch: usize,
+    /// A resumed upload's parts the store holds, kept only once the local bytes hash to the
+    /// store's checksum.
+    pub unverified: BTreeMap<u32, StoredPart>,
 }
 
 /// A URL's expiry moved to the local clock: the companion's clock and the browser's may
@@ -71,7 +83,14 @@ pub(super) fn localized(mut url: SignedUrl, now: Instant) -> SignedUrl {
 }
 
 impl Upload {
-    pub fn new(created: &UploadCreated, plan: Plan, now: Instant) -> Self {
+    /// `checksum`: a single PUT's, hashed before its create.
+    pub fn new(
+        created: &UploadCreated,
+        plan: Plan,
+        now: Instant,
+        algorithm: Option<ChecksumAlgorithm>,
+        checksum: Option<String>,
+    ) -> Self {
         let waiting = (1..=plan.part_count)
             .map(|part| {
                 let url = (part == 1)
@@ -104,6 +123,11 @@ impl Upload {
             fallback_period: Duration::ZERO,
             network_failures: 0,
             outages: 0,
+            algorithm,
+            checksums: checksum.map(|value| (1, value)).into_iter().collect(),
+            hashing: Vec::new(),
+            hash_batch: 1,
+            unverified: BTreeMap::new(),
         }
     }
 
@@ -120,7 +144,7 @@ impl Upload {
             expires_at: snapshot.expires_at,
             location: snapshot.location.clone(),
         };
-        Self::new(&created, plan, now)
+        Self::new(&created, plan, now, snapshot.checksum, None)
     }
 
     /// Sends the parts through the companion for a while; direct PUTs are tried again after it.
@@ -161,32 +185,61 @@ impl Upload {
         self.etags.len() as u32 == self.plan.part_count
     }
 
-    /// The Complete call.
+    /// The Complete call, with the object's checksum computed from the parts'.
     pub fn complete(&self, file: FileId) -> Action {
-        let parts = self
+        let parts: Vec<CompletedPart> = self
             .etags
             .iter()
             .map(|(&part, etag)| CompletedPart {
                 part,
                 etag: etag.clone(),
+                checksum: self.checksums.get(&part).cloned(),
             })
             .collect();
+        let checksum = self.algorithm.and_then(|algorithm| {
+            let values: Vec<(&str, u64)> = parts
+                .iter()
+                .map(|part| {
+                    let range = self.plan.part_range(part.part);
+                    (
+                        part.checksum.as_deref().unwrap_or_default(),
+                        range.end - range.start,
+                    )
+                })
+                .collect();
+            object_checksum(algorithm, &values)
+        });
         Action::Complete {
             file,
             upload_id: self.upload_id.clone(),
             request: CompleteUpload {
                 token: self.token.clone(),
                 parts,
+                checksum,
             },
         }
     }
 
-    pub fn target(&self, url: Option<SignedUrl>) -> PutTarget {
+    /// Keeps a part the store holds: it is not sent again.
+    pub fn keep(&mut self, stored: &StoredPart) {
+        if self.waiting.remove(&stored.part).is_some() {
+            self.confirmed += stored.size;
+            self.etags.insert(stored.part, stored.etag.clone());
+        }
+    }
+
+    /// Whether the part may be signed: it has its checksum, or needs none.
+    pub fn signable(&self, part: u32) -> bool {
+        self.algorithm.is_none() || self.checksums.contains_key(&part)
+    }
+
+    pub fn target(&self, part: u32, url: Option<SignedUrl>) -> PutTarget {
         match url {
             Some(url) if !self.fallback => PutTarget::Direct(url),
             _ => PutTarget::Companion {
                 upload_id: self.upload_id.clone(),
                 token: self.token.clone(),
+                checksum: self.algorithm.zip(self.checksums.get(&part).cloned()),
             },
         }
     }
@@ -275,10 +328,25 @@ pub(super) struct Live {
     pub handles: Vec<FileId>,
     /// Its fingerprint, once known: the same file added again joins this upload.
     pub key: Option<String>,
+    /// The checksum algorithm the companion asked for when the file was taken.
+    pub algorithm: Option<ChecksumAlgorithm>,
+    /// Whether it goes as a single PUT, by the companion's plan: its checksum is needed before
+    /// its create, which signs its URL.
+    pub single: bool,
+    /// A single PUT's checksum, once hashed.
+    pub checksum: Option<String>,
+    /// A single PUT's hash is on its way.
+    pub hashing: bool,
 }
 
 impl Live {
-    pub fn new(file: FileId, rank: Rank, size: u64) -> Self {
+    pub fn new(
+        file: FileId,
+        rank: Rank,
+        size: u64,
+        algorithm: Option<ChecksumAlgorithm>,
+        single: bool,
+    ) -> Self {
         Self {
             rank,
             size,
@@ -289,6 +357,10 @@ impl Live {
             waiting: false,
             handles: vec![file],
             key: None,
+            algorithm,
+            single,
+            checksum: None,
+            hashing: false,
         }
     }
 

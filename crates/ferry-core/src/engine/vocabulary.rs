@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::ChecksumAlgorithm;
 use crate::error::UploadError;
 use crate::protocol::{CompleteUpload, SignParts, SignedUrl, StoredObject, StoredPart};
 
@@ -29,9 +30,11 @@ pub enum PutTarget {
     Direct(SignedUrl),
     /// Through the companion (`PUT /api/uploads/{id}/parts/{n}?token=`, or
     /// `PUT /api/objects?token=` for a single PUT): the fallback when the store cannot be reached.
+    /// `checksum` goes in its header (`x-amz-checksum-*`), for the store to verify.
     Companion {
         upload_id: Option<String>,
         token: String,
+        checksum: Option<(ChecksumAlgorithm, String)>,
     },
 }
 
@@ -61,10 +64,22 @@ pub enum Action {
     /// [`Engine::handle_claimed`](crate::Engine::handle_claimed). The driver holds the key
     /// until the file ends.
     Claim { file: FileId, key: String },
-    /// `POST /api/uploads` with the file's name, size and type; answer with
+    /// Compute `algorithm`'s checksum of each range of the file's bytes, one range at a time;
+    /// answer with [`Engine::handle_hashed`](crate::Engine::handle_hashed) (the values in the
+    /// order of `parts`) or [`Engine::handle_hash_failed`](crate::Engine::handle_hash_failed).
+    Hash {
+        file: FileId,
+        algorithm: ChecksumAlgorithm,
+        parts: Vec<(u32, Range<u64>)>,
+    },
+    /// `POST /api/uploads` with the file's name, size and type, and `checksum` (a single PUT's,
+    /// when checksums are on); answer with
     /// [`Engine::handle_created`](crate::Engine::handle_created) or
     /// [`Engine::handle_call_failed`](crate::Engine::handle_call_failed).
-    Create { file: FileId },
+    Create {
+        file: FileId,
+        checksum: Option<String>,
+    },
     /// `GET /api/uploads/{upload_id}/parts?token=` for a resumed file; answer with
     /// [`Engine::handle_listed`](crate::Engine::handle_listed).
     ListParts {
@@ -249,4 +264,7 @@ pub struct Snapshot {
     /// When the token stops being accepted (Unix seconds): the record is useless after.
     pub expires_at: u64,
     pub parts: Vec<StoredPart>,
+    /// The algorithm the upload's parts carry; a companion that changed it since starts afresh.
+    #[serde(default)]
+    pub checksum: Option<ChecksumAlgorithm>,
 }

@@ -1,0 +1,85 @@
+//! Checksums of a File's parts, as the engine asks for them ([`ferry_core::Action::Hash`]).
+//!
+//! CRC32C and CRC64NVME are computed in wasm on the page's thread, a slice of [`SLICE`] bytes at
+//! a time: each slice is read with an await, so the page never blocks for longer than one
+//! slice's hash (a few milliseconds), and one slice is in memory at a time. SHA-256 goes to
+//! WebCrypto, which hashes natively and off the page's thread, but only a whole buffer: the part
+//! is read at once (one part in memory, as for its PUT). ARCHITECTURE.md says why not a Worker.
+
+use std::ops::Range;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ferry_core::ChecksumAlgorithm;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::Blob;
+
+/// Bytes read and hashed between two awaits.
+const SLICE: u64 = 2 * 1024 * 1024;
+
+/// The checksums of `file`'s bytes in each range, one range after another, or why they could
+/// not be read.
+pub async fn checksums(
+    file: &Blob,
+    parts: Vec<(u32, Range<u64>)>,
+    algorithm: ChecksumAlgorithm,
+) -> Result<Vec<String>, String> {
+    let mut values = Vec::with_capacity(parts.len());
+    for (_, range) in parts {
+        values.push(checksum(file, range, algorithm).await?);
+    }
+    Ok(values)
+}
+
+/// The checksum of `file`'s bytes in `range`, or why they could not be read.
+async fn checksum(
+    file: &Blob,
+    range: Range<u64>,
+    algorithm: ChecksumAlgorithm,
+) -> Result<String, String> {
+    if algorithm == ChecksumAlgorithm::Sha256 {
+        let buffer = read(file, range).await?;
+        return web_crypto_sha256(&buffer).await;
+    }
+    let mut hasher = algorithm.hasher();
+    let mut at = range.start;
+    while at < range.end {
+        let end = (at + SLICE).min(range.end);
+        let buffer = read(file, at..end).await?;
+        hasher.update(&js_sys::Uint8Array::new(&buffer).to_vec());
+        at = end;
+    }
+    Ok(hasher.finish())
+}
+
+async fn read(file: &Blob, range: Range<u64>) -> Result<js_sys::ArrayBuffer, String> {
+    let slice = file
+        .slice_with_f64_and_f64(range.start as f64, range.end as f64)
+        .map_err(describe)?;
+    let buffer = JsFuture::from(slice.array_buffer())
+        .await
+        .map_err(describe)?;
+    Ok(buffer.unchecked_into())
+}
+
+async fn web_crypto_sha256(buffer: &js_sys::ArrayBuffer) -> Result<String, String> {
+    let subtle = web_sys::window()
+        .ok_or("no window")?
+        .crypto()
+        .map_err(describe)?
+        .subtle();
+    let digest = subtle
+        .digest_with_str_and_buffer_source("SHA-256", buffer)
+        .map_err(describe)?;
+    let digest = JsFuture::from(digest).await.map_err(describe)?;
+    Ok(BASE64.encode(js_sys::Uint8Array::new(&digest).to_vec()))
+}
+
+/// A JS error as text (a File that changed or went away rejects with `NotReadableError`).
+fn describe(error: wasm_bindgen::JsValue) -> String {
+    match error.dyn_into::<js_sys::Error>() {
+        Ok(error) => format!("{}: {}", error.name(), error.message()),
+        Err(other) => format!("{other:?}"),
+    }
+}
