@@ -43,7 +43,7 @@ pub fn test() -> Result {
     )?;
     step("ferry-wasm's pure functions, natively");
     run("cargo", &["test", "-p", "ferry-wasm", "--lib"])?;
-    step("Rust tests: engine, store and companion over HTTP, moto");
+    step("Rust tests: engine, store and companion over HTTP, moto, Garage");
     run(
         "cargo",
         &[

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::{Result, WASM_BINDGEN_VERSION, WASM_TARGET, output, root, run, run_in, step};
 
 const TRUNK_VERSION: &str = "0.21.14";
+const GARAGE_VERSION: &str = "2.5.0";
 
 pub fn ensure_wasm_tools() -> Result {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
@@ -82,6 +83,7 @@ pub fn ensure_test_tools() -> Result {
             &["-m", "pip", "install", "--quiet", "moto[server]", "crc32c"],
         )?;
     }
+    ensure_garage()?;
     let tests = root().join("tests");
     let installed = ["playwright-core", "typescript", "vite"]
         .iter()
@@ -93,6 +95,39 @@ pub fn ensure_test_tools() -> Result {
         // `npm install`, not `npm ci`: this machine's npm omits other platforms' optional
         // packages from the lockfile, and `npm ci` then refuses it.
         run_in(&tests, "npm", &["install", "--no-audit", "--no-fund"], &[])?;
+    }
+    Ok(())
+}
+
+/// Garage, the companion's third test store: a production S3 implementation, run by the tests
+/// as an outside binary only (it is AGPL; nothing links it). They take `FERRY_GARAGE_BIN` or
+/// `garage` on the PATH.
+fn ensure_garage() -> Result {
+    if let Some(bin) = std::env::var_os("FERRY_GARAGE_BIN") {
+        let bin = bin.to_string_lossy();
+        return match output(&bin, &["--version"]) {
+            Some(_) => Ok(()),
+            None => Err(format!("FERRY_GARAGE_BIN={bin} does not run")),
+        };
+    }
+    if output("garage", &["--version"]).is_none() {
+        step(&format!(
+            "installing Garage {GARAGE_VERSION}, an S3 store for the tests (about 15 minutes, once)"
+        ));
+        // SQLite as its metadata engine, built in: no LMDB, no system libraries.
+        run(
+            "cargo",
+            &[
+                "install",
+                "garage",
+                "--version",
+                GARAGE_VERSION,
+                "--locked",
+                "--no-default-features",
+                "--features",
+                "sqlite,bundled-libs",
+            ],
+        )?;
     }
     Ok(())
 }

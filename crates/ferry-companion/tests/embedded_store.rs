@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{MIB, cases, companion, pattern};
-use ferry_core::protocol::{ErrorBody, PartsSigned};
+use common::cases::{self, error};
+use common::{MIB, companion, pattern};
+use ferry_core::protocol::PartsSigned;
 use serde_json::json;
 
 #[tokio::test]
@@ -30,47 +31,9 @@ async fn entity_too_small_keeps_the_upload() {
     cases::entity_too_small_keeps_the_upload(&companion).await;
 }
 
-async fn error(response: reqwest::Response) -> (u16, String) {
-    let status = response.status().as_u16();
-    let body: ErrorBody = response.json().await.unwrap();
-    (status, body.code)
-}
-
 #[tokio::test]
 async fn a_tampered_presigned_url_is_refused() {
-    let companion = companion(&[]).await;
-    let created = companion.created("x.bin", 11 * MIB).await;
-    let signed: PartsSigned = companion
-        .sign(&created, vec![1, 2])
-        .await
-        .json()
-        .await
-        .unwrap();
-    let url = &signed.urls[0].url.url;
-    let last = url.chars().last().unwrap();
-    let flipped = format!(
-        "{}{}",
-        &url[..url.len() - 1],
-        if last == '0' { '1' } else { '0' }
-    );
-    let other_part = url.replace("partNumber=1", "partNumber=2");
-    for tampered in [flipped, other_part] {
-        let response = companion
-            .http
-            .put(&tampered)
-            .body(vec![0u8; 16])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 403, "{tampered}");
-        assert!(
-            response
-                .text()
-                .await
-                .unwrap()
-                .contains("SignatureDoesNotMatch")
-        );
-    }
+    cases::a_tampered_presigned_url_is_refused(&companion(&[]).await).await;
 }
 
 #[tokio::test]
@@ -155,26 +118,7 @@ async fn bad_creates_are_refused_with_a_clear_code() {
 
 #[tokio::test]
 async fn complete_must_list_every_planned_part_in_order() {
-    let companion = companion(&[]).await;
-    let bytes = pattern(11 * MIB, 4);
-    let created = companion.created("order.bin", bytes.len()).await;
-    let etags = companion.put_parts(&created, &bytes).await;
-    let mut swapped = etags.clone();
-    swapped.swap(0, 1);
-    // The companion checks the count; the store checks the ETags of each part number.
-    assert_eq!(
-        error(companion.complete(&created, &etags[..2]).await).await,
-        (400, "BadRequest".into())
-    );
-    assert_eq!(
-        error(companion.complete(&created, &swapped).await).await,
-        (400, "InvalidPart".into())
-    );
-    assert_eq!(
-        companion.complete(&created, &etags).await.status(),
-        200,
-        "the upload survived both refusals"
-    );
+    cases::complete_must_list_every_planned_part_in_order(&companion(&[]).await).await;
 }
 
 #[tokio::test]
@@ -192,75 +136,17 @@ async fn the_companion_refuses_to_start_without_its_bucket() {
 
 #[tokio::test]
 async fn parts_can_go_through_the_companion_when_the_store_is_out_of_reach() {
-    let companion = companion(&[]).await;
-    let bytes = pattern(11 * MIB, 5);
-    let created = companion.created("fallback.bin", bytes.len()).await;
-    let id = created.upload_id.clone().unwrap();
-    let mut etags = Vec::new();
-    for (chunk, part) in bytes.chunks(created.part_size as usize).zip(1..) {
-        let url = companion.url(&format!("/api/uploads/{id}/parts/{part}"));
-        let response = companion
-            .http
-            .put(&url)
-            .query(&[("token", &created.token)])
-            .body(chunk.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let answer: serde_json::Value = response.json().await.unwrap();
-        etags.push(answer["etag"].as_str().unwrap().to_owned());
-    }
-    let object: ferry_core::protocol::StoredObject = companion
-        .complete(&created, &etags)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert!(companion.read_back(&object).await == bytes);
+    cases::parts_can_go_through_the_companion(&companion(&[]).await).await;
+}
 
-    // A part of the wrong size, or for another upload, is refused before the store sees it.
-    let url = companion.url(&format!("/api/uploads/{id}/parts/1"));
-    let short = companion
-        .http
-        .put(&url)
-        .query(&[("token", &created.token)])
-        .body(vec![0u8; 10])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error(short).await, (400, "WrongLength".into()));
-    let other = companion.created("other.bin", 11 * MIB).await;
-    let crossed = companion
-        .http
-        .put(&url)
-        .query(&[("token", &other.token)])
-        .body(vec![0u8; 10])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error(crossed).await, (403, "TokenMismatch".into()));
+#[tokio::test]
+async fn an_upload_resumes_from_its_listed_parts() {
+    cases::an_upload_resumes_from_its_listed_parts(&companion(&[]).await).await;
+}
 
-    // A single PUT through the companion.
-    let small = pattern(1000, 6);
-    let single = companion.created("small.bin", small.len()).await;
-    let response = companion
-        .http
-        .put(companion.url("/api/objects"))
-        .query(&[("token", &single.token)])
-        .body(small.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let object = ferry_core::protocol::StoredObject {
-        checksum: None,
-        key: single.key.clone(),
-        etag: String::new(),
-        size: 1000,
-        location: single.location.clone(),
-    };
-    assert!(companion.read_back(&object).await == small);
+#[tokio::test]
+async fn an_aborted_upload_leaves_nothing() {
+    cases::an_aborted_upload_leaves_nothing(&companion(&[]).await).await;
 }
 
 #[tokio::test]

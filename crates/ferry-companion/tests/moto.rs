@@ -14,6 +14,8 @@ async fn multipart_round_trip() {
     cases::multipart_round_trip(&companion).await;
     cases::single_put_round_trip(&companion).await;
     cases::metadata_is_stored_with_the_object(&companion).await;
+    cases::an_upload_resumes_from_its_listed_parts(&companion).await;
+    cases::an_aborted_upload_leaves_nothing(&companion).await;
 }
 
 #[tokio::test]

@@ -6,19 +6,10 @@ mod common;
 use std::time::Duration;
 
 use clap::Parser;
-use common::{MIB, cases, companion, moto, pattern};
+use common::{AUTHED, MIB, cases, companion, moto, pattern};
 use ferry_companion::Config;
 use ferry_core::protocol::{ErrorBody, StoredObject};
 use serde_json::json;
-
-const AUTHED: [&str; 6] = [
-    "--auth-tokens",
-    "alice-key=alice,bob-key=bob",
-    "--max-file-size",
-    "104857600",
-    "--allowed-types",
-    "application/octet-stream",
-];
 
 #[tokio::test]
 async fn bad_requests_are_refused_without_touching_the_embedded_store() {

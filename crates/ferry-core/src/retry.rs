@@ -50,11 +50,16 @@ pub enum Class {
 /// the way; the file still has the right ones) retry; an expired signature is signed again;
 /// every other 4xx is final.
 pub fn classify(failure: &Failure) -> Class {
+    let message = failure.message.to_ascii_lowercase();
     match failure.status {
         None => Class::Retry,
         Some(408 | 429 | 500..=599) => Class::Retry,
         Some(_) if failure.code == "SlowDown" || failure.code == BAD_DIGEST => Class::Retry,
-        Some(403) if failure.message.to_ascii_lowercase().contains("expired") => Class::Resign,
+        Some(403) if message.contains("expired") => Class::Resign,
+        // Garage's answer to a presigned URL past its lifetime: "Bad request: Date is too old".
+        Some(400) if failure.code == "InvalidRequest" && message.contains("date is too old") => {
+            Class::Resign
+        }
         Some(_) => Class::Fatal,
     }
 }
@@ -206,6 +211,18 @@ mod tests {
                 Class::Resign,
             ),
             (Some(403), "AccessDenied", "Access Denied", Class::Fatal),
+            (
+                Some(400),
+                "InvalidRequest",
+                "Bad request: Date is too old",
+                Class::Resign,
+            ),
+            (
+                Some(400),
+                "InvalidRequest",
+                "Bad request: Missing X-Amz-Date field",
+                Class::Fatal,
+            ),
             (Some(403), "SignatureDoesNotMatch", "", Class::Fatal),
             (Some(400), "EntityTooSmall", "", Class::Fatal),
             (Some(404), "NoSuchUpload", "", Class::Fatal),
@@ -248,6 +265,13 @@ mod tests {
             ),
             (Some(403), "AccessDenied", expired, 0, Verdict::Resign),
             (Some(403), "AccessDenied", expired, 99, Verdict::Resign),
+            (
+                Some(400),
+                "InvalidRequest",
+                "Bad request: Date is too old",
+                0,
+                Verdict::Resign,
+            ),
             (
                 Some(403),
                 "AccessDenied",

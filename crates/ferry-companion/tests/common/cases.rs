@@ -1,8 +1,8 @@
 //! Cases every S3-compatible store must pass through the companion: run against the embedded
-//! store and against moto's server.
+//! store, moto's server and Garage.
 
 use ferry_core::UploadMode;
-use ferry_core::protocol::{ErrorBody, PartList, StoredObject};
+use ferry_core::protocol::{ErrorBody, PartList, PartsSigned, StoredObject};
 
 use super::{MIB, RunningCompanion, pattern};
 
@@ -543,18 +543,20 @@ pub async fn the_store_keeps_only_what_the_plan_allows(companion: &RunningCompan
     // A single PUT of 100 bytes cannot store 3 MiB. moto checks no signatures: there, only
     // the signed length says what was promised, and the finding stands for it (see README).
     let created = companion.created("hundred.bin", 100).await;
-    let response = companion
-        .put_single(created.url.as_ref().unwrap(), pattern(3 * MIB, 4))
+    let sent = companion
+        .single_put(created.url.as_ref().unwrap(), pattern(3 * MIB, 4))
+        .header("connection", "close")
+        .send()
         .await;
     if !companion.is_moto() {
-        assert_eq!(response.status(), 403, "a single PUT of another size");
-        assert!(
-            response
-                .text()
-                .await
-                .unwrap()
-                .contains("SignatureDoesNotMatch")
-        );
+        refused_for_its_signature(companion, sent, "a single PUT of another size").await;
+        let read = companion
+            .http
+            .get(companion.url(&created.location))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 404, "no object was stored");
     }
 
     // A 10 MiB + 3 plan: two parts of 5 MiB and a last one of 3 bytes.
@@ -566,23 +568,31 @@ pub async fn the_store_keeps_only_what_the_plan_allows(companion: &RunningCompan
         let created = companion.created("plan.bin", bytes.len()).await;
         assert_eq!(created.part_count, 3);
         let mut etags = companion.put_parts(&created, &bytes).await;
-        let signed: ferry_core::protocol::PartsSigned = companion
+        let signed: PartsSigned = companion
             .sign(&created, vec![part])
             .await
             .json()
             .await
             .unwrap();
-        let response = companion
+        let sent = companion
             .http
             .put(&signed.urls[0].url.url)
+            .header("connection", "close")
             .body(pattern(size, 6))
             .send()
-            .await
-            .unwrap();
+            .await;
         if !companion.is_moto() {
-            assert_eq!(response.status(), 403, "{attack} is refused by the store");
+            refused_for_its_signature(companion, sent, attack).await;
+            let listed: PartList = companion.list_parts(&created).await.json().await.unwrap();
+            let planned = if part < 3 { 5 * MIB as u64 } else { 3 };
+            assert_eq!(
+                listed.parts[part as usize - 1].size,
+                planned,
+                "{attack}: the store keeps the planned part"
+            );
             continue;
         }
+        let response = sent.unwrap();
         assert_eq!(response.status(), 200, "moto takes {attack}");
         etags[part as usize - 1] = response.headers()["etag"].to_str().unwrap().to_owned();
         let before = companion.list_parts(&created).await;
@@ -608,9 +618,31 @@ pub async fn the_store_keeps_only_what_the_plan_allows(companion: &RunningCompan
     }
 }
 
-/// A finished upload is never written again: not by its single-PUT URL, not through the
-/// fallback routes, not by a second Complete with made-up ETags. A Complete retried with the
-/// real ETags is still answered.
+/// Asserts that a store that checks signatures refused a PUT whose body is not the signed
+/// length. The store may answer before reading the body and close the connection (Garage does):
+/// the client then sees the connection cut while it was still sending, not the 403. Such PUTs
+/// go with `Connection: close`, so no later request is sent on a connection the store closed.
+async fn refused_for_its_signature(
+    companion: &RunningCompanion,
+    sent: reqwest::Result<reqwest::Response>,
+    what: &str,
+) {
+    match sent {
+        Ok(response) => {
+            assert_eq!(response.status(), 403, "{what} is refused by the store");
+            let body = response.text().await.unwrap();
+            assert!(
+                body.contains(companion.signature_refusal()),
+                "{what}: {body}"
+            );
+        }
+        Err(err) => assert!(err.is_request(), "{what}: {err}"),
+    }
+}
+
+/// A finished upload is never written again: not by its single-PUT URL (where the store honours
+/// `If-None-Match`), not through the fallback routes, not by a second Complete with made-up
+/// ETags. A Complete retried with the real ETags is still answered.
 pub async fn a_finished_upload_is_never_written_again(companion: &RunningCompanion) {
     let bytes = pattern(1000, 12);
     let created = companion.created("once.bin", bytes.len()).await;
@@ -624,7 +656,21 @@ pub async fn a_finished_upload_is_never_written_again(companion: &RunningCompani
         200
     );
     let replay = companion.put_single(&url, pattern(1000, 13)).await;
-    assert_eq!(replay.status(), 412, "the single-PUT URL cannot overwrite");
+    if companion.refuses_overwrites() {
+        assert_eq!(replay.status(), 412, "the single-PUT URL cannot overwrite");
+    } else {
+        // The store takes the signed `If-None-Match: *` and ignores it: within its lifetime the
+        // URL overwrites, and only the companion's own routes below still refuse.
+        assert_eq!(replay.status(), 200, "the store ignores If-None-Match");
+        let object = StoredObject {
+            checksum: None,
+            key: created.key.clone(),
+            etag: String::new(),
+            size: 1000,
+            location: created.location.clone(),
+        };
+        assert!(companion.read_back(&object).await == pattern(1000, 13));
+    }
     let fallback = companion
         .http
         .put(companion.url("/api/objects"))
@@ -720,4 +766,208 @@ pub async fn an_expired_token_still_aborts(companion: &RunningCompanion) {
         "the expired token aborts its own upload"
     );
     assert_eq!(companion.list_parts(&created).await.status(), 404);
+}
+
+/// An upload picked up again from what the store lists: ListParts gives the parts already
+/// there with their ETags, only the missing one is signed and sent, and Complete takes both.
+pub async fn an_upload_resumes_from_its_listed_parts(companion: &RunningCompanion) {
+    let bytes = pattern(11 * MIB, 17);
+    let created = companion.created("resumed.bin", bytes.len()).await;
+    let chunks: Vec<&[u8]> = bytes.chunks(created.part_size as usize).collect();
+    assert_eq!(chunks.len(), 3);
+    let mut sent = Vec::new();
+    for part in [1, 3] {
+        sent.push((
+            part,
+            put_part(companion, &created, part, chunks[part as usize - 1]).await,
+        ));
+    }
+
+    let listed: PartList = companion.list_parts(&created).await.json().await.unwrap();
+    let listed: Vec<(u32, String)> = listed.parts.into_iter().map(|p| (p.part, p.etag)).collect();
+    assert_eq!(listed, sent, "the store lists the parts sent, nothing else");
+
+    let second = put_part(companion, &created, 2, chunks[1]).await;
+    let etags = vec![listed[0].1.clone(), second, listed[1].1.clone()];
+    let response = companion.complete(&created, &etags).await;
+    assert_eq!(response.status(), 200);
+    let object: StoredObject = response.json().await.unwrap();
+    assert!(
+        companion.read_back(&object).await == bytes,
+        "the resumed upload reads back whole"
+    );
+}
+
+/// Signs `part` alone and PUTs `bytes` to it; returns its ETag.
+async fn put_part(
+    companion: &RunningCompanion,
+    created: &ferry_core::protocol::UploadCreated,
+    part: u32,
+    bytes: &[u8],
+) -> String {
+    let signed: PartsSigned = companion
+        .sign(created, vec![part])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = companion
+        .http
+        .put(&signed.urls[0].url.url)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "part {part}");
+    response.headers()["etag"].to_str().unwrap().to_owned()
+}
+
+/// An aborted upload leaves the store as it was before it began: no upload, no parts, no object.
+pub async fn an_aborted_upload_leaves_nothing(companion: &RunningCompanion) {
+    let before = companion.store_state().await;
+    let bytes = pattern(11 * MIB, 18);
+    let created = companion.created("aborted.bin", bytes.len()).await;
+    companion.put_parts(&created, &bytes).await;
+    assert_ne!(
+        companion.store_state().await,
+        before,
+        "the parts are in the store"
+    );
+
+    assert_eq!(companion.abort(&created).await.status(), 204);
+    assert_eq!(companion.list_parts(&created).await.status(), 404);
+    assert_eq!(companion.store_state().await, before, "nothing is left");
+}
+
+/// A presigned URL changed in any signed part is refused by a store that checks signatures.
+pub async fn a_tampered_presigned_url_is_refused(companion: &RunningCompanion) {
+    let created = companion.created("x.bin", 11 * MIB).await;
+    let signed: PartsSigned = companion
+        .sign(&created, vec![1, 2])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = &signed.urls[0].url.url;
+    let last = url.chars().last().unwrap();
+    let flipped = format!(
+        "{}{}",
+        &url[..url.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    let other_part = url.replace("partNumber=1", "partNumber=2");
+    for tampered in [flipped, other_part] {
+        let response = companion
+            .http
+            .put(&tampered)
+            .body(vec![0u8; 16])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{tampered}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(companion.signature_refusal()), "{body}");
+    }
+}
+
+/// Complete names every planned part in order: the companion counts them, the store checks the
+/// ETag of each part number, and a refused Complete leaves the upload to complete.
+pub async fn complete_must_list_every_planned_part_in_order(companion: &RunningCompanion) {
+    let bytes = pattern(11 * MIB, 4);
+    let created = companion.created("order.bin", bytes.len()).await;
+    let etags = companion.put_parts(&created, &bytes).await;
+    let mut swapped = etags.clone();
+    swapped.swap(0, 1);
+    assert_eq!(
+        error(companion.complete(&created, &etags[..2]).await).await,
+        (400, "BadRequest".into())
+    );
+    assert_eq!(
+        error(companion.complete(&created, &swapped).await).await,
+        (400, "InvalidPart".into())
+    );
+    assert_eq!(
+        companion.complete(&created, &etags).await.status(),
+        200,
+        "the upload survived both refusals"
+    );
+}
+
+/// The status and code of a refusal.
+pub async fn error(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: ErrorBody = response.json().await.unwrap();
+    (status, body.code)
+}
+
+/// Parts and single PUTs sent through the companion (the fallback when the browser cannot reach
+/// the store) reach the store whole; a wrong size or another upload's token is refused before
+/// the store sees anything.
+pub async fn parts_can_go_through_the_companion(companion: &RunningCompanion) {
+    let bytes = pattern(11 * MIB, 5);
+    let created = companion.created("fallback.bin", bytes.len()).await;
+    let id = created.upload_id.clone().unwrap();
+    let mut etags = Vec::new();
+    for (chunk, part) in bytes.chunks(created.part_size as usize).zip(1..) {
+        let url = companion.url(&format!("/api/uploads/{id}/parts/{part}"));
+        let response = companion
+            .http
+            .put(&url)
+            .query(&[("token", &created.token)])
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        etags.push(answer["etag"].as_str().unwrap().to_owned());
+    }
+    let object: StoredObject = companion
+        .complete(&created, &etags)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(companion.read_back(&object).await == bytes);
+
+    let url = companion.url(&format!("/api/uploads/{id}/parts/1"));
+    let short = companion
+        .http
+        .put(&url)
+        .query(&[("token", &created.token)])
+        .body(vec![0u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error(short).await, (400, "WrongLength".into()));
+    let other = companion.created("other.bin", 11 * MIB).await;
+    let crossed = companion
+        .http
+        .put(&url)
+        .query(&[("token", &other.token)])
+        .body(vec![0u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error(crossed).await, (403, "TokenMismatch".into()));
+
+    let small = pattern(1000, 6);
+    let single = companion.created("small.bin", small.len()).await;
+    let response = companion
+        .http
+        .put(companion.url("/api/objects"))
+        .query(&[("token", &single.token)])
+        .body(small.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let object = StoredObject {
+        checksum: None,
+        key: single.key.clone(),
+        etag: String::new(),
+        size: 1000,
+        location: single.location.clone(),
+    };
+    assert!(companion.read_back(&object).await == small);
 }

@@ -1,12 +1,14 @@
 //! Starts real servers on loopback for the HTTP suites: the companion (with the embedded store,
-//! or pointed at moto's S3 server) and moto itself.
+//! or pointed at moto's or Garage's S3 server), moto and Garage themselves.
 
 #![allow(dead_code)] // each test binary uses its own share of these helpers
 
 pub mod cases;
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ferry_companion::Config;
@@ -16,25 +18,60 @@ use serde_json::{Value, json};
 
 pub const MIB: usize = 1024 * 1024;
 
+/// The settings `cases::bad_requests_are_refused_without_touching_the_store` and
+/// `cases::downloads_need_the_owner_or_a_link` need.
+pub const AUTHED: [&str; 6] = [
+    "--auth-tokens",
+    "alice-key=alice,bob-key=bob",
+    "--max-file-size",
+    "104857600",
+    "--allowed-types",
+    "application/octet-stream",
+];
+
+/// The store behind a companion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The companion's own, under its data folder.
+    Embedded,
+    /// moto's S3 server: S3's multipart rules, no signature checks.
+    Moto,
+    /// Garage: a production S3 store that checks signatures.
+    Garage,
+}
+
 /// A companion serving on a loopback port until the test ends.
 pub struct RunningCompanion {
     pub base: String,
     pub http: reqwest::Client,
     /// The companion's own state: its store client, for the janitor.
     pub state: std::sync::Arc<ferry_companion::api::AppState>,
+    pub store: Store,
     data: tempfile::TempDir,
-    /// The moto endpoint and bucket, when the companion uses moto instead of its own store.
-    moto: Option<(String, String)>,
+    /// The bucket and credentials the companion was given, when it uses a store other than its
+    /// own.
+    remote: Option<(rusty_s3::Bucket, rusty_s3::Credentials)>,
     /// The checksum the companion asks for: this client hashes as a browser does.
     pub checksum: Option<ChecksumAlgorithm>,
     /// Each upload's part checksums, as [`Self::put_parts`] sent them, for its Complete.
     part_checksums: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
-/// Starts a companion with `args` added to a fresh data folder and a loopback port. Checksums are
-/// off unless `args` ask for one (`--checksum`): the suites that attack the routes send raw
-/// requests; the checksum suite and the round trips turn them on.
+/// Starts a companion with `args` added to a fresh data folder and a loopback port: with the
+/// embedded store, or moto's when `args` name an endpoint. Checksums are off unless `args` ask
+/// for one (`--checksum`): the suites that attack the routes send raw requests; the checksum
+/// suites turn them on.
 pub async fn companion(args: &[&str]) -> RunningCompanion {
+    let store = if args.contains(&"--s3-endpoint") {
+        Store::Moto
+    } else {
+        Store::Embedded
+    };
+    companion_on(store, args).await
+}
+
+/// Starts a companion in front of `store`, which `args` point it at.
+pub async fn companion_on(store: Store, args: &[&str]) -> RunningCompanion {
     let data = tempfile::tempdir().unwrap();
     let mut argv = vec![
         "ferry-companion",
@@ -69,12 +106,28 @@ pub async fn companion(args: &[&str]) -> RunningCompanion {
             .position(|arg| *arg == name)
             .map(|at| args[at + 1].to_owned())
     };
+    let remote = arg("--s3-endpoint").map(|endpoint| {
+        // moto and Garage are both reached path-style.
+        let bucket = rusty_s3::Bucket::new(
+            endpoint.parse().unwrap(),
+            rusty_s3::UrlStyle::Path,
+            arg("--s3-bucket").unwrap(),
+            arg("--s3-region").unwrap_or_else(|| "us-east-1".to_owned()),
+        )
+        .unwrap();
+        let credentials = rusty_s3::Credentials::new(
+            arg("--access-key-id").unwrap(),
+            arg("--secret-access-key").unwrap(),
+        );
+        (bucket, credentials)
+    });
     RunningCompanion {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
         state,
+        store,
         data,
-        moto: arg("--s3-endpoint").zip(arg("--s3-bucket")),
+        remote,
         checksum: config.checksum.0,
         part_checksums: Default::default(),
     }
@@ -101,11 +154,25 @@ impl RunningCompanion {
     /// Everything the store holds, as text: equal before and after a request means the request
     /// did not touch the store.
     pub async fn store_state(&self) -> String {
-        match &self.moto {
-            // moto does not check signatures: plain GETs list objects and uploads.
-            Some((endpoint, bucket)) => {
-                let objects = self.get_text(&format!("{endpoint}/{bucket}")).await;
-                let uploads = self.get_text(&format!("{endpoint}/{bucket}?uploads")).await;
+        match &self.remote {
+            Some((bucket, credentials)) => {
+                use rusty_s3::S3Action;
+                let lifetime = Duration::from_secs(60);
+                // Signed, for a store that checks: a refusal would read the same every time.
+                let read = |url: url::Url| async move {
+                    let response = self.http.get(url).send().await.unwrap();
+                    assert_eq!(response.status(), 200, "listing the store");
+                    response.text().await.unwrap()
+                };
+                let objects = read(bucket.list_objects_v2(Some(credentials)).sign(lifetime)).await;
+                // ListMultipartUploads is ListObjectsV2's GET with another query, as in the store.
+                let mut list = bucket.list_objects_v2(Some(credentials));
+                let query = list.query_mut();
+                query.remove("list-type");
+                query.remove("encoding-type");
+                query.insert("uploads", "");
+                let uploads = read(list.sign(lifetime)).await;
+                // moto's answers carry a fresh request id each time.
                 let strip = |xml: String| {
                     xml.split("<RequestId>")
                         .next()
@@ -140,12 +207,32 @@ impl RunningCompanion {
     /// Whether the store behind the companion is moto, which checks no signatures: what a
     /// signature binds is then checked only by the companion.
     pub fn is_moto(&self) -> bool {
-        self.moto.is_some()
+        self.store == Store::Moto
+    }
+
+    /// What the store's answer to a bad signature says: S3's code, or Garage's message (its code
+    /// is a plain `AccessDenied`).
+    pub fn signature_refusal(&self) -> &'static str {
+        match self.store {
+            Store::Garage => "Invalid signature",
+            Store::Embedded | Store::Moto => "SignatureDoesNotMatch",
+        }
+    }
+
+    /// Whether the store honours `If-None-Match: *` on writes. Garage 2.5 takes the header and
+    /// ignores it.
+    pub fn refuses_overwrites(&self) -> bool {
+        self.store != Store::Garage
     }
 
     /// PUTs `bytes` to a presigned single-PUT URL with its signed headers, stating the length
     /// as browsers do, even for an empty body.
     pub async fn put_single(&self, url: &SignedUrl, bytes: Vec<u8>) -> reqwest::Response {
+        self.single_put(url, bytes).send().await.unwrap()
+    }
+
+    /// The request `put_single` sends.
+    pub fn single_put(&self, url: &SignedUrl, bytes: Vec<u8>) -> reqwest::RequestBuilder {
         let mut put = self
             .http
             .put(&url.url)
@@ -154,7 +241,7 @@ impl RunningCompanion {
         for (name, value) in &url.headers {
             put = put.header(name, value);
         }
-        put.send().await.unwrap()
+        put
     }
 
     /// Sends `method path` with `headers` exactly as written (reqwest would resolve `..` and
@@ -434,6 +521,230 @@ impl Moto {
             "test",
             "--secret-access-key",
             "test",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
+/// Garage on free loopback ports, its data in a temporary folder, killed when dropped. Garage is
+/// AGPL: the tests only ever run its binary, nothing links it.
+pub struct Garage {
+    pub endpoint: String,
+    key_id: String,
+    secret: String,
+    bin: PathBuf,
+    config: PathBuf,
+    child: Child,
+    /// Its config, metadata, data and log; removed after the process is gone.
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The region Garage's S3 API signs for, set in its config.
+const GARAGE_REGION: &str = "garage";
+
+/// `N` distinct free loopback ports: all held open together, so none is handed out twice.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners = [(); N].map(|()| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    listeners.map(|listener| listener.local_addr().unwrap().port())
+}
+
+/// Starts Garage 2.5 as a one-node cluster with an access key, and waits until its CLI gets
+/// answers from it. Garage is a production S3: it checks SigV4 and presigned URLs' expiry, but
+/// not S3's 5 MiB minimum part size. The binary is `FERRY_GARAGE_BIN`, or `garage` on the PATH
+/// (`cargo xtask test` installs it).
+pub fn garage() -> Garage {
+    let bin = std::env::var_os("FERRY_GARAGE_BIN").map_or_else(|| "garage".into(), PathBuf::from);
+    let dir = tempfile::tempdir().unwrap();
+    let [rpc, s3, admin] = free_ports();
+    let config = dir.path().join("garage.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"metadata_dir = "{root}/meta"
+data_dir = "{root}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "{secret}"
+
+[s3_api]
+api_bind_addr = "127.0.0.1:{s3}"
+s3_region = "{GARAGE_REGION}"
+
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+"#,
+            root = dir.path().display(),
+            secret = hex::encode(rand::random::<[u8; 32]>()),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("garage.log")).unwrap();
+    let child = Command::new(&bin)
+        .arg("-c")
+        .arg(&config)
+        .arg("server")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run Garage ({}: {err}): set FERRY_GARAGE_BIN or put `garage` on the PATH; \
+                 `cargo xtask test` installs it (cargo install garage --version 2.5.0 --locked \
+                 --no-default-features --features sqlite,bundled-libs)",
+                bin.display()
+            )
+        });
+    // Owned before the setup, so that a setup that fails still kills the process.
+    let mut garage = Garage {
+        endpoint: format!("http://127.0.0.1:{s3}"),
+        key_id: String::new(),
+        secret: String::new(),
+        bin,
+        config,
+        child,
+        dir,
+    };
+    garage.wait_until_it_answers();
+    let node = garage.cli(&["node", "id", "-q"]);
+    // `node id` prints `<id>@<address>` when it knows the address.
+    let node = node.trim().split('@').next().unwrap().to_owned();
+    garage.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+    garage.cli(&["layout", "apply", "--version", "1"]);
+    let key = garage.cli(&["key", "create", "ferry-test"]);
+    let field = |name: &str| {
+        key.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name:?} in `garage key create`'s answer:\n{key}"))
+            .trim()
+            .to_owned()
+    };
+    garage.key_id = field("Key ID:");
+    garage.secret = field("Secret key:");
+    garage
+}
+
+impl Garage {
+    /// Runs Garage's CLI against this node; panics with its output and the server's log if it
+    /// fails.
+    fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "`garage {}` failed: {}{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log(),
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// The server's log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
+    }
+
+    /// Waits until `garage status` gets the node's answer over RPC.
+    fn wait_until_it_answers(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = Command::new(&self.bin)
+                .arg("-c")
+                .arg(&self.config)
+                .arg("status")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            // The S3 API starts just after RPC: both must answer.
+            let s3 = self.endpoint.trim_start_matches("http://");
+            if status.success() && std::net::TcpStream::connect(s3).is_ok() {
+                return;
+            }
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                panic!("Garage stopped ({exit}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Garage did not answer within 30 s:\n{}",
+                self.log()
+            );
+            // The CLI fails within milliseconds while the node is down: poll, do not spin.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Creates `bucket`, lets the test key read, write and own it, and sets the CORS rule
+    /// browsers need: any origin may PUT, POST, GET, HEAD and DELETE with any header, and read the
+    /// ETag and the checksums.
+    pub async fn create_bucket(&self, bucket: &str) {
+        use rusty_s3::S3Action;
+        self.cli(&["bucket", "create", bucket]);
+        self.cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "--owner",
+            bucket,
+            "--key",
+            &self.key_id,
+        ]);
+        let target = rusty_s3::Bucket::new(
+            self.endpoint.parse().unwrap(),
+            rusty_s3::UrlStyle::Path,
+            bucket.to_owned(),
+            GARAGE_REGION,
+        )
+        .unwrap();
+        let credentials = rusty_s3::Credentials::new(&self.key_id, &self.secret);
+        // rusty-s3 has no PutBucketCors: it is CreateBucket's PUT with `cors` in the query.
+        let mut action = rusty_s3::actions::CreateBucket::new(&target, &credentials);
+        action.query_mut().insert("cors", "");
+        let cors = r#"<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>PUT</AllowedMethod><AllowedMethod>POST</AllowedMethod><AllowedMethod>GET</AllowedMethod><AllowedMethod>HEAD</AllowedMethod><AllowedMethod>DELETE</AllowedMethod><AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><ExposeHeader>x-amz-checksum-crc32c</ExposeHeader><ExposeHeader>x-amz-checksum-crc64nvme</ExposeHeader><ExposeHeader>x-amz-checksum-sha256</ExposeHeader><ExposeHeader>x-amz-checksum-type</ExposeHeader><MaxAgeSeconds>3600</MaxAgeSeconds></CORSRule></CORSConfiguration>"#;
+        let response = reqwest::Client::new()
+            .put(action.sign(Duration::from_secs(60)))
+            .body(cors)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "bucket CORS: {}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// Companion arguments that point it at this Garage, with the test key.
+    pub fn companion_args(&self, bucket: &str) -> Vec<String> {
+        [
+            "--s3-endpoint",
+            &self.endpoint,
+            "--s3-bucket",
+            bucket,
+            "--s3-region",
+            GARAGE_REGION,
+            "--s3-path-style",
+            "true",
+            "--access-key-id",
+            &self.key_id,
+            "--secret-access-key",
+            &self.secret,
         ]
         .map(str::to_owned)
         .to_vec()
