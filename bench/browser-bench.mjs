@@ -37,10 +37,12 @@ const scratch = scratchDir("ferry-browser-bench-");
 const DEMO_DIST = path.resolve(process.env.FERRY_DIST ?? path.join(here, "../dist"));
 /** The "library" that is the demo page (crates/ferry-demo): Ferry driven by its own UI. */
 const PAGE = "demo page";
+/** Ferry through a companion with checksums off: what checksums cost, on the large file. */
+const UNCHECKED = "ferry, checksums off";
 
 /** The workloads of the benchmark; the smoke run keeps their shape at a fraction of the size. */
 const WORKLOADS = [
-  { name: "one large file", files: 1, size: SMOKE ? 16 * MIB : 1024 * MIB },
+  { name: "one large file", files: 1, size: SMOKE ? 16 * MIB : 1024 * MIB, libraries: ["ferry", UNCHECKED, "uppy-6", "uppy-5", "lib-storage"] },
   { name: "many small files", files: SMOKE ? 40 : 2000, size: 64 * 1024 },
   { name: "very many tiny files", files: SMOKE ? 100 : 20000, size: 4 * 1024, onlySurvivors: true },
   { name: "10% of part PUTs fail", files: 1, size: SMOKE ? 16 * MIB : 256 * MIB, failEvery: 10 },
@@ -99,8 +101,12 @@ async function stored(s3, bucket, key) {
 
 // The servers: one store, Ferry's companion and @uppy/companion both signing for it.
 // Ferry's companion also serves the demo page, which talks to it on its own origin.
-const { store, ferry, uppy, ...credentials } = await startServers({ admissionQueue: 65536, staticDir: needsPage ? DEMO_DIST : undefined });
-const config = { ferry, uppy, store, ...credentials };
+const { store, ferry, ferryUnchecked, uppy, ...credentials } = await startServers({
+  admissionQueue: 65536,
+  staticDir: needsPage ? DEMO_DIST : undefined,
+  unchecked: true,
+});
+const config = { ferry, ferryUnchecked, uppy, store, ...credentials };
 const s3 = new S3Client({
   endpoint: store,
   region: "us-east-1",
@@ -267,7 +273,7 @@ async function measure(library, workload, files) {
   const metrics = async () => Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map(({ name, value }) => [name, value]));
   const before = await metrics();
   const wasmBytes = () =>
-    library === "ferry" ? page.evaluate(() => window.bench.wasmBytes()) : isPage ? page.evaluate(() => window.__watch?.memory?.buffer.byteLength ?? 0) : 0;
+    library === "ferry" || library === UNCHECKED ? page.evaluate(() => window.bench.wasmBytes()) : isPage ? page.evaluate(() => window.__watch?.memory?.buffer.byteLength ?? 0) : 0;
   const memory = async () => (await metrics()).JSHeapUsedSize + (await wasmBytes());
   let peakMemory = await memory();
   let sampling = true;
@@ -279,7 +285,7 @@ async function measure(library, workload, files) {
   })();
   let outcome;
   let timer;
-  const limit = library === "ferry" || isPage ? FERRY_TIMEOUT_MS : POINT_TIMEOUT_MS;
+  const limit = library === "ferry" || library === UNCHECKED || isPage ? FERRY_TIMEOUT_MS : POINT_TIMEOUT_MS;
   const timeout = new Promise((resolve) => {
     timer = setTimeout(() => resolve({ error: `did not finish within ${limit / 1000} s` }), limit);
   });
@@ -382,8 +388,10 @@ function idleFraction(timeline) {
   return idle / (working * span);
 }
 
-/** The raw limit: the same parts PUT by a native (Node.js) client, 5 at a time, with Ferry's URLs. */
+/** The raw limit: the same parts PUT by a native (Node.js) client, 5 at a time, with Ferry's URLs
+ * (from the companion with checksums off: this client hashes nothing). */
 async function rawLimit(files, size) {
+  const ferry = ferryUnchecked;
   const created = await (await fetch(`${ferry}/api/uploads`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "raw.bin", size, type: "" }) })).json();
   const parts = Array.from({ length: created.partCount }, (_, index) => index + 1);
   const signed = await (await fetch(`${ferry}/api/uploads/${created.uploadId}/sign`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: created.token, parts }) })).json();
@@ -406,7 +414,8 @@ async function rawLimit(files, size) {
 }
 
 const results = { smoke: SMOKE, machine: `${os.cpus()[0].model}, ${os.cpus().length} cores`, chromium: browser.version(), settings: {
-  ferry: "defaults (10 files prepared ahead; 5 part PUTs, 3 with a file over 65 MiB; 3 per file; 20 URLs per sign call)",
+  ferry: "defaults (10 files prepared ahead; 5 part PUTs, 3 with a file over 65 MiB; 3 per file; 20 URLs per sign call; CRC32C checksums)",
+  [UNCHECKED]: "the same, through a companion with FERRY_CHECKSUM=off",
   "uppy-6": "@uppy/core 6.3.1 + @uppy/aws-s3 6.3.1, shouldUseMultipart: true, signing by @uppy/companion 6.2.2; other options default",
   "uppy-5": "@uppy/core 5.2.0 + @uppy/aws-s3 5.1.0, shouldUseMultipart: true, signing by @uppy/companion 6.2.2; other options default",
   "lib-storage": "@aws-sdk/client-s3 + @aws-sdk/lib-storage 3.1169.0, defaults (queueSize 4, 5 MiB parts), requestChecksumCalculation WHEN_REQUIRED, all files started at once",
@@ -420,8 +429,9 @@ for (const workload of SELECTED) {
     const watched = workload.watch && !point.failed ? `, ${point.files_per_second.toFixed(0)} files/s, longest task ${point.longest_task_ms.toFixed(0)} ms (${point.long_tasks_over_100_ms} over 100 ms)${input}, peak ${point.peak_dom_nodes} elements` : "";
     console.error(`${workload.name} / ${library}: ${point.failed ? `failed: ${point.failed}` : `${point.seconds.toFixed(2)} s, ${point.mb_per_second.toFixed(1)} MB/s, memory ${point.peak_memory_mib.toFixed(1)} MiB, idle ${(point.slot_idle_fraction * 100).toFixed(1)}%, verified ${point.verified}${watched}`}`);
   }
-  const [alone, onPage] = ["ferry", PAGE].map((library) => results.points.find((point) => point.workload === workload.name && point.library === library && !point.failed));
+  const [alone, onPage, unchecked] = ["ferry", PAGE, UNCHECKED].map((library) => results.points.find((point) => point.workload === workload.name && point.library === library && !point.failed));
   if (alone && onPage) console.error(`${workload.name}: the page takes ${(onPage.seconds / alone.seconds).toFixed(2)}x the library's time (goal: at most 1.2x)`);
+  if (alone && unchecked) console.error(`${workload.name}: with checksums, ${(alone.mb_per_second / unchecked.mb_per_second).toFixed(2)}x the throughput without (goal: at least 0.9x)`);
   if (workload === WORKLOADS[0]) {
     const raw = await rawLimit(files, workload.size);
     results.points.push(raw);
@@ -435,7 +445,8 @@ console.log(JSON.stringify(results, null, 2));
 // The smoke run is a test: Ferry, alone and in the demo page, must complete and every object read
 // back must match.
 const mismatched = (point) => point.verified && point.verified.split("/")[0] !== point.verified.split("/")[1];
-const broken = results.points.filter((point) => ((point.library === "ferry" || point.library === PAGE) && point.failed) || mismatched(point));
+const ours = ["ferry", UNCHECKED, PAGE];
+const broken = results.points.filter((point) => (ours.includes(point.library) && point.failed) || mismatched(point));
 if (broken.length) {
   console.error("broken points:", JSON.stringify(broken));
   process.exit(1);

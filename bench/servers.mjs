@@ -42,13 +42,13 @@ function start(command, args, env) {
  * (`admissionQueue` waiting) so that it measures uploads and signing, not refusals. With
  * `staticDir` (the demo page trunk built), Ferry's companion also serves that page at `/`.
  */
-export async function startServers({ admissionQueue, staticDir }) {
+export async function startServers({ admissionQueue, staticDir, unchecked }) {
   const key = "bench-key";
   const secret = "bench-secret-key";
   const bucket = "bench";
   const root = scratchDir("ferry-bench-store-");
   const store = await start(process.env.FERRY_STORE_BIN, ["--root", root, "--access-key", key, "--secret-key", secret, "--bucket", bucket]);
-  const ferry = await start(process.env.FERRY_COMPANION_BIN, [], {
+  const ferryEnv = {
     FERRY_LISTEN: "127.0.0.1:0",
     FERRY_S3_ENDPOINT: store,
     FERRY_S3_BUCKET: bucket,
@@ -59,8 +59,10 @@ export async function startServers({ admissionQueue, staticDir }) {
     FERRY_ADMISSION_CONCURRENCY: "1024",
     FERRY_ADMISSION_QUEUE: String(admissionQueue),
     RUST_LOG: "warn",
-    ...(staticDir ? { FERRY_STATIC_DIR: staticDir } : {}),
-  });
+  };
+  const ferry = await start(process.env.FERRY_COMPANION_BIN, [], { ...ferryEnv, ...(staticDir ? { FERRY_STATIC_DIR: staticDir } : {}) });
+  // With `unchecked`, a second companion with checksums off: what checksums cost, side by side.
+  const ferryUnchecked = unchecked ? await start(process.env.FERRY_COMPANION_BIN, [], { ...ferryEnv, FERRY_CHECKSUM: "off" }) : undefined;
   const uppy = await start("node", [path.join(here, "uppy-server.mjs")], {
     STORE_ENDPOINT: store,
     STORE_KEY: key,
@@ -68,5 +70,5 @@ export async function startServers({ admissionQueue, staticDir }) {
     STORE_BUCKET: bucket,
     UPPY_FILE_PATH: scratchDir("uppy-companion-"),
   });
-  return { store, ferry, uppy, key, secret, bucket };
+  return { store, ferry, ferryUnchecked, uppy, key, secret, bucket };
 }

@@ -14,8 +14,8 @@ const wasm = await init();
 
 const files = () => [...document.querySelector("#files").files];
 
-async function ferry(config) {
-  const uploader = createUploader({ endpoint: config.ferry });
+async function ferry(config, endpoint = config.ferry) {
+  const uploader = createUploader({ endpoint });
   const results = await Promise.all(files().map((file) => uploader.add(file).done));
   uploader.free();
   return results.map((result) => result.key);
@@ -59,6 +59,7 @@ async function sdk(config) {
 
 const libraries = {
   ferry,
+  "ferry, checksums off": (config) => ferry(config, config.ferryUnchecked),
   "uppy-6": (config) => uppy(Uppy6, AwsS3v6, "companionEndpoint", config),
   "uppy-5": (config) => uppy(Uppy5, AwsS3v5, "endpoint", config),
   "lib-storage": sdk,

@@ -1,7 +1,7 @@
 // Real parts for the browser tests: the companion binary (with the embedded store, or pointed at
 // moto's server), moto itself, Debian's headless Chromium, and files on disk with known SHA-256.
 
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
@@ -187,6 +187,86 @@ export async function startMoto(bucket) {
       FERRY_S3_PATH_STYLE: "true",
       AWS_ACCESS_KEY_ID: "test",
       AWS_SECRET_ACCESS_KEY: "test",
+    },
+    stop: () => {
+      children.delete(child);
+      child.kill();
+    },
+  };
+}
+
+/** Starts Garage (a production S3 store; an outside test binary, AGPL) on loopback ports, with a
+ * key, a bucket and the CORS rule pages need. `cargo xtask test` installs it when missing. */
+export async function startGarage(bucket) {
+  const bin = process.env.FERRY_GARAGE_BIN ?? "garage";
+  const dir = fs.mkdtempSync(path.join(scratch, "garage-"));
+  const [rpc, s3, admin] = [await freePort(), await freePort(), await freePort()];
+  const config = path.join(dir, "garage.toml");
+  fs.writeFileSync(
+    config,
+    [
+      `metadata_dir = "${dir}/meta"`,
+      `data_dir = "${dir}/data"`,
+      `db_engine = "sqlite"`,
+      `replication_factor = 1`,
+      `rpc_bind_addr = "127.0.0.1:${rpc}"`,
+      `rpc_public_addr = "127.0.0.1:${rpc}"`,
+      `rpc_secret = "${randomBytes(32).toString("hex")}"`,
+      `[s3_api]`,
+      `api_bind_addr = "127.0.0.1:${s3}"`,
+      `s3_region = "garage"`,
+      `[admin]`,
+      `api_bind_addr = "127.0.0.1:${admin}"`,
+    ].join("\n"),
+  );
+  const child = spawn(bin, ["-c", config, "server"], { stdio: ["ignore", "ignore", "ignore"] });
+  children.add(child);
+  const cli = (...args) =>
+    new Promise((resolve, reject) =>
+      execFile(bin, ["-c", config, ...args], (error, stdout, stderr) =>
+        error ? reject(new Error(`garage ${args.join(" ")}: ${stderr || error.message}`)) : resolve(stdout),
+      ),
+    );
+  // Ready when the node answers its CLI over RPC and the S3 port takes a request.
+  for (let tries = 0; ; tries++) {
+    const ready = await cli("status")
+      .then(() => fetch(`http://127.0.0.1:${s3}/`))
+      .then(() => true, () => false);
+    if (ready) break;
+    if (tries > 600 || child.exitCode !== null) throw new Error("Garage did not start");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const node = (await cli("node", "id", "-q")).trim().split("@")[0];
+  await cli("layout", "assign", "-z", "dc1", "-c", "1G", node);
+  await cli("layout", "apply", "--version", "1");
+  const key = await cli("key", "create", "ferry-e2e");
+  const field = (name) => key.split("\n").find((line) => line.startsWith(name)).slice(name.length).trim();
+  const [keyId, secret] = [field("Key ID:"), field("Secret key:")];
+  await cli("bucket", "create", bucket);
+  await cli("bucket", "allow", "--read", "--write", "--owner", bucket, "--key", keyId);
+  const endpoint = `http://127.0.0.1:${s3}`;
+  // PutBucketCors must be signed: boto3 (which comes with moto) signs it.
+  const cors = `
+import boto3
+s3 = boto3.client("s3", endpoint_url="${endpoint}", region_name="garage",
+                  aws_access_key_id="${keyId}", aws_secret_access_key="${secret}")
+s3.put_bucket_cors(Bucket="${bucket}", CORSConfiguration={"CORSRules": [{
+    "AllowedOrigins": ["*"], "AllowedMethods": ["GET", "PUT", "POST", "HEAD"], "AllowedHeaders": ["*"],
+    "ExposeHeaders": ["ETag", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha256"],
+    "MaxAgeSeconds": 3600}]})
+`;
+  await new Promise((resolve, reject) =>
+    execFile("python3", ["-c", cors], (error, _, stderr) => (error ? reject(new Error(`Garage CORS: ${stderr}`)) : resolve())),
+  );
+  return {
+    endpoint,
+    companionEnv: {
+      FERRY_S3_ENDPOINT: endpoint,
+      FERRY_S3_BUCKET: bucket,
+      FERRY_S3_REGION: "garage",
+      FERRY_S3_PATH_STYLE: "true",
+      AWS_ACCESS_KEY_ID: keyId,
+      AWS_SECRET_ACCESS_KEY: secret,
     },
     stop: () => {
       children.delete(child);
