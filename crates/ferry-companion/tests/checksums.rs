@@ -6,7 +6,7 @@ mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{MIB, RunningCompanion, companion, moto, pattern};
+use common::{MIB, RunningCompanion, Store, companion, companion_on, garage, moto, pattern};
 use ferry_core::protocol::{PartList, PartsSigned, StoredObject};
 use ferry_core::{ChecksumAlgorithm, ChecksumType};
 use serde_json::{Value, json};
@@ -134,6 +134,51 @@ async fn crc32c_and_sha256_round_trip_through_moto() {
         let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
         round_trips(&companion, algorithm).await;
     }
+}
+
+#[tokio::test]
+async fn every_algorithm_round_trips_through_garage() {
+    let garage = garage();
+    for algorithm in ChecksumAlgorithm::ALL {
+        let bucket = format!("sums-{}", algorithm.name());
+        garage.create_bucket(&bucket).await;
+        let mut args = garage.companion_args(&bucket);
+        args.extend(["--checksum".to_owned(), algorithm.name().to_owned()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        round_trips(&companion_on(Store::Garage, &args).await, algorithm).await;
+    }
+}
+
+#[tokio::test]
+async fn a_part_with_other_bytes_is_refused_by_garage() {
+    let garage = garage();
+    garage.create_bucket("sums-refused").await;
+    let mut args = garage.companion_args("sums-refused");
+    args.extend(["--checksum".to_owned(), "crc32c".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let companion = companion_on(Store::Garage, &args).await;
+    let part = pattern(5 * MIB, 3);
+    let (created, url) = signed_part(&companion, &ChecksumAlgorithm::Crc32c.checksum(&part)).await;
+    let mut flipped = part.clone();
+    flipped[99] ^= 1;
+    // Garage answers before it reads the whole body, then closes the connection.
+    let mut request = companion
+        .http
+        .put(&url.url)
+        .header("connection", "close")
+        .body(flipped);
+    for (name, value) in &url.headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    // Garage's code for it is InvalidDigest (S3's is BadDigest): Ferry retries both.
+    let failure =
+        ferry_core::answer::failure_from_answer(400, &response.text().await.unwrap(), None);
+    assert_eq!(failure.code, "InvalidDigest");
+    assert!(failure.is_digest_mismatch());
+    let listed: PartList = companion.list_parts(&created).await.json().await.unwrap();
+    assert!(listed.parts.is_empty(), "nothing stored of a refused part");
 }
 
 #[tokio::test]

@@ -27,6 +27,12 @@ impl Failure {
 }
 
 impl Failure {
+    /// Whether the store refused bytes that do not match their checksum: S3's `BadDigest`, or
+    /// Garage's `InvalidDigest` (Ferry never sends a malformed value, so it means the same).
+    pub fn is_digest_mismatch(&self) -> bool {
+        self.status == Some(400) && matches!(self.code.as_str(), "BadDigest" | "InvalidDigest")
+    }
+
     /// Whether this is an outage rather than a refusal: no answer at all, or a gateway saying
     /// what is behind it does not answer (502, 504, or the companion's `StoreUnavailable`).
     /// Outages are waited out and spend no attempt; only answers with a reason fail a file.
@@ -54,7 +60,7 @@ pub fn classify(failure: &Failure) -> Class {
     match failure.status {
         None => Class::Retry,
         Some(408 | 429 | 500..=599) => Class::Retry,
-        Some(_) if failure.code == "SlowDown" || failure.code == BAD_DIGEST => Class::Retry,
+        Some(_) if failure.code == "SlowDown" || failure.is_digest_mismatch() => Class::Retry,
         Some(403) if message.contains("expired") => Class::Resign,
         // Garage's answer to a presigned URL past its lifetime: "Bad request: Date is too old".
         Some(400) if failure.code == "InvalidRequest" && message.contains("date is too old") => {
@@ -82,9 +88,6 @@ pub enum Verdict {
 
 /// The code of the companion's 503 when its admission queue is full.
 const BUSY: &str = "Busy";
-
-/// S3's code for bytes that do not match their checksum.
-pub const BAD_DIGEST: &str = "BadDigest";
 
 /// The verdict on `failure` for a request that already spent `spent` retries under `policy`.
 pub fn verdict(failure: &Failure, spent: u32, policy: &RetryPolicy) -> Verdict {

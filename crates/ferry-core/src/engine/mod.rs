@@ -46,7 +46,7 @@ use crate::plan::{Plan, UploadMode};
 use crate::protocol::{
     CompanionConfig, SignParts, SignedPart, StoredObject, StoredPart, UploadCreated,
 };
-use crate::retry::{BAD_DIGEST, Failure, Verdict, verdict};
+use crate::retry::{Failure, Verdict, verdict};
 use crate::schedule::{EngineConfig, Rank};
 use crate::time::{Instant, Rng};
 
@@ -877,7 +877,7 @@ impl Engine {
             Verdict::Fail { .. } => {
                 // Bytes that never matched their checksum, however often sent: the file changed
                 // under the upload, so nothing stored of it can be trusted.
-                let abort = failure.code == BAD_DIGEST;
+                let abort = failure.is_digest_mismatch();
                 return self.end(file, part_error(part, failure), abort);
             }
         }
@@ -943,7 +943,7 @@ impl Engine {
         // A call's `BadDigest` is the store's word on bytes it already holds (the object's
         // checksum at Complete): sending the call again cannot change them.
         let verdict = match verdict(&failure, live.call.attempts, retry) {
-            _ if failure.code == BAD_DIGEST => Verdict::Fail { refused: true },
+            _ if failure.is_digest_mismatch() => Verdict::Fail { refused: true },
             verdict => verdict,
         };
         let wait = match verdict {
