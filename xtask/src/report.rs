@@ -368,6 +368,12 @@ fn goals_markdown(points: &[BrowserPoint]) -> String {
                 verdict(share >= 0.9)
             ));
         }
+        if let Some(longest) = ferry.longest_task_ms {
+            rows.push(format!(
+                "| 1 GiB hashed with no main-thread task over 50 ms | longest {longest:.0} ms | {} |",
+                verdict(longest <= 50.0)
+            ));
+        }
         if let Some((peer, peer_seconds)) = best_peer(&large) {
             let ratio = peer_seconds / ferry.seconds();
             rows.push(format!(
