@@ -155,8 +155,12 @@ test("a file edited in place (same name, size and dates) is not resumed onto its
   const { page, close } = await openPage(companion);
   try {
     const file = makeFile("edited.bin", 40 * MIB);
-    // Slow enough that the upload is still going when the page reloads.
-    await throttle(page, 8 * MIB);
+    // A whole second, so that the date the page reads is the same after it is set again.
+    const dated = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
+    fs.utimesSync(file.path, dated, dated);
+    // Slow enough that the upload is far from done when the page reloads: each part takes
+    // seconds, however the link is shared between the parts in flight.
+    await throttle(page, 2 * MIB);
     await page.setInputFiles("[data-testid=file-input]", file.path);
     // Parts 1 and 2 are stored before the page goes.
     await page.waitForFunction(
@@ -167,11 +171,10 @@ test("a file edited in place (same name, size and dates) is not resumed onto its
     await page.reload();
     await page.waitForSelector("body[data-ready=true]");
     // Part 2 changes on disk; its size and dates do not, nor do the ends the fingerprint reads.
-    const { atime, mtime } = fs.statSync(file.path);
     const fd = fs.openSync(file.path, "r+");
     fs.writeSync(fd, Buffer.from("edited in place"), 0, 15, 6 * MIB);
     fs.closeSync(fd);
-    fs.utimesSync(file.path, atime, mtime);
+    fs.utimesSync(file.path, dated, dated);
     const edited = createHash("sha256").update(fs.readFileSync(file.path)).digest("hex");
     const sent = [];
     page.on("request", (request) => {
