@@ -38,7 +38,7 @@ const DEMO_DIST = path.resolve(process.env.FERRY_DIST ?? path.join(here, "../dis
 /** The "library" that is the demo page (crates/ferry-demo): Ferry driven by its own UI. */
 const PAGE = "demo page";
 /** Ferry through a companion with checksums off: what checksums cost, on the large file. */
-const UNCHECKED = "ferry, checksums off";
+const UNCHECKED = "ferry (checksums off)";
 
 /** The workloads of the benchmark; the smoke run keeps their shape at a fraction of the size. */
 const WORKLOADS = [

@@ -59,7 +59,7 @@ async function sdk(config) {
 
 const libraries = {
   ferry,
-  "ferry, checksums off": (config) => ferry(config, config.ferryUnchecked),
+  "ferry (checksums off)": (config) => ferry(config, config.ferryUnchecked),
   "uppy-6": (config) => uppy(Uppy6, AwsS3v6, "companionEndpoint", config),
   "uppy-5": (config) => uppy(Uppy5, AwsS3v5, "endpoint", config),
   "lib-storage": sdk,

@@ -325,7 +325,7 @@ with the same files on a bare input with an empty handler beside it); elements a
 }
 
 /// Ferry through a companion with checksums off (`bench/browser-bench.mjs`).
-const UNCHECKED: &str = "ferry, checksums off";
+const UNCHECKED: &str = "ferry (checksums off)";
 
 /// The goals, each against the figures of this run (measured, never asserted).
 fn goals_markdown(points: &[BrowserPoint]) -> String {

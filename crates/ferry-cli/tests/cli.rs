@@ -64,6 +64,10 @@ fn tree(dir: &Path) -> (Vec<PathBuf>, Vec<(PathBuf, Vec<u8>)>) {
     (given, written)
 }
 
+/// The CLI is a client as the browser is: it runs with the companion's default checksum on (the
+/// shared harness turns checksums off unless asked).
+const CHECKSUMS: [&str; 2] = ["--checksum", "crc32c"];
+
 /// The CRC32C of `bytes` as S3 states it, by an implementation apart from Ferry's.
 fn crc32c(bytes: &[u8]) -> String {
     use base64::Engine as _;
@@ -134,7 +138,7 @@ async fn uploads_a_tree_identically(companion: &RunningCompanion) {
 
 #[tokio::test]
 async fn files_and_a_folder_upload_through_the_embedded_store() {
-    let companion = companion(&[]).await;
+    let companion = companion(&CHECKSUMS).await;
     uploads_a_tree_identically(&companion).await;
 }
 
@@ -142,14 +146,15 @@ async fn files_and_a_folder_upload_through_the_embedded_store() {
 async fn files_and_a_folder_upload_through_moto() {
     let moto = moto();
     moto.create_bucket("ferry-cli").await;
-    let args = moto.companion_args("ferry-cli");
+    let mut args = moto.companion_args("ferry-cli");
+    args.extend(CHECKSUMS.map(str::to_owned));
     let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     uploads_a_tree_identically(&companion).await;
 }
 
 #[tokio::test]
 async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
-    let companion = companion(&[]).await;
+    let companion = companion(&CHECKSUMS).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("large.bin");
     let bytes = pattern(200 * MIB, 9);
@@ -216,7 +221,7 @@ async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
 
 #[tokio::test]
 async fn bad_arguments_and_missing_files_exit_2_and_refusals_exit_1() {
-    let companion = companion(&["--max-file-size", "1000"]).await;
+    let companion = companion(&["--max-file-size", "1000", "--checksum", "crc32c"]).await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let missing = ferry(&companion, &state)
@@ -274,6 +279,8 @@ async fn load_against_a_small_admission_queue_reports_503s_and_no_other_errors()
         "1024",
         "--part-size",
         "1024",
+        "--checksum",
+        "crc32c",
     ])
     .await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
