@@ -321,6 +321,9 @@ impl Shared {
                 let weak = Rc::downgrade(self);
                 spawn_local(async move {
                     let (lock, waited) = locks::acquire(&key).await;
+                    if waited {
+                        resume::await_stored(&key).await;
+                    }
                     let Some(shared) = weak.upgrade() else { return };
                     shared.with_driver(|driver| driver.claimed(file, key, lock, waited));
                 });

@@ -3,8 +3,14 @@
 //! waited to upload the same file). Every failure here (no storage, quota, broken JSON, no
 //! WebCrypto) means "no resume", never a failed upload.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use ferry_core::protocol::StoredObject;
 use ferry_core::{Claim, Snapshot};
+use futures_channel::oneshot;
+use gloo_events::EventListener;
+use gloo_timers::callback::Timeout;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -145,6 +151,44 @@ pub fn save_stored(key: &str, object: &StoredObject, now_secs: u64) {
         expires_at: now_secs + STORED_RECORD_SECS,
     };
     write(key, &record);
+}
+
+/// How long a tab that waited for another tab's lock gives that tab's stored object to arrive.
+const HANDOFF_MS: u32 = 2_000;
+
+/// After waiting for another tab's lock on `key`: resolves once this tab sees that tab's stored
+/// object, or after [`HANDOFF_MS`]. Each tab reads its own copy of `localStorage`, which Chromium
+/// updates after the write and independently of the lock, so the lock can come first. A tab that
+/// crashed or failed stores nothing, and its upload is resumed after the wait.
+pub async fn await_stored(key: &str) {
+    if is_stored(key) {
+        return;
+    }
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let (arrived, wait) = oneshot::channel::<()>();
+    let arrived = Rc::new(RefCell::new(Some(arrived)));
+    let _on_change = {
+        let (arrived, key) = (arrived.clone(), key.to_owned());
+        EventListener::new(&window, "storage", move |event| {
+            let changed = js_sys::Reflect::get(event, &"key".into()).ok();
+            if changed.and_then(|changed| changed.as_string()) == Some(key.clone())
+                && is_stored(&key)
+            {
+                arrived.borrow_mut().take().map(|arrived| arrived.send(()));
+            }
+        })
+    };
+    let _deadline = Timeout::new(HANDOFF_MS, move || {
+        arrived.borrow_mut().take().map(|arrived| arrived.send(()));
+    });
+    let _ = wait.await;
+}
+
+fn is_stored(key: &str) -> bool {
+    let now_secs = (js_sys::Date::now() / 1000.0) as u64;
+    matches!(load(key, now_secs), Some(Record::Stored { .. }))
 }
 
 pub fn remove(key: &str) {
