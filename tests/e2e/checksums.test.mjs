@@ -196,3 +196,71 @@ test("a file edited in place (same name, size and dates) is not resumed onto its
     companion.stop();
   }
 });
+
+/** The CRC64NVME of a file on disk, base64 as S3 states it (bit by bit: for small files). */
+function crc64nvme(file) {
+  const poly = 0x9a6c9329ac4bc9b5n;
+  const mask = (1n << 64n) - 1n;
+  let crc = mask;
+  for (const byte of fs.readFileSync(file)) {
+    crc ^= BigInt(byte);
+    for (let bit = 0; bit < 8; bit++) crc = crc & 1n ? (crc >> 1n) ^ poly : crc >> 1n;
+  }
+  const value = Buffer.alloc(8);
+  value.writeBigUInt64BE(crc ^ mask);
+  return value.toString("base64");
+}
+
+test("checksum() gives a file's CRC32C and CRC64NVME, on the page and in a Worker", async () => {
+  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    // The package alone, on the page and in a module Worker, each answering `[file, algorithm]`.
+    await page.goto(`${site.url}/pkg/package.json`);
+    await page.setContent(`<input type="file" multiple>`);
+    await page.evaluate(async (origin) => {
+      const source = `import init, { checksum } from "${origin}/pkg/index.js";
+        await init();
+        onmessage = ({ data: [file, algorithm] }) =>
+          checksum(file, algorithm).then((value) => postMessage({ value }), (error) => postMessage({ error: error.message }));
+        postMessage("ready");`;
+      const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })), { type: "module" });
+      await new Promise((resolve, reject) => {
+        worker.onmessage = resolve;
+        worker.onerror = (event) => reject(new Error(event.message));
+      });
+      const ferry = await import(`${origin}/pkg/index.js`);
+      await ferry.default();
+      const answer = (promise) => promise.then((value) => ({ value }), (error) => ({ error: error.message }));
+      window.hash = (index, algorithm, where) => {
+        const file = document.querySelector("input").files[index];
+        if (where === "page") return answer(ferry.checksum(file, algorithm));
+        return new Promise((resolve) => {
+          worker.onmessage = ({ data }) => resolve(data);
+          worker.postMessage([file, algorithm]);
+        });
+      };
+    }, site.url);
+    const files = [makeFile("empty.bin", 0), makeFile("one.bin", 1), makeFile("odd.bin", 2 * MIB + 3), makeFile("large.bin", 64 * MIB + 7)];
+    await page.setInputFiles("input", files.map((file) => file.path));
+    for (const [index, file] of files.entries()) {
+      for (const where of ["page", "worker"]) {
+        const crc = await page.evaluate(([index, where]) => window.hash(index, "crc32c", where), [index, where]);
+        assert.deepEqual(crc, { value: crc32c(file.path) }, `CRC32C of ${file.size} B on the ${where}`);
+        if (file.size > 4 * MIB) continue;
+        const crc64 = await page.evaluate(([index, where]) => window.hash(index, "CRC64NVME", where), [index, where]);
+        assert.deepEqual(crc64, { value: crc64nvme(file.path) }, `CRC64NVME of ${file.size} B on the ${where}`);
+      }
+    }
+    for (const where of ["page", "worker"]) {
+      const composite = await page.evaluate((where) => window.hash(0, "sha256", where), where);
+      assert.match(composite.error, /^sha256 has no full-object checksum/, where);
+      const unknown = await page.evaluate((where) => window.hash(0, "md5", where), where);
+      assert.equal(unknown.error, 'unknown checksum algorithm "md5"', where);
+    }
+  } finally {
+    await context.close();
+    site.close();
+  }
+});

@@ -1,5 +1,6 @@
 // Compiles under `tsc --strict` against the package's own `.d.ts`: the typed API as users see it.
 import init, {
+  checksum,
   createUploader,
   FerryError,
   type UnfinishedUpload,
@@ -42,6 +43,8 @@ export async function example(file: File, signal: AbortSignal): Promise<string> 
   try {
     const result: UploadResult = await upload.done;
     unsubscribe();
+    const stated = result.checksum;
+    if (stated && stated.algorithm !== "sha256" && stated.value !== (await checksum(file, stated.algorithm))) throw new Error("changed");
     return `${id}: ${result.key} ${result.etag} ${result.size} ${result.location}`;
   } catch (error) {
     if (error instanceof FerryError) return error.code;

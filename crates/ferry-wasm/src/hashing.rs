@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ferry_core::ChecksumAlgorithm;
+use ferry_core::{ChecksumAlgorithm, ChecksumType};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Blob;
@@ -30,6 +30,17 @@ pub async fn checksums(
         values.push(checksum(file, range, algorithm).await?);
     }
     Ok(values)
+}
+
+/// The full-object CRC of `blob`'s bytes, as `done` reports it for the same bytes.
+pub async fn full_object_crc(blob: &Blob, algorithm: ChecksumAlgorithm) -> Result<String, String> {
+    if algorithm.multipart_type() != ChecksumType::FullObject {
+        return Err(format!(
+            "{} has no full-object checksum: a multipart object's is composed from its parts' (see `done`)",
+            algorithm.name()
+        ));
+    }
+    checksum(blob, 0..blob.size() as u64, algorithm).await
 }
 
 /// The checksum of `file`'s bytes in `range`, or why they could not be read.
@@ -64,11 +75,9 @@ async fn read(file: &Blob, range: Range<u64>) -> Result<js_sys::ArrayBuffer, Str
 }
 
 async fn web_crypto_sha256(buffer: &js_sys::ArrayBuffer) -> Result<String, String> {
-    let subtle = web_sys::window()
-        .ok_or("no window")?
-        .crypto()
-        .map_err(describe)?
-        .subtle();
+    // `crypto` of the page or of a Worker.
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).map_err(describe)?;
+    let subtle = crypto.unchecked_into::<web_sys::Crypto>().subtle();
     let digest = subtle
         .digest_with_str_and_buffer_source("SHA-256", buffer)
         .map_err(describe)?;

@@ -160,6 +160,21 @@ fn header_source(headers: JsValue) -> Result<HeaderSource, JsError> {
     Ok(HeaderSource::Fixed(fixed.into_iter().collect()))
 }
 
+/// The CRC32C or CRC64NVME of a Blob's bytes, base64 as S3 states it: the full-object checksum
+/// `done` reports for a file with these bytes. It reads 2 MiB at a time, on the page or in a
+/// Worker. (A SHA-256 object checksum is composed from its parts', so it has none.)
+#[wasm_bindgen(js_name = checksum)]
+pub async fn checksum(
+    blob: web_sys::Blob,
+    #[wasm_bindgen(unchecked_param_type = "\"crc32c\" | \"crc64nvme\"")] algorithm: String,
+) -> Result<String, JsError> {
+    let parsed = ferry_core::ChecksumAlgorithm::parse(&algorithm)
+        .ok_or_else(|| JsError::new(&format!("unknown checksum algorithm {algorithm:?}")))?;
+    hashing::full_object_crc(&blob, parsed)
+        .await
+        .map_err(|message| JsError::new(&message))
+}
+
 /// Listeners by event name, each with the number that unsubscribes it.
 type Listeners = Rc<RefCell<BTreeMap<String, Vec<(u64, js_sys::Function)>>>>;
 
