@@ -414,13 +414,37 @@ async function rawLimit(files, size) {
   return { library: "raw native PUTs", workload: WORKLOADS[0].name, seconds, mb_per_second: size / MIB / seconds };
 }
 
+/**
+ * What hashing costs the page, apart from uploading: the large file hashed each way the bench page
+ * offers (`window.bench.hashers`), with the main thread's longest task while it ran.
+ */
+async function hashingCost(file, size) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.addInitScript(watchMainThread);
+  await page.goto(site);
+  await page.waitForSelector("body[data-ready=true]");
+  await page.setInputFiles("#files", file.path);
+  const measured = [];
+  for (const method of await page.evaluate(() => window.bench.hashers)) {
+    const { ms, started } = await page.evaluate((method) => window.bench.hash(method), method);
+    // The last long task's entry comes a frame after it ended.
+    await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0))));
+    const { tasks } = await page.evaluate(() => window.__watch.flush());
+    const during = tasks.filter(([start, duration]) => start < started + ms && start + duration > started).map(([, duration]) => duration);
+    measured.push({ method, seconds: ms / 1000, mb_per_second: size / MIB / (ms / 1000), longest_task_ms: Math.max(0, ...during) });
+  }
+  await context.close();
+  return measured;
+}
+
 const results = { smoke: SMOKE, machine: `${os.cpus()[0].model}, ${os.cpus().length} cores`, chromium: browser.version(), settings: {
   ferry: "defaults (10 files prepared ahead; 5 part PUTs, 3 with a file over 65 MiB; 3 per file; 20 URLs per sign call; CRC32C checksums)",
   [UNCHECKED]: "the same, through a companion with FERRY_CHECKSUM=off",
   "uppy-6": "@uppy/core 6.3.1 + @uppy/aws-s3 6.3.1, shouldUseMultipart: true, signing by @uppy/companion 6.2.2; other options default",
   "uppy-5": "@uppy/core 5.2.0 + @uppy/aws-s3 5.1.0, shouldUseMultipart: true, signing by @uppy/companion 6.2.2; other options default",
   "lib-storage": "@aws-sdk/client-s3 + @aws-sdk/lib-storage 3.1169.0, defaults (queueSize 4, 5 MiB parts), requestChecksumCalculation WHEN_REQUIRED, all files started at once",
-}, points: [] };
+}, points: [], hashing: [] };
 for (const workload of SELECTED) {
   const files = makeFiles(workload);
   for (const library of librariesOf(workload)) {
@@ -437,6 +461,8 @@ for (const workload of SELECTED) {
     const raw = await rawLimit(files, workload.size);
     results.points.push(raw);
     console.error(`${workload.name} / raw: ${raw.mb_per_second.toFixed(1)} MB/s`);
+    results.hashing = await hashingCost(files[0], workload.size);
+    for (const { method, mb_per_second, longest_task_ms } of results.hashing) console.error(`hashing / ${method}: ${mb_per_second.toFixed(0)} MB/s, longest task ${longest_task_ms.toFixed(0)} ms`);
   }
   fs.rmSync(path.dirname(files[0].path), { recursive: true, force: true });
 }

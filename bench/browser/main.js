@@ -2,7 +2,7 @@
 // `window.bench.run(library, config)` uploads the picked files and resolves with the time it took,
 // the keys it stored and when it started (`performance.now()`).
 
-import init, { createUploader } from "ferry-wasm";
+import init, { checksum, createUploader } from "ferry-wasm";
 import Uppy6 from "@uppy/core";
 import AwsS3v6 from "@uppy/aws-s3";
 import Uppy5 from "uppy5-core";
@@ -65,7 +65,39 @@ const libraries = {
   "lib-storage": sdk,
 };
 
+/** Ferry's checksum in a module Worker, once the Worker has started: `(file) => value`. */
+async function inWorker() {
+  const worker = new Worker(new URL("./hash-worker.js", import.meta.url), { type: "module" });
+  await new Promise((resolve) => (worker.onmessage = resolve));
+  return (file) =>
+    new Promise((resolve) => {
+      worker.onmessage = ({ data }) => resolve(data);
+      worker.postMessage(file);
+    });
+}
+
+/** SHA-256 of each 5 MiB part by WebCrypto, one part read at a time, as Ferry does with sha256. */
+async function webCryptoParts(file) {
+  const part = 5 * 1024 * 1024;
+  for (let at = 0; at < file.size; at += part) await crypto.subtle.digest("SHA-256", await file.slice(at, at + part).arrayBuffer());
+}
+
+/** Ways to hash a picked file, each set up before its clock starts. */
+const hashers = {
+  "CRC32C in wasm on the page (Ferry's default)": async () => (file) => checksum(file, "crc32c"),
+  "CRC32C in wasm in a Worker": inWorker,
+  "SHA-256 by WebCrypto on the page, per 5 MiB part": async () => webCryptoParts,
+};
+
 window.bench = {
+  hashers: Object.keys(hashers),
+  /** Hashes the first picked file the way `method` names. */
+  async hash(method) {
+    const hash = await hashers[method]();
+    const started = performance.now();
+    await hash(files()[0]);
+    return { ms: performance.now() - started, started };
+  },
   libraries: Object.keys(libraries),
   /** Bytes of Ferry's WebAssembly memory (the other libraries have none). */
   wasmBytes: () => wasm.memory.buffer.byteLength,

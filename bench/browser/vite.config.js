@@ -15,6 +15,8 @@ export default defineConfig({
       "uppy5-aws-s3": path.join(bench, "uppy5/node_modules/@uppy/aws-s3"),
     },
   },
+  // The hashing Worker imports the package as an ES module, as the page does.
+  worker: { format: "es" },
   build: { target: "es2022", emptyOutDir: true, chunkSizeWarningLimit: 8192 },
   logLevel: "warn",
 });

@@ -53,7 +53,7 @@ pub fn bench() -> Result {
     // The demo page, for the workload that drops files on it against the package alone.
     let dist = build_demo()?;
     step(
-        "the peers in Chromium: Ferry (with checksums and without), @uppy/aws-s3 6.x and 5.x, @aws-sdk/lib-storage; then the demo page against Ferry's package alone (several minutes)",
+        "the peers in Chromium: Ferry (with checksums and without), @uppy/aws-s3 6.x and 5.x, @aws-sdk/lib-storage; hashing on the page and in a Worker; then the demo page against Ferry's package alone (several minutes)",
     );
     let browser = captured(
         Command::new("node")

@@ -66,6 +66,19 @@ pub struct BrowserResults {
     pub machine: String,
     pub settings: BTreeMap<String, String>,
     pub points: Vec<BrowserPoint>,
+    /// The large file hashed alone, each way the bench page offers (none in older runs).
+    #[serde(default)]
+    pub hashing: Vec<HashingPoint>,
+}
+
+/// One way of hashing the large file, on its own: its speed and the page's longest task.
+#[derive(Debug, Deserialize)]
+pub struct HashingPoint {
+    pub method: String,
+    pub seconds: f64,
+    pub mb_per_second: f64,
+    /// The main thread's longest long task while it hashed (0: none over 50 ms).
+    pub longest_task_ms: f64,
 }
 
 /// One library on one workload; a failed run has only `failed`.
@@ -235,9 +248,37 @@ Settings: {settings}
         }
         out += "\n";
     }
+    out += &hashing_markdown(&results.hashing);
     out += &page_markdown(points);
     out += &goals_markdown(points);
     out
+}
+
+/// The large file hashed alone, each way: what ARCHITECTURE.md's choice of where to hash rests on.
+fn hashing_markdown(hashing: &[HashingPoint]) -> String {
+    if hashing.is_empty() {
+        return String::new();
+    }
+    let mut out = "### hashing the large file alone
+
+The file of the first workload hashed in the bench page without uploading it, one way after
+another: CRC32C by Ferry's `checksum()` on the page (the code its uploads run, 2 MiB read and
+hashed between awaits) and in a module Worker started before the clock, and SHA-256 by WebCrypto
+one 5 MiB part at a time (what Ferry does with `sha256`). The longest task is the main
+thread's longest `longtask` entry (a task over 50 ms) while it hashed.
+
+| method | seconds | MB/s | longest main-thread task ms |\n|---|---|---|---|\n"
+        .to_owned();
+    for point in hashing {
+        out += &format!(
+            "| {} | {:.2} | {:.0} | {} |\n",
+            point.method,
+            point.seconds,
+            point.mb_per_second,
+            longest_task(point.longest_task_ms)
+        );
+    }
+    out + "\n"
 }
 
 /// A longest long task as a cell: "< 50" when there was none (a long task is one over 50 ms).
@@ -567,6 +608,12 @@ mod tests {
             machine: "test machine".into(),
             settings: BTreeMap::from([("ferry".into(), "defaults".into())]),
             points,
+            hashing: vec![HashingPoint {
+                method: "CRC32C in a Worker".into(),
+                seconds: 2.0,
+                mb_per_second: 512.0,
+                longest_task_ms: 0.0,
+            }],
         };
         let markdown = browser_markdown(&results);
         assert!(markdown.contains("Settings: **ferry**: defaults"));
@@ -577,6 +624,7 @@ mod tests {
         assert!(markdown.contains("| 1 GiB at ≥ 0.9x the raw limit | 0.95x | yes |"));
         assert!(markdown.contains("| 1 GiB at ≥ 1.3x the best peer (uppy-6) | 2.00x | yes |"));
         assert!(markdown.contains("(Ferry's worst workload) | 0.50 | yes |"));
+        assert!(markdown.contains("| CRC32C in a Worker | 2.00 | 512 | < 50 |"));
     }
 
     #[test]
@@ -601,6 +649,7 @@ mod tests {
             machine: "test machine".into(),
             settings: BTreeMap::new(),
             points,
+            hashing: Vec::new(),
         };
         let markdown = browser_markdown(&results(vec![
             point("ferry", "many small files", 9.0),
