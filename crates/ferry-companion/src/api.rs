@@ -756,25 +756,32 @@ fn expected_checksum(
     }
 }
 
-/// The object the token's upload stored, which must be the planned size and, when the store
-/// states a full-object checksum, have the one expected: an object that differs is removed and
-/// refused (a store that does not verify checksums itself is checked here).
+/// The object the token's upload stored, checked by [`checked`].
 async fn checked_object(
     state: &AppState,
     claims: &Claims,
     expected: Option<&Checksum>,
 ) -> Result<ObjectHead, ApiError> {
-    let head = match state.store.head_object(&claims.key).await? {
-        Some(head) => head,
-        None => {
-            return Err(StoreError::S3 {
-                status: 500,
-                code: "BadStoreAnswer".into(),
-                message: "the store completed an object it then did not have".into(),
-            }
-            .into());
+    match state.store.head_object(&claims.key).await? {
+        Some(head) => checked(state, claims, head, expected).await,
+        None => Err(StoreError::S3 {
+            status: 500,
+            code: "BadStoreAnswer".into(),
+            message: "the store completed an object it then did not have".into(),
         }
-    };
+        .into()),
+    }
+}
+
+/// `head`, the object the token's upload stored, which must be the planned size and, when the
+/// store states a full-object checksum, have the one expected: an object that differs is removed
+/// and refused (a store that does not verify checksums itself is checked here).
+async fn checked(
+    state: &AppState,
+    claims: &Claims,
+    head: ObjectHead,
+    expected: Option<&Checksum>,
+) -> Result<ObjectHead, ApiError> {
     let refusal = if head.size != claims.size {
         Some(ApiError::ObjectSizeMismatch {
             planned: claims.size,
@@ -814,10 +821,10 @@ async fn complete_single(
 ) -> Result<Json<StoredObject>, ApiError> {
     let Json(request) = request?;
     let claims = state.verify(&headers, &request.token, None)?;
-    if state.store.head_object(&claims.key).await?.is_none() {
+    let Some(head) = state.store.head_object(&claims.key).await? else {
         return Err(ApiError::PartMissing { part: 1 });
-    }
-    let head = checked_object(&state, &claims, None).await?;
+    };
+    let head = checked(&state, &claims, head, None).await?;
     state.metrics.completed(head.size);
     state.finished(&claims, &head.etag, head.size);
     Ok(Json(stored_object(

@@ -259,7 +259,8 @@ impl Store {
             action.headers_mut().insert(name.clone(), value.clone());
         }
         let url = action.sign(OWN_CALL_LIFETIME);
-        let mut request = self.http.post(url).body(complete_body(parts));
+        let algorithm = checksum.map(|checksum| checksum.algorithm);
+        let mut request = self.http.post(url).body(complete_body(parts, algorithm));
         for (name, value) in &headers {
             request = request.header(name, value);
         }
@@ -629,8 +630,9 @@ fn checksum_of(headers: &reqwest::header::HeaderMap) -> Option<Checksum> {
     })
 }
 
-/// CompleteMultipartUpload's list of parts, each with its checksum when it has one.
-fn complete_body(parts: &[CompletedPart]) -> String {
+/// CompleteMultipartUpload's list of parts, each with its `algorithm` checksum when the upload
+/// carries checksums.
+fn complete_body(parts: &[CompletedPart], algorithm: Option<ChecksumAlgorithm>) -> String {
     let mut body = String::from("<CompleteMultipartUpload>");
     for part in parts {
         body.push_str(&format!(
@@ -638,27 +640,14 @@ fn complete_body(parts: &[CompletedPart]) -> String {
             part.part,
             xml_text(&part.etag)
         ));
-        if let Some(value) = &part.checksum
-            && let Some(element) = checksum_element(value)
-        {
+        if let (Some(algorithm), Some(value)) = (algorithm, &part.checksum) {
+            let element = format!("Checksum{}", algorithm.s3_name());
             body.push_str(&format!("<{element}>{}</{element}>", xml_text(value)));
         }
         body.push_str("</Part>");
     }
     body.push_str("</CompleteMultipartUpload>");
     body
-}
-
-/// The element a part checksum goes in, told by its length (the algorithm's digest length).
-fn checksum_element(value: &str) -> Option<&'static str> {
-    let algorithm = ChecksumAlgorithm::ALL
-        .into_iter()
-        .find(|&algorithm| ferry_core::checksum::decode(algorithm, value).is_some())?;
-    Some(match algorithm {
-        ChecksumAlgorithm::Crc32c => "ChecksumCRC32C",
-        ChecksumAlgorithm::Crc64nvme => "ChecksumCRC64NVME",
-        ChecksumAlgorithm::Sha256 => "ChecksumSHA256",
-    })
 }
 
 fn xml_text(text: &str) -> String {

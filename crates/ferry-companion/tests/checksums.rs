@@ -358,6 +358,44 @@ async fn complete_refuses_checksums_unlike_the_stored_parts() {
 }
 
 #[tokio::test]
+async fn with_checksums_off_checksums_a_client_sends_anyway_are_ignored() {
+    let companion = companion(&["--checksum", "off"]).await;
+    // A single PUT's checksum at create binds nothing: its URL takes the bytes without one.
+    let body = json!({"name": "s.bin", "size": 10, "type": "", "checksum": "AAAAAA=="});
+    let response = companion
+        .http
+        .post(companion.url("/api/uploads"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let created: ferry_core::protocol::UploadCreated = response.json().await.unwrap();
+    let url = created.url.as_ref().unwrap();
+    assert_eq!(
+        companion.put_single(url, pattern(10, 1)).await.status(),
+        200
+    );
+
+    // Part checksums at Complete, even wrong ones, never reach the store.
+    let bytes = pattern(11 * MIB, 5);
+    let created = companion.created("m.bin", bytes.len()).await;
+    let etags = companion.put_parts(&created, &bytes).await;
+    let parts: Vec<Value> = (1..)
+        .zip(&etags)
+        .map(|(part, etag)| json!({"part": part, "etag": etag, "checksum": "AAAAAA=="}))
+        .collect();
+    let id = created.upload_id.clone().unwrap();
+    let url = companion.url(&format!("/api/uploads/{id}/complete"));
+    let body = json!({"token": created.token, "parts": parts});
+    let response = companion.http.post(url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let object: StoredObject = response.json().await.unwrap();
+    assert_eq!(object.checksum, None);
+    assert_eq!(companion.read_back(&object).await, bytes);
+}
+
+#[tokio::test]
 async fn the_fallback_route_passes_the_checksum_to_the_store() {
     let companion = companion(&["--checksum", "crc32c"]).await;
     let part = pattern(5 * MIB, 9);
