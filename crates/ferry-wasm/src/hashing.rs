@@ -1,22 +1,23 @@
 //! Checksums of a File's parts, as the engine asks for them ([`ferry_core::Action::Hash`]).
 //!
-//! CRC32C and CRC64NVME are computed in wasm on the page's thread, a slice of [`SLICE`] bytes at
-//! a time: each slice is read with an await, so the page never blocks for longer than one
-//! slice's hash (a few milliseconds), and one slice is in memory at a time. SHA-256 goes to
-//! WebCrypto, which hashes natively and off the page's thread, but only a whole buffer: the part
-//! is read at once (one part in memory, as for its PUT). ARCHITECTURE.md says why not a Worker.
+//! CRC32C and CRC64NVME are computed in wasm on the page's thread from the part's byte stream
+//! (`Blob.stream()`, the browser's fastest read), yielding to the page's event loop after each
+//! [`STEP`] bytes hashed, so the page is never held for longer than that takes (about a
+//! millisecond), and only the stream's chunks are in memory. SHA-256 goes to WebCrypto, which
+//! hashes natively and off the page's thread, but only a whole buffer: the part is read at once
+//! (one part in memory, as for its PUT). ARCHITECTURE.md says why not a Worker.
 
 use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ferry_core::{ChecksumAlgorithm, ChecksumType};
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Blob;
 
-/// Bytes read and hashed between two awaits.
-const SLICE: u64 = 2 * 1024 * 1024;
+/// Bytes hashed between two yields to the page.
+const STEP: usize = 1024 * 1024;
 
 /// The checksums of `file`'s bytes in each range, one range after another, or why they could
 /// not be read.
@@ -53,15 +54,46 @@ async fn checksum(
         let buffer = read(file, range).await?;
         return web_crypto_sha256(&buffer).await;
     }
+    let stream = file
+        .slice_with_f64_and_f64(range.start as f64, range.end as f64)
+        .map_err(describe)?
+        .stream();
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut hasher = algorithm.hasher();
-    let mut at = range.start;
-    while at < range.end {
-        let end = (at + SLICE).min(range.end);
-        let buffer = read(file, at..end).await?;
-        hasher.update(&js_sys::Uint8Array::new(&buffer).to_vec());
-        at = end;
+    let mut chunk = Vec::new();
+    let mut since_yield = 0;
+    loop {
+        let read = JsFuture::from(reader.read()).await.map_err(describe)?;
+        if js_sys::Reflect::get(&read, &"done".into()).is_ok_and(|done| done.is_truthy()) {
+            return Ok(hasher.finish());
+        }
+        let value: js_sys::Uint8Array = js_sys::Reflect::get(&read, &"value".into())
+            .map_err(describe)?
+            .unchecked_into();
+        chunk.resize(value.length() as usize, 0);
+        value.copy_to(&mut chunk);
+        hasher.update(&chunk);
+        since_yield += chunk.len();
+        if since_yield >= STEP {
+            yield_to_page().await;
+            since_yield = 0;
+        }
     }
-    Ok(hasher.finish())
+}
+
+/// Ends the current task, so the page handles input and draws before hashing goes on: the
+/// stream's chunks may all be ready at once, and awaiting them alone would not leave the task.
+/// A message on a channel comes in a task of its own, without `setTimeout`'s 4 ms clamp.
+async fn yield_to_page() {
+    let Ok(channel) = web_sys::MessageChannel::new() else {
+        return;
+    };
+    let delivered = js_sys::Promise::new(&mut |resolve, _| {
+        channel.port1().set_onmessage(Some(&resolve));
+    });
+    if channel.port2().post_message(&JsValue::NULL).is_ok() {
+        let _ = JsFuture::from(delivered).await;
+    }
 }
 
 async fn read(file: &Blob, range: Range<u64>) -> Result<js_sys::ArrayBuffer, String> {
