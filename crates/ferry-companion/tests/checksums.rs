@@ -361,16 +361,9 @@ async fn complete_refuses_checksums_unlike_the_stored_parts() {
 async fn with_checksums_off_checksums_a_client_sends_anyway_are_ignored() {
     let companion = companion(&["--checksum", "off"]).await;
     // A single PUT's checksum at create binds nothing: its URL takes the bytes without one.
-    let body = json!({"name": "s.bin", "size": 10, "type": "", "checksum": "AAAAAA=="});
-    let response = companion
-        .http
-        .post(companion.url("/api/uploads"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let created: ferry_core::protocol::UploadCreated = response.json().await.unwrap();
+    let created = companion
+        .created_from(json!({"name": "s.bin", "size": 10, "type": "", "checksum": "AAAAAA=="}))
+        .await;
     let url = created.url.as_ref().unwrap();
     assert_eq!(
         companion.put_single(url, pattern(10, 1)).await.status(),

@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use common::{RunningCompanion, companion, pattern};
-use ferry_core::protocol::{StoredObject, UploadCreated};
+use ferry_core::protocol::StoredObject;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -118,18 +118,12 @@ async fn upload(
         .await
         .unwrap();
     assert_eq!(config["completeSinglePuts"], true, "{config}");
-    let response = companion
-        .http
-        .post(companion.url("/api/uploads"))
-        .json(
-            &json!({"name": name, "size": bytes.len(), "type": content_type,
-                      "metadata": {"album": "holidays"}}),
+    let created = companion
+        .created_from(
+            json!({"name": name, "size": bytes.len(), "type": content_type,
+                             "metadata": {"album": "holidays"}}),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let created: UploadCreated = response.json().await.unwrap();
+        .await;
     let response = match &created.url {
         Some(url) => {
             let put = companion.put_single(url, bytes.to_vec()).await;

@@ -436,15 +436,7 @@ pub async fn metadata_is_stored_with_the_object(companion: &RunningCompanion) {
     for size in [100, 11 * MIB] {
         let bytes = pattern(size, 7);
         let body = json!({"name": "m.bin", "size": size, "type": "application/octet-stream", "metadata": {"album": "Summer-2026", "Camera": "x100"}});
-        let response = companion
-            .http
-            .post(companion.url("/api/uploads"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let created: ferry_core::protocol::UploadCreated = response.json().await.unwrap();
+        let created = companion.created_from(body).await;
         let location = if let Some(url) = &created.url {
             assert_eq!(
                 companion.put_single(url, bytes.clone()).await.status(),

@@ -295,8 +295,13 @@ impl RunningCompanion {
     /// Creates an upload of `bytes`, with the single PUT's checksum when the companion asks.
     pub async fn created_for(&self, name: &str, bytes: &[u8]) -> UploadCreated {
         let checksum = self.checksum.map(|algorithm| algorithm.checksum(bytes));
-        let body = json!({"name": name, "size": bytes.len(), "type": "application/octet-stream",
-                          "checksum": checksum});
+        self.created_from(json!({"name": name, "size": bytes.len(),
+                                 "type": "application/octet-stream", "checksum": checksum}))
+            .await
+    }
+
+    /// The upload a create request `body` makes, which must be accepted.
+    pub async fn created_from(&self, body: Value) -> UploadCreated {
         let response = self
             .http
             .post(self.url("/api/uploads"))
@@ -304,7 +309,7 @@ impl RunningCompanion {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 200, "create {name}");
+        assert_eq!(response.status(), 200, "create {body}");
         response.json().await.unwrap()
     }
 
