@@ -314,6 +314,14 @@ impl Config {
                 })?;
             let values = file_values(&key, &value, arg.get_value_delimiter().is_some())
                 .map_err(|problem| ConfigError::File(format!("{}: {problem}", path.display())))?;
+            // `ferry-companion config` prints secrets as HIDDEN: a file saved from it would
+            // otherwise sign with that word, or let anyone in with it.
+            if values.iter().any(|text| text == HIDDEN) {
+                return Err(ConfigError::File(format!(
+                    "{}: key `{key}` is {HIDDEN:?}, as `ferry-companion config` prints a secret: write the secret itself, or set it in the environment",
+                    path.display()
+                )));
+            }
             let long = arg.get_long().unwrap_or(&key);
             // Each value goes through the setting's own parser alone, so an error names the key.
             let setting = clap::Command::new("file")
@@ -405,15 +413,18 @@ fn reason(err: &clap::Error, value: &str) -> String {
     }
 }
 
+/// What `ferry-companion config` prints in place of a secret.
+const HIDDEN: &str = "(hidden)";
+
 fn hidden<S: Serializer>(value: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
     match value {
-        Some(_) => serializer.serialize_some("(hidden)"),
+        Some(_) => serializer.serialize_some(HIDDEN),
         None => serializer.serialize_none(),
     }
 }
 
 fn hidden_list<S: Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(values.iter().map(|_| "(hidden)"))
+    serializer.collect_seq(values.iter().map(|_| HIDDEN))
 }
 
 /// `--checksum`: an algorithm, or `off`.

@@ -144,6 +144,31 @@ fn a_bad_value_stops_the_start_naming_the_key() {
     );
 }
 
+#[test]
+fn printed_settings_saved_as_a_file_stop_at_their_hidden_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let printed = settings_printed(
+        &[
+            ("FERRY_SECRET", "token-secret"),
+            ("FERRY_AUTH_TOKENS", "alice=a-token"),
+        ],
+        &[],
+    );
+    let path = file(&dir, &printed);
+    let message = load(&["--config", path_str(&path)]).unwrap_err();
+    assert!(
+        message.contains("is \"(hidden)\", as `ferry-companion config` prints a secret"),
+        "{message}"
+    );
+    for key in ["secret", "auth_tokens"] {
+        let path = file(&dir, &format!("{key} = \"(hidden)\"\n"));
+        let message = load(&["--config", path_str(&path)]).unwrap_err();
+        assert!(message.contains(&format!("key `{key}` is")), "{message}");
+    }
+    let path = file(&dir, "auth_tokens = [\"alice=a-token\", \"(hidden)\"]\n");
+    assert!(load(&["--config", path_str(&path)]).is_err());
+}
+
 /// The example in the repository loads, and names every setting (as a key, or commented out).
 #[test]
 fn the_example_file_loads_and_lists_every_setting() {
