@@ -2,8 +2,8 @@
 //!
 //! CRC32C and CRC64NVME are computed in wasm on the page's thread from the part's byte stream
 //! (`Blob.stream()`, the browser's fastest read), yielding to the page's event loop after each
-//! [`STEP`] bytes hashed, so the page is never held for longer than that takes (about a
-//! millisecond), and only the stream's chunks are in memory. SHA-256 goes to WebCrypto, which
+//! [`STEP`] bytes hashed, so the page is held for a few milliseconds at most (a step, or one
+//! chunk where the browser hands over more at once), and only the stream's chunks are in memory. SHA-256 goes to WebCrypto, which
 //! hashes natively and off the page's thread, but only a whole buffer: the part is read at once
 //! (one part in memory, as for its PUT). ARCHITECTURE.md says why not a Worker.
 
