@@ -41,7 +41,7 @@ pub(crate) fn now() -> Instant {
     Instant::from_unix_millis(js_sys::Date::now() as u64)
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     now().unix_millis() / 1000
 }
 

@@ -161,8 +161,8 @@ fn header_source(headers: JsValue) -> Result<HeaderSource, JsError> {
 }
 
 /// The CRC32C or CRC64NVME of a Blob's bytes, base64 as S3 states it: the full-object checksum
-/// `done` reports for a file with these bytes. It reads 2 MiB at a time, on the page or in a
-/// Worker. (A SHA-256 object checksum is composed from its parts', so it has none.)
+/// `done` reports for a file with these bytes. It reads the Blob as a stream, on the page or in
+/// a Worker. (A SHA-256 object checksum is composed from its parts', so it has none.)
 #[wasm_bindgen(js_name = checksum)]
 pub async fn checksum(
     blob: web_sys::Blob,

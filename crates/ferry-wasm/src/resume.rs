@@ -173,7 +173,7 @@ pub async fn await_stored(key: &str) {
         let (arrived, key) = (arrived.clone(), key.to_owned());
         EventListener::new(&window, "storage", move |event| {
             let changed = js_sys::Reflect::get(event, &"key".into()).ok();
-            if changed.and_then(|changed| changed.as_string()) == Some(key.clone())
+            if changed.and_then(|changed| changed.as_string()).as_deref() == Some(key.as_str())
                 && is_stored(&key)
             {
                 arrived.borrow_mut().take().map(|arrived| arrived.send(()));
@@ -187,8 +187,10 @@ pub async fn await_stored(key: &str) {
 }
 
 fn is_stored(key: &str) -> bool {
-    let now_secs = (js_sys::Date::now() / 1000.0) as u64;
-    matches!(load(key, now_secs), Some(Record::Stored { .. }))
+    matches!(
+        load(key, crate::driver::now_secs()),
+        Some(Record::Stored { .. })
+    )
 }
 
 pub fn remove(key: &str) {
