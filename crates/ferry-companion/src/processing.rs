@@ -21,6 +21,7 @@ use tokio::sync::{Mutex, Semaphore, mpsc};
 use url::Url;
 
 use crate::store::{ObjectHead, Store};
+use ferry_core::checksum::Checksum;
 
 /// Longest an ffmpeg run may take before it is killed.
 const FFMPEG_TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -100,8 +101,9 @@ pub struct Notice {
     pub owner: String,
     pub content_type: String,
     pub metadata: BTreeMap<String, String>,
-    /// The object's checksum, once clients send them.
-    pub checksum: Option<String>,
+    /// The object's checksum as the store states it (`null` with checksums off, or from a store
+    /// that keeps none): the same `{ algorithm, type, value }` the complete answer carries.
+    pub checksum: Option<Checksum>,
     pub previews: Previews,
 }
 
@@ -301,7 +303,7 @@ impl Worker {
                 owner: job.owner,
                 content_type: head.content_type,
                 metadata: head.metadata,
-                checksum: None,
+                checksum: head.checksum,
                 previews,
             };
             // A dead backend must not stall the previews: past the pending deliveries, the

@@ -118,10 +118,14 @@ async fn upload(
         .await
         .unwrap();
     assert_eq!(config["completeSinglePuts"], true, "{config}");
+    // A single PUT carries its checksum when the companion asks for one.
+    let checksum = companion
+        .checksum
+        .map(|algorithm| algorithm.checksum(bytes));
     let created = companion
         .created_from(
             json!({"name": name, "size": bytes.len(), "type": content_type,
-                             "metadata": {"album": "holidays"}}),
+                             "metadata": {"album": "holidays"}, "checksum": checksum}),
         )
         .await;
     let response = match &created.url {
@@ -193,7 +197,7 @@ async fn metric(companion: &RunningCompanion, line: &str) -> u64 {
 #[tokio::test]
 async fn a_png_and_a_jpeg_get_thumbnails_and_the_backend_hears_of_each() {
     let mut backend = Backend::start(&[]).await;
-    let companion = start(&backend, &["--previews", "true"]).await;
+    let companion = start(&backend, &["--previews", "true", "--checksum", "crc32c"]).await;
 
     // A noise PNG over 5 MiB goes in parts; a JPEG in one PUT.
     let png = encoded(noise(1600, 1200), image::ImageFormat::Png);
@@ -214,7 +218,10 @@ async fn a_png_and_a_jpeg_get_thumbnails_and_the_backend_hears_of_each() {
         assert_eq!(notice["owner"], "anonymous");
         assert_eq!(notice["contentType"], content_type);
         assert_eq!(notice["metadata"], json!({"album": "holidays"}));
-        assert_eq!(notice["checksum"], Value::Null);
+        // The object's checksum as the store states it, as the complete answer gave it.
+        assert_eq!(notice["checksum"], json!(object.checksum), "{notice}");
+        assert_eq!(notice["checksum"]["algorithm"], "crc32c", "{notice}");
+        assert_eq!(notice["checksum"]["type"], "FULL_OBJECT", "{notice}");
         assert_eq!(
             notice["previews"],
             json!({"thumbnail": format!("{}.thumbnail.jpg", object.key),
