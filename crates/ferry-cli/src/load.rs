@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use crate::Client;
 use crate::driver::{Driver, Report, RouteLog, RouteRecord, Source, Transfer};
+use crate::{Client, parse_size};
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -33,34 +33,6 @@ pub struct LoadArgs {
     /// The report as one JSON object on stdout.
     #[arg(long)]
     json: bool,
-}
-
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (e.g. 65536, 64KiB, 5MiB)"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "kB" | "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} (B, KiB, MiB, GiB, kB, MB, GB)"
-            ));
-        }
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The percentile `share` (0..=1) of sorted latencies, nearest-rank.
@@ -250,25 +222,6 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_take_binary_and_decimal_units() {
-        assert_eq!(parse_size("65536"), Ok(65_536));
-        assert_eq!(parse_size("64KiB"), Ok(65_536));
-        assert_eq!(parse_size("5MiB"), Ok(5 << 20));
-        assert_eq!(parse_size("10MB"), Ok(10_000_000));
-        assert!(
-            parse_size("5 parsecs")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(parse_size("MiB").is_err());
-        assert!(
-            parse_size("99999999999GiB")
-                .unwrap_err()
-                .contains("too large")
-        );
-    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -59,9 +59,39 @@ struct Client {
     #[arg(long, default_value_t = EngineConfig::default().triggers)]
     triggers: usize,
 
-    /// Part size to ask for, in bytes (the companion raises it to the store's rules).
-    #[arg(long)]
+    /// Part size to ask for: bytes, or with a unit (8MiB, 16MB); the companion raises it to the
+    /// store's rules.
+    #[arg(long, value_parser = parse_size)]
     part_size: Option<u64>,
+}
+
+/// A size in bytes, or with a unit (64KiB, 5MiB, 1GiB, 10MB).
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 65536, 64KiB, 5MiB)"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (B, KiB, MiB, GiB, kB, MB, GB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -129,5 +159,29 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Upload(args) => upload::run(args).await,
         Command::Load(args) => load::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!(parse_size("65536"), Ok(65_536));
+        assert_eq!(parse_size("64KiB"), Ok(65_536));
+        assert_eq!(parse_size("5MiB"), Ok(5 << 20));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert!(
+            parse_size("5 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_size("MiB").is_err());
+        assert!(
+            parse_size("99999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 }

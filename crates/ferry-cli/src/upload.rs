@@ -130,7 +130,7 @@ impl Bars {
         );
         total.set_prefix("total");
         let file_style = ProgressStyle::with_template(
-            "{prefix:>12} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
+            "{prefix:>12} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
         )
         .expect("a valid template")
         .progress_chars("=> ");

@@ -266,6 +266,73 @@ async fn bad_arguments_and_missing_files_exit_2_and_refusals_exit_1() {
     assert_eq!(failed[0]["code"], "TooLarge");
 }
 
+/// A companion that wants credentials: without them every file is refused (exit 1); `--token`,
+/// or the same credentials as a `-H` header, reach every call and the objects go under their
+/// owner; the part size asked for (with a unit) is the one the parts have.
+#[tokio::test]
+async fn a_token_or_a_header_authenticates_and_the_part_size_asked_for_is_used() {
+    let companion = companion(&["--auth-tokens", "alice-key=alice", "--checksum", "crc32c"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let large = dir.path().join("twenty.bin");
+    let large_bytes = pattern(20 * MIB, 4);
+    std::fs::write(&large, &large_bytes).unwrap();
+    let small = dir.path().join("note.txt");
+    std::fs::write(&small, b"for alice").unwrap();
+
+    let refused = ferry(&companion, &state)
+        .arg(&small)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let failed = events(&refused.stdout);
+    assert_eq!(
+        of_kind(&failed, "failed")[0]["code"],
+        "Unauthorized",
+        "{failed:?}"
+    );
+
+    let with_token = ferry(&companion, &state)
+        .args(["--token", "alice-key", "--part-size", "6MiB"])
+        .arg(&large)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        with_token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_token.stderr)
+    );
+    let uploaded = events(&with_token.stdout);
+    assert_eq!(
+        of_kind(&uploaded, "part").len(),
+        4,
+        "20 MiB in parts of 6 MiB"
+    );
+    let object: StoredObject =
+        serde_json::from_value(of_kind(&uploaded, "done")[0].clone()).unwrap();
+    assert!(object.key.contains("/alice/"), "{}", object.key);
+    assert!(companion.read_back(&object).await == large_bytes);
+
+    let with_header = ferry(&companion, &state)
+        .args(["-H", "Authorization: Bearer alice-key", "--triggers", "1"])
+        .arg(&small)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        with_header.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_header.stderr)
+    );
+    let uploaded = events(&with_header.stdout);
+    let object: StoredObject =
+        serde_json::from_value(of_kind(&uploaded, "done")[0].clone()).unwrap();
+    assert!(object.key.contains("/alice/"), "{}", object.key);
+    assert_eq!(companion.read_back(&object).await, b"for alice");
+}
+
 /// Files of four 1 KiB parts, so every create, sign and complete reaches the store and holds
 /// its admission slot a while; the companion's own threads serve them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
