@@ -39,11 +39,15 @@ function crc32c(file) {
   return value.toString("base64");
 }
 
-/** The npm fixture page talking to `companion`, with its site; `close` stops the site. */
-async function openPage(companion) {
+/**
+ * The npm fixture page talking to `companion`, with its site; `close` stops the site. `arrange`
+ * sets the page up before it loads.
+ */
+async function openPage(companion, arrange = async () => {}) {
   const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
   const context = await browser.newContext();
   const page = await context.newPage();
+  await arrange(page);
   await page.goto(`${site.url}/?companion=${encodeURIComponent(companion.url)}`);
   await page.waitForSelector("body[data-ready=true]");
   return {
@@ -67,8 +71,12 @@ async function everySizeVerified(companion) {
   const files = SIZES.map((size, index) => makeFile(`sized-${index}.bin`, size));
   const { page, close } = await openPage(companion);
   try {
+    // Parts of a MiB and more are hashed in the package's Worker, off the page's thread.
+    const workers = [];
+    page.on("worker", (worker) => workers.push(worker.url()));
     await page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
     const ended = await results(page, files.length);
+    assert.deepEqual(workers.map((url) => new URL(url).pathname), ["/pkg/worker.js"], "one hashing Worker");
     for (const file of files) {
       const outcome = ended.find((result) => result.name === file.name);
       assert.ok(outcome?.ok, `${file.size} B: ${outcome?.code} ${outcome?.message}`);
@@ -146,6 +154,36 @@ test("a part whose bytes change on the way is refused by the store and sent agai
     assert.equal((await readBack(companion.url, outcome.result.location)).sha256, file.sha256);
   } finally {
     await close();
+    companion.stop();
+  }
+});
+
+test("without a Worker, or with one that fails to load, the page hashes the parts itself", async () => {
+  const companion = await startCompanion();
+  try {
+    const file = makeFile("hashed-on-the-page.bin", 16 * MIB);
+    const scenarios = {
+      "a page that cannot start Workers": (page) =>
+        page.addInitScript(() => {
+          window.Worker = function Worker() {
+            throw new DOMException("Workers are not allowed here", "SecurityError");
+          };
+        }),
+      "a Worker script that is not served": (page) => page.route("**/pkg/worker.js", (route) => route.fulfill({ status: 404 })),
+    };
+    for (const [scenario, arrange] of Object.entries(scenarios)) {
+      const { page, close } = await openPage(companion, arrange);
+      try {
+        await page.setInputFiles("[data-testid=file-input]", file.path);
+        const [outcome] = await results(page, 1);
+        assert.ok(outcome.ok, `${scenario}: ${outcome.code} ${outcome.message}`);
+        assert.equal(outcome.result.checksum.value, crc32c(file.path), scenario);
+        assert.equal((await readBack(companion.url, outcome.result.location)).sha256, file.sha256, scenario);
+      } finally {
+        await close();
+      }
+    }
+  } finally {
     companion.stop();
   }
 });

@@ -60,12 +60,19 @@ pub fn npm() -> Result<PathBuf> {
     let write = |name: &str, text: String| {
         std::fs::write(pkg.join(name), text).map_err(|err| err.to_string())
     };
+    // The entry point also tells the wasm how to start its hashing Worker, in the
+    // `new Worker(new URL(...), import.meta.url)` form bundlers follow (they bundle worker.js).
     write(
         "index.js",
         format!(
-            "export {{ default }} from \"./ferry_wasm.js\";\nexport * from \"./ferry_wasm.js\";\nexport {{ FerryError }} from \"./snippets/{snippet_dir}/js/ferry-error.js\";\n"
+            "export {{ default }} from \"./ferry_wasm.js\";\nexport * from \"./ferry_wasm.js\";\nexport {{ FerryError }} from \"./snippets/{snippet_dir}/js/ferry-error.js\";\nimport {{ provideHashWorker }} from \"./snippets/{snippet_dir}/js/hash-worker.js\";\n\nprovideHashWorker(() => new Worker(new URL(\"./worker.js\", import.meta.url), {{ type: \"module\" }}));\n"
         ),
     )?;
+    std::fs::copy(
+        root().join("crates/ferry-wasm/js/worker.js"),
+        pkg.join("worker.js"),
+    )
+    .map_err(|err| format!("worker.js: {err}"))?;
     write(
         "index.d.ts",
         "export { default } from \"./ferry_wasm.js\";\nexport * from \"./ferry_wasm.js\";\n\n/** Every rejection and `error` event of Ferry: an `Error` with a stable `code` (`TooLarge`,\n * `Cancelled`, `CompanionUnreachable`, `NetworkError`, or the store's S3 code). */\nexport declare class FerryError extends Error {\n  readonly code: string;\n  constructor(code: string, message: string);\n}\n".to_owned(),
@@ -86,8 +93,8 @@ pub fn npm() -> Result<PathBuf> {
     ".": {{ "types": "./index.d.ts", "import": "./index.js", "default": "./index.js" }},
     "./ferry_wasm_bg.wasm": "./ferry_wasm_bg.wasm"
   }},
-  "files": ["index.js", "index.d.ts", "ferry_wasm.js", "ferry_wasm.d.ts", "ferry_wasm_bg.wasm", "ferry_wasm_bg.wasm.d.ts", "snippets"],
-  "sideEffects": false
+  "files": ["index.js", "index.d.ts", "worker.js", "ferry_wasm.js", "ferry_wasm.d.ts", "ferry_wasm_bg.wasm", "ferry_wasm_bg.wasm.d.ts", "snippets"],
+  "sideEffects": ["./index.js"]
 }}
 "#,
             version = env!("CARGO_PKG_VERSION")

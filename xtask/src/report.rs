@@ -265,8 +265,8 @@ fn hashing_markdown(hashing: &[HashingPoint]) -> String {
     let mut out = "### hashing the large file alone
 
 The file of the first workload hashed in the bench page without uploading it, one way after
-another: CRC32C by Ferry's `checksum()` on the page (the code its uploads run: the bytes' stream,
-yielding to the page after each MiB hashed) and in a module Worker started before the clock, and
+another: CRC32C by Ferry's `checksum()` on the page (the bytes' stream, yielding to the page after
+each MiB hashed) and in a module Worker started before the clock (what Ferry's uploads do), and
 SHA-256 by WebCrypto one 5 MiB part at a time (what Ferry does with `sha256`). The longest task
 is the main thread's longest `longtask` entry (a task over 50 ms) while it hashed.
 

@@ -1,11 +1,13 @@
 //! Checksums of a File's parts, as the engine asks for them ([`ferry_core::Action::Hash`]).
 //!
-//! CRC32C and CRC64NVME are computed in wasm on the page's thread from the part's byte stream
-//! (`Blob.stream()`, the browser's fastest read), yielding to the page's event loop after each
-//! [`STEP`] bytes hashed, so the page is held for a few milliseconds at most (a step, or one
-//! chunk where the browser hands over more at once), and only the stream's chunks are in memory. SHA-256 goes to WebCrypto, which
+//! CRC32C and CRC64NVME are computed in wasm from the part's byte stream (`Blob.stream()`, the
+//! browser's fastest read): parts of [`IN_WORKER_FROM`] and more in the package's Worker
+//! ([`crate::hash_worker`]), off the page's thread; smaller ones, and all of them where there is
+//! no Worker, on the page, yielding to its event loop after each [`STEP`] bytes hashed, so the
+//! page is held for a few milliseconds at most (a step, or one chunk where the browser hands
+//! over more at once). Only the stream's chunks are in memory. SHA-256 goes to WebCrypto, which
 //! hashes natively and off the page's thread, but only a whole buffer: the part is read at once
-//! (one part in memory, as for its PUT). ARCHITECTURE.md says why not a Worker.
+//! (one part in memory, as for its PUT). ARCHITECTURE.md gives the measurements behind this.
 
 use std::ops::Range;
 
@@ -16,8 +18,14 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Blob;
 
+use crate::hash_worker::HashWorker;
+
 /// Bytes hashed between two yields to the page.
 const STEP: usize = 1024 * 1024;
+
+/// Parts this large go to the Worker: reading them holds the page's thread for milliseconds,
+/// where a smaller part costs less to hash than its round trip to the Worker.
+const IN_WORKER_FROM: u64 = 1024 * 1024;
 
 /// The checksums of `file`'s bytes in each range, one range after another, or why they could
 /// not be read.
@@ -28,9 +36,33 @@ pub async fn checksums(
 ) -> Result<Vec<String>, String> {
     let mut values = Vec::with_capacity(parts.len());
     for (_, range) in parts {
-        values.push(checksum(file, range, algorithm).await?);
+        values.push(part_checksum(file, range, algorithm).await?);
     }
     Ok(values)
+}
+
+async fn part_checksum(
+    file: &Blob,
+    range: Range<u64>,
+    algorithm: ChecksumAlgorithm,
+) -> Result<String, String> {
+    let large = range.end - range.start >= IN_WORKER_FROM;
+    if large
+        && algorithm != ChecksumAlgorithm::Sha256
+        && let Some(worker) = HashWorker::get()
+    {
+        let part = slice(file, &range)?;
+        // `None`: the Worker failed, and the page hashes the part itself.
+        if let Some(answer) = worker.checksum(&part, algorithm).await {
+            return answer;
+        }
+    }
+    checksum(file, range, algorithm).await
+}
+
+fn slice(file: &Blob, range: &Range<u64>) -> Result<Blob, String> {
+    file.slice_with_f64_and_f64(range.start as f64, range.end as f64)
+        .map_err(describe)
 }
 
 /// The full-object CRC of `blob`'s bytes, as `done` reports it for the same bytes.
@@ -54,10 +86,7 @@ async fn checksum(
         let buffer = read(file, range).await?;
         return web_crypto_sha256(&buffer).await;
     }
-    let stream = file
-        .slice_with_f64_and_f64(range.start as f64, range.end as f64)
-        .map_err(describe)?
-        .stream();
+    let stream = slice(file, &range)?.stream();
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut hasher = algorithm.hasher();
     let mut chunk = Vec::new();
@@ -102,10 +131,7 @@ async fn yield_to_page() {
 }
 
 async fn read(file: &Blob, range: Range<u64>) -> Result<js_sys::ArrayBuffer, String> {
-    let slice = file
-        .slice_with_f64_and_f64(range.start as f64, range.end as f64)
-        .map_err(describe)?;
-    let buffer = JsFuture::from(slice.array_buffer())
+    let buffer = JsFuture::from(slice(file, &range)?.array_buffer())
         .await
         .map_err(describe)?;
     Ok(buffer.unchecked_into())

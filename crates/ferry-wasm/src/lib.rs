@@ -15,6 +15,7 @@
 
 mod client;
 mod driver;
+mod hash_worker;
 mod hashing;
 mod http;
 mod js;
