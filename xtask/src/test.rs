@@ -41,8 +41,11 @@ pub fn test() -> Result {
             "warnings",
         ],
     )?;
-    step("ferry-wasm's pure functions, natively");
-    run("cargo", &["test", "-p", "ferry-wasm", "--lib"])?;
+    step("the browser crates' pure functions, natively (ferry-wasm's, the demo's lanes)");
+    run(
+        "cargo",
+        &["test", "-p", "ferry-wasm", "-p", "ferry-demo", "--lib"],
+    )?;
     step("Rust tests: engine, store and companion over HTTP, moto, Garage");
     run(
         "cargo",

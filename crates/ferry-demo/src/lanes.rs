@@ -14,7 +14,7 @@ pub const WINDOW_SECS: f64 = 20.0;
 const MAX_PREPARE_LANES: usize = 10;
 
 /// What a bar shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
     /// The outer layer fingerprints, claims or creates the file.
     Preparing,
@@ -56,6 +56,8 @@ impl Work {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bar {
+    /// Unique in its lane set: with its drawn width and phase, the key of its `rect`.
+    seq: u64,
     pub start: f64,
     pub end: f64,
     pub phase: Phase,
@@ -70,6 +72,7 @@ struct LaneSet {
     open: HashMap<(u64, u32), (usize, usize, Work)>,
     /// The last finished bar of each part, recoloured if the part is sent again.
     closed: HashMap<(u64, u32), (usize, usize)>,
+    bars_made: u64,
 }
 
 impl LaneSet {
@@ -124,7 +127,9 @@ impl LaneSet {
                 Work::Put { .. } if retrying => Phase::Retrying,
                 Work::Put { .. } => Phase::Uploading,
             };
+            self.bars_made += 1;
             self.lanes[lane].push(Bar {
+                seq: self.bars_made,
                 start: now,
                 end: now,
                 phase,
@@ -177,6 +182,9 @@ impl LaneSet {
 /// The chart: preparation lanes over slot lanes, in seconds (real or virtual).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Lanes {
+    /// The first sample's time: bars are drawn at their distance from it, so a bar once drawn
+    /// stays put and only the view slides.
+    origin: Option<f64>,
     now: f64,
     prepare: LaneSet,
     slots: LaneSet,
@@ -219,6 +227,7 @@ impl Lanes {
         running: &[(Work, String)],
         slots: usize,
     ) {
+        self.origin.get_or_insert(now);
         self.now = now;
         let preparing: Vec<_> = preparing.iter().take(MAX_PREPARE_LANES).cloned().collect();
         self.prepare.observe(now, &preparing, 0);
@@ -231,8 +240,88 @@ const LANE_HEIGHT: f64 = 12.0;
 const LANE_GAP: f64 = 3.0;
 const LABEL_WIDTH: f64 = 64.0;
 const GROUP_GAP: f64 = 10.0;
+/// Pixels per second of the bars' time axis.
+const SCALE: f64 = (WIDTH - LABEL_WIDTH) / WINDOW_SECS;
+
+/// A lane: its group (`prepare` or `slot`) and its place in it.
+type LaneId = (&'static str, usize);
+
+/// A bar as drawn, its `x` from the chart's origin.
+#[derive(Debug, Clone, PartialEq)]
+struct DrawnBar {
+    seq: u64,
+    x: f64,
+    width: f64,
+    phase: Phase,
+    label: String,
+}
+
+impl DrawnBar {
+    /// A bar is drawn again only when it grew or changed colour: on a tick, the running bars.
+    fn key(&self) -> (u64, u64, Phase) {
+        (self.seq, (self.width * 10.0) as u64, self.phase)
+    }
+}
+
+impl Lanes {
+    fn groups(&self) -> [(&'static str, &LaneSet); 2] {
+        [("prepare", &self.prepare), ("slot", &self.slots)]
+    }
+
+    fn lane_ids(&self) -> Vec<LaneId> {
+        self.groups()
+            .into_iter()
+            .flat_map(|(group, set)| (0..set.lanes.len()).map(move |index| (group, index)))
+            .collect()
+    }
+
+    /// The top of a lane: preparation lanes first, then a gap, then the slots.
+    fn top(&self, (group, index): LaneId) -> f64 {
+        let above = if group == "slot" {
+            self.prepare.lanes.len() as f64 * (LANE_HEIGHT + LANE_GAP) + GROUP_GAP
+        } else {
+            0.0
+        };
+        above + index as f64 * (LANE_HEIGHT + LANE_GAP)
+    }
+
+    fn height(&self) -> f64 {
+        let count = self.prepare.lanes.len() + self.slots.lanes.len();
+        (count as f64 * (LANE_HEIGHT + LANE_GAP) + 2.0 * GROUP_GAP).max(LANE_HEIGHT)
+    }
+
+    /// How far the view has slid along the bars' axis: its left edge is `WINDOW_SECS` ago.
+    fn scroll(&self) -> f64 {
+        (self.now - WINDOW_SECS - self.origin.unwrap_or(self.now)) * SCALE
+    }
+
+    fn bars(&self, (group, index): LaneId) -> Vec<DrawnBar> {
+        let set = if group == "slot" {
+            &self.slots
+        } else {
+            &self.prepare
+        };
+        let origin = self.origin.unwrap_or(self.now);
+        set.lanes.get(index).map_or_else(Vec::new, |bars| {
+            bars.iter()
+                .map(|bar| DrawnBar {
+                    seq: bar.seq,
+                    x: (bar.start - origin) * SCALE,
+                    // A bar of one sample is still seen.
+                    width: ((bar.end - bar.start) * SCALE).max(2.0),
+                    phase: bar.phase,
+                    label: bar.label.clone(),
+                })
+                .collect()
+        })
+    }
+}
 
 /// The lanes as SVG: each bar a `rect` with `data-phase`, each lane a `g` with `data-lane`.
+///
+/// Bars are placed once, at their time from the chart's origin, inside a group that slides left
+/// as time goes on: a tick redraws the running bars and moves one group, where drawing every
+/// bar again made thousands of elements a second with many small files.
 #[component]
 pub fn LaneChart(
     /// Sampled by the caller on each tick.
@@ -240,54 +329,31 @@ pub fn LaneChart(
     /// For tests: `scheduler-lanes` or `sim-lanes`.
     testid: &'static str,
 ) -> impl IntoView {
-    let draw = move || {
-        let lanes = lanes.get();
-        let left = lanes.now - WINDOW_SECS;
-        let x =
-            move |t: f64| LABEL_WIDTH + (t - left).max(0.0) * (WIDTH - LABEL_WIDTH) / WINDOW_SECS;
-        let mut y = 0.0;
-        let mut rows = Vec::new();
-        for (group, set) in [("prepare", &lanes.prepare), ("slot", &lanes.slots)] {
-            for (index, bars) in set.lanes.iter().enumerate() {
-                let top = y;
-                let rects = bars
-                    .iter()
-                    .map(|bar| {
-                        let start = x(bar.start);
-                        // A bar of one sample is still seen.
-                        let width = (x(bar.end) - start).max(2.0);
-                        view! {
-                            <rect class=format!("seg {}", bar.phase.as_str()) data-phase=bar.phase.as_str()
-                                x=format!("{start:.1}") y=format!("{top:.1}") width=format!("{width:.1}") height=LANE_HEIGHT>
-                                <title>{bar.label.clone()}</title>
-                            </rect>
-                        }
-                    })
-                    .collect_view();
-                rows.push(view! {
-                    <g data-lane=format!("{group}-{index}")>
-                        <text x="0" y=format!("{:.1}", top + LANE_HEIGHT - 2.0) class="lane-label">{format!("{group} {}", index + 1)}</text>
-                        <line x1=LABEL_WIDTH x2=WIDTH y1=format!("{:.1}", top + LANE_HEIGHT / 2.0) y2=format!("{:.1}", top + LANE_HEIGHT / 2.0) class="lane-line" />
-                        {rects}
-                    </g>
-                });
-                y += LANE_HEIGHT + LANE_GAP;
-            }
-            y += GROUP_GAP;
-        }
-        rows.collect_view()
-    };
-    let height = move || {
-        lanes.with(|lanes| {
-            let count = lanes.prepare.lanes.len() + lanes.slots.lanes.len();
-            (count as f64 * (LANE_HEIGHT + LANE_GAP) + 2.0 * GROUP_GAP).max(LANE_HEIGHT)
-        })
-    };
+    let lane_ids = move || lanes.with(Lanes::lane_ids);
+    let top = move |lane: LaneId| lanes.with(|lanes| lanes.top(lane));
     view! {
         <figure class="lanes">
-            <svg data-testid=testid viewBox=move || format!("0 0 {WIDTH} {:.0}", height()) role="img"
+            <svg data-testid=testid viewBox=move || format!("0 0 {WIDTH} {:.0}", lanes.with(Lanes::height)) role="img"
                 aria-label="Timeline: a lane per file being prepared and per slot, a bar per part">
-                {draw}
+                <For each=lane_ids key=|lane| *lane let:lane>
+                    <text x="0" y=move || format!("{:.1}", top(lane) + LANE_HEIGHT - 2.0) class="lane-label">{format!("{} {}", lane.0, lane.1 + 1)}</text>
+                    <line x1=LABEL_WIDTH x2=WIDTH y1=move || format!("{:.1}", top(lane) + LANE_HEIGHT / 2.0) y2=move || format!("{:.1}", top(lane) + LANE_HEIGHT / 2.0) class="lane-line" />
+                </For>
+                // Its own viewport, so bars that slid out of the window are clipped at the labels.
+                <svg x=LABEL_WIDTH y="0" width=WIDTH - LABEL_WIDTH height="100%">
+                    <g transform=move || format!("translate({:.1},0)", -lanes.with(Lanes::scroll))>
+                        <For each=lane_ids key=|lane| *lane let:lane>
+                            <g data-lane=format!("{}-{}", lane.0, lane.1) transform=move || format!("translate(0,{:.1})", top(lane))>
+                                <For each=move || lanes.with(|lanes| lanes.bars(lane)) key=DrawnBar::key let:bar>
+                                    <rect class=format!("seg {}", bar.phase.as_str()) data-phase=bar.phase.as_str()
+                                        x=format!("{:.1}", bar.x) y="0" width=format!("{:.1}", bar.width) height=LANE_HEIGHT>
+                                        <title>{bar.label}</title>
+                                    </rect>
+                                </For>
+                            </g>
+                        </For>
+                    </g>
+                </svg>
             </svg>
             <figcaption class="legend">
                 <span class="key preparing">"preparing"</span>
@@ -297,5 +363,99 @@ pub fn LaneChart(
                 {format!(" — the last {WINDOW_SECS:.0} s; gaps are idle slots")}
             </figcaption>
         </figure>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(file: u64, part: u32, retries: u32) -> (Work, String) {
+        (
+            Work::Put {
+                file,
+                part,
+                retries,
+            },
+            format!("file {file} #{part}"),
+        )
+    }
+
+    fn phases(set: &LaneSet) -> Vec<Vec<Phase>> {
+        set.lanes
+            .iter()
+            .map(|bars| bars.iter().map(|bar| bar.phase).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_part_sent_again_turns_its_earlier_bar_to_retrying() {
+        let mut set = LaneSet::default();
+        set.observe(0.0, &[put(1, 1, 0), put(1, 2, 0)], 3);
+        assert_eq!(
+            phases(&set),
+            [vec![Phase::Uploading], vec![Phase::Uploading], vec![]],
+            "a lane per slot, the idle one too"
+        );
+        // Part 1 is gone from the running parts: stored, as far as this sample knows.
+        set.observe(1.0, &[put(1, 2, 0)], 3);
+        assert_eq!(phases(&set)[0], [Phase::Done]);
+        // It is back as a retry: its first attempt was not stored after all.
+        set.observe(2.0, &[put(1, 1, 1), put(1, 2, 0)], 3);
+        assert_eq!(phases(&set)[0], [Phase::Retrying, Phase::Retrying]);
+        // A retry that starts between two samples still recolours the attempt before it.
+        set.observe(3.0, &[put(1, 1, 1), put(1, 2, 1)], 3);
+        assert_eq!(phases(&set)[1], [Phase::Retrying, Phase::Retrying]);
+        set.observe(4.0, &[], 3);
+        assert_eq!(
+            phases(&set),
+            [
+                vec![Phase::Retrying, Phase::Done],
+                vec![Phase::Retrying, Phase::Done],
+                vec![]
+            ]
+        );
+    }
+
+    #[test]
+    fn bars_stay_put_and_only_running_ones_are_drawn_again() {
+        let mut lanes = Lanes::default();
+        lanes.observe(100.0, &[], &[put(1, 1, 0)], 1);
+        lanes.observe(101.0, &[], &[put(1, 2, 0)], 1);
+        let first = lanes.bars(("slot", 0));
+        lanes.observe(102.0, &[], &[put(1, 2, 0)], 1);
+        let second = lanes.bars(("slot", 0));
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            first[0].key(),
+            second[0].key(),
+            "a stored part is not redrawn"
+        );
+        assert_ne!(first[1].key(), second[1].key(), "the running one grows");
+        assert_eq!(first[0].x, 0.0, "placed from the first sample");
+        assert_eq!(second[1].x, SCALE);
+        // The view slides instead: its left edge is the window's length ago.
+        assert_eq!(lanes.scroll(), (102.0 - WINDOW_SECS - 100.0) * SCALE);
+        // Bars that left the window are dropped; a running one is kept however old.
+        lanes.observe(100.0 + WINDOW_SECS + 1.5, &[], &[put(1, 2, 0)], 1);
+        let kept = lanes.bars(("slot", 0));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].seq, second[1].seq);
+    }
+
+    #[test]
+    fn slot_lanes_sit_below_the_preparation_lanes() {
+        let mut lanes = Lanes::default();
+        let prepare = |file| (Work::Prepare { file }, format!("file {file}"));
+        lanes.observe(0.0, &[prepare(1), prepare(2)], &[put(3, 1, 0)], 2);
+        assert_eq!(
+            lanes.lane_ids(),
+            [("prepare", 0), ("prepare", 1), ("slot", 0), ("slot", 1)]
+        );
+        assert_eq!(
+            lanes.top(("slot", 0)),
+            2.0 * (LANE_HEIGHT + LANE_GAP) + GROUP_GAP
+        );
+        assert_eq!(lanes.bars(("prepare", 1))[0].phase, Phase::Preparing);
     }
 }

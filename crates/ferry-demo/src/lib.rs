@@ -6,7 +6,7 @@
 
 mod lanes;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,8 +81,10 @@ struct Row {
     name: String,
     size: u64,
     file: StoredValue<web_sys::File, LocalStorage>,
-    /// The client that uploads it (settings apply to new uploads only).
+    /// The client that uploads it (settings apply to new uploads only), and which one it is:
+    /// the timeline names files by client and the engine's id.
     client: StoredValue<Client, LocalStorage>,
+    generation: usize,
     preview: Option<(String, bool)>,
     sent: RwSignal<u64>,
     confirmed: RwSignal<u64>,
@@ -209,6 +211,9 @@ fn run_upload(row: Row, timeline: Timeline) {
     row.started.set(None);
     row.finished.set(None);
     let upload = use_upload(&row.client.get_value(), row.file.get_value(), 0);
+    if let Some(id) = upload.id.get_untracked() {
+        timeline.named(row.generation, id, &row.name);
+    }
     Effect::new(move || {
         row.upload.set(upload.id.get());
         if let Some(progress) = upload.progress.get() {
@@ -271,6 +276,8 @@ struct Entry {
 #[derive(Clone, Copy)]
 struct Timeline {
     entries: RwSignal<VecDeque<Entry>>,
+    /// File names by client generation and the engine's id.
+    names: StoredValue<HashMap<(usize, u64), String>>,
     quiet: StoredValue<bool>,
     /// Files stored and failed since the last tick, while quiet.
     tally: StoredValue<[usize; 2]>,
@@ -280,9 +287,22 @@ impl Timeline {
     fn new() -> Self {
         Self {
             entries: RwSignal::new(VecDeque::new()),
+            names: StoredValue::new(HashMap::new()),
             quiet: StoredValue::new(false),
             tally: StoredValue::new([0, 0]),
         }
+    }
+
+    fn named(self, generation: usize, id: FileId, name: &str) {
+        self.names.update_value(|names| {
+            names.insert((generation, id.0), name.to_owned());
+        });
+    }
+
+    fn name_of(self, generation: usize, id: FileId) -> String {
+        self.names
+            .with_value(|names| names.get(&(generation, id.0)).cloned())
+            .unwrap_or_default()
     }
 
     /// A file was stored (`failed` is `None`) or failed.
@@ -391,14 +411,9 @@ pub fn App() -> impl IntoView {
     let timeline = Timeline::new();
     let rows = RwSignal::new(Vec::<Row>::new());
     let next_id = StoredValue::new(0usize);
-    let names = StoredValue::new(std::collections::HashMap::<(usize, u64), String>::new());
     let client = StoredValue::new_local(settings.get_untracked().client());
     let watch = move |client: &Client, generation: usize| {
-        let name_of = move |id: FileId| {
-            names
-                .with_value(|names| names.get(&(generation, id.0)).cloned())
-                .unwrap_or_default()
-        };
+        let name_of = move |id: FileId| timeline.name_of(generation, id);
         client.on_event(move |event| match event {
             ClientEvent::Part { .. } if timeline.quiet.get_value() => {}
             ClientEvent::Part { id, part, .. } => {
@@ -478,6 +493,7 @@ pub fn App() -> impl IntoView {
                 preview: preview(&file),
                 file: StoredValue::new_local(file),
                 client: StoredValue::new_local(client.get_value()),
+                generation: generation.get_value(),
                 sent: RwSignal::new(0),
                 confirmed: RwSignal::new(0),
                 rate: RwSignal::new(Rate::default()),
@@ -499,17 +515,7 @@ pub fn App() -> impl IntoView {
         timeline
             .quiet
             .set_value(rows.with_untracked(|rows| rows.len() > WINDOWED_OVER));
-        let generation = generation.get_value();
         for row in added {
-            // Names for the timeline, keyed by the client's generation and the engine's id.
-            let name = row.name.clone();
-            Effect::new(move || {
-                if let Some(upload) = row.upload.get() {
-                    names.update_value(|names| {
-                        names.insert((generation, upload.0), name.clone());
-                    });
-                }
-            });
             run_upload(row, timeline);
         }
     };
@@ -549,11 +555,7 @@ pub fn App() -> impl IntoView {
     let queue = RwSignal::new(QueueView::default());
     let totals = RwSignal::new(Totals::default());
     let tick = move || {
-        let name_of = |id: FileId| {
-            names
-                .with_value(|names| names.get(&(generation.get_value(), id.0)).cloned())
-                .unwrap_or_default()
-        };
+        let name_of = |id: FileId| timeline.name_of(generation.get_value(), id);
         let current = client.get_value();
         let view = current.scheduler();
         if lanes_generation.get_value() != generation.get_value() {
@@ -590,11 +592,8 @@ pub fn App() -> impl IntoView {
             .running_parts()
             .into_iter()
             .map(|part| {
-                let name = names
-                    .with_value(|names| names.get(&(generation.get_value(), part.file.0)).cloned())
-                    .unwrap_or_default();
                 (
-                    name,
+                    name_of(part.file),
                     part.part,
                     part.sent as f64 * 100.0 / part.size.max(1) as f64,
                 )
