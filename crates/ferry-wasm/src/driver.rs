@@ -336,9 +336,10 @@ impl Shared {
                 let Some(blob) = driver.file_of(file) else {
                     return driver.engine.cancel(file);
                 };
+                let size = driver.engine.progress(file).map(|progress| progress.size);
                 let weak = Rc::downgrade(self);
                 spawn_local(async move {
-                    let values = hashing::checksums(&blob, parts, algorithm).await;
+                    let values = hashing::checksums(&blob, size, parts, algorithm).await;
                     let Some(shared) = weak.upgrade() else { return };
                     shared.with_driver(|driver| match values {
                         Ok(values) => driver.engine.handle_hashed(file, values, now()),
@@ -522,15 +523,8 @@ impl Shared {
                 (self.url(&path), headers, EtagFrom::Json)
             }
         };
-        // A part covering the whole file sends the File itself: each `slice()` is a synchronous
-        // call into the browser process, which a batch of tiny files pays thousands of times.
         let size = driver.engine.progress(file).map(|progress| progress.size);
-        let whole = range.start == 0 && Some(range.end) == size;
-        let body = if whole {
-            Ok(Blob::from(blob))
-        } else {
-            blob.slice_with_f64_and_f64(range.start as f64, range.end as f64)
-        };
+        let body = part_of(&blob, size, &range);
         let weak = Rc::downgrade(self);
         let request = body.and_then(|body| {
             PutRequest::start(&url, &headers, &body, etag_from, move |sent| {
@@ -838,4 +832,18 @@ async fn abort_with_backoff(url: &str, headers: &CompanionHeaders) {
             }
         }
     }
+}
+
+/// The bytes of `file` (of `size` bytes, when known) in `range`: the file itself when the range
+/// is all of it, as each `slice()` is a synchronous call into the browser process, which a batch
+/// of tiny files would pay thousands of times (once to hash, once to send).
+pub(crate) fn part_of(
+    file: &Blob,
+    size: Option<u64>,
+    range: &std::ops::Range<u64>,
+) -> Result<Blob, wasm_bindgen::JsValue> {
+    if range.start == 0 && Some(range.end) == size {
+        return Ok(file.clone());
+    }
+    file.slice_with_f64_and_f64(range.start as f64, range.end as f64)
 }

@@ -18,6 +18,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Blob;
 
+use crate::driver::part_of;
 use crate::hash_worker::HashWorker;
 
 /// Bytes hashed between two yields to the page.
@@ -28,41 +29,36 @@ const STEP: usize = 1024 * 1024;
 const IN_WORKER_FROM: u64 = 1024 * 1024;
 
 /// The checksums of `file`'s bytes in each range, one range after another, or why they could
-/// not be read.
+/// not be read. `size` is the file's, when known.
 pub async fn checksums(
     file: &Blob,
+    size: Option<u64>,
     parts: Vec<(u32, Range<u64>)>,
     algorithm: ChecksumAlgorithm,
 ) -> Result<Vec<String>, String> {
     let mut values = Vec::with_capacity(parts.len());
     for (_, range) in parts {
-        values.push(part_checksum(file, range, algorithm).await?);
+        let part = part_of(file, size, &range).map_err(describe)?;
+        values.push(part_checksum(&part, range.end - range.start, algorithm).await?);
     }
     Ok(values)
 }
 
 async fn part_checksum(
-    file: &Blob,
-    range: Range<u64>,
+    part: &Blob,
+    len: u64,
     algorithm: ChecksumAlgorithm,
 ) -> Result<String, String> {
-    let large = range.end - range.start >= IN_WORKER_FROM;
-    if large
+    if len >= IN_WORKER_FROM
         && algorithm != ChecksumAlgorithm::Sha256
         && let Some(worker) = HashWorker::get()
     {
-        let part = slice(file, &range)?;
         // `None`: the Worker failed, and the page hashes the part itself.
-        if let Some(answer) = worker.checksum(&part, algorithm).await {
+        if let Some(answer) = worker.checksum(part, algorithm).await {
             return answer;
         }
     }
-    checksum(file, range, algorithm).await
-}
-
-fn slice(file: &Blob, range: &Range<u64>) -> Result<Blob, String> {
-    file.slice_with_f64_and_f64(range.start as f64, range.end as f64)
-        .map_err(describe)
+    checksum(part, algorithm).await
 }
 
 /// The full-object CRC of `blob`'s bytes, as `done` reports it for the same bytes.
@@ -73,20 +69,18 @@ pub async fn full_object_crc(blob: &Blob, algorithm: ChecksumAlgorithm) -> Resul
             algorithm.name()
         ));
     }
-    checksum(blob, 0..blob.size() as u64, algorithm).await
+    checksum(blob, algorithm).await
 }
 
-/// The checksum of `file`'s bytes in `range`, or why they could not be read.
-async fn checksum(
-    file: &Blob,
-    range: Range<u64>,
-    algorithm: ChecksumAlgorithm,
-) -> Result<String, String> {
+/// The checksum of `part`'s bytes, or why they could not be read.
+async fn checksum(part: &Blob, algorithm: ChecksumAlgorithm) -> Result<String, String> {
     if algorithm == ChecksumAlgorithm::Sha256 {
-        let buffer = read(file, range).await?;
-        return web_crypto_sha256(&buffer).await;
+        let buffer = JsFuture::from(part.array_buffer())
+            .await
+            .map_err(describe)?;
+        return web_crypto_sha256(&buffer.unchecked_into()).await;
     }
-    let stream = slice(file, &range)?.stream();
+    let stream = part.stream();
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut hasher = algorithm.hasher();
     let mut chunk = Vec::new();
@@ -128,13 +122,6 @@ async fn yield_to_page() {
     if channel.port2().post_message(&JsValue::NULL).is_ok() {
         let _ = JsFuture::from(delivered).await;
     }
-}
-
-async fn read(file: &Blob, range: Range<u64>) -> Result<js_sys::ArrayBuffer, String> {
-    let buffer = JsFuture::from(slice(file, &range)?.array_buffer())
-        .await
-        .map_err(describe)?;
-    Ok(buffer.unchecked_into())
 }
 
 async fn web_crypto_sha256(buffer: &js_sys::ArrayBuffer) -> Result<String, String> {
