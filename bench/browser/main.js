@@ -57,9 +57,23 @@ async function sdk(config) {
   return keys;
 }
 
+/** Ferry as a page whose policy forbids Workers runs it: every part hashed on the page's thread. */
+async function ferryHashingOnThePage(config) {
+  const Worker = globalThis.Worker;
+  globalThis.Worker = function NoWorkers() {
+    throw new DOMException("no Workers on this page", "SecurityError");
+  };
+  try {
+    return await ferry(config);
+  } finally {
+    globalThis.Worker = Worker;
+  }
+}
+
 const libraries = {
   ferry,
   "ferry (checksums off)": (config) => ferry(config, config.ferryUnchecked),
+  "ferry (hashing on the page)": ferryHashingOnThePage,
   "uppy-6": (config) => uppy(Uppy6, AwsS3v6, "companionEndpoint", config),
   "uppy-5": (config) => uppy(Uppy5, AwsS3v5, "endpoint", config),
   "lib-storage": sdk,
