@@ -66,17 +66,33 @@ async function results(page, count) {
 
 const SIZES = [0, 1, 5 * MIB - 1, 5 * MIB + 1, 64 * MIB, 300 * MIB];
 
+/** Counts, in a page or a Worker, the Blobs of a MiB and more read as a stream (as hashing does). */
+function countLargeStreams() {
+  self.largeStreams = 0;
+  const stream = Blob.prototype.stream;
+  Blob.prototype.stream = function () {
+    if (this.size >= 1024 * 1024) self.largeStreams += 1;
+    return stream.call(this);
+  };
+}
+
 /** Uploads files of every size through the page and checks each object's checksum and bytes. */
 async function everySizeVerified(companion) {
   const files = SIZES.map((size, index) => makeFile(`sized-${index}.bin`, size));
-  const { page, close } = await openPage(companion);
+  // Parts of a MiB and more are hashed in the package's Worker, off the page's thread: the page
+  // and the Worker each count the large Blobs they read as a stream.
+  const workers = [];
+  const { page, close } = await openPage(companion, async (page) => {
+    await page.addInitScript(countLargeStreams);
+    page.on("worker", (worker) => workers.push({ worker, counting: worker.evaluate(countLargeStreams).catch(() => {}) }));
+  });
   try {
-    // Parts of a MiB and more are hashed in the package's Worker, off the page's thread.
-    const workers = [];
-    page.on("worker", (worker) => workers.push(worker.url()));
     await page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
     const ended = await results(page, files.length);
-    assert.deepEqual(workers.map((url) => new URL(url).pathname), ["/pkg/worker.js"], "one hashing Worker");
+    assert.deepEqual(workers.map(({ worker }) => new URL(worker.url()).pathname), ["/pkg/worker.js"], "one hashing Worker");
+    await workers[0].counting;
+    assert.ok((await workers[0].worker.evaluate(() => self.largeStreams)) > 0, "the Worker read parts");
+    assert.equal(await page.evaluate(() => self.largeStreams), 0, "the page read no part of a MiB or more");
     for (const file of files) {
       const outcome = ended.find((result) => result.name === file.name);
       assert.ok(outcome?.ok, `${file.size} B: ${outcome?.code} ${outcome?.message}`);
@@ -158,7 +174,7 @@ test("a part whose bytes change on the way is refused by the store and sent agai
   }
 });
 
-test("without a Worker, or with one that fails to load, the page hashes the parts itself", async () => {
+test("without a Worker, or with one that fails or never answers, the page hashes the parts itself", async () => {
   const companion = await startCompanion();
   try {
     const file = makeFile("hashed-on-the-page.bin", 16 * MIB);
@@ -170,6 +186,15 @@ test("without a Worker, or with one that fails to load, the page hashes the part
           };
         }),
       "a Worker script that is not served": (page) => page.route("**/pkg/worker.js", (route) => route.fulfill({ status: 404 })),
+      "a Worker that cannot set itself up": (page) =>
+        page.route("**/pkg/worker.js", (route) =>
+          route.fulfill({
+            contentType: "text/javascript",
+            body: 'onmessage = ({ data }) => data.module || postMessage({ id: data.id, broken: "CompileError: no wasm here" });',
+          }),
+        ),
+      "a Worker that never answers": (page) =>
+        page.route("**/pkg/worker.js", (route) => route.fulfill({ contentType: "text/javascript", body: "onmessage = () => {};" })),
     };
     for (const [scenario, arrange] of Object.entries(scenarios)) {
       const { page, close } = await openPage(companion, arrange);

@@ -61,7 +61,8 @@ pub fn npm() -> Result<PathBuf> {
         std::fs::write(pkg.join(name), text).map_err(|err| err.to_string())
     };
     // The entry point also tells the wasm how to start its hashing Worker, in the
-    // `new Worker(new URL(...), import.meta.url)` form bundlers follow (they bundle worker.js).
+    // `new Worker(new URL("./worker.js", import.meta.url))` form bundlers follow (they bundle
+    // worker.js).
     write(
         "index.js",
         format!(

@@ -1,6 +1,6 @@
 // How the package starts its hashing Worker. The npm entry point provides the way, in the
-// `new Worker(new URL(...), import.meta.url)` form bundlers follow; a page built without it (trunk)
-// hashes on its own thread.
+// `new Worker(new URL("./worker.js", import.meta.url))` form bundlers follow; a page built without
+// it (trunk) hashes on its own thread.
 let start = null;
 
 export function provideHashWorker(starter) {

@@ -3,6 +3,9 @@
 // hashed here, off the page's thread.
 import init, { checksum } from "./ferry_wasm.js";
 
+/** Errors of reading the part's bytes (the file changed or went away): the part's own answer. */
+const READ_ERRORS = /^(NotReadableError|NotFoundError|SecurityError)\b/;
+
 let ready = null;
 
 onmessage = async ({ data }) => {
@@ -13,16 +16,17 @@ onmessage = async ({ data }) => {
   const { id, blob, algorithm } = data;
   try {
     await ready;
-  } catch (error) {
-    // The page hashes from now on.
-    postMessage({ id, broken: String(error?.message ?? error) });
-    return;
-  }
-  try {
     postMessage({ id, value: await checksum(blob, algorithm) });
   } catch (error) {
-    // The bytes could not be read (the file changed or went away): the same message the page's
-    // own hashing gives.
-    postMessage({ id, error: String(error?.message ?? error) });
+    const message = String(error?.message ?? error);
+    if (READ_ERRORS.test(message)) {
+      // The same message the page's own hashing gives.
+      postMessage({ id, error: message });
+      return;
+    }
+    // Anything else is this Worker's own failure (its module did not instantiate, or trapped):
+    // the page hashes from now on.
+    postMessage({ id, broken: message });
+    close();
   }
 };

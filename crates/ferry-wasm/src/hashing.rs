@@ -49,12 +49,9 @@ async fn part_checksum(
     len: u64,
     algorithm: ChecksumAlgorithm,
 ) -> Result<String, String> {
-    if len >= IN_WORKER_FROM
-        && algorithm != ChecksumAlgorithm::Sha256
-        && let Some(worker) = HashWorker::get()
-    {
-        // `None`: the Worker failed, and the page hashes the part itself.
-        if let Some(answer) = worker.checksum(part, algorithm).await {
+    if len >= IN_WORKER_FROM && algorithm != ChecksumAlgorithm::Sha256 {
+        // `None`: no Worker, or it failed, and the page hashes the part itself.
+        if let Some(answer) = HashWorker::checksum(part, len, algorithm).await {
             return answer;
         }
     }
