@@ -4,6 +4,7 @@
 //! the real uploads and the simulated network; it is fed a sample of what runs at each tick.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_wasm::{FileId, RunningPart};
 use leptos::prelude::*;
@@ -56,7 +57,7 @@ impl Work {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bar {
-    /// Unique in its lane set: with its drawn width and phase, the key of its `rect`.
+    /// Unique on the page: with its drawn width and phase, the key of its `rect`.
     seq: u64,
     pub start: f64,
     pub end: f64,
@@ -72,8 +73,11 @@ struct LaneSet {
     open: HashMap<(u64, u32), (usize, usize, Work)>,
     /// The last finished bar of each part, recoloured if the part is sent again.
     closed: HashMap<(u64, u32), (usize, usize)>,
-    bars_made: u64,
 }
+
+/// Bars made on this page: a bar's number is unique to it even across a reset of the chart, whose
+/// old `rect`s a new bar must not take over.
+static BARS_MADE: AtomicU64 = AtomicU64::new(0);
 
 impl LaneSet {
     fn observe(&mut self, now: f64, present: &[(Work, String)], at_least: usize) {
@@ -127,9 +131,8 @@ impl LaneSet {
                 Work::Put { .. } if retrying => Phase::Retrying,
                 Work::Put { .. } => Phase::Uploading,
             };
-            self.bars_made += 1;
             self.lanes[lane].push(Bar {
-                seq: self.bars_made,
+                seq: BARS_MADE.fetch_add(1, Ordering::Relaxed),
                 start: now,
                 end: now,
                 phase,
@@ -441,6 +444,19 @@ mod tests {
         let kept = lanes.bars(("slot", 0));
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].seq, second[1].seq);
+    }
+
+    #[test]
+    fn a_reset_chart_draws_its_bars_under_new_keys() {
+        let mut before = Lanes::default();
+        before.observe(0.0, &[], &[put(1, 1, 0)], 1);
+        let mut after = Lanes::default();
+        after.observe(0.0, &[], &[put(1, 1, 0)], 1);
+        assert_ne!(
+            before.bars(("slot", 0))[0].key(),
+            after.bars(("slot", 0))[0].key(),
+            "a new bar must not take over an old bar's rect"
+        );
     }
 
     #[test]
