@@ -33,6 +33,23 @@ fn events(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `command`, which must succeed, and returns the events it printed.
+async fn succeeded(command: &mut tokio::process::Command) -> Vec<Value> {
+    let output = command.output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    events(&output.stdout)
+}
+
+/// The object of the first `done` event.
+fn first_stored(events: &[Value]) -> StoredObject {
+    serde_json::from_value(of_kind(events, "done")[0].clone()).unwrap()
+}
+
 fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events
         .iter()
@@ -79,18 +96,7 @@ async fn uploads_a_tree_identically(companion: &RunningCompanion) {
     let dir = tempfile::tempdir().unwrap();
     let (given, written) = tree(dir.path());
     let state = dir.path().join("state.json");
-    let output = ferry(companion, &state)
-        .args(&given)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stderr),
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let events = events(&output.stdout);
+    let events = succeeded(ferry(companion, &state).args(&given)).await;
     let done = of_kind(&events, "done");
     assert_eq!(done.len(), written.len(), "{events:?}");
     for (path, bytes) in &written {
@@ -196,13 +202,7 @@ async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
         "a record to resume"
     );
 
-    let second = ferry(&companion, &state).arg(&path).output().await.unwrap();
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
-    let events = events(&second.stdout);
+    let events = succeeded(ferry(&companion, &state).arg(&path)).await;
     let resumed = of_kind(&events, "resumed");
     assert_eq!(resumed.len(), 1, "{events:?}");
     let kept = resumed[0]["partsKept"].as_u64().unwrap();
@@ -212,7 +212,7 @@ async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
         parts - kept,
         "only the missing parts are sent again"
     );
-    let done: StoredObject = serde_json::from_value(of_kind(&events, "done")[0].clone()).unwrap();
+    let done = first_stored(&events);
     assert!(
         companion.read_back(&done).await == bytes,
         "identical after resume"
@@ -293,42 +293,29 @@ async fn a_token_or_a_header_authenticates_and_the_part_size_asked_for_is_used()
         "{failed:?}"
     );
 
-    let with_token = ferry(&companion, &state)
-        .args(["--token", "alice-key", "--part-size", "6MiB"])
-        .arg(&large)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        with_token.status.success(),
-        "{}",
-        String::from_utf8_lossy(&with_token.stderr)
-    );
-    let uploaded = events(&with_token.stdout);
+    let uploaded = succeeded(
+        ferry(&companion, &state)
+            .args(["--token", "alice-key", "--part-size", "7MiB"])
+            .arg(&large),
+    )
+    .await;
+    // The companion's own plan would be four parts of 5 MiB.
     assert_eq!(
         of_kind(&uploaded, "part").len(),
-        4,
-        "20 MiB in parts of 6 MiB"
+        3,
+        "20 MiB in parts of 7 MiB"
     );
-    let object: StoredObject =
-        serde_json::from_value(of_kind(&uploaded, "done")[0].clone()).unwrap();
+    let object = first_stored(&uploaded);
     assert!(object.key.contains("/alice/"), "{}", object.key);
     assert!(companion.read_back(&object).await == large_bytes);
 
-    let with_header = ferry(&companion, &state)
-        .args(["-H", "Authorization: Bearer alice-key", "--triggers", "1"])
-        .arg(&small)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        with_header.status.success(),
-        "{}",
-        String::from_utf8_lossy(&with_header.stderr)
-    );
-    let uploaded = events(&with_header.stdout);
-    let object: StoredObject =
-        serde_json::from_value(of_kind(&uploaded, "done")[0].clone()).unwrap();
+    let uploaded = succeeded(
+        ferry(&companion, &state)
+            .args(["-H", "Authorization: Bearer alice-key", "--triggers", "1"])
+            .arg(&small),
+    )
+    .await;
+    let object = first_stored(&uploaded);
     assert!(object.key.contains("/alice/"), "{}", object.key);
     assert_eq!(companion.read_back(&object).await, b"for alice");
 }

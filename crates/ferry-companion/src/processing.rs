@@ -101,8 +101,9 @@ pub struct Notice {
     pub owner: String,
     pub content_type: String,
     pub metadata: BTreeMap<String, String>,
-    /// The object's checksum as the store states it (`null` with checksums off, or from a store
-    /// that keeps none): the same `{ algorithm, type, value }` the complete answer carries.
+    /// The object's checksum as the store states it (`null` when it states none: checksums off,
+    /// on a store that adds none of its own): the same `{ algorithm, type, value }` the complete
+    /// answer carries.
     pub checksum: Option<Checksum>,
     pub previews: Previews,
 }
