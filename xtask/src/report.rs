@@ -266,9 +266,10 @@ fn hashing_markdown(hashing: &[HashingPoint]) -> String {
 
 The file of the first workload hashed in the bench page without uploading it, one way after
 another: CRC32C by Ferry's `checksum()` on the page (the bytes' stream, yielding to the page after
-each MiB hashed) and in a module Worker started before the clock (what Ferry's uploads do), and
-SHA-256 by WebCrypto one 5 MiB part at a time (what Ferry does with `sha256`). The longest task
-is the main thread's longest `longtask` entry (a task over 50 ms) while it hashed.
+each MiB hashed) and in a module Worker started before the clock (where Ferry's uploads hash
+parts of a MiB and more), and SHA-256 by WebCrypto one 5 MiB part at a time (what Ferry does with
+`sha256`). The longest task is the main thread's longest `longtask` entry (a task over 50 ms)
+while it hashed.
 
 | method | seconds | MB/s | longest main-thread task ms |\n|---|---|---|---|\n"
         .to_owned();
@@ -334,12 +335,13 @@ fn page_markdown(points: &[BrowserPoint]) -> String {
 
 The same 2,000 files of 64 KiB dropped on the demo page (crates/ferry-demo, served by Ferry's
 companion) through its own file input, and uploaded through the npm package alone, taking turns
-three times in this run; each row is its median run. The page's time runs from its input's `change` until its totals bar counts
-every file stored; the package's from its first call until every upload resolved. Long tasks are
-the main thread's `longtask` entries (a PerformanceObserver installed before the page's scripts)
-that overlap the upload, leaving out the page's one task that set the files on its input and
-dispatched `change` (Chromium builds the FileList there, a stat per file: the input task column,
-with the same files on a bare input with an empty handler beside it); elements are
+in this run (three runs each); each row is its median run, with the worst run's long tasks. The
+page's time runs from its input's `change` until its totals bar counts every file stored; the
+package's from its first call until every upload resolved. Long tasks are the main thread's
+`longtask` entries (a PerformanceObserver installed before the page's scripts) that overlap the
+upload, leaving out the page's one task that set the files on its input and dispatched `change`
+(Chromium builds the FileList there, a stat per file: the input task column, with the same files
+on a bare input with an empty handler beside it); elements are
 `document.getElementsByTagName('*').length`, sampled every 100 ms.
 
 | run | seconds | files/s | time / package's | longest task ms | tasks over 100 ms | input task ms (bare input) | peak elements | peak memory MiB | page CPU s | companion req/part | verified |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
