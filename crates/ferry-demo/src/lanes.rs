@@ -103,7 +103,9 @@ impl LaneSet {
             }
             self.closed.insert(id, (lane, index));
         }
-        for (id, (work, label)) in &here {
+        // In the order given (the engine's), so the same run draws the same lanes each time.
+        for (work, label) in present {
+            let id = &work.identity();
             if let Some(&(lane, index, _)) = self.open.get(id) {
                 self.lanes[lane][index].end = now;
                 continue;
