@@ -985,9 +985,11 @@ struct SimulationView {
     finished: bool,
 }
 
-/// Sizes the seed's demo adds: small files of 10-30 MB, large ones of 65-100 MB.
+/// Sizes the seed's demo adds: small files of 10-30 MB, large ones up to 100 MB. A large file
+/// starts just over the seeds' 65 MiB (68.2 MB), so each one turns the slot rule to 3 slots;
+/// one of 65-68 MB would not, and the button would show nothing new.
 const SMALL_FILES: std::ops::Range<u64> = 10_000_000..30_000_000;
-const LARGE_FILES: std::ops::Range<u64> = 65_000_000..100_000_000;
+const LARGE_FILES: std::ops::Range<u64> = 65 * 1024 * 1024 + 1..100_000_000;
 
 /// The real engine driven by the simulator in the page: no store needed, speed from 0 to 10x.
 /// Files are added as the seed's demo adds them (small, large, or a mixed batch), and the same
@@ -1112,7 +1114,7 @@ fn SimulationPanel() -> impl IntoView {
                         on:input=move |event| speed.set(event_target_value(&event).parse().unwrap_or(1.0)) />
                 </label>
                 <button data-testid="sim-add-small" on:click=move |_| add(vec![pick(SMALL_FILES)])>"Add a small file (10–30 MB)"</button>
-                <button data-testid="sim-add-large" on:click=move |_| add(vec![pick(LARGE_FILES)])>"Add a large file (65–100 MB)"</button>
+                <button data-testid="sim-add-large" on:click=move |_| add(vec![pick(LARGE_FILES)])>"Add a large file (65 MiB–100 MB)"</button>
                 <label>"Batch of"
                     <input type="number" min="1" max="20000" data-testid="sim-files" prop:value=move || files.get()
                         on:change=move |event| files.set(event_target_value(&event).parse().unwrap_or(200)) />
@@ -1131,5 +1133,21 @@ fn SimulationPanel() -> impl IntoView {
             <LaneChart lanes=lanes testid="sim-lanes" />
             <QueueList queue=queue testid="sim-queue" />
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each button shows its face of the seeds' slot rule: any large file, even the smallest the
+    /// button can pick, turns it to 3 slots; any small file, even the largest, leaves 5.
+    #[test]
+    fn the_simulations_large_files_turn_the_slot_rule_and_small_ones_do_not() {
+        let rule = EngineConfig::default().slot_rule;
+        let slots = |size: u64| rule.slots(&mut std::iter::once(size));
+        assert_eq!(slots(LARGE_FILES.start), 3);
+        assert_eq!(slots(LARGE_FILES.end - 1), 3);
+        assert_eq!(slots(SMALL_FILES.end - 1), 5);
     }
 }
