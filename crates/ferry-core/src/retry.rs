@@ -39,6 +39,18 @@ impl Failure {
     pub fn is_outage(&self) -> bool {
         matches!(self.status, None | Some(502 | 504)) || self.code == "StoreUnavailable"
     }
+
+    /// Whether this failure says nothing about the next attempt: a dropped connection, or a
+    /// store's internal error (S3: "please try again"). A part's first such failure is sent
+    /// again at once. Answers that ask for less load (503, 429, `SlowDown`) and gateways that
+    /// cannot reach the store (502, 504) always wait.
+    pub fn is_one_off(&self) -> bool {
+        match self.status {
+            None => true,
+            Some(500) => self.code != "SlowDown",
+            Some(_) => false,
+        }
+    }
 }
 
 /// What to do about a failure.
@@ -193,6 +205,27 @@ mod tests {
             assert_eq!(
                 failure(status, code, "").is_outage(),
                 outage,
+                "{status:?} {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_off_failures_are_drops_and_internal_errors_never_requests_for_less_load() {
+        for (status, code, one_off) in [
+            (None, "", true),
+            (Some(500), "InternalError", true),
+            (Some(500), "SlowDown", false),
+            (Some(503), "SlowDown", false),
+            (Some(503), "ServiceUnavailable", false),
+            (Some(429), "", false),
+            (Some(502), "StoreUnavailable", false),
+            (Some(504), "Http504", false),
+            (Some(400), "BadDigest", false),
+        ] {
+            assert_eq!(
+                failure(status, code, "").is_one_off(),
+                one_off,
                 "{status:?} {code}"
             );
         }

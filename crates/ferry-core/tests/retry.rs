@@ -109,29 +109,93 @@ fn status(status: u16, code: &str) -> Failure {
     }
 }
 
+fn parts_put(actions: &[Action]) -> Vec<u32> {
+    puts(actions).iter().map(|(part, _)| *part).collect()
+}
+
 #[test]
-fn a_failed_part_waits_its_backoff_then_goes_again() {
+fn a_failed_part_goes_again_at_once_then_waits_its_backoff() {
     let mut engine = engine();
     let (file, first) = started(&mut engine, u64::MAX / 1000);
     assert_eq!(puts(&first).len(), 3);
+    // A store's internal error says nothing about the next attempt: sent again at once, free.
     engine.handle_put_failed(file, 2, status(500, "InternalError"), at(100));
+    assert_eq!(parts_put(&drain(&mut engine, at(100))), vec![2]);
+    assert_eq!(engine.progress(file).unwrap().retries, 0);
+    assert_eq!(engine.stats().retried_at_once, 1);
     assert_eq!(
-        drain(&mut engine, at(100)),
+        engine.running_parts()[..]
+            .iter()
+            .find(|put| put.part == 2)
+            .map(|put| put.retries),
+        Some(1),
+        "drawn as sent again"
+    );
+    // Only once: the seeds' backoff starts at its first step.
+    engine.handle_put_failed(file, 2, status(500, "InternalError"), at(200));
+    assert_eq!(
+        drain(&mut engine, at(200)),
         vec![],
         "no retry before the backoff ends"
     );
-    assert_eq!(engine.poll_timeout(), Some(at(1100)), "1 s backoff");
-    engine.handle_timeout(at(1100));
-    assert_eq!(
-        puts(&drain(&mut engine, at(1100)))
-            .iter()
-            .map(|(part, _)| *part)
-            .collect::<Vec<_>>(),
-        vec![2]
-    );
-    engine.handle_put_failed(file, 2, status(503, "SlowDown"), at(1200));
-    assert_eq!(engine.poll_timeout(), Some(at(3200)), "then 2 s");
+    assert_eq!(engine.poll_timeout(), Some(at(1200)), "1 s backoff");
+    engine.handle_timeout(at(1200));
+    assert_eq!(parts_put(&drain(&mut engine, at(1200))), vec![2]);
+    engine.handle_put_failed(file, 2, status(503, "SlowDown"), at(1300));
+    assert_eq!(engine.poll_timeout(), Some(at(3300)), "then 2 s");
     assert_eq!(engine.progress(file).unwrap().retries, 2);
+}
+
+#[test]
+fn answers_that_ask_for_less_load_always_wait() {
+    for failure in [
+        status(503, "SlowDown"),
+        status(503, "ServiceUnavailable"),
+        status(429, ""),
+        status(500, "SlowDown"),
+    ] {
+        let mut engine = engine();
+        let (file, _) = started(&mut engine, u64::MAX / 1000);
+        engine.handle_put_failed(file, 1, failure.clone(), at(100));
+        assert_eq!(drain(&mut engine, at(100)), vec![], "{failure:?}");
+        assert_eq!(engine.poll_timeout(), Some(at(1100)), "{failure:?}");
+        assert_eq!(engine.stats().retried_at_once, 0);
+    }
+}
+
+#[test]
+fn a_dropped_connection_goes_again_at_once_and_a_second_drop_is_waited_out() {
+    let mut engine = engine_without_fallback();
+    let (file, _) = started(&mut engine, u64::MAX / 1000);
+    // Every part has its own one.
+    for (part, now) in [(3, 100), (1, 150)] {
+        engine.handle_put_failed(file, part, Failure::network("connection reset"), at(now));
+        assert_eq!(parts_put(&drain(&mut engine, at(now))), vec![part]);
+    }
+    assert!(!engine.progress(file).unwrap().waiting, "not an outage yet");
+    engine.handle_put_failed(file, 3, Failure::network("connection reset"), at(200));
+    assert_eq!(drain(&mut engine, at(200)), vec![]);
+    assert!(engine.progress(file).unwrap().waiting);
+    assert!(
+        engine.poll_timeout().unwrap() >= at(1200),
+        "probed after 1 s"
+    );
+    assert_eq!(engine.stats().retried_at_once, 2);
+    assert_eq!(engine.stats().retries, 0);
+}
+
+/// An engine whose files never switch to the companion's route: the store is reachable from
+/// here, and only the retry rules are at work.
+fn engine_without_fallback() -> Engine {
+    let config = EngineConfig {
+        retry: RetryPolicy {
+            jitter: 0.0,
+            fallback_after: u32::MAX,
+            ..RetryPolicy::default()
+        },
+        ..EngineConfig::default()
+    };
+    common::ready(config, companion())
 }
 
 #[test]
@@ -213,7 +277,7 @@ fn an_expired_url_is_signed_again_without_spending_an_attempt() {
 
 #[test]
 fn a_stalled_part_is_aborted_and_retried() {
-    let mut engine = engine();
+    let mut engine = engine_without_fallback();
     let (file, _) = started(&mut engine, u64::MAX / 1000);
     engine.handle_put_progress(file, 1, 1000, at(10_000));
     for part in [2, 3] {
@@ -233,11 +297,28 @@ fn a_stalled_part_is_aborted_and_retried() {
             parts: vec![1]
         })
     );
-    // A stall is a connection that stopped answering: waited out like an outage, for free.
+    // A stall is a connection that stopped answering: sent again at once the first time...
+    assert_eq!(parts_put(&actions), vec![1]);
+    assert!(!engine.progress(file).unwrap().waiting);
+    // ...and waited out like an outage, for free, when it stalls again.
+    for part in [2, 3] {
+        engine.handle_put_progress(file, part, 2000, at(69_000));
+    }
+    assert_eq!(engine.poll_timeout(), Some(at(70_000)));
+    engine.handle_timeout(at(70_000));
+    let actions = drain(&mut engine, at(70_000));
+    assert_eq!(
+        actions.first(),
+        Some(&Action::StopPuts {
+            file,
+            parts: vec![1]
+        })
+    );
+    assert_eq!(parts_put(&actions), Vec::<u32>::new());
     let progress = engine.progress(file).unwrap();
     assert_eq!((progress.retries, progress.waiting), (0, true));
     let again = engine.poll_timeout().unwrap();
-    assert!(again > at(40_000), "part 1 goes again after a backoff");
+    assert!(again > at(70_000), "part 1 goes again after a backoff");
     assert_eq!(puts(&drain(&mut engine, again)).len(), 1);
 }
 

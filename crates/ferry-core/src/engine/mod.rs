@@ -190,7 +190,7 @@ impl Engine {
                         part,
                         sent: running.sent,
                         size: range.end - range.start,
-                        retries: running.attempts,
+                        retries: running.attempts + u32::from(running.retried_at_once),
                     }
                 })
             })
@@ -829,10 +829,19 @@ impl Engine {
         let mut waiting = Waiting {
             url: running.url,
             attempts: running.attempts,
+            retried_at_once: running.retried_at_once,
             ready_at: now,
         };
         let retry = &self.config.retry;
         let verdict = verdict(&failure, waiting.attempts, retry);
+        // A one-off failure (a dropped connection, an internal error) is sent again at once, the
+        // first time: waiting would only idle the slot. It spends nothing, and the backoff
+        // starts at its first step if the part fails again. Offline, there is nothing to gain.
+        let at_once = online && !waiting.retried_at_once && failure.is_one_off();
+        if at_once {
+            waiting.retried_at_once = true;
+        }
+        let mut waits_out = false;
         match verdict {
             Verdict::Resign => {
                 self.stats.resigns += 1;
@@ -854,6 +863,8 @@ impl Engine {
                         waiting.attempts = 0;
                     }
                     upload.switch_to_fallback(now);
+                } else if at_once {
+                    self.stats.retried_at_once += 1;
                 } else {
                     if upload.fallback && !network {
                         // The companion answered that it cannot reach the store either: the
@@ -865,7 +876,11 @@ impl Engine {
                     upload.outages += 1;
                     waiting.ready_at =
                         now + retry.probe_delay(upload.outages, failure.retry_after, &mut self.rng);
+                    waits_out = true;
                 }
+            }
+            Verdict::Spend if at_once => {
+                self.stats.retried_at_once += 1;
             }
             Verdict::Spend => {
                 waiting.attempts += 1;
@@ -882,7 +897,7 @@ impl Engine {
             }
         }
         upload.waiting.insert(part, waiting);
-        if verdict == Verdict::WaitOut {
+        if waits_out {
             live.set_waiting(file, true, &mut self.events);
         }
     }
@@ -1447,6 +1462,7 @@ impl Engine {
                         url,
                         host,
                         attempts: waiting.attempts,
+                        retried_at_once: waiting.retried_at_once,
                         last_progress: now,
                     },
                 );

@@ -21,6 +21,8 @@ pub(super) struct Waiting {
     /// `None` until signed, or after the URL expired.
     pub url: Option<SignedUrl>,
     pub attempts: u32,
+    /// Whether the part was already sent again at once after a one-off failure (it is, once).
+    pub retried_at_once: bool,
     pub ready_at: Instant,
 }
 
@@ -30,6 +32,7 @@ pub(super) struct Running {
     pub url: Option<SignedUrl>,
     pub host: String,
     pub attempts: u32,
+    pub retried_at_once: bool,
     pub last_progress: Instant,
 }
 
@@ -101,6 +104,7 @@ impl Upload {
                     Waiting {
                         url,
                         attempts: 0,
+                        retried_at_once: false,
                         ready_at: now,
                     },
                 )
@@ -169,6 +173,7 @@ impl Upload {
             let waiting = Waiting {
                 url: running.url,
                 attempts: running.attempts,
+                retried_at_once: running.retried_at_once,
                 ready_at: now,
             };
             self.waiting.insert(part, waiting);

@@ -229,7 +229,8 @@ pub struct RunningPart {
     pub part: u32,
     pub sent: u64,
     pub size: u64,
-    /// Retries this part spent before this PUT: above 0, it is being sent again.
+    /// Times this part was sent again after a failure (retries spent, and the one at once):
+    /// above 0, it is being sent again.
     pub retries: u32,
 }
 
@@ -240,8 +241,10 @@ pub struct Stats {
     pub companion_calls: u64,
     /// Part PUTs started.
     pub puts: u64,
-    /// Retries after failures (parts and calls).
+    /// Retries after failures (parts and calls) that spent an attempt.
     pub retries: u64,
+    /// Parts sent again at once after a one-off failure, spending nothing.
+    pub retried_at_once: u64,
     /// Parts whose URL was signed again because it expired.
     pub resigns: u64,
     /// The most files live at once.
