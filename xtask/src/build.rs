@@ -4,21 +4,29 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::tools::{ensure_trunk, ensure_wasm_tools};
+use crate::tools::{ensure_trunk, ensure_wasm_opt, ensure_wasm_tools};
 use crate::{Result, WASM_TARGET, root, run, run_in, step};
 
-/// Builds a wasm crate in release and runs wasm-bindgen on its `artifact` (a binary keeps the
-/// package's hyphens, a library takes underscores) into `out`.
+/// Builds a wasm crate with the `wasm-package` profile (size first) and runs wasm-bindgen on its
+/// `artifact` (a binary keeps the package's hyphens, a library takes underscores) into `out`.
 pub fn build_wasm(package: &str, artifact: &str, out: &Path) -> Result {
     step(&format!("building {package} for the browser"));
     run(
         "cargo",
-        &["build", "--release", "--target", WASM_TARGET, "-p", package],
+        &[
+            "build",
+            "--profile",
+            WASM_PROFILE,
+            "--target",
+            WASM_TARGET,
+            "-p",
+            package,
+        ],
     )?;
     let wasm = root()
         .join("target")
         .join(WASM_TARGET)
-        .join("release")
+        .join(WASM_PROFILE)
         .join(format!("{artifact}.wasm"));
     let out_dir = out.to_str().ok_or("the output folder is not UTF-8")?;
     run(
@@ -29,6 +37,28 @@ pub fn build_wasm(package: &str, artifact: &str, out: &Path) -> Result {
             "--out-dir",
             out_dir,
             wasm.to_str().ok_or("path is not UTF-8")?,
+        ],
+    )
+}
+
+/// The Cargo profile of the npm package's wasm (`Cargo.toml`).
+pub const WASM_PROFILE: &str = "wasm-package";
+
+/// Shrinks the package's wasm in place: `-Oz`, without the names and producers sections (the
+/// function names alone are a quarter of the file).
+fn optimize_wasm(wasm: &Path) -> Result {
+    let wasm_opt = ensure_wasm_opt()?;
+    step("optimizing the wasm for size (wasm-opt -Oz)");
+    let path = wasm.to_str().ok_or("path is not UTF-8")?;
+    run(
+        wasm_opt.to_str().ok_or("path is not UTF-8")?,
+        &[
+            "-Oz",
+            "--strip-debug",
+            "--strip-producers",
+            path,
+            "-o",
+            path,
         ],
     )
 }
@@ -48,6 +78,7 @@ pub fn npm() -> Result<PathBuf> {
     let pkg = root().join("pkg");
     let _ = std::fs::remove_dir_all(&pkg);
     build_wasm("ferry-wasm", "ferry_wasm", &pkg)?;
+    optimize_wasm(&pkg.join("ferry_wasm_bg.wasm"))?;
     // wasm-bindgen copies the FerryError class into snippets/<crate-hash>/: the entry point
     // re-exports it, so `instanceof FerryError` works for callers.
     let snippets = pkg.join("snippets");

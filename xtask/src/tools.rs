@@ -32,6 +32,29 @@ pub fn ensure_wasm_tools() -> Result {
     Ok(())
 }
 
+/// wasm-opt from binaryen's npm package, in `xtask/binaryen/`: its path.
+pub fn ensure_wasm_opt() -> Result<PathBuf> {
+    let dir = root().join("xtask/binaryen");
+    let wasm_opt = dir.join("node_modules/.bin/wasm-opt");
+    if !wasm_opt.exists() {
+        step("installing wasm-opt (binaryen from npm)");
+        run_in(&dir, "npm", &["install", "--no-audit", "--no-fund"], &[])?;
+    }
+    Ok(wasm_opt)
+}
+
+/// twiggy, for the size report of `cargo xtask bench`: its name on the PATH.
+pub fn ensure_twiggy() -> Result<&'static str> {
+    if output("twiggy", &["--version"]).is_none() {
+        step("installing twiggy (about 2 minutes, once)");
+        run(
+            "cargo",
+            &["install", "twiggy", "--version", "0.8.0", "--locked"],
+        )?;
+    }
+    Ok("twiggy")
+}
+
 /// Trunk builds the demo page, for `trunk serve` as for `cargo xtask demo`.
 pub fn ensure_trunk() -> Result {
     let version = output("trunk", &["--version"]).unwrap_or_default();

@@ -8,6 +8,8 @@
 //!   and lengths ([`full_object`]), so it equals the CRC of the file on disk.
 //! - SHA-256 is `COMPOSITE` (S3 has no full-object SHA-256): the SHA-256 of the parts' digests.
 
+use std::sync::OnceLock;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
@@ -98,8 +100,8 @@ impl ChecksumAlgorithm {
 
     pub fn hasher(self) -> Hasher {
         Hasher(match self {
-            Self::Crc32c => State::Crc32c(CRC32C.digest()),
-            Self::Crc64nvme => State::Crc64nvme(CRC64NVME.digest()),
+            Self::Crc32c => State::Crc32c(crc32c().digest()),
+            Self::Crc64nvme => State::Crc64nvme(crc64nvme().digest()),
             Self::Sha256 => State::Sha256(sha2::Sha256::new()),
         })
     }
@@ -118,9 +120,13 @@ impl std::fmt::Display for ChecksumAlgorithm {
     }
 }
 
-/// CRC-32C (Castagnoli, `CRC-32/ISCSI`), sliced by 16 bytes.
-static CRC32C: crc::Crc<u32, crc::Table<16>> =
-    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+/// CRC-32C (Castagnoli, `CRC-32/ISCSI`), sliced by 16 bytes. The tables (16 KiB here, 32 KiB
+/// for CRC64NVME) are computed on first use rather than at compile time: as data they would be
+/// a fifth of the gzipped npm package, for a microsecond's work.
+fn crc32c() -> &'static crc::Crc<u32, crc::Table<16>> {
+    static TABLES: OnceLock<crc::Crc<u32, crc::Table<16>>> = OnceLock::new();
+    TABLES.get_or_init(|| crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI))
+}
 
 /// CRC-64/NVME, S3's `CRC64NVME`.
 const CRC_64_NVME: crc::Algorithm<u64> = crc::Algorithm {
@@ -133,8 +139,10 @@ const CRC_64_NVME: crc::Algorithm<u64> = crc::Algorithm {
     check: 0xae8b_1486_0a79_9888,
     residue: 0xf310_303b_2b6f_6e42,
 };
-static CRC64NVME: crc::Crc<u64, crc::Table<16>> =
-    crc::Crc::<u64, crc::Table<16>>::new(&CRC_64_NVME);
+fn crc64nvme() -> &'static crc::Crc<u64, crc::Table<16>> {
+    static TABLES: OnceLock<crc::Crc<u64, crc::Table<16>>> = OnceLock::new();
+    TABLES.get_or_init(|| crc::Crc::<u64, crc::Table<16>>::new(&CRC_64_NVME))
+}
 
 /// A checksum being computed, fed in pieces.
 pub struct Hasher(State);
@@ -218,8 +226,8 @@ pub fn full_object(algorithm: ChecksumAlgorithm, parts: &[(&str, u64)]) -> Optio
     }
     // No part: the CRC of nothing.
     let crc = combined.unwrap_or_else(|| match algorithm {
-        ChecksumAlgorithm::Crc32c => u64::from(CRC32C.checksum(&[])),
-        _ => CRC64NVME.checksum(&[]),
+        ChecksumAlgorithm::Crc32c => u64::from(crc32c().checksum(&[])),
+        _ => crc64nvme().checksum(&[]),
     });
     Some(BASE64.encode(&crc.to_be_bytes()[(64 - width) / 8..]))
 }
