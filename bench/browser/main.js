@@ -57,6 +57,65 @@ async function sdk(config) {
   return keys;
 }
 
+/**
+ * The most a page can do, before the clock: every upload created and every part signed by
+ * Ferry's companion with checksums off. On the clock: only the PUTs, `parallel` XHRs at a time,
+ * each a `Blob.slice()` with no progress listener. The uploads are completed after the clock.
+ */
+async function signInAdvance(config) {
+  const call = async (path, body) => {
+    const answer = await fetch(`${config.ferryUnchecked}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    if (!answer.ok) throw new Error(`${path}: ${answer.status} ${await answer.text()}`);
+    return answer.json();
+  };
+  const uploads = await Promise.all(
+    files().map(async (file) => {
+      const created = await call("/api/uploads", { name: file.name, size: file.size, type: file.type });
+      const urls = created.url ? [{ part: 1, ...created.url }] : [];
+      for (let first = 1; first <= (created.uploadId ? created.partCount : 0); first += 1000) {
+        const parts = Array.from({ length: Math.min(1000, created.partCount - first + 1) }, (_, index) => first + index);
+        urls.push(...(await call(`/api/uploads/${created.uploadId}/sign`, { token: created.token, parts })).urls);
+      }
+      const puts = urls.map(({ part, url, headers }) => ({ part, url, headers, body: file.slice((part - 1) * created.partSize, Math.min(file.size, part * created.partSize)) }));
+      return { created, puts, etags: [] };
+    }),
+  );
+  return {
+    puts: uploads.flatMap((upload) => upload.puts.map((put) => ({ upload, ...put }))),
+    /** Completes the multipart uploads (after the clock) and names every stored key. */
+    async complete() {
+      for (const { created, etags } of uploads) {
+        if (!created.uploadId) continue;
+        const parts = etags.map((etag, index) => ({ part: index + 1, etag }));
+        await call(`/api/uploads/${created.uploadId}/complete`, { token: created.token, parts });
+      }
+      return uploads.map(({ created }) => created.key);
+    },
+  };
+}
+
+/** The clock's part of the in-browser ceiling: the signed PUTs, `parallel` at a time. */
+async function putInParallel(prepared, parallel) {
+  const queue = [...prepared.puts];
+  const put = ({ upload, part, url, headers, body }) =>
+    new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", url);
+      for (const [name, value] of Object.entries(headers ?? {})) xhr.setRequestHeader(name, value);
+      xhr.onload = () => {
+        if (xhr.status !== 200) return reject(new Error(`PUT part ${part}: ${xhr.status}`));
+        upload.etags[part - 1] = xhr.getResponseHeader("ETag");
+        resolve();
+      };
+      xhr.onerror = () => reject(new Error(`PUT part ${part}: no answer`));
+      xhr.send(body);
+    });
+  const worker = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) await put(next);
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+}
+
 /** Ferry as a page whose policy forbids Workers runs it: every part hashed on the page's thread. */
 async function ferryHashingOnThePage(config) {
   const Worker = globalThis.Worker;
@@ -70,9 +129,18 @@ async function ferryHashingOnThePage(config) {
   }
 }
 
+/** What a library does before its clock starts, when it has something to do. */
+const preparations = {
+  "in-browser raw (6 PUTs)": signInAdvance,
+  "in-browser raw (3 PUTs)": signInAdvance,
+};
+
 const libraries = {
+  "in-browser raw (6 PUTs)": async (config, prepared) => putInParallel(prepared, 6),
+  "in-browser raw (3 PUTs)": async (config, prepared) => putInParallel(prepared, 3),
   ferry,
   "ferry (checksums off)": (config) => ferry(config, config.ferryUnchecked),
+  "ferry (no failures)": ferry,
   "ferry (hashing on the page)": ferryHashingOnThePage,
   "uppy-6": (config) => uppy(Uppy6, AwsS3v6, "companionEndpoint", config),
   "uppy-5": (config) => uppy(Uppy5, AwsS3v5, "endpoint", config),
@@ -116,9 +184,12 @@ window.bench = {
   /** Bytes of Ferry's WebAssembly memory (the other libraries have none). */
   wasmBytes: () => wasm.memory.buffer.byteLength,
   async run(library, config) {
+    const prepared = await preparations[library]?.(config);
     const started = performance.now();
-    const keys = await libraries[library](config);
-    return { ms: performance.now() - started, keys, started };
+    const stored = await libraries[library](config, prepared);
+    const ms = performance.now() - started;
+    const keys = prepared ? await prepared.complete() : stored;
+    return { ms, keys, started };
   },
 };
 document.body.dataset.ready = "true";
