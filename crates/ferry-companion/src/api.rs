@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_core::protocol::{
-    COMPLETE_SINGLE_PATH, CompanionConfig, CompleteUpload, CreateUpload, ErrorBody, PartList,
-    PartsSigned, SignParts, SignedPart, SignedUrl, StoredObject, UploadCreated,
+    BatchCreated, BatchRefusal, COMPLETE_SINGLE_PATH, CompanionConfig, CompleteUpload,
+    CreateUpload, CreateUploads, ErrorBody, PartList, PartsSigned, SignParts, SignedPart,
+    SignedUrl, StoredObject, UploadCreated, UploadsCreated,
 };
 use ferry_core::{Plan, UploadMode};
 use md5::{Digest, Md5};
@@ -33,6 +34,9 @@ use ferry_core::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 /// Most parts one sign call may ask for. Clients ask for a few dozen at a time; the cap keeps one
 /// call's answer small.
 pub const MAX_PARTS_PER_SIGN: usize = 1000;
+/// Most files one batch create may carry: clients send a few dozen, and the JSON body limit
+/// holds a hundred with their names and metadata.
+pub const MAX_FILES_PER_BATCH: usize = 100;
 /// Longest content type accepted (S3 has no limit of its own; a real one is under 100 bytes).
 const MAX_CONTENT_TYPE_BYTES: usize = 255;
 
@@ -154,6 +158,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
 pub fn upload_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/uploads", post(create))
+        .route("/api/uploads/batch", post(create_batch))
         .route("/api/uploads/{id}/sign", post(sign))
         .route("/api/uploads/{id}/parts", get(list_parts))
         .route("/api/uploads/{id}", axum::routing::delete(abort))
@@ -220,6 +225,10 @@ pub enum ApiError {
     NotYourFile,
     #[error("a sign call may ask for at most {max} parts, not {given}")]
     TooManyParts { given: usize, max: usize },
+    #[error("a batch may create 1 to {max} uploads, not {given}")]
+    TooManyFiles { given: usize, max: usize },
+    #[error("a file of {size} bytes goes in {parts} parts: create it alone (POST /api/uploads)")]
+    NotSingle { size: u64, parts: u32 },
     #[error("part {part} was never uploaded")]
     PartMissing { part: u32 },
     #[error("the store holds part {part} with another ETag than the one given")]
@@ -274,9 +283,10 @@ macro_rules! rejected {
 }
 rejected!(JsonRejection, PathRejection, QueryRejection);
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = match &self {
+impl ApiError {
+    /// The status and body this refusal answers.
+    fn answer(&self) -> (StatusCode, ErrorBody) {
+        let (status, code) = match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest".to_owned()),
             Self::Rejected { status, .. } => (*status, "BadRequest".to_owned()),
             Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "TooLarge".to_owned()),
@@ -296,6 +306,8 @@ impl IntoResponse for ApiError {
             Self::BadLink(_) => (StatusCode::FORBIDDEN, "BadLink".to_owned()),
             Self::NotYourFile => (StatusCode::FORBIDDEN, "NotYourFile".to_owned()),
             Self::TooManyParts { .. } => (StatusCode::BAD_REQUEST, "TooManyParts".to_owned()),
+            Self::TooManyFiles { .. } => (StatusCode::BAD_REQUEST, "TooManyFiles".to_owned()),
+            Self::NotSingle { .. } => (StatusCode::BAD_REQUEST, "NotSingle".to_owned()),
             Self::PartMissing { .. }
             | Self::PartEtagMismatch { .. }
             | Self::PartChecksumMismatch { .. } => {
@@ -331,7 +343,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_GATEWAY, "StoreUnavailable".to_owned())
             }
         };
-        let message = match &self {
+        let message = match self {
             Self::Store(StoreError::S3 { message, .. }) if status.is_client_error() => {
                 format!("the store refused: {message}")
             }
@@ -339,7 +351,14 @@ impl IntoResponse for ApiError {
             Self::Store(_) => "the store did not answer as expected".to_owned(),
             other => other.to_string(),
         };
-        let mut response = (status, Json(ErrorBody { code, message })).into_response();
+        (status, ErrorBody { code, message })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.answer();
+        let mut response = (status, Json(body)).into_response();
         if let Self::Busy = self {
             response
                 .headers_mut()
@@ -420,6 +439,59 @@ async fn create(
 ) -> Result<Json<UploadCreated>, ApiError> {
     let owner = state.auth.owner(&headers)?;
     let Json(request) = request?;
+    create_upload(&state, owner, request, Batched::No)
+        .await
+        .map(Json)
+}
+
+/// Files of one part each, created and signed in one call: each gets the answer its own create
+/// would have had, so one refused file fails no other.
+async fn create_batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    request: Result<Json<CreateUploads>, JsonRejection>,
+) -> Result<Json<UploadsCreated>, ApiError> {
+    let owner = state.auth.owner(&headers)?;
+    let Json(request) = request?;
+    let given = request.files.len();
+    if !(1..=MAX_FILES_PER_BATCH).contains(&given) {
+        return Err(ApiError::TooManyFiles {
+            given,
+            max: MAX_FILES_PER_BATCH,
+        });
+    }
+    let mut uploads = Vec::with_capacity(given);
+    for file in request.files {
+        uploads.push(
+            match create_upload(&state, owner.clone(), file, Batched::Yes).await {
+                Ok(created) => BatchCreated::Created(created),
+                Err(refusal) => {
+                    let (status, error) = refusal.answer();
+                    BatchCreated::Refused(BatchRefusal {
+                        status: status.as_u16(),
+                        error,
+                    })
+                }
+            },
+        );
+    }
+    Ok(Json(UploadsCreated { uploads }))
+}
+
+/// Whether a create came in a batch, which takes only files of one part: their create asks
+/// nothing of the store, so a batch answers at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batched {
+    Yes,
+    No,
+}
+
+async fn create_upload(
+    state: &AppState,
+    owner: String,
+    request: CreateUpload,
+    batched: Batched,
+) -> Result<UploadCreated, ApiError> {
     let policy = &state.advertised;
     if request.size > policy.max_file_size {
         return Err(ApiError::TooLarge {
@@ -438,6 +510,12 @@ async fn create(
             size: request.size,
             max: policy.limits.max_object_size,
         })?;
+    if batched == Batched::Yes && plan.mode == UploadMode::Multipart {
+        return Err(ApiError::NotSingle {
+            size: request.size,
+            parts: plan.part_count,
+        });
+    }
     let key = object_key(&state.key_prefix, &owner, &request.name);
     let algorithm = policy.checksum;
     let (upload_id, url) = match plan.mode {
@@ -497,7 +575,7 @@ async fn create(
         checksum: algorithm,
     };
     state.metrics.created();
-    Ok(Json(UploadCreated {
+    Ok(UploadCreated {
         upload_id,
         location: state.download_location(&key),
         key,
@@ -507,7 +585,7 @@ async fn create(
         mode: plan.mode,
         url,
         expires_at: claims.expires_at,
-    }))
+    })
 }
 
 /// Part `part` of the plan as the store numbers it, and its exact length in bytes.

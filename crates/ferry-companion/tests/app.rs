@@ -185,6 +185,15 @@ async fn with_authentication_a_call_needs_the_owner() {
         refusal(&app, create).await,
         (StatusCode::UNAUTHORIZED, "Unauthorized".into())
     );
+    let batch = json(
+        "POST",
+        "/api/uploads/batch",
+        r#"{"files":[{"name":"a.bin","size":10}]}"#,
+    );
+    assert_eq!(
+        refusal(&app, batch).await,
+        (StatusCode::UNAUTHORIZED, "Unauthorized".into())
+    );
     let alices = token(&state, "u1", "alice", 600);
     let mut sign = json(
         "POST",

@@ -54,6 +54,7 @@ async fn error(response: reqwest::Response) -> (u16, String) {
 /// Round trips with `algorithm`: parts and single PUTs stored with the checksum the store
 /// states, equal to the reference.
 async fn round_trips(companion: &RunningCompanion, algorithm: ChecksumAlgorithm) {
+    common::cases::a_batch_creates_single_puts_each_its_own(companion).await;
     let bytes = pattern(12 * MIB + 3, 11);
     let created = companion.created("sums.bin", bytes.len()).await;
     let etags = companion.put_parts(&created, &bytes).await;

@@ -18,6 +18,11 @@ async fn single_put_round_trip() {
 }
 
 #[tokio::test]
+async fn a_batch_creates_single_puts_each_its_own() {
+    cases::a_batch_creates_single_puts_each_its_own(&companion(&[]).await).await;
+}
+
+#[tokio::test]
 async fn entity_too_small_keeps_the_upload() {
     let companion = companion(&[
         "--min-part-size",

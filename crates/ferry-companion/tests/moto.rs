@@ -13,6 +13,7 @@ async fn multipart_round_trip() {
     let companion = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     cases::multipart_round_trip(&companion).await;
     cases::single_put_round_trip(&companion).await;
+    cases::a_batch_creates_single_puts_each_its_own(&companion).await;
     cases::metadata_is_stored_with_the_object(&companion).await;
     cases::an_upload_resumes_from_its_listed_parts(&companion).await;
     cases::an_aborted_upload_leaves_nothing(&companion).await;

@@ -37,6 +37,10 @@ pub struct CompanionConfig {
     /// client hashes each part before it is signed: the value is part of the signature.
     #[serde(default)]
     pub checksum: Option<ChecksumAlgorithm>,
+    /// Most files one `POST /api/uploads/batch` may create ([`CreateUploads`]); 0 when the
+    /// companion has no such route.
+    #[serde(default)]
+    pub create_batch: u32,
 }
 
 /// Where a Complete goes: a multipart upload's own route, or the single-PUT one.
@@ -72,6 +76,39 @@ pub struct CreateUpload {
     /// binds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+}
+
+/// `POST /api/uploads/batch`: files of one part each, created and their PUTs signed in one call
+/// (a small file then costs one companion call shared with many, and its PUT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateUploads {
+    pub files: Vec<CreateUpload>,
+}
+
+/// The answer to [`CreateUploads`]: one per file, in their order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadsCreated {
+    pub uploads: Vec<BatchCreated>,
+}
+
+/// A file of a batch: created, or refused as a create of its own would have been; one refused
+/// file fails no other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BatchCreated {
+    Created(UploadCreated),
+    Refused(BatchRefusal),
+}
+
+/// Why a file of a batch was refused: the status and body its own create would have answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchRefusal {
+    pub status: u16,
+    #[serde(flatten)]
+    pub error: ErrorBody,
 }
 
 /// The answer to [`CreateUpload`].

@@ -27,6 +27,7 @@ fn companion(checksum: ChecksumAlgorithm) -> CompanionConfig {
         conditional_writes: false,
         complete_single_puts: false,
         previews: false,
+        create_batch: 0,
     }
 }
 

@@ -24,6 +24,7 @@ fn companion() -> CompanionConfig {
         conditional_writes: false,
         complete_single_puts: false,
         previews: false,
+        create_batch: 0,
     }
 }
 

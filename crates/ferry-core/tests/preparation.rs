@@ -23,6 +23,7 @@ fn companion() -> CompanionConfig {
         conditional_writes: true,
         complete_single_puts: false,
         previews: false,
+        create_batch: 0,
     }
 }
 

@@ -32,6 +32,7 @@ fn companion() -> CompanionConfig {
         conditional_writes: false,
         complete_single_puts: false,
         previews: false,
+        create_batch: 0,
     }
 }
 

@@ -187,6 +187,7 @@ pub fn companion_config(preferred_part_size: u64) -> CompanionConfig {
         conditional_writes: false,
         complete_single_puts: false,
         previews: false,
+        create_batch: 0,
     }
 }
 

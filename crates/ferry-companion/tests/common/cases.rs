@@ -2,7 +2,10 @@
 //! store, moto's server and Garage.
 
 use ferry_core::UploadMode;
-use ferry_core::protocol::{ErrorBody, PartList, PartsSigned, StoredObject};
+use ferry_core::protocol::{
+    BatchCreated, ErrorBody, PartList, PartsSigned, StoredObject, UploadsCreated,
+};
+use serde_json::json;
 
 use super::{MIB, RunningCompanion, pattern};
 
@@ -89,6 +92,87 @@ pub async fn single_put_round_trip(companion: &RunningCompanion) {
         assert!(
             companion.read_back(&object).await == bytes,
             "{size} bytes read back identical"
+        );
+    }
+}
+
+/// Files of one part created in one call: each is an upload of its own (key, token, URL) that
+/// stores its bytes, with the checksum its URL binds when the companion asks for one; a refused
+/// file (too large for one part, bad metadata, no checksum) fails no other; a batch holds 1 to
+/// 100 files.
+pub async fn a_batch_creates_single_puts_each_its_own(companion: &RunningCompanion) {
+    let sizes = [0, 1, 1000, 64 * 1024, 5 * MIB];
+    let mut files: Vec<serde_json::Value> = sizes
+        .iter()
+        .enumerate()
+        .map(|(index, &size)| {
+            let bytes = pattern(size, index as u8);
+            json!({"name": "same-name.bin", "size": size, "type": "application/octet-stream",
+                   "checksum": companion.checksum.map(|algorithm| algorithm.checksum(&bytes))})
+        })
+        .collect();
+    files.push(json!({"name": "two-parts.bin", "size": 5 * MIB + 1}));
+    files.push(json!({"name": "bad-meta.bin", "size": 10, "metadata": {"bad name": "x"}}));
+    if companion.checksum.is_some() {
+        files.push(json!({"name": "no-checksum.bin", "size": 10}));
+    }
+    let response = companion
+        .http
+        .post(companion.url("/api/uploads/batch"))
+        .json(&json!({ "files": files }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: UploadsCreated = response.json().await.unwrap();
+    assert_eq!(answer.uploads.len(), files.len());
+    let mut keys = std::collections::BTreeSet::new();
+    for (index, &size) in sizes.iter().enumerate() {
+        let BatchCreated::Created(created) = &answer.uploads[index] else {
+            panic!("file {index}: {:?}", answer.uploads[index]);
+        };
+        assert_eq!(created.mode, UploadMode::Single);
+        assert!(keys.insert(created.key.clone()), "each file its own key");
+        let bytes = pattern(size, index as u8);
+        let response = companion
+            .put_single(created.url.as_ref().unwrap(), bytes.clone())
+            .await;
+        assert_eq!(response.status(), 200, "{size} bytes");
+        let object = StoredObject {
+            checksum: None,
+            key: created.key.clone(),
+            etag: String::new(),
+            size: size as u64,
+            location: created.location.clone(),
+        };
+        assert!(companion.read_back(&object).await == bytes, "{size} bytes");
+    }
+    let refusals: Vec<(u16, &str)> = answer.uploads[sizes.len()..]
+        .iter()
+        .map(|answer| match answer {
+            BatchCreated::Refused(refusal) => (refusal.status, refusal.error.code.as_str()),
+            created => panic!("{created:?}"),
+        })
+        .collect();
+    let mut expected = vec![(400, "NotSingle"), (400, "BadRequest")];
+    if companion.checksum.is_some() {
+        expected.push((400, "ChecksumRequired"));
+    }
+    assert_eq!(refusals, expected);
+
+    let one = json!({"name": "a.bin", "size": 1});
+    for count in [0, 101] {
+        let response = companion
+            .http
+            .post(companion.url("/api/uploads/batch"))
+            .json(&json!({ "files": vec![one.clone(); count] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error(response).await,
+            (400, "TooManyFiles".to_owned()),
+            "{count} files"
         );
     }
 }
