@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::answer::failure_from_answer;
 use ferry_core::protocol::{
-    CompanionConfig, CreateUpload, PartList, PartsSigned, StoredObject, UploadCreated,
-    complete_path,
+    BatchCreated, CompanionConfig, CreateUpload, CreateUploads, PartList, PartsSigned,
+    StoredObject, UploadCreated, UploadsCreated, complete_path,
 };
 use ferry_core::{
-    Action, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, FileSpec, Instant,
-    PutTarget, UploadError,
+    Action, BatchedFile, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, FileSpec,
+    Instant, PutTarget, UploadError,
 };
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -449,18 +449,8 @@ impl Driver {
                 });
             }
             Action::Create { file, checksum } => {
-                let Some(transfer) = self.transfer_of(file) else {
+                let Some(request) = self.create_request(file, checksum) else {
                     return self.engine.cancel(file);
-                };
-                let request = CreateUpload {
-                    checksum,
-                    name: transfer.name.clone(),
-                    size: transfer.size,
-                    content_type: transfer.content_type.clone(),
-                    last_modified: transfer.modified.map(|secs| secs * 1000.0),
-                    fingerprint: self.keys.get(&file).cloned(),
-                    part_size: self.engine.part_size(),
-                    metadata: transfer.metadata.clone(),
                 };
                 let body = serde_json::to_string(&request).ok();
                 self.file_call(
@@ -474,6 +464,65 @@ impl Driver {
                         driver.save_record(file);
                     },
                 );
+            }
+            Action::CreateBatch { files } => {
+                let mut batched = Vec::with_capacity(files.len());
+                let mut requests = Vec::with_capacity(files.len());
+                for BatchedFile { file, checksum } in files {
+                    match self.create_request(file, checksum) {
+                        Some(request) => {
+                            batched.push(file);
+                            requests.push(request);
+                        }
+                        None => self.engine.cancel(file),
+                    }
+                }
+                if batched.is_empty() {
+                    return;
+                }
+                let body = serde_json::to_string(&CreateUploads { files: requests }).ok();
+                let connection = self.connection.clone();
+                let call = async move {
+                    connection
+                        .call::<UploadsCreated>(
+                            BATCH_ROUTE,
+                            reqwest::Method::POST,
+                            "/api/uploads/batch",
+                            body,
+                        )
+                        .await
+                };
+                self.spawn(call, move |driver, answer| match answer {
+                    Ok(answer) if answer.uploads.len() == batched.len() => {
+                        for (file, created) in batched.into_iter().zip(answer.uploads) {
+                            match created {
+                                BatchCreated::Created(created) => {
+                                    driver.engine.handle_created(file, created, now());
+                                }
+                                BatchCreated::Refused(refusal) => driver.engine.handle_call_failed(
+                                    file,
+                                    Call::Create,
+                                    refusal.into(),
+                                    now(),
+                                ),
+                            }
+                        }
+                    }
+                    Ok(answer) => {
+                        let failure = Failure {
+                            status: Some(200),
+                            code: "BadAnswer".into(),
+                            message: format!(
+                                "{} answers to a batch of {} files",
+                                answer.uploads.len(),
+                                batched.len()
+                            ),
+                            retry_after: None,
+                        };
+                        driver.engine.handle_batch_failed(&batched, failure, now());
+                    }
+                    Err(failure) => driver.engine.handle_batch_failed(&batched, failure, now()),
+                });
             }
             Action::ListParts {
                 file,
@@ -558,6 +607,22 @@ impl Driver {
     }
 
     /// The transfer of `file`'s upload (an add that joined another's goes with the first's).
+    /// What the companion is asked to create for `file` (with a single PUT's `checksum`).
+    /// `None`: the file is gone.
+    fn create_request(&self, file: FileId, checksum: Option<String>) -> Option<CreateUpload> {
+        let transfer = self.transfer_of(file)?;
+        Some(CreateUpload {
+            checksum,
+            name: transfer.name.clone(),
+            size: transfer.size,
+            content_type: transfer.content_type.clone(),
+            last_modified: transfer.modified.map(|secs| secs * 1000.0),
+            fingerprint: self.keys.get(&file).cloned(),
+            part_size: self.engine.part_size(),
+            metadata: transfer.metadata.clone(),
+        })
+    }
+
     fn transfer_of(&self, file: FileId) -> Option<&Transfer> {
         std::iter::once(&file)
             .chain(self.engine.handles(file))
@@ -623,6 +688,9 @@ impl Driver {
         }
     }
 }
+
+/// The route name of batched creates, in `ferry load`'s latency table.
+const BATCH_ROUTE: &str = "create batch";
 
 fn route_of(call: Call) -> &'static str {
     match call {

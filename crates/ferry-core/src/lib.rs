@@ -19,8 +19,8 @@ pub mod time;
 
 pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 pub use engine::{
-    Action, Call, Claim, Engine, Event, FileId, FileSpec, FileState, Progress, PutTarget,
-    RunningPart, Snapshot, Stats,
+    Action, BatchedFile, Call, Claim, Engine, Event, FileId, FileSpec, FileState, Progress,
+    PutTarget, RunningPart, Snapshot, Stats,
 };
 pub use error::UploadError;
 pub use plan::{Plan, PlanError, StoreLimits, UploadMode};

@@ -111,6 +111,17 @@ pub struct BatchRefusal {
     pub error: ErrorBody,
 }
 
+impl From<BatchRefusal> for crate::retry::Failure {
+    fn from(refusal: BatchRefusal) -> Self {
+        Self {
+            status: Some(refusal.status),
+            code: refusal.error.code,
+            message: refusal.error.message,
+            retry_after: None,
+        }
+    }
+}
+
 /// The answer to [`CreateUpload`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

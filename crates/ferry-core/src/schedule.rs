@@ -79,6 +79,10 @@ pub struct EngineConfig {
     pub per_file: usize,
     /// Parts signed by one call to the companion.
     pub sign_batch: u32,
+    /// Files of one part created (and their PUTs signed) by one call to the companion, when it
+    /// offers batches (`createBatch` in its config); 1 creates each alone. Up to twice as many
+    /// such files are prepared ahead, so the next batch is made before the last one runs out.
+    pub create_batch: u32,
     /// Part size asked of the companion for new uploads (it raises it to the store's rules);
     /// `None` takes the companion's preferred size.
     pub part_size: Option<u64>,
@@ -96,6 +100,7 @@ impl Default for EngineConfig {
             slot_rule: Arc::new(SeedsRule::default()),
             per_file: 3,
             sign_batch: 20,
+            create_batch: 20,
             part_size: None,
             order: Order::Fifo,
             retry: RetryPolicy::default(),

@@ -76,6 +76,7 @@ fn run_to_end(
                 Action::Create { file, .. } => {
                     engine.handle_created(*file, created(*file, sizes[file]), T)
                 }
+                Action::CreateBatch { .. } => panic!("this companion creates one at a time"),
                 Action::Sign { file, request, .. } => {
                     let parts = request
                         .parts

@@ -137,6 +137,8 @@ enum Answer {
     ConfigFailed(Failure),
     Fingerprinted(FileId, String),
     Created(FileId, UploadCreated),
+    CreatedBatch(Vec<(FileId, UploadCreated)>),
+    BatchFailed(Vec<FileId>, Failure),
     Listed(FileId),
     Hashed(FileId, Vec<String>),
     Signed(FileId, Vec<SignedPart>),
@@ -187,7 +189,7 @@ pub fn companion_config(preferred_part_size: u64) -> CompanionConfig {
         conditional_writes: false,
         complete_single_puts: false,
         previews: false,
-        create_batch: 0,
+        create_batch: 100,
     }
 }
 
@@ -330,6 +332,34 @@ impl Sim {
         self.answers.push((at, answer));
     }
 
+    /// What the modelled companion's create answers for `file`: its plan, and a URL for a
+    /// single PUT.
+    fn create(&mut self, file: FileId) -> UploadCreated {
+        let size = self.sizes[&file];
+        let plan = Plan::new(
+            size,
+            self.companion.preferred_part_size,
+            &self.companion.limits,
+        )
+        .expect("sizes under 5 TiB");
+        let multipart = plan.mode == UploadMode::Multipart;
+        if multipart {
+            self.multipart.insert(file);
+        }
+        self.parts.insert(file, (plan.part_count, 0));
+        UploadCreated {
+            upload_id: multipart.then(|| format!("upload-{}", file.0)),
+            key: format!("key-{}", file.0),
+            token: String::new(),
+            part_size: plan.part_size,
+            part_count: plan.part_count,
+            mode: plan.mode,
+            url: (!multipart).then(|| url(1)),
+            expires_at: u64::MAX,
+            location: String::new(),
+        }
+    }
+
     fn execute(&mut self, action: &Action) {
         let companion = self.link.companion_latency;
         match action {
@@ -378,29 +408,7 @@ impl Sim {
                     .push((self.now + latency, Answer::Hashed(*file, values)));
             }
             Action::Create { file, .. } => {
-                let size = self.sizes[file];
-                let plan = Plan::new(
-                    size,
-                    self.companion.preferred_part_size,
-                    &self.companion.limits,
-                )
-                .expect("sizes under 5 TiB");
-                let multipart = plan.mode == UploadMode::Multipart;
-                if multipart {
-                    self.multipart.insert(*file);
-                }
-                self.parts.insert(*file, (plan.part_count, 0));
-                let created = UploadCreated {
-                    upload_id: multipart.then(|| format!("upload-{}", file.0)),
-                    key: format!("key-{}", file.0),
-                    token: String::new(),
-                    part_size: plan.part_size,
-                    part_count: plan.part_count,
-                    mode: plan.mode,
-                    url: (!multipart).then(|| url(1)),
-                    expires_at: u64::MAX,
-                    location: String::new(),
-                };
+                let created = self.create(*file);
                 let latency = companion + self.link.prepare_latency;
                 self.answer(
                     *file,
@@ -408,6 +416,17 @@ impl Sim {
                     latency,
                     Answer::Created(*file, created),
                 );
+            }
+            Action::CreateBatch { files } => {
+                let at = self.now + companion + self.link.prepare_latency;
+                let files: Vec<FileId> = files.iter().map(|batched| batched.file).collect();
+                let answer = if self.faults.in_outage(self.now) || self.faults.in_outage(at) {
+                    Answer::BatchFailed(files, Failure::network("outage"))
+                } else {
+                    let created = files.iter().map(|&file| (file, self.create(file)));
+                    Answer::CreatedBatch(created.collect())
+                };
+                self.answers.push((at, answer));
             }
             Action::Sign { file, request, .. } => {
                 let urls = request
@@ -583,6 +602,14 @@ impl Sim {
                     self.engine.handle_fingerprinted(file, Some(key), at)
                 }
                 Answer::Created(file, created) => self.engine.handle_created(file, created, at),
+                Answer::CreatedBatch(created) => {
+                    for (file, created) in created {
+                        self.engine.handle_created(file, created, at);
+                    }
+                }
+                Answer::BatchFailed(files, failure) => {
+                    self.engine.handle_batch_failed(&files, failure, at)
+                }
                 Answer::Listed(file) => self.engine.handle_listed(file, Vec::new(), at),
                 Answer::Hashed(file, values) => self.engine.handle_hashed(file, values, at),
                 Answer::Signed(file, urls) => self.engine.handle_signed(file, urls, at),

@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 
 use ferry_core::protocol::{
-    CompanionConfig, CreateUpload, PartList, PartsSigned, StoredObject, UploadCreated,
-    complete_path,
+    BatchCreated, CompanionConfig, CreateUpload, CreateUploads, PartList, PartsSigned,
+    StoredObject, UploadCreated, UploadsCreated, complete_path,
 };
 use ferry_core::{
-    Action, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, Instant, PutTarget,
-    UploadError,
+    Action, BatchedFile, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, Instant,
+    PutTarget, UploadError,
 };
 use futures_channel::oneshot;
 use gloo_events::EventListener;
@@ -246,10 +246,10 @@ impl Shared {
     }
 
     /// Makes a companion call, feeds its answer (or failure) to the driver, and then reports
-    /// the progress of `file`, if the call is one file's.
+    /// the progress of the `files` the call is for.
     fn companion_call<T: serde::de::DeserializeOwned + 'static>(
         self: &Rc<Self>,
-        file: Option<FileId>,
+        files: Vec<FileId>,
         method: &'static str,
         path: String,
         body: Option<String>,
@@ -262,7 +262,7 @@ impl Shared {
             let answer = call(method, &url, &headers, body).await;
             let Some(shared) = weak.upgrade() else { return };
             shared.with_driver(|driver| feed(driver, answer));
-            if let Some(file) = file {
+            for file in files {
                 shared.report_progress(file);
             }
         });
@@ -279,7 +279,7 @@ impl Shared {
         feed: impl FnOnce(&mut Driver, T) + 'static,
     ) {
         self.companion_call(
-            Some(file),
+            vec![file],
             method,
             path,
             body,
@@ -295,7 +295,7 @@ impl Shared {
             Action::FetchConfig => {
                 let weak = Rc::downgrade(self);
                 self.companion_call(
-                    None,
+                    Vec::new(),
                     "GET",
                     "/api/config".into(),
                     None,
@@ -348,23 +348,8 @@ impl Shared {
                 });
             }
             Action::Create { file, checksum } => {
-                let Some(tracked) = driver.tracked_of(file) else {
+                let Some(request) = driver.create_request(file, checksum) else {
                     return driver.engine.cancel(file);
-                };
-                // An add that joined the upload goes with the first add's metadata.
-                let request = CreateUpload {
-                    name: tracked.file.name(),
-                    size: tracked.size,
-                    content_type: tracked.file.type_(),
-                    last_modified: Some(tracked.file.last_modified()),
-                    fingerprint: driver
-                        .named
-                        .get(&file)
-                        .map(|named| named.key.clone())
-                        .filter(|key| resume::is_fingerprint(key)),
-                    part_size: driver.engine.part_size(),
-                    metadata: tracked.metadata.clone(),
-                    checksum,
                 };
                 let body = serde_json::to_string(&request).ok();
                 self.file_call(
@@ -376,6 +361,64 @@ impl Shared {
                     move |driver, created: UploadCreated| {
                         driver.engine.handle_created(file, created, now());
                         driver.save_record(file);
+                    },
+                );
+            }
+            Action::CreateBatch { files } => {
+                let mut batched = Vec::with_capacity(files.len());
+                let mut requests = Vec::with_capacity(files.len());
+                for BatchedFile { file, checksum } in files {
+                    match driver.create_request(file, checksum) {
+                        Some(request) => {
+                            batched.push(file);
+                            requests.push(request);
+                        }
+                        None => driver.engine.cancel(file),
+                    }
+                }
+                if batched.is_empty() {
+                    return;
+                }
+                let body = serde_json::to_string(&CreateUploads { files: requests }).ok();
+                let files = batched.clone();
+                self.companion_call(
+                    batched,
+                    "POST",
+                    "/api/uploads/batch".into(),
+                    body,
+                    move |driver, answer: Result<UploadsCreated, Failure>| match answer {
+                        Ok(answer) if answer.uploads.len() == files.len() => {
+                            for (file, created) in files.into_iter().zip(answer.uploads) {
+                                match created {
+                                    BatchCreated::Created(created) => {
+                                        driver.engine.handle_created(file, created, now());
+                                    }
+                                    BatchCreated::Refused(refusal) => {
+                                        driver.engine.handle_call_failed(
+                                            file,
+                                            Call::Create,
+                                            refusal.into(),
+                                            now(),
+                                        )
+                                    }
+                                }
+                            }
+                        }
+                        Ok(answer) => driver.engine.handle_batch_failed(
+                            &files,
+                            Failure {
+                                status: Some(200),
+                                code: "BadAnswer".into(),
+                                message: format!(
+                                    "{} answers to a batch of {} files",
+                                    answer.uploads.len(),
+                                    files.len()
+                                ),
+                                retry_after: None,
+                            },
+                            now(),
+                        ),
+                        Err(failure) => driver.engine.handle_batch_failed(&files, failure, now()),
                     },
                 );
             }
@@ -680,6 +723,26 @@ fn page_key(file: FileId) -> String {
 }
 
 impl Driver {
+    /// What the companion is asked to create for `file` (with a single PUT's `checksum`); an
+    /// add that joined the upload goes with the first add's metadata. `None`: the file is gone.
+    fn create_request(&self, file: FileId, checksum: Option<String>) -> Option<CreateUpload> {
+        let tracked = self.tracked_of(file)?;
+        Some(CreateUpload {
+            name: tracked.file.name(),
+            size: tracked.size,
+            content_type: tracked.file.type_(),
+            last_modified: Some(tracked.file.last_modified()),
+            fingerprint: self
+                .named
+                .get(&file)
+                .map(|named| named.key.clone())
+                .filter(|key| resume::is_fingerprint(key)),
+            part_size: self.engine.part_size(),
+            metadata: tracked.metadata.clone(),
+            checksum,
+        })
+    }
+
     /// An add the upload `file` answers: its own, or one that joined it.
     fn tracked_of(&self, file: FileId) -> Option<&Tracked> {
         std::iter::once(&file)

@@ -36,8 +36,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use self::upload::{CallGate, Live, Phase, Running, Upload, Waiting, localized};
 pub use self::vocabulary::{
-    Action, Call, Claim, Event, FileId, FileSpec, FileState, Progress, PutTarget, RunningPart,
-    Snapshot, Stats,
+    Action, BatchedFile, Call, Claim, Event, FileId, FileSpec, FileState, Progress, PutTarget,
+    RunningPart, Snapshot, Stats,
 };
 use crate::breaker::Breaker;
 use crate::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
@@ -933,7 +933,41 @@ impl Engine {
     /// A call to the companion failed: it is retried after a backoff when that can help.
     pub fn handle_call_failed(&mut self, file: FileId, call: Call, failure: Failure, now: Instant) {
         self.tick(now);
-        let online = self.online;
+        if self.live.contains_key(&file) {
+            self.breakers
+                .entry(COMPANION.to_owned())
+                .or_default()
+                .on_outcome(&failure, self.online, now);
+        }
+        self.call_failed(file, call, &failure, now);
+    }
+
+    /// An [`Action::CreateBatch`] failed as a whole: one failed call, each of its files retried
+    /// as its own create would be.
+    pub fn handle_batch_failed(&mut self, files: &[FileId], failure: Failure, now: Instant) {
+        self.tick(now);
+        self.breakers
+            .entry(COMPANION.to_owned())
+            .or_default()
+            .on_outcome(&failure, self.online, now);
+        for &file in files {
+            self.call_failed(file, Call::Create, &failure, now);
+        }
+        // Each file drew its own jitter: they go again together, as one batch, at the latest.
+        let again = files
+            .iter()
+            .filter_map(|file| self.live.get(file))
+            .map(|live| live.call.ready_at)
+            .max();
+        for file in files {
+            if let (Some(live), Some(again)) = (self.live.get_mut(file), again) {
+                live.call.ready_at = again;
+            }
+        }
+    }
+
+    /// What a failed call means for `file` (the breaker already heard of it).
+    fn call_failed(&mut self, file: FileId, call: Call, failure: &Failure, now: Instant) {
         let Some(live) = self.live.get_mut(&file) else {
             return;
         };
@@ -950,14 +984,10 @@ impl Engine {
             return;
         }
         live.call.in_flight = false;
-        self.breakers
-            .entry(COMPANION.to_owned())
-            .or_default()
-            .on_outcome(&failure, online, now);
         let retry = &self.config.retry;
         // A call's `BadDigest` is the store's word on bytes it already holds (the object's
         // checksum at Complete): sending the call again cannot change them.
-        let verdict = match verdict(&failure, live.call.attempts, retry) {
+        let verdict = match verdict(failure, live.call.attempts, retry) {
             _ if failure.is_digest_mismatch() => Verdict::Fail { refused: true },
             verdict => verdict,
         };
@@ -972,7 +1002,7 @@ impl Engine {
                 // to continue: its upload is aborted. Anything else, retries that ran out
                 // included, keeps it for a retry.
                 let abort = refused && call == Call::Complete;
-                return self.end(file, UploadError::from_call(failure), abort);
+                return self.end(file, UploadError::from_call(failure.clone()), abort);
             }
             Verdict::WaitOut => {
                 live.call.outages += 1;
@@ -1187,15 +1217,23 @@ impl Engine {
         if self.companion.is_none() {
             return;
         }
-        while self.live.len() < self.config.triggers.max(1) {
-            let Some((rank, file)) = self.line.pop_first() else {
-                break;
+        let batch = self.create_batch();
+        while let Some(&(rank, file)) = self.line.first() {
+            let resumable = self.resumable(self.queued[&file].size);
+            // Files of one part are created in batches: twice a batch of them may be live, so
+            // one batch is made while the last one's PUTs run.
+            let limit = match batch {
+                Some(batch) if !resumable => self.config.triggers.max(2 * batch),
+                _ => self.config.triggers,
             };
+            if self.live.len() >= limit.max(1) {
+                break;
+            }
+            self.line.pop_first();
             let queued = self
                 .queued
                 .remove(&file)
                 .expect("every file in line is queued");
-            let resumable = self.resumable(queued.size);
             let live = Live::new(file, rank, queued.size, self.algorithm(), !resumable);
             self.live.insert(file, live);
             self.actions
@@ -1210,6 +1248,8 @@ impl Engine {
             .companion
             .as_ref()
             .is_some_and(|companion| companion.complete_single_puts);
+        let batch_limit = self.create_batch();
+        let mut batch = Vec::new();
         let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
         for (&file, live) in &mut self.live {
             if live.paused || !live.call.ready(now) || !breaker.allows(now) {
@@ -1237,6 +1277,10 @@ impl Engine {
                     });
                     continue;
                 }
+                Phase::Creating if live.single && batch_limit.is_some() => {
+                    batch.push(file);
+                    continue;
+                }
                 Phase::Creating => Action::Create {
                     file,
                     checksum: live.checksum.clone(),
@@ -1254,6 +1298,58 @@ impl Engine {
             self.stats.companion_calls += 1;
             self.actions.push_back(action);
         }
+        if let Some(limit) = batch_limit {
+            self.create_in_batches(batch, limit, now);
+        }
+    }
+
+    /// Files of one part ready to be created, in batches of `limit`: a short batch waits for
+    /// more files while enough created ones wait for a slot; otherwise it goes at once.
+    fn create_in_batches(&mut self, ready: Vec<FileId>, limit: usize, now: Instant) {
+        let waiting_for_a_slot = self
+            .live
+            .values()
+            .filter(|live| match &live.phase {
+                Phase::Uploading(upload) => {
+                    upload.plan.mode == UploadMode::Single
+                        && upload.running.is_empty()
+                        && !upload.finished()
+                }
+                _ => false,
+            })
+            .count();
+        let reserve_holds = waiting_for_a_slot >= self.slots();
+        for chunk in ready.chunks(limit) {
+            if chunk.len() < limit && reserve_holds {
+                break;
+            }
+            let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
+            if !breaker.allows(now) {
+                break;
+            }
+            breaker.on_start(now);
+            let files = chunk
+                .iter()
+                .map(|&file| {
+                    let live = self.live.get_mut(&file).expect("ready files are live");
+                    live.call.in_flight = true;
+                    BatchedFile {
+                        file,
+                        checksum: live.checksum.clone(),
+                    }
+                })
+                .collect();
+            self.stats.companion_calls += 1;
+            self.actions.push_back(Action::CreateBatch { files });
+        }
+    }
+
+    /// How many files of one part one create call takes, when both this engine and the
+    /// companion create in batches.
+    fn create_batch(&self) -> Option<usize> {
+        let offered = self.companion.as_ref()?.create_batch;
+        let limit = self.config.create_batch.min(offered) as usize;
+        (limit > 1).then_some(limit)
     }
 
     /// Files whose stay on the companion route is over try direct PUTs again (a longer stay

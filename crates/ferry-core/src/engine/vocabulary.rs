@@ -80,6 +80,12 @@ pub enum Action {
         file: FileId,
         checksum: Option<String>,
     },
+    /// `POST /api/uploads/batch` creating each file of one part as [`Action::Create`] would,
+    /// in one call; answer each file with
+    /// [`Engine::handle_created`](crate::Engine::handle_created) or, refused,
+    /// [`Engine::handle_call_failed`](crate::Engine::handle_call_failed), or all of them with
+    /// [`Engine::handle_batch_failed`](crate::Engine::handle_batch_failed) when the call failed.
+    CreateBatch { files: Vec<BatchedFile> },
     /// `GET /api/uploads/{upload_id}/parts?token=` for a resumed file; answer with
     /// [`Engine::handle_listed`](crate::Engine::handle_listed).
     ListParts {
@@ -232,6 +238,13 @@ pub struct RunningPart {
     /// Times this part was sent again after a failure (retries spent, and the one at once):
     /// above 0, it is being sent again.
     pub retries: u32,
+}
+
+/// A file of an [`Action::CreateBatch`], with its checksum when checksums are on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchedFile {
+    pub file: FileId,
+    pub checksum: Option<String>,
 }
 
 /// Counters over the engine's life, for benchmarks and statistics.

@@ -1,0 +1,270 @@
+//! Files of one part created in batches: one companion call for many files, the next batch made
+//! while the last one's PUTs run, and each file failing or retrying on its own.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use ferry_core::plan::{KIB, MIB, StoreLimits, UploadMode};
+use ferry_core::protocol::{CompanionConfig, SignedPart, StoredObject, UploadCreated};
+use ferry_core::{
+    Action, BatchedFile, Call, ChecksumAlgorithm, Engine, EngineConfig, Event, Failure, FileId,
+    FileSpec, Instant, Plan, UploadError,
+};
+
+const T: Instant = Instant::from_unix_millis(1_000_000);
+
+fn companion(create_batch: u32) -> CompanionConfig {
+    CompanionConfig {
+        checksum: None,
+        limits: StoreLimits::S3,
+        preferred_part_size: 5 * MIB,
+        max_file_size: u64::MAX,
+        allowed_types: Vec::new(),
+        url_lifetime_secs: 900,
+        conditional_writes: false,
+        complete_single_puts: false,
+        previews: false,
+        create_batch,
+    }
+}
+
+fn created(file: FileId, size: u64) -> UploadCreated {
+    let plan = Plan::new(size, 5 * MIB, &StoreLimits::S3).unwrap();
+    let single = plan.mode == UploadMode::Single;
+    UploadCreated {
+        upload_id: (!single).then(|| format!("upload-{}", file.0)),
+        key: format!("key-{}", file.0),
+        token: format!("token-{}", file.0),
+        part_size: plan.part_size,
+        part_count: plan.part_count,
+        mode: plan.mode,
+        url: single.then(|| common::url(1, u64::MAX / 1000)),
+        expires_at: u64::MAX / 1000,
+        location: String::new(),
+    }
+}
+
+fn add(engine: &mut Engine, sizes: &mut BTreeMap<FileId, u64>, size: u64) {
+    let file = engine.add(FileSpec {
+        size,
+        ..FileSpec::default()
+    });
+    sizes.insert(file, size);
+}
+
+/// What one run did: the files of each batch, the files created alone, and the events.
+#[derive(Default)]
+struct Run {
+    batches: Vec<Vec<BatchedFile>>,
+    alone: Vec<FileId>,
+    events: Vec<Event>,
+    peak_live: usize,
+}
+
+/// Drives the engine against a companion and store that answer everything at once (a batch
+/// through `answer_batch`), finishing the oldest running PUT when nothing else is to do.
+fn run(
+    engine: &mut Engine,
+    sizes: &BTreeMap<FileId, u64>,
+    mut answer_batch: impl FnMut(&mut Engine, &[BatchedFile]) -> bool,
+) -> Run {
+    let mut seen = Run::default();
+    let mut running: Vec<(FileId, u32)> = Vec::new();
+    let mut now = T;
+    loop {
+        while let Some(action) = common::poll(engine, now) {
+            match action {
+                Action::CreateBatch { files } => {
+                    if answer_batch(engine, &files) {
+                        for batched in &files {
+                            let size = sizes[&batched.file];
+                            engine.handle_created(batched.file, created(batched.file, size), now);
+                        }
+                    }
+                    seen.batches.push(files);
+                }
+                Action::Create { file, .. } => {
+                    seen.alone.push(file);
+                    engine.handle_created(file, created(file, sizes[&file]), now);
+                }
+                Action::Hash { file, parts, .. } => {
+                    let values = parts
+                        .iter()
+                        .map(|(part, _)| format!("sum-{}-{part}", file.0));
+                    engine.handle_hashed(file, values.collect(), now);
+                }
+                Action::Sign { file, request, .. } => {
+                    let parts = request.parts.iter().map(|&part| SignedPart {
+                        part,
+                        url: common::url(part, u64::MAX / 1000),
+                    });
+                    engine.handle_signed(file, parts.collect(), now);
+                }
+                Action::Put { file, part, .. } => running.push((file, part)),
+                Action::Complete { file, .. } => engine.handle_completed(
+                    file,
+                    StoredObject {
+                        checksum: None,
+                        key: format!("key-{}", file.0),
+                        etag: "e".into(),
+                        size: sizes[&file],
+                        location: String::new(),
+                    },
+                    now,
+                ),
+                other => panic!("not expected here: {other:?}"),
+            }
+            seen.peak_live = seen.peak_live.max(engine.live_files());
+        }
+        seen.events
+            .extend(std::iter::from_fn(|| engine.poll_event()));
+        if let Some((file, part)) = (!running.is_empty()).then(|| running.remove(0)) {
+            engine.handle_put_done(file, part, format!("etag-{part}"), now);
+        } else if let Some(next) = engine.poll_timeout() {
+            now = next;
+            engine.handle_timeout(now);
+        } else {
+            break;
+        }
+    }
+    seen
+}
+
+fn done(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|event| matches!(event, Event::Done { .. }))
+        .count()
+}
+
+#[test]
+fn small_files_are_created_in_full_batches_made_ahead_of_the_slots() {
+    let mut engine = common::ready(EngineConfig::default(), companion(100));
+    let mut sizes = BTreeMap::new();
+    for _ in 0..110 {
+        add(&mut engine, &mut sizes, 64 * KIB);
+    }
+    let seen = run(&mut engine, &sizes, |_, _| true);
+    assert_eq!(done(&seen.events), 110);
+    assert!(seen.alone.is_empty(), "{:?} created alone", seen.alone);
+    let lengths: Vec<usize> = seen.batches.iter().map(Vec::len).collect();
+    // A short batch waits while five created files wait for a slot: only the last is short.
+    assert_eq!(lengths, vec![20, 20, 20, 20, 20, 10]);
+    assert!(seen.peak_live <= 40, "{} live", seen.peak_live);
+    // One call per batch, nothing else (the configuration came before the files).
+    assert_eq!(engine.stats().companion_calls, 6);
+}
+
+#[test]
+fn files_of_several_parts_and_a_companion_without_batches_create_alone() {
+    let mut engine = common::ready(EngineConfig::default(), companion(100));
+    let mut sizes = BTreeMap::new();
+    for size in [64 * KIB, 12 * MIB, 64 * KIB] {
+        add(&mut engine, &mut sizes, size);
+    }
+    let seen = run(&mut engine, &sizes, |_, _| true);
+    assert_eq!(done(&seen.events), 3);
+    assert_eq!(seen.alone, vec![FileId(1)]);
+    assert_eq!(seen.batches.len(), 1);
+
+    for (engine_batch, companion_batch) in [(20, 0), (1, 100)] {
+        let config = EngineConfig {
+            create_batch: engine_batch,
+            ..EngineConfig::default()
+        };
+        let mut engine = common::ready(config, companion(companion_batch));
+        let mut sizes = BTreeMap::new();
+        for _ in 0..3 {
+            add(&mut engine, &mut sizes, 64 * KIB);
+        }
+        let seen = run(&mut engine, &sizes, |_, _| true);
+        assert_eq!(seen.alone.len(), 3, "{engine_batch} / {companion_batch}");
+        assert!(seen.batches.is_empty());
+    }
+}
+
+#[test]
+fn a_batch_carries_each_files_checksum() {
+    let mut engine = common::ready(
+        EngineConfig::default(),
+        CompanionConfig {
+            checksum: Some(ChecksumAlgorithm::Crc32c),
+            ..companion(100)
+        },
+    );
+    let mut sizes = BTreeMap::new();
+    for _ in 0..3 {
+        add(&mut engine, &mut sizes, 1000);
+    }
+    let seen = run(&mut engine, &sizes, |_, _| true);
+    assert_eq!(done(&seen.events), 3);
+    let checksums: Vec<Option<String>> = seen.batches[0]
+        .iter()
+        .map(|batched| batched.checksum.clone())
+        .collect();
+    assert_eq!(
+        checksums,
+        (0..3)
+            .map(|file| Some(format!("sum-{file}-1")))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_refused_file_fails_alone_and_a_failed_batch_is_made_again() {
+    let mut engine = common::ready(EngineConfig::default(), companion(100));
+    let mut sizes = BTreeMap::new();
+    for _ in 0..4 {
+        add(&mut engine, &mut sizes, 64 * KIB);
+    }
+    let mut calls = 0;
+    let seen = run(&mut engine, &sizes, |engine, files| {
+        calls += 1;
+        let files: Vec<FileId> = files.iter().map(|batched| batched.file).collect();
+        match calls {
+            // The first call gets no answer: each file is created again later.
+            1 => {
+                engine.handle_batch_failed(&files, Failure::network("reset"), T);
+                false
+            }
+            // The second answers file 2 with a refusal, the others created.
+            _ => {
+                let refused = Failure {
+                    status: Some(415),
+                    code: "TypeNotAllowed".into(),
+                    message: "no".into(),
+                    retry_after: None,
+                };
+                engine.handle_call_failed(FileId(2), Call::Create, refused, T);
+                for &file in files.iter().filter(|&&file| file != FileId(2)) {
+                    engine.handle_created(file, created(file, 64 * KIB), T);
+                }
+                false
+            }
+        }
+    });
+    let lengths: Vec<usize> = seen.batches.iter().map(Vec::len).collect();
+    assert_eq!(calls, 2, "one failed call, one that answered: {lengths:?}");
+    assert_eq!(
+        seen.batches[1].len(),
+        4,
+        "every file in the batch made again"
+    );
+    assert_eq!(done(&seen.events), 3);
+    let failed: Vec<&Event> = seen
+        .events
+        .iter()
+        .filter(|event| matches!(event, Event::Failed { .. }))
+        .collect();
+    assert!(
+        matches!(
+            failed.as_slice(),
+            [Event::Failed {
+                file: FileId(2),
+                error: UploadError::Companion { .. }
+            }]
+        ),
+        "{failed:?}"
+    );
+}
