@@ -373,3 +373,28 @@ async fn load_against_a_small_admission_queue_reports_503s_and_no_other_errors()
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_are_created_many_to_a_call() {
+    let companion = companion(&["--checksum", "crc32c"]).await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "load", "-p", "1", "--files", "60", "--size", "4KiB", "--json",
+        ])
+        .args(["--endpoint", &companion.base])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((&report["files"], &report["failed"]), (&60.into(), &0.into()));
+    let routes = report["routes"].as_object().unwrap();
+    assert!(routes.get("create").is_none(), "no file created alone: {report}");
+    let batches = routes["create batch"]["requests"].as_u64().unwrap();
+    // The first batches are short (nothing waits for a slot yet), the next ones up to 20.
+    assert!((3..=20).contains(&batches), "{batches} batch calls: {report}");
+}
