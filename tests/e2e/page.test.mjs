@@ -131,9 +131,11 @@ test("drop, pause, resume, retry and the keyboard", async () => {
     const row = await page.$('[data-testid=file-row][data-name="slow.bin"] [data-testid=file-link]');
     assert.equal((await readBack(companion.url, await row.getAttribute("href"))).sha256, slow.sha256);
 
-    // Retry: the first create is refused, the retry goes through.
+    // Retry: the first create is refused, the retry goes through. A small file is created in a
+    // batch, a larger one alone.
     let refused = 0;
-    await page.route(`${companion.url}/api/uploads`, (route) => {
+    const creates = (url) => url.origin === companion.url && ["/api/uploads", "/api/uploads/batch"].includes(url.pathname);
+    await page.route(creates, (route) => {
       if (route.request().method() === "POST" && refused++ === 0) {
         return route.fulfill({ status: 400, contentType: "application/json", body: JSON.stringify({ code: "BadRequest", message: "refused once" }) });
       }

@@ -620,6 +620,8 @@ impl Driver {
             fingerprint: self.keys.get(&file).cloned(),
             part_size: self.engine.part_size(),
             metadata: transfer.metadata.clone(),
+            // A form saves a browser its preflight; a native client has none to save.
+            form: false,
         })
     }
 

@@ -391,10 +391,19 @@ async fn small_files_are_created_many_to_a_call() {
         String::from_utf8_lossy(&output.stderr)
     );
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!((&report["files"], &report["failed"]), (&60.into(), &0.into()));
+    assert_eq!(
+        (&report["files"], &report["failed"]),
+        (&60.into(), &0.into())
+    );
     let routes = report["routes"].as_object().unwrap();
-    assert!(routes.get("create").is_none(), "no file created alone: {report}");
+    assert!(
+        routes.get("create").is_none(),
+        "no file created alone: {report}"
+    );
     let batches = routes["create batch"]["requests"].as_u64().unwrap();
     // The first batches are short (nothing waits for a slot yet), the next ones up to 20.
-    assert!((3..=20).contains(&batches), "{batches} batch calls: {report}");
+    assert!(
+        (3..=20).contains(&batches),
+        "{batches} batch calls: {report}"
+    );
 }

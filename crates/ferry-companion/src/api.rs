@@ -37,6 +37,9 @@ pub const MAX_PARTS_PER_SIGN: usize = 1000;
 /// Most files one batch create may carry: clients send a few dozen, and the JSON body limit
 /// holds a hundred with their names and metadata.
 pub const MAX_FILES_PER_BATCH: usize = 100;
+/// Largest file sent as a POST form: a form's progress is only heard at its end, and the store
+/// may hold a form's file in memory.
+pub const MAX_FORM_BYTES: u64 = 1024 * 1024;
 /// Longest content type accepted (S3 has no limit of its own; a real one is under 100 bytes).
 const MAX_CONTENT_TYPE_BYTES: usize = 255;
 
@@ -56,6 +59,8 @@ pub struct AppState {
     pub min_body_rate: MinRate,
     /// Work after upload (previews, webhook), when configured.
     pub processing: Option<Processing>,
+    /// Whether the store takes presigned POST forms and checks the checksum in them.
+    pub post_forms: bool,
 }
 
 impl AppState {
@@ -527,22 +532,44 @@ async fn create_upload(
                 )),
                 None => None,
             };
-            let (url, headers) = state.store.sign_put_object(
-                &key,
-                request.size,
-                state.url_lifetime(),
-                &request.content_type,
-                &request.metadata,
-                state.conditional_writes(),
-                checksum
-                    .as_ref()
-                    .map(|(algorithm, value)| (*algorithm, value.as_str())),
-            );
+            let checksum = checksum
+                .as_ref()
+                .map(|(algorithm, value)| (*algorithm, value.as_str()));
+            // A form only with a checksum the store checks: it is what keeps a replayed form
+            // from storing other bytes, where a PUT has `If-None-Match`.
+            let form = checksum
+                .filter(|_| request.form && state.post_forms && request.size <= MAX_FORM_BYTES);
+            let (url, headers, form) = match form {
+                Some(checksum) => {
+                    let (url, fields) = state.store.sign_post_object(
+                        &key,
+                        request.size,
+                        state.url_lifetime(),
+                        &request.content_type,
+                        &request.metadata,
+                        checksum,
+                    );
+                    (url, BTreeMap::new(), fields)
+                }
+                None => {
+                    let (url, headers) = state.store.sign_put_object(
+                        &key,
+                        request.size,
+                        state.url_lifetime(),
+                        &request.content_type,
+                        &request.metadata,
+                        state.conditional_writes(),
+                        checksum,
+                    );
+                    (url, headers, BTreeMap::new())
+                }
+            };
             let url = SignedUrl {
                 url: url.to_string(),
                 headers,
                 expires_at: unix_now() + policy.url_lifetime_secs,
                 expires_in: Some(policy.url_lifetime_secs),
+                form,
             };
             (None, Some(url))
         }
@@ -656,6 +683,7 @@ async fn sign(
                     headers,
                     expires_at,
                     expires_in: Some(state.advertised.url_lifetime_secs),
+                    form: BTreeMap::new(),
                 },
             }
         })

@@ -181,6 +181,12 @@ pub struct Config {
     #[arg(long, env = "FERRY_S3_CONDITIONAL_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub s3_conditional_writes: bool,
 
+    /// Offer browsers presigned POST forms for files up to 1 MiB (no CORS preflight: one request
+    /// per small file), with checksums on. The store must take forms and check the checksum in
+    /// them: AWS S3 and Garage do; moto and R2 do not. The embedded store always does.
+    #[arg(long, env = "FERRY_S3_POST_FORMS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_post_forms: bool,
+
     /// The checksum every part and object carries, computed by the client before its URL is
     /// signed and verified by the store: `crc32c` (full-object), `crc64nvme` (full-object),
     /// `sha256` (composite) or `off`. AWS S3 and MinIO take all three; R2 takes `crc64nvme` (or

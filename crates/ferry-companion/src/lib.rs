@@ -187,6 +187,8 @@ pub fn state(config: &Config, store: &StoreConfig) -> Result<Arc<api::AppState>,
             window: Duration::from_secs(config.body_rate_window.max(1)),
         },
         processing: processing(config, store)?,
+        // The embedded store takes forms (s3s checks their policy; it checks the checksum).
+        post_forms: config.s3_post_forms || config.s3_endpoint.is_none(),
     }))
 }
 

@@ -407,6 +407,94 @@ impl Store {
         (action.sign(lifetime), headers)
     }
 
+    /// A presigned POST form (S3's POST Object, SigV4) for a file of one part: its policy binds
+    /// the bucket, the key, the exact length, the content type, the metadata and the checksum
+    /// (stores that take it in a form check it, so a replayed form can only store the same
+    /// bytes), and expires with `lifetime`. A browser sends it as a `FormData` with no header of
+    /// its own: a CORS-simple request, with no preflight.
+    pub fn sign_post_object(
+        &self,
+        key: &str,
+        length: u64,
+        lifetime: Duration,
+        content_type: &str,
+        metadata: &BTreeMap<String, String>,
+        checksum: (ChecksumAlgorithm, &str),
+    ) -> (Url, BTreeMap<String, String>) {
+        use base64::Engine as _;
+        use hmac::{Hmac, Mac};
+        let credentials = self.credentials();
+        let now = time::OffsetDateTime::now_utc();
+        let date = format!(
+            "{:04}{:02}{:02}",
+            now.year(),
+            u8::from(now.month()),
+            now.day()
+        );
+        let stamp = format!(
+            "{date}T{:02}{:02}{:02}Z",
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let expires = now + lifetime;
+        let expiration = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000Z",
+            expires.year(),
+            u8::from(expires.month()),
+            expires.day(),
+            expires.hour(),
+            expires.minute(),
+            expires.second()
+        );
+        let region = self.bucket.region();
+        let credential = format!("{}/{date}/{region}/s3/aws4_request", credentials.key());
+        let (algorithm, value) = checksum;
+        let mut fields = metadata_headers(metadata);
+        fields.insert("bucket".to_owned(), self.bucket.name().to_owned());
+        fields.insert("key".to_owned(), key.to_owned());
+        if !content_type.is_empty() {
+            fields.insert("Content-Type".to_owned(), content_type.to_owned());
+        }
+        fields.insert(algorithm.header().to_owned(), value.to_owned());
+        fields.insert(
+            "x-amz-checksum-algorithm".to_owned(),
+            algorithm.s3_name().to_owned(),
+        );
+        fields.insert("x-amz-algorithm".to_owned(), "AWS4-HMAC-SHA256".to_owned());
+        fields.insert("x-amz-credential".to_owned(), credential);
+        fields.insert("x-amz-date".to_owned(), stamp);
+        if let Some(token) = credentials.token() {
+            fields.insert("x-amz-security-token".to_owned(), token.to_owned());
+        }
+        // Every field is a condition of its own, with the exact length besides.
+        let mut conditions: Vec<serde_json::Value> = fields
+            .iter()
+            .map(|(name, value)| serde_json::json!({ name: value }))
+            .collect();
+        conditions.push(serde_json::json!(["content-length-range", length, length]));
+        let policy = serde_json::json!({ "expiration": expiration, "conditions": conditions });
+        let policy = base64::engine::general_purpose::STANDARD.encode(policy.to_string());
+        let hmac = |key: &[u8], data: &str| {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+            mac.update(data.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        };
+        let signing_key = ["s3", "aws4_request"].iter().fold(
+            hmac(
+                &hmac(format!("AWS4{}", credentials.secret()).as_bytes(), &date),
+                region,
+            ),
+            |key, part| hmac(&key, part),
+        );
+        fields.insert("policy".to_owned(), policy.clone());
+        fields.insert(
+            "x-amz-signature".to_owned(),
+            hex::encode(hmac(&signing_key, &policy)),
+        );
+        (self.bucket.object_url(""), fields)
+    }
+
     /// Deletes an object: for one the store assembled unlike the plan.
     pub async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
         let credentials = self.credentials();

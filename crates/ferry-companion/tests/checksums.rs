@@ -150,6 +150,38 @@ async fn every_algorithm_round_trips_through_garage() {
     }
 }
 
+/// Presigned POST forms: the embedded store and Garage (told it takes them) store a form's bytes
+/// and refuse any other; moto, which does not check a form's checksum, and a companion with
+/// checksums off get PUTs.
+#[tokio::test]
+async fn small_files_go_as_forms_only_where_the_store_checks_them() {
+    let embedded = companion(&["--checksum", "crc32c"]).await;
+    common::cases::a_form_stores_its_bytes_and_nothing_else(&embedded).await;
+
+    let garage = garage();
+    garage.create_bucket("forms").await;
+    let mut args = garage.companion_args("forms");
+    args.extend(["--checksum", "crc64nvme", "--s3-post-forms", "true"].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::cases::a_form_stores_its_bytes_and_nothing_else(
+        &companion_on(Store::Garage, &args).await,
+    )
+    .await;
+
+    let moto = moto();
+    moto.create_bucket("no-forms").await;
+    let mut args = moto.companion_args("no-forms");
+    args.extend(["--checksum", "crc32c"].map(str::to_owned));
+    let on_moto = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let unchecked = companion(&[]).await;
+    for (companion, checksum) in [(&on_moto, Some("ZsGJ7Q==")), (&unchecked, None)] {
+        let created = companion
+            .created_from(json!({"name": "a.bin", "size": 1, "form": true, "checksum": checksum}))
+            .await;
+        assert!(!created.url.unwrap().is_form());
+    }
+}
+
 #[tokio::test]
 async fn a_part_with_other_bytes_is_refused_by_garage() {
     let garage = garage();

@@ -76,6 +76,11 @@ pub struct CreateUpload {
     /// binds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// The client can send a small file as a presigned POST form ([`SignedUrl::form`]): a
+    /// browser's form upload needs no CORS preflight. The companion answers one only where its
+    /// store takes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub form: bool,
 }
 
 /// `POST /api/uploads/batch`: files of one part each, created and their PUTs signed in one call
@@ -157,6 +162,16 @@ pub struct SignedUrl {
     /// so a client clock that disagrees with the companion's does not matter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,
+    /// A POST form's fields, sent before the file's bytes (the `file` field): when there are
+    /// any, the request is `POST url` with a `multipart/form-data` body, not a PUT.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub form: BTreeMap<String, String>,
+}
+
+impl SignedUrl {
+    pub fn is_form(&self) -> bool {
+        !self.form.is_empty()
+    }
 }
 
 /// `POST /api/uploads/{id}/sign`

@@ -41,6 +41,7 @@ fn url(part: u32) -> SignedUrl {
         headers: BTreeMap::new(),
         expires_at: u64::MAX,
         expires_in: None,
+        form: Default::default(),
     }
 }
 

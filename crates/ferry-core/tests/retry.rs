@@ -932,3 +932,31 @@ fn after_its_stay_on_the_companion_route_a_file_signs_and_puts_direct_again() {
         "after the companion route, parts were signed and went direct: {targets:?}"
     );
 }
+
+#[test]
+fn a_form_upload_is_given_time_for_its_bytes_before_it_counts_as_stalled() {
+    let mut engine = engine();
+    let size = 64 * 1024;
+    let file = engine.add(FileSpec {
+        size,
+        ..FileSpec::default()
+    });
+    assert!(matches!(
+        drain(&mut engine, at(0)).as_slice(),
+        [Action::Create { .. }]
+    ));
+    let mut form = created(size);
+    let url = form.url.as_mut().unwrap();
+    url.form = [("key".to_owned(), "k".to_owned())].into();
+    engine.handle_created(file, form, at(0));
+    assert_eq!(puts(&drain(&mut engine, at(0))).len(), 1);
+    // A form's progress comes only at its end: 30 s, and 64 KiB at 8 KiB/s besides.
+    assert_eq!(engine.poll_timeout(), Some(at(38_000)));
+    engine.handle_timeout(at(37_999));
+    assert_eq!(drain(&mut engine, at(37_999)), vec![]);
+    engine.handle_timeout(at(38_000));
+    assert!(matches!(
+        drain(&mut engine, at(38_000)).first(),
+        Some(Action::StopPuts { .. })
+    ));
+}

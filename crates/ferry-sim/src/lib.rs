@@ -678,5 +678,6 @@ fn url(part: u32) -> SignedUrl {
         headers: Default::default(),
         expires_at: u64::MAX,
         expires_in: None,
+        form: Default::default(),
     }
 }

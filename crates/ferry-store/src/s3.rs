@@ -116,6 +116,14 @@ fn user_metadata(metadata: Option<Metadata>) -> std::collections::BTreeMap<Strin
 
 /// S3's conditional write: `If-None-Match: *` stores only if no object has the key. Other
 /// conditions are not conditional writes S3 supports.
+/// Whether a write is a POST form upload (its body is `multipart/form-data`).
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("multipart/form-data"))
+}
+
 fn only_if_absent(condition: Option<&ETagCondition>) -> S3Result<bool> {
     match condition {
         None => Ok(false),
@@ -167,6 +175,10 @@ impl S3 for FerryStore {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         self.require_bucket(&input.bucket)?;
+        // A POST form (s3s checked its policy and signature, and hands it here) never replaces
+        // a stored object: a replayed form, or one sent again after its answer was lost, finds
+        // the object there, as a PUT with `If-None-Match: *` would.
+        let form = is_form(&req.headers);
         let check = checksum::body_check(
             &req.headers,
             input.checksum_algorithm.as_ref(),
@@ -197,7 +209,7 @@ impl S3 for FerryStore {
                 checksum.clone(),
                 input.content_type,
                 user_metadata(input.metadata),
-                only_if_absent(input.if_none_match.as_ref())?,
+                form || only_if_absent(input.if_none_match.as_ref())?,
             )
             .await
             .map_err(internal)?
@@ -208,14 +220,21 @@ impl S3 for FerryStore {
             sha256,
             kind,
         } = Fields::of_object(checksum);
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(ETag::Strong(etag)),
+        let mut response = S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(etag.clone())),
             checksum_crc32c: crc32c,
             checksum_crc64nvme: crc64nvme,
             checksum_sha256: sha256,
             checksum_type: kind,
             ..Default::default()
-        }))
+        });
+        if form {
+            // s3s answers a form with 204 and no body: the ETag goes in a header, as S3's does.
+            let value = http::HeaderValue::from_str(&format!("\"{etag}\""))
+                .expect("a quoted hex digest is a header value");
+            response.headers.insert(http::header::ETAG, value);
+        }
+        Ok(response)
     }
 
     async fn head_object(

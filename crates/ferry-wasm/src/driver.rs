@@ -542,8 +542,10 @@ impl Shared {
             let failure = Failure::network("the file is no longer held by the page");
             return driver.engine.handle_put_failed(file, part, failure, now());
         };
+        let mut form = BTreeMap::new();
         let (url, headers, etag_from) = match &target {
             PutTarget::Direct(signed) => {
+                form.clone_from(&signed.form);
                 (signed.url.clone(), signed.headers.clone(), EtagFrom::Header)
             }
             PutTarget::Companion {
@@ -570,7 +572,7 @@ impl Shared {
         let body = part_of(&blob, size, &range);
         let weak = Rc::downgrade(self);
         let request = body.and_then(|body| {
-            PutRequest::start(&url, &headers, &body, etag_from, move |sent| {
+            PutRequest::start(&url, &headers, &form, &body, etag_from, move |sent| {
                 if let Some(shared) = weak.upgrade() {
                     shared.with_engine(|engine| {
                         engine.handle_put_progress(file, part, sent as u64, now())
@@ -740,6 +742,8 @@ impl Driver {
             part_size: self.engine.part_size(),
             metadata: tracked.metadata.clone(),
             checksum,
+            // A small file as a POST form is one request: a form needs no CORS preflight.
+            form: true,
         })
     }
 

@@ -1,13 +1,15 @@
 //! Part PUTs with `XMLHttpRequest`: the only browser API that reports upload progress. The body is
-//! a `Blob.slice()` handed over as it is, so the bytes never enter wasm memory.
+//! a `Blob.slice()` handed over as it is, so the bytes never enter wasm memory. A small file with
+//! a presigned POST form goes as that form instead.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use ferry_core::Failure;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use web_sys::{Blob, ProgressEvent, XmlHttpRequest};
+use web_sys::{Blob, FormData, ProgressEvent, XmlHttpRequest};
 
 /// Where the answer's ETag is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,30 +27,41 @@ pub struct PutRequest {
     finished: Rc<Cell<bool>>,
     done: js_sys::Promise,
     etag_from: EtagFrom,
-    _on_progress: Closure<dyn FnMut(ProgressEvent)>,
+    _on_progress: Option<Closure<dyn FnMut(ProgressEvent)>>,
     _on_end: Closure<dyn FnMut()>,
 }
 
 impl PutRequest {
-    /// Starts a PUT of `body` to `url`, calling `on_progress` with the bytes sent so far.
+    /// Starts a PUT of `body` to `url`, calling `on_progress` with the bytes sent so far. With
+    /// `form` fields, it is a POST of those fields and `body` as the `file` field instead: a
+    /// CORS-simple request, so no preflight goes before it, and no progress is heard (a
+    /// listener on the upload would make the browser send a preflight).
     pub fn start(
         url: &str,
-        headers: &std::collections::BTreeMap<String, String>,
+        headers: &BTreeMap<String, String>,
+        form: &BTreeMap<String, String>,
         body: &Blob,
         etag_from: EtagFrom,
         on_progress: impl FnMut(f64) + 'static,
     ) -> Result<Self, JsValue> {
         let xhr = XmlHttpRequest::new()?;
-        xhr.open_with_async("PUT", url, true)?;
-        for (name, value) in headers {
-            xhr.set_request_header(name, value)?;
-        }
-        let mut on_progress = on_progress;
-        let on_progress = Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| {
-            on_progress(event.loaded())
-        });
-        xhr.upload()?
-            .set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+        let on_progress = if form.is_empty() {
+            xhr.open_with_async("PUT", url, true)?;
+            for (name, value) in headers {
+                xhr.set_request_header(name, value)?;
+            }
+            let mut on_progress = on_progress;
+            let on_progress =
+                Closure::<dyn FnMut(ProgressEvent)>::new(move |event: ProgressEvent| {
+                    on_progress(event.loaded())
+                });
+            xhr.upload()?
+                .set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+            Some(on_progress)
+        } else {
+            xhr.open_with_async("POST", url, true)?;
+            None
+        };
 
         let finished = Rc::new(Cell::new(false));
         let mut resolve_slot: Option<js_sys::Function> = None;
@@ -60,7 +73,17 @@ impl PutRequest {
             let _ = resolve.call0(&JsValue::NULL);
         });
         xhr.set_onloadend(Some(on_end.as_ref().unchecked_ref()));
-        xhr.send_with_opt_blob(Some(body))?;
+        if form.is_empty() {
+            xhr.send_with_opt_blob(Some(body))?;
+        } else {
+            // The file goes last: stores read the fields before it.
+            let fields = FormData::new()?;
+            for (name, value) in form {
+                fields.append_with_str(name, value)?;
+            }
+            fields.append_with_blob("file", body)?;
+            xhr.send_with_opt_form_data(Some(&fields))?;
+        }
         Ok(Self {
             xhr,
             finished,

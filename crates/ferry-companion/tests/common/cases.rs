@@ -177,6 +177,91 @@ pub async fn a_batch_creates_single_puts_each_its_own(companion: &RunningCompani
     }
 }
 
+/// An attacker's edit of a form's fields.
+type Edit<'a> = Box<dyn FnOnce(&mut std::collections::BTreeMap<String, String>) + 'a>;
+
+/// A small file created with `form` is a presigned POST form where the store takes them: its
+/// policy lets the store keep only the file's bytes, under its key, at its size. Without
+/// `form`, or over 1 MiB, a file gets its PUT.
+pub async fn a_form_stores_its_bytes_and_nothing_else(companion: &RunningCompanion) {
+    let algorithm = companion.checksum.expect("forms need checksums");
+    let bytes = pattern(1000, 7);
+    let create = |name: &str, size: usize, form: bool, bytes: &[u8]| {
+        json!({"name": name, "size": size, "type": "text/plain", "form": form,
+               "checksum": algorithm.checksum(bytes)})
+    };
+    let created = companion
+        .created_from(create("form.bin", 1000, true, &bytes))
+        .await;
+    let url = created.url.clone().unwrap();
+    assert!(url.is_form() && url.headers.is_empty(), "{url:?}");
+    let object = StoredObject {
+        checksum: None,
+        key: created.key.clone(),
+        etag: String::new(),
+        size: 1000,
+        location: created.location.clone(),
+    };
+    let stored = |response: &reqwest::Response| response.status().is_success();
+    // Other bytes of the same size, more bytes, another key, another type: all refused.
+    let other = pattern(1000, 8);
+    let attacks: [(&str, Vec<u8>, Edit); 4] = [
+        ("other bytes", other, Box::new(|_| {})),
+        ("a longer body", pattern(1001, 7), Box::new(|_| {})),
+        (
+            "another key",
+            bytes.clone(),
+            Box::new(|fields| {
+                fields.insert("key".into(), format!("{}-not-mine", created.key));
+            }),
+        ),
+        (
+            "another type",
+            bytes.clone(),
+            Box::new(|fields| {
+                fields.insert("Content-Type".into(), "text/html".into());
+            }),
+        ),
+    ];
+    for (attack, body, change) in attacks {
+        let response = companion.post_form(&url, body, change).await;
+        assert!(!stored(&response), "{attack}: {}", response.status());
+    }
+    let missing = companion
+        .http
+        .get(companion.url(&object.location))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404, "nothing was stored");
+
+    let response = companion.post_form(&url, bytes.clone(), |_| {}).await;
+    assert!(stored(&response), "{}", response.status());
+    let etag = response
+        .headers()
+        .get("etag")
+        .expect("the ETag is answered");
+    assert!(!etag.is_empty());
+    assert!(companion.read_back(&object).await == bytes);
+    // The same form again stores nothing else: the embedded store refuses it (the object
+    // exists); a store that takes it can only have taken the same bytes.
+    let again = companion.post_form(&url, bytes.clone(), |_| {}).await;
+    assert!(
+        companion.read_back(&object).await == bytes,
+        "{}",
+        again.status()
+    );
+
+    for (size, form) in [(1000, false), (MIB + 1, true)] {
+        let bytes = pattern(size, 9);
+        let created = companion
+            .created_from(create("put.bin", size, form, &bytes))
+            .await;
+        let url = created.url.unwrap();
+        assert!(!url.is_form(), "{size} bytes, form asked: {form}");
+    }
+}
+
 /// Parts under the store's minimum are refused at Complete with `EntityTooSmall`, and the upload
 /// survives: its parts are still listed and it can still be aborted. The companion here plans
 /// with 1 MiB parts while the store insists on 5 MiB.

@@ -244,6 +244,32 @@ impl RunningCompanion {
         put
     }
 
+    /// Sends a presigned POST form as a browser does: its fields, then `bytes` as the `file`
+    /// field, with `change` applied to the fields first (an attacker's edit).
+    pub async fn post_form(
+        &self,
+        url: &SignedUrl,
+        bytes: Vec<u8>,
+        change: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+    ) -> reqwest::Response {
+        let mut fields = url.form.clone();
+        change(&mut fields);
+        let mut form = reqwest::multipart::Form::new();
+        for (name, value) in fields {
+            form = form.text(name, value);
+        }
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("blob"),
+        );
+        self.http
+            .post(&url.url)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Sends `method path` with `headers` exactly as written (reqwest would resolve `..` and
     /// re-encode the path) and returns the status and body.
     pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {

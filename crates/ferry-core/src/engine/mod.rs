@@ -1030,8 +1030,8 @@ impl Engine {
                 upload
                     .running
                     .iter()
-                    .filter(|(_, running)| {
-                        now.saturating_since(running.last_progress) >= stall_after
+                    .filter(move |&(&part, running)| {
+                        now >= upload.stalls_at(part, running, stall_after)
                     })
                     .map(move |(&part, _)| (file, part))
             })
@@ -1090,8 +1090,8 @@ impl Engine {
                 deadlines.extend(
                     upload
                         .running
-                        .values()
-                        .map(|running| running.last_progress + stall_after),
+                        .iter()
+                        .map(|(&part, running)| upload.stalls_at(part, running, stall_after)),
                 );
             }
         }

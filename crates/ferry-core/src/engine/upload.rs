@@ -85,7 +85,24 @@ pub(super) fn localized(mut url: SignedUrl, now: Instant) -> SignedUrl {
     url
 }
 
+/// The slowest rate a form upload is given besides the stall time: a form's progress is heard
+/// only at its end (bytes per second).
+const SLOWEST_FORM_RATE: f64 = 8.0 * 1024.0;
+
 impl Upload {
+    /// When running `part` counts as stalled: `stall_after` without progress; for a POST form,
+    /// whose progress is heard only at its end, plus as long as its bytes take at
+    /// [`SLOWEST_FORM_RATE`].
+    pub fn stalls_at(&self, part: u32, running: &Running, stall_after: Duration) -> Instant {
+        let mut allowed = stall_after;
+        if running.url.as_ref().is_some_and(SignedUrl::is_form) {
+            let range = self.plan.part_range(part);
+            allowed +=
+                Duration::from_secs_f64((range.end - range.start) as f64 / SLOWEST_FORM_RATE);
+        }
+        running.last_progress + allowed
+    }
+
     /// `checksum`: a single PUT's, hashed before its create.
     pub fn new(
         created: &UploadCreated,

@@ -60,6 +60,7 @@ pub fn url(part: u32, expires_secs: u64) -> ferry_core::protocol::SignedUrl {
         headers: Default::default(),
         expires_at: expires_secs,
         expires_in: None,
+        form: Default::default(),
     }
 }
 
