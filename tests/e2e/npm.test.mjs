@@ -90,6 +90,40 @@ test("a plain page that imports the npm package uploads and reads back identical
   }
 });
 
+test("small files go as POST forms: one request each to the store, with no CORS preflight", async () => {
+  const companion = await startCompanion();
+  const storeOrigin = await companion.storeOrigin();
+  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
+  const page = await browser.newPage();
+  // Preflights are the browser's own: only the DevTools protocol sees them.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.enable");
+  const toStore = [];
+  cdp.on("Network.requestWillBeSent", ({ type, request }) => {
+    if (request.url.startsWith(storeOrigin)) toStore.push(type === "Preflight" ? "OPTIONS" : request.method);
+  });
+  try {
+    await page.goto(`${site.url}/?companion=${encodeURIComponent(companion.url)}`);
+    await page.waitForSelector("body[data-ready=true]");
+    // Twenty small files go as forms; one of 2 MiB, over the forms' 1 MiB, as a PUT.
+    const files = [...Array.from({ length: 20 }, (_, index) => makeFile(`form-${index}.bin`, 1000 + index * 1000)), makeFile("put.bin", 2 * MIB)];
+    await page.setInputFiles("[data-testid=file-input]", files.map((file) => file.path));
+    await page.waitForFunction((count) => window.results.length >= count, files.length, { timeout: 120_000 });
+    const results = await page.evaluate(() => window.results);
+    for (const file of files) {
+      const outcome = results.find((result) => result.name === file.name);
+      assert.ok(outcome.ok, `${file.name}: ${outcome.code} ${outcome.message}`);
+      assert.equal((await readBack(companion.url, outcome.result.location)).sha256, file.sha256, file.name);
+    }
+    const count = (method) => toStore.filter((sent) => sent === method).length;
+    assert.deepEqual({ POST: count("POST"), PUT: count("PUT"), OPTIONS: count("OPTIONS") }, { POST: 20, PUT: 1, OPTIONS: 1 }, "the PUT's preflight is the only one");
+  } finally {
+    await page.close();
+    site.close();
+    companion.stop();
+  }
+});
+
 /** A backend that receives the companion's webhook; `next()` resolves with the next notice. */
 async function webhookReceiver() {
   const notices = [];
