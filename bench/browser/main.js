@@ -68,18 +68,40 @@ async function signInAdvance(config) {
     if (!answer.ok) throw new Error(`${path}: ${answer.status} ${await answer.text()}`);
     return answer.json();
   };
-  const uploads = await Promise.all(
-    files().map(async (file) => {
-      const created = await call("/api/uploads", { name: file.name, size: file.size, type: file.type });
-      const urls = created.url ? [{ part: 1, ...created.url }] : [];
-      for (let first = 1; first <= (created.uploadId ? created.partCount : 0); first += 1000) {
-        const parts = Array.from({ length: Math.min(1000, created.partCount - first + 1) }, (_, index) => first + index);
-        urls.push(...(await call(`/api/uploads/${created.uploadId}/sign`, { token: created.token, parts })).urls);
-      }
-      const puts = urls.map(({ part, url, headers }) => ({ part, url, headers, body: file.slice((part - 1) * created.partSize, Math.min(file.size, part * created.partSize)) }));
-      return { created, puts, etags: [] };
-    }),
-  );
+  // Files of one part are created 100 to a call, the others one at a time: a few calls in
+  // flight, as 20,000 at once would be more than the browser takes.
+  const companion = await (await fetch(`${config.ferryUnchecked}/api/config`)).json();
+  // A file of one part by the companion's plan: its part size is the larger of its preferred
+  // size and the store's minimum.
+  const partSize = Math.max(companion.preferredPartSize, companion.limits.minPartSize);
+  const request = (file) => ({ name: file.name, size: file.size, type: file.type });
+  const created = new Map();
+  const isSmall = (file) => file.size <= partSize && companion.createBatch > 0;
+  const small = files().filter(isSmall);
+  const batches = Array.from({ length: Math.ceil(small.length / 100) }, (_, index) => small.slice(index * 100, index * 100 + 100));
+  const others = files().filter((file) => !isSmall(file));
+  const pool = async (items, work) => {
+    const queue = [...items];
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) await work(next);
+    }));
+  };
+  await pool(batches, async (batch) => {
+    const { uploads } = await call("/api/uploads/batch", { files: batch.map(request) });
+    uploads.forEach((upload, index) => created.set(batch[index], upload));
+  });
+  await pool(others, async (file) => created.set(file, await call("/api/uploads", request(file))));
+  const uploads = [];
+  for (const file of files()) {
+    const upload = created.get(file);
+    const urls = upload.url ? [{ part: 1, ...upload.url }] : [];
+    for (let first = 1; first <= (upload.uploadId ? upload.partCount : 0); first += 1000) {
+      const parts = Array.from({ length: Math.min(1000, upload.partCount - first + 1) }, (_, index) => first + index);
+      urls.push(...(await call(`/api/uploads/${upload.uploadId}/sign`, { token: upload.token, parts })).urls);
+    }
+    const puts = urls.map(({ part, url, headers }) => ({ part, url, headers, body: file.slice((part - 1) * upload.partSize, Math.min(file.size, part * upload.partSize)) }));
+    uploads.push({ created: upload, puts, etags: [] });
+  }
   return {
     puts: uploads.flatMap((upload) => upload.puts.map((put) => ({ upload, ...put }))),
     /** Completes the multipart uploads (after the clock) and names every stored key. */
