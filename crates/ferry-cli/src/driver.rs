@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferry_core::answer::failure_from_answer;
 use ferry_core::protocol::{
-    BatchCreated, CompanionConfig, CreateUpload, CreateUploads, PartList, PartsSigned,
-    StoredObject, UploadCreated, UploadsCreated, complete_path,
+    CompanionConfig, CreateUpload, CreateUploads, PartList, PartsSigned, StoredObject,
+    UploadCreated, UploadsCreated, complete_path,
 };
 use ferry_core::{
     Action, BatchedFile, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, FileSpec,
@@ -492,36 +492,8 @@ impl Driver {
                         )
                         .await
                 };
-                self.spawn(call, move |driver, answer| match answer {
-                    Ok(answer) if answer.uploads.len() == batched.len() => {
-                        for (file, created) in batched.into_iter().zip(answer.uploads) {
-                            match created {
-                                BatchCreated::Created(created) => {
-                                    driver.engine.handle_created(file, created, now());
-                                }
-                                BatchCreated::Refused(refusal) => driver.engine.handle_call_failed(
-                                    file,
-                                    Call::Create,
-                                    refusal.into(),
-                                    now(),
-                                ),
-                            }
-                        }
-                    }
-                    Ok(answer) => {
-                        let failure = Failure {
-                            status: Some(200),
-                            code: "BadAnswer".into(),
-                            message: format!(
-                                "{} answers to a batch of {} files",
-                                answer.uploads.len(),
-                                batched.len()
-                            ),
-                            retry_after: None,
-                        };
-                        driver.engine.handle_batch_failed(&batched, failure, now());
-                    }
-                    Err(failure) => driver.engine.handle_batch_failed(&batched, failure, now()),
+                self.spawn(call, move |driver, answer| {
+                    driver.engine.handle_batch_answered(&batched, answer, now());
                 });
             }
             Action::ListParts {

@@ -6,10 +6,13 @@ mod common;
 use std::collections::BTreeMap;
 
 use ferry_core::plan::{KIB, MIB, StoreLimits, UploadMode};
-use ferry_core::protocol::{CompanionConfig, SignedPart, StoredObject, UploadCreated};
+use ferry_core::protocol::{
+    BatchCreated, BatchRefusal, CompanionConfig, ErrorBody, SignedPart, StoredObject,
+    UploadCreated, UploadsCreated,
+};
 use ferry_core::{
-    Action, BatchedFile, Call, ChecksumAlgorithm, Engine, EngineConfig, Event, Failure, FileId,
-    FileSpec, Instant, Plan, UploadError,
+    Action, BatchedFile, ChecksumAlgorithm, Engine, EngineConfig, Event, Failure, FileId, FileSpec,
+    Instant, Plan, UploadError,
 };
 
 const T: Instant = Instant::from_unix_millis(1_000_000);
@@ -230,22 +233,25 @@ fn a_refused_file_fails_alone_and_a_failed_batch_is_made_again() {
             }
             // The second answers file 2 with a refusal, the others created.
             _ => {
-                let refused = Failure {
-                    status: Some(415),
-                    code: "TypeNotAllowed".into(),
-                    message: "no".into(),
-                    retry_after: None,
-                };
-                engine.handle_call_failed(FileId(2), Call::Create, refused, T);
-                for &file in files.iter().filter(|&&file| file != FileId(2)) {
-                    engine.handle_created(file, created(file, 64 * KIB), T);
-                }
+                let uploads = files
+                    .iter()
+                    .map(|&file| match file {
+                        FileId(2) => BatchCreated::Refused(BatchRefusal {
+                            status: 415,
+                            error: ErrorBody {
+                                code: "TypeNotAllowed".into(),
+                                message: "no".into(),
+                            },
+                        }),
+                        file => BatchCreated::Created(created(file, 64 * KIB)),
+                    })
+                    .collect();
+                engine.handle_batch_answered(&files, Ok(UploadsCreated { uploads }), T);
                 false
             }
         }
     });
-    let lengths: Vec<usize> = seen.batches.iter().map(Vec::len).collect();
-    assert_eq!(calls, 2, "one failed call, one that answered: {lengths:?}");
+    assert_eq!(calls, 2, "one failed call, one that answered");
     assert_eq!(
         seen.batches[1].len(),
         4,
@@ -267,4 +273,31 @@ fn a_refused_file_fails_alone_and_a_failed_batch_is_made_again() {
         ),
         "{failed:?}"
     );
+}
+
+#[test]
+fn an_answer_without_one_entry_per_file_fails_the_batch() {
+    let mut engine = common::ready(EngineConfig::default(), companion(100));
+    let mut sizes = BTreeMap::new();
+    for _ in 0..3 {
+        add(&mut engine, &mut sizes, 64 * KIB);
+    }
+    let seen = run(&mut engine, &sizes, |engine, files| {
+        let files: Vec<FileId> = files.iter().map(|batched| batched.file).collect();
+        let one = vec![BatchCreated::Created(created(files[0], 64 * KIB))];
+        engine.handle_batch_answered(&files, Ok(UploadsCreated { uploads: one }), T);
+        false
+    });
+    let codes: Vec<&str> = seen
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Failed {
+                error: UploadError::Companion { code, .. },
+                ..
+            } => Some(code.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, vec!["BadAnswer"; 3], "{:?}", seen.events);
 }

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 
 use ferry_core::protocol::{
-    BatchCreated, CompanionConfig, CreateUpload, CreateUploads, PartList, PartsSigned,
-    StoredObject, UploadCreated, UploadsCreated, complete_path,
+    CompanionConfig, CreateUpload, CreateUploads, PartList, PartsSigned, StoredObject,
+    UploadCreated, UploadsCreated, complete_path,
 };
 use ferry_core::{
     Action, BatchedFile, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, Instant,
@@ -386,39 +386,8 @@ impl Shared {
                     "POST",
                     "/api/uploads/batch".into(),
                     body,
-                    move |driver, answer: Result<UploadsCreated, Failure>| match answer {
-                        Ok(answer) if answer.uploads.len() == files.len() => {
-                            for (file, created) in files.into_iter().zip(answer.uploads) {
-                                match created {
-                                    BatchCreated::Created(created) => {
-                                        driver.engine.handle_created(file, created, now());
-                                    }
-                                    BatchCreated::Refused(refusal) => {
-                                        driver.engine.handle_call_failed(
-                                            file,
-                                            Call::Create,
-                                            refusal.into(),
-                                            now(),
-                                        )
-                                    }
-                                }
-                            }
-                        }
-                        Ok(answer) => driver.engine.handle_batch_failed(
-                            &files,
-                            Failure {
-                                status: Some(200),
-                                code: "BadAnswer".into(),
-                                message: format!(
-                                    "{} answers to a batch of {} files",
-                                    answer.uploads.len(),
-                                    files.len()
-                                ),
-                                retry_after: None,
-                            },
-                            now(),
-                        ),
-                        Err(failure) => driver.engine.handle_batch_failed(&files, failure, now()),
+                    move |driver, answer: Result<UploadsCreated, Failure>| {
+                        driver.engine.handle_batch_answered(&files, answer, now());
                     },
                 );
             }

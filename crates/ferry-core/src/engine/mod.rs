@@ -44,7 +44,8 @@ use crate::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 use crate::error::UploadError;
 use crate::plan::{Plan, UploadMode};
 use crate::protocol::{
-    CompanionConfig, SignParts, SignedPart, StoredObject, StoredPart, UploadCreated,
+    BatchCreated, CompanionConfig, SignParts, SignedPart, StoredObject, StoredPart, UploadCreated,
+    UploadsCreated,
 };
 use crate::retry::{Failure, Verdict, verdict};
 use crate::schedule::{EngineConfig, Rank};
@@ -940,6 +941,42 @@ impl Engine {
                 .on_outcome(&failure, self.online, now);
         }
         self.call_failed(file, call, &failure, now);
+    }
+
+    /// The answer to an [`Action::CreateBatch`] of `files` (in the action's order): each file
+    /// created or refused on its own. An answer without one entry per file fails the batch.
+    pub fn handle_batch_answered(
+        &mut self,
+        files: &[FileId],
+        answer: Result<UploadsCreated, Failure>,
+        now: Instant,
+    ) {
+        match answer {
+            Ok(answer) if answer.uploads.len() == files.len() => {
+                for (&file, created) in files.iter().zip(answer.uploads) {
+                    match created {
+                        BatchCreated::Created(created) => self.handle_created(file, created, now),
+                        BatchCreated::Refused(refusal) => {
+                            self.handle_call_failed(file, Call::Create, refusal.into(), now)
+                        }
+                    }
+                }
+            }
+            Ok(answer) => {
+                let failure = Failure {
+                    status: Some(200),
+                    code: "BadAnswer".into(),
+                    message: format!(
+                        "{} answers to a batch of {} files",
+                        answer.uploads.len(),
+                        files.len()
+                    ),
+                    retry_after: None,
+                };
+                self.handle_batch_failed(files, failure, now);
+            }
+            Err(failure) => self.handle_batch_failed(files, failure, now),
+        }
     }
 
     /// An [`Action::CreateBatch`] failed as a whole: one failed call, each of its files retried

@@ -81,10 +81,8 @@ pub enum Action {
         checksum: Option<String>,
     },
     /// `POST /api/uploads/batch` creating each file of one part as [`Action::Create`] would,
-    /// in one call; answer each file with
-    /// [`Engine::handle_created`](crate::Engine::handle_created) or, refused,
-    /// [`Engine::handle_call_failed`](crate::Engine::handle_call_failed), or all of them with
-    /// [`Engine::handle_batch_failed`](crate::Engine::handle_batch_failed) when the call failed.
+    /// in one call; answer with
+    /// [`Engine::handle_batch_answered`](crate::Engine::handle_batch_answered).
     CreateBatch { files: Vec<BatchedFile> },
     /// `GET /api/uploads/{upload_id}/parts?token=` for a resumed file; answer with
     /// [`Engine::handle_listed`](crate::Engine::handle_listed).
