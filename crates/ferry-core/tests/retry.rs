@@ -960,3 +960,33 @@ fn a_form_upload_is_given_time_for_its_bytes_before_it_counts_as_stalled() {
         Some(Action::StopPuts { .. })
     ));
 }
+
+#[test]
+fn a_form_the_store_refuses_goes_through_the_companion_instead() {
+    let mut engine = engine();
+    let size = 64 * 1024;
+    let file = engine.add(FileSpec {
+        size,
+        ..FileSpec::default()
+    });
+    drain(&mut engine, at(0));
+    let mut form = created(size);
+    form.url.as_mut().unwrap().form = [("key".to_owned(), "k".to_owned())].into();
+    engine.handle_created(file, form, at(0));
+    assert!(matches!(
+        puts(&drain(&mut engine, at(0))).as_slice(),
+        [(1, PutTarget::Direct(_))]
+    ));
+    engine.handle_put_failed(file, 1, status(400, "InvalidRequest"), at(10));
+    assert!(matches!(
+        puts(&drain(&mut engine, at(10))).as_slice(),
+        [(
+            1,
+            PutTarget::Companion {
+                upload_id: None,
+                ..
+            }
+        )]
+    ));
+    assert!(engine.poll_event().is_none(), "the file did not fail");
+}

@@ -44,8 +44,8 @@ use crate::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 use crate::error::UploadError;
 use crate::plan::{Plan, UploadMode};
 use crate::protocol::{
-    BatchCreated, CompanionConfig, SignParts, SignedPart, StoredObject, StoredPart, UploadCreated,
-    UploadsCreated,
+    BatchCreated, CompanionConfig, SignParts, SignedPart, SignedUrl, StoredObject, StoredPart,
+    UploadCreated, UploadsCreated,
 };
 use crate::retry::{Failure, Verdict, verdict};
 use crate::schedule::{EngineConfig, Rank};
@@ -835,6 +835,16 @@ impl Engine {
         };
         let retry = &self.config.retry;
         let verdict = verdict(&failure, waiting.attempts, retry);
+        // A form is a shortcut, not the only way: a store that refuses one for any reason but
+        // its bytes gets the file through the companion's route instead.
+        let form_refused = waiting.url.as_ref().is_some_and(SignedUrl::is_form)
+            && verdict == (Verdict::Fail { refused: true })
+            && !failure.is_digest_mismatch();
+        if form_refused {
+            waiting.url = None;
+            upload.waiting.insert(part, waiting);
+            return;
+        }
         // A one-off failure (a dropped connection, an internal error) is sent again at once, the
         // first time: waiting would only idle the slot. It spends nothing, and the backoff
         // starts at its first step if the part fails again. Offline, there is nothing to gain.
