@@ -401,7 +401,7 @@ async fn small_files_are_created_many_to_a_call() {
         "no file created alone: {report}"
     );
     let batches = routes["create batch"]["requests"].as_u64().unwrap();
-    // The first batches are short (nothing waits for a slot yet), the next ones up to 20.
+    // The first file hashed goes alone; the files hashed meanwhile gather behind it, up to 20.
     assert!(
         (3..=20).contains(&batches),
         "{batches} batch calls: {report}"

@@ -301,3 +301,58 @@ fn an_answer_without_one_entry_per_file_fails_the_batch() {
         .collect();
     assert_eq!(codes, vec!["BadAnswer"; 3], "{:?}", seen.events);
 }
+
+#[test]
+fn files_hashed_one_by_one_gather_behind_the_batch_on_its_way() {
+    let mut engine = common::ready(
+        EngineConfig::default(),
+        CompanionConfig {
+            checksum: Some(ChecksumAlgorithm::Crc32c),
+            ..companion(100)
+        },
+    );
+    let mut sizes = BTreeMap::new();
+    for _ in 0..30 {
+        add(&mut engine, &mut sizes, 1000);
+    }
+    // Hashes come back one at a time; the companion answers a batch after every fifth hash.
+    let mut hashes = std::collections::VecDeque::new();
+    let mut on_their_way: std::collections::VecDeque<Vec<BatchedFile>> = Default::default();
+    let mut lengths = Vec::new();
+    let mut hashed = 0;
+    let mut done = 0;
+    loop {
+        while let Some(action) = common::poll(&mut engine, T) {
+            match action {
+                Action::Hash { file, .. } => hashes.push_back(file),
+                Action::CreateBatch { files } => {
+                    lengths.push(files.len());
+                    on_their_way.push_back(files);
+                }
+                Action::Put { file, part, .. } => {
+                    engine.handle_put_done(file, part, "etag".into(), T)
+                }
+                other => panic!("not expected here: {other:?}"),
+            }
+        }
+        done += std::iter::from_fn(|| engine.poll_event())
+            .filter(|event| matches!(event, Event::Done { .. }))
+            .count();
+        if let Some(file) = hashes.pop_front() {
+            engine.handle_hashed(file, vec![format!("sum-{}", file.0)], T);
+            hashed += 1;
+            if hashed % 5 != 0 {
+                continue;
+            }
+        }
+        let Some(files) = on_their_way.pop_front() else {
+            break;
+        };
+        for batched in files {
+            engine.handle_created(batched.file, created(batched.file, 1000), T);
+        }
+    }
+    assert_eq!(done, 30);
+    // The first file goes alone; the files hashed while a batch is on its way go in the next.
+    assert_eq!(lengths, vec![1, 4, 5, 5, 5, 5, 5]);
+}

@@ -1350,9 +1350,14 @@ impl Engine {
         }
     }
 
-    /// Files of one part ready to be created, in batches of `limit`: a short batch waits for
-    /// more files while enough created ones wait for a slot; otherwise it goes at once.
+    /// Files of one part ready to be created, in batches of `limit`. A full batch goes at once;
+    /// a short one waits for more files while a batch is on its way (files hashed one by one
+    /// gather behind it, as Nagle's rule gathers bytes) or while enough created files wait for
+    /// a slot.
     fn create_in_batches(&mut self, ready: Vec<FileId>, limit: usize, now: Instant) {
+        let batch_on_its_way = self.live.values().any(|live| {
+            live.single && live.call.in_flight && matches!(live.phase, Phase::Creating)
+        });
         let waiting_for_a_slot = self
             .live
             .values()
@@ -1365,9 +1370,9 @@ impl Engine {
                 _ => false,
             })
             .count();
-        let reserve_holds = waiting_for_a_slot >= self.slots();
+        let short_waits = batch_on_its_way || waiting_for_a_slot >= self.slots();
         for chunk in ready.chunks(limit) {
-            if chunk.len() < limit && reserve_holds {
+            if chunk.len() < limit && short_waits {
                 break;
             }
             let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
