@@ -21,6 +21,7 @@ export async function example(file: File, signal: AbortSignal): Promise<string> 
     retryDelayMs: 500,
     partSize: 8 * 1024 * 1024,
     order: "smallest-first",
+    adaptive: false,
   });
   const left: UnfinishedUpload[] = uploader.unfinished();
   for (const { id, name, size, confirmed, age } of left) {

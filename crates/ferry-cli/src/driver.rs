@@ -590,7 +590,7 @@ impl Driver {
             content_type: transfer.content_type.clone(),
             last_modified: transfer.modified.map(|secs| secs * 1000.0),
             fingerprint: self.keys.get(&file).cloned(),
-            part_size: self.engine.part_size(),
+            part_size: self.engine.part_size_for(transfer.size),
             metadata: transfer.metadata.clone(),
             // A form saves a browser its preflight; a native client has none to save.
             form: false,

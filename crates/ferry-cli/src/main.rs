@@ -51,7 +51,8 @@ struct Client {
     #[arg(long, env = "FERRY_TOKEN", hide_env_values = true)]
     token: Option<String>,
 
-    /// Part PUTs running at once (default: the seeds' rule, 5, or 3 with a file over 65 MiB).
+    /// Part PUTs running at once, kept as given (default: the seeds' rule, 5, or 3 with a file
+    /// over 65 MiB, then following the measured link up to 6).
     #[arg(long)]
     slots: Option<usize>,
 
@@ -133,6 +134,10 @@ impl Client {
         };
         if let Some(slots) = self.slots {
             config.slot_rule = Arc::new(FixedSlots(slots.max(1)));
+        }
+        // Slots or a part size given on the command line are kept as they are.
+        if self.slots.is_some() || self.part_size.is_some() {
+            config.adapt = None;
         }
         config
     }

@@ -5,6 +5,7 @@
 //! and the time in, and carry actions out, so the same engine runs in the browser, natively, in
 //! the simulator and in tests.
 
+pub mod adapt;
 #[cfg(feature = "answers")]
 pub mod answer;
 mod breaker;
@@ -17,6 +18,7 @@ pub mod retry;
 pub mod schedule;
 pub mod time;
 
+pub use adapt::Adapt;
 pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 pub use engine::{
     Action, BatchedFile, Call, Claim, Engine, Event, FileId, FileSpec, FileState, Progress,

@@ -40,6 +40,11 @@ impl Failure {
         matches!(self.status, None | Some(502 | 504)) || self.code == "StoreUnavailable"
     }
 
+    /// Whether the store asks for less load: 503, 429, or S3's `SlowDown` under any status.
+    pub fn asks_for_less_load(&self) -> bool {
+        matches!(self.status, Some(503 | 429)) || self.code == "SlowDown"
+    }
+
     /// Whether this failure says nothing about the next attempt: a dropped connection, or a
     /// store's internal error (S3: "please try again"). A part's first such failure is sent
     /// again at once. Answers that ask for less load (503, 429, `SlowDown`) and gateways that

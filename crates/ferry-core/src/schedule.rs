@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use crate::adapt::Adapt;
 use crate::plan::MIB;
 use crate::retry::RetryPolicy;
 
@@ -87,6 +88,9 @@ pub struct EngineConfig {
     /// `None` takes the companion's preferred size.
     pub part_size: Option<u64>,
     pub order: Order,
+    /// Slots, the per-file cap and part sizes that follow the measured link, on top of the slot
+    /// rule; `None` keeps exactly what is configured.
+    pub adapt: Option<Adapt>,
     /// When and how often failures are retried.
     pub retry: RetryPolicy,
     /// Seed of the jitter: the driver draws it from its own random source.
@@ -103,6 +107,7 @@ impl Default for EngineConfig {
             create_batch: 20,
             part_size: None,
             order: Order::Fifo,
+            adapt: Some(Adapt::default()),
             retry: RetryPolicy::default(),
             seed: 0,
         }

@@ -37,8 +37,11 @@ fn companion() -> CompanionConfig {
 }
 
 /// An engine with jitter off, so delays are exact.
+/// Retry rules alone: the adaptive policy (its own tests) would add its epochs to the timers
+/// and move the slots.
 fn engine() -> Engine {
     let config = EngineConfig {
+        adapt: None,
         retry: RetryPolicy {
             jitter: 0.0,
             ..RetryPolicy::default()
@@ -189,6 +192,7 @@ fn a_dropped_connection_goes_again_at_once_and_a_second_drop_is_waited_out() {
 /// here, and only the retry rules are at work.
 fn engine_without_fallback() -> Engine {
     let config = EngineConfig {
+        adapt: None,
         retry: RetryPolicy {
             jitter: 0.0,
             fallback_after: u32::MAX,

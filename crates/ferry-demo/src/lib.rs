@@ -140,6 +140,10 @@ impl Settings {
         }
         config.retry.base_delay = Duration::from_millis(self.retry_delay_ms);
         config.part_size = (self.part_size_mib > 0).then(|| self.part_size_mib * 1024 * 1024);
+        // Slots or a part size chosen on the page are kept as they are.
+        if self.slots > 0 || config.part_size.is_some() {
+            config.adapt = None;
+        }
         Client::with_config(&companion_endpoint(), config)
     }
 }

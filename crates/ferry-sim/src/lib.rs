@@ -3,8 +3,9 @@
 //! Virtual time jumps from one event to the next (a companion answer, a transfer finishing, a
 //! scheduled command) instead of sleeping, so a 20,000-file batch runs in seconds and every run is
 //! reproducible from its seed. The network is modelled as one link whose bandwidth is shared
-//! equally by the PUTs moving bytes, with a latency per request and per companion call, and an
-//! extra latency for preparing a file (create). The simulator answers every engine action a
+//! equally by the PUTs moving bytes, each connection at most at its own rate (window / round
+//! trip), with a latency per request and per companion call, an extra latency for preparing a
+//! file (create), connections that drop, and a gateway that admits only so many PUTs at once. The simulator answers every engine action a
 //! browser does, fingerprints, claims and checksums included, so files added as copies of another
 //! join its upload as in a page. Faults come from a seeded generator.
 
@@ -23,6 +24,13 @@ use serde::Serialize;
 pub struct Link {
     /// Bytes per second, shared equally by the PUTs moving bytes.
     pub bandwidth: f64,
+    /// Bytes per second one connection carries at most (its window over the round trip).
+    pub connection_rate: f64,
+    /// Mean bytes a connection carries before it drops (exponentially distributed).
+    pub bytes_between_drops: f64,
+    /// PUTs a gateway in front of the store admits at once; the others are answered 503
+    /// `SlowDown` after the request's latency.
+    pub admits: Option<usize>,
     /// Time from a PUT's start until its bytes flow (connection, request, first byte).
     pub put_latency: f64,
     /// Time a companion call takes (sign, complete).
@@ -40,6 +48,9 @@ impl Default for Link {
     fn default() -> Self {
         Self {
             bandwidth: 12.5e6,
+            connection_rate: f64::INFINITY,
+            bytes_between_drops: f64::INFINITY,
+            admits: None,
             put_latency: 0.04,
             companion_latency: 0.04,
             prepare_latency: 0.0,
@@ -128,8 +139,22 @@ struct Transfer {
     flows_at: f64,
     remaining: f64,
     size: u64,
-    fails: bool,
+    /// The transfer ends when `remaining` falls to this: 0, or where its connection drops.
+    ends_at_remaining: f64,
+    fault: Fault,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    /// The store answers 500 at the end.
+    Internal,
+    /// The connection drops on the way.
+    Drop,
+}
+
+/// How often a browser reports upload progress while bytes flow.
+const PROGRESS_EVERY: f64 = 0.05;
 
 #[derive(Debug)]
 enum Answer {
@@ -144,6 +169,7 @@ enum Answer {
     Signed(FileId, Vec<SignedPart>),
     Completed(FileId, StoredObject),
     Failed(FileId, Call, Failure),
+    PutRefused(FileId, u32),
 }
 
 pub use ferry_core::time::Rng;
@@ -166,6 +192,8 @@ pub struct Sim {
     commands: Vec<(f64, Command)>,
     /// Part count of files whose upload was created, and how many of their parts started.
     parts: HashMap<FileId, (u32, u32)>,
+    /// Each created upload's plan.
+    plans: HashMap<FileId, Plan>,
     /// Multipart uploads the engine asked to abort.
     pub aborted: BTreeSet<FileId>,
     /// Files whose upload was created as multipart.
@@ -210,6 +238,7 @@ impl Sim {
             answers: Vec::new(),
             commands: Vec::new(),
             parts: HashMap::new(),
+            plans: HashMap::new(),
             aborted: BTreeSet::new(),
             multipart: BTreeSet::new(),
             confirmed: BTreeMap::new(),
@@ -336,12 +365,12 @@ impl Sim {
     /// single PUT.
     fn create(&mut self, file: FileId) -> UploadCreated {
         let size = self.sizes[&file];
-        let plan = Plan::new(
-            size,
-            self.companion.preferred_part_size,
-            &self.companion.limits,
-        )
-        .expect("sizes under 5 TiB");
+        let preferred = self
+            .engine
+            .part_size_for(size)
+            .unwrap_or(self.companion.preferred_part_size);
+        let plan = Plan::new(size, preferred, &self.companion.limits).expect("sizes under 5 TiB");
+        self.plans.insert(file, plan);
         let multipart = plan.mode == UploadMode::Multipart;
         if multipart {
             self.multipart.insert(file);
@@ -447,15 +476,41 @@ impl Sim {
                 if let Some(counts) = self.parts.get_mut(file) {
                     counts.1 += 1;
                 }
-                let size = range.end - range.start;
                 self.confirmed.entry(*file).or_default();
+                if self
+                    .link
+                    .admits
+                    .is_some_and(|admits| self.transfers.len() >= admits)
+                {
+                    self.answers.push((
+                        self.now + self.link.put_latency,
+                        Answer::PutRefused(*file, *part),
+                    ));
+                    return;
+                }
+                let size = range.end - range.start;
+                // Where the connection drops, if before the end: exponential, by its mean.
+                let mean = self.link.bytes_between_drops;
+                let drop_after = if mean.is_finite() {
+                    -(1.0 - self.rng.unit()).ln() * mean
+                } else {
+                    f64::INFINITY
+                };
+                let (ends_at_remaining, fault) = if drop_after < size as f64 {
+                    (size as f64 - drop_after, Fault::Drop)
+                } else if self.rng.unit() < self.faults.put_failure {
+                    (0.0, Fault::Internal)
+                } else {
+                    (0.0, Fault::None)
+                };
                 self.transfers.push(Transfer {
                     file: *file,
                     part: *part,
                     flows_at: self.now + self.link.put_latency,
                     remaining: size as f64,
                     size,
-                    fails: self.rng.unit() < self.faults.put_failure,
+                    ends_at_remaining,
+                    fault,
                 });
             }
             Action::Complete { file, request, .. } => {
@@ -491,19 +546,26 @@ impl Sim {
     /// The earliest moment something happens: an answer, a transfer's bytes starting or ending,
     /// a command.
     fn next_moment(&self) -> Option<f64> {
-        let flowing = self
-            .transfers
-            .iter()
-            .filter(|t| t.flows_at <= self.now)
-            .count();
-        let rate = self.link.bandwidth / flowing.max(1) as f64;
+        let rate = self.rate();
         let transfers = self.transfers.iter().map(|t| {
             if t.flows_at > self.now {
                 t.flows_at
             } else {
-                self.now + t.remaining / rate
+                self.now + (t.remaining - t.ends_at_remaining) / rate
             }
         });
+        // Progress comes every so often while bytes flow, as a browser reports it (on a grid, so
+        // a run stepped with `run_until` sees the same moments).
+        let tick = ((self.now / PROGRESS_EVERY).floor() + 1.0) * PROGRESS_EVERY;
+        let progress = self
+            .transfers
+            .iter()
+            .any(|t| t.flows_at <= self.now)
+            .then_some(if tick > self.now {
+                tick
+            } else {
+                tick + PROGRESS_EVERY
+            });
         let answers = self.answers.iter().map(|(at, _)| *at);
         let commands = self.commands.iter().map(|(at, _)| at.max(self.now));
         let timer = self.engine.poll_timeout().map(secs);
@@ -519,6 +581,7 @@ impl Sim {
             .map(|&(start, _)| start)
             .filter(|&start| pending && start > self.now);
         transfers
+            .chain(progress)
             .chain(answers)
             .chain(commands)
             .chain(timer)
@@ -534,18 +597,24 @@ impl Sim {
             self.idle.0 += (slots - running).max(0.0) * dt;
             self.idle.1 += slots * dt;
         }
-        let flowing = self
-            .transfers
-            .iter()
-            .filter(|t| t.flows_at <= self.now)
-            .count();
-        let rate = self.link.bandwidth / flowing.max(1) as f64;
+        let rate = self.rate();
         for transfer in &mut self.transfers {
             if transfer.flows_at <= self.now {
                 transfer.remaining -= rate * dt;
             }
         }
         self.now = to;
+    }
+
+    /// Bytes a second of each transfer whose bytes flow: an equal share of the link, at most a
+    /// connection's rate.
+    fn rate(&self) -> f64 {
+        let flowing = self
+            .transfers
+            .iter()
+            .filter(|t| t.flows_at <= self.now)
+            .count();
+        (self.link.bandwidth / flowing.max(1) as f64).min(self.link.connection_rate)
     }
 
     /// Whether some part has not started yet: queued files, files being created, parts waiting.
@@ -617,6 +686,15 @@ impl Sim {
                 Answer::Failed(file, call, failure) => {
                     self.engine.handle_call_failed(file, call, failure, at)
                 }
+                Answer::PutRefused(file, part) => {
+                    let failure = Failure {
+                        status: Some(503),
+                        code: "SlowDown".into(),
+                        message: "the gateway admits no more PUTs".into(),
+                        retry_after: None,
+                    };
+                    self.engine.handle_put_failed(file, part, failure, at);
+                }
             }
         }
 
@@ -624,9 +702,10 @@ impl Sim {
         let mut finished = Vec::new();
         self.transfers.retain(|transfer| {
             let done = transfer.flows_at <= now
-                && transfer.remaining <= 1e-6 * (transfer.size as f64).max(1.0);
+                && transfer.remaining - transfer.ends_at_remaining
+                    <= 1e-6 * (transfer.size as f64).max(1.0);
             if done {
-                finished.push((transfer.file, transfer.part, transfer.fails));
+                finished.push((transfer.file, transfer.part, transfer.fault));
             }
             !done
         });
@@ -639,11 +718,18 @@ impl Sim {
                 at,
             );
         }
-        for (file, part, fails) in finished {
+        for (file, part, fault) in finished {
             if self.faults.in_outage(now) {
                 self.engine
                     .handle_put_failed(file, part, Failure::network("outage"), at);
-            } else if fails {
+            } else if fault == Fault::Drop {
+                self.engine.handle_put_failed(
+                    file,
+                    part,
+                    Failure::network("connection dropped"),
+                    at,
+                );
+            } else if fault == Fault::Internal {
                 let failure = Failure {
                     status: Some(500),
                     code: "InternalError".into(),
@@ -661,14 +747,7 @@ impl Sim {
     }
 
     fn part_range(&self, file: FileId, part: u32) -> std::ops::Range<u64> {
-        let size = self.sizes[&file];
-        let plan = Plan::new(
-            size,
-            self.companion.preferred_part_size,
-            &self.companion.limits,
-        )
-        .expect("planned at create");
-        plan.part_range(part)
+        self.plans[&file].part_range(part)
     }
 }
 

@@ -708,7 +708,7 @@ impl Driver {
                 .get(&file)
                 .map(|named| named.key.clone())
                 .filter(|key| resume::is_fingerprint(key)),
-            part_size: self.engine.part_size(),
+            part_size: self.engine.part_size_for(tracked.size),
             metadata: tracked.metadata.clone(),
             checksum,
             // A small file as a POST form is one request: a form needs no CORS preflight.

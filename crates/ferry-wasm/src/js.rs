@@ -28,9 +28,15 @@ pub struct UploaderSettings {
     #[serde(default)]
     #[tsify(optional)]
     pub endpoint: String,
-    /// Part PUTs at once over all files; by default 5, or 3 while a file over 65 MiB is active.
+    /// Part PUTs at once over all files; by default 5, or 3 while a file over 65 MiB is active,
+    /// then following the measured link. Given, it is kept as it is.
     #[tsify(optional)]
     pub slots: Option<usize>,
+    /// Whether slots, the per-file cap and the part size of new files follow the measured
+    /// goodput (more PUTs while they raise it, fewer on 503s and stalls, up to 6); true by
+    /// default, off when `slots` or `partSize` is given.
+    #[tsify(optional)]
+    pub adaptive: Option<bool>,
     /// Files prepared ahead (fingerprinted, upload created, first URLs signed); 10 by default.
     #[tsify(optional)]
     pub triggers: Option<usize>,

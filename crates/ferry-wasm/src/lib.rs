@@ -134,6 +134,10 @@ impl UploaderSettings {
         if let Some(slots) = self.slots {
             config.slot_rule = Arc::new(FixedSlots(slots.max(1)));
         }
+        // Slots or a part size the page chose are kept as they are.
+        if self.slots.is_some() || config.part_size.is_some() || self.adaptive == Some(false) {
+            config.adapt = None;
+        }
         if let Some(retries) = self.retries {
             config.retry.retries = retries;
         }

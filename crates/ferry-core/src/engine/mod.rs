@@ -39,6 +39,7 @@ pub use self::vocabulary::{
     Action, BatchedFile, Call, Claim, Event, FileId, FileSpec, FileState, Progress, PutTarget,
     RunningPart, Snapshot, Stats,
 };
+use crate::adapt::Adaptive;
 use crate::breaker::Breaker;
 use crate::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 use crate::error::UploadError;
@@ -88,6 +89,8 @@ pub struct Engine {
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// Slots and part sizes that follow the measured link; `None` keeps the configured ones.
+    adaptive: Option<Adaptive>,
 }
 
 /// The host of a URL, for the circuit breaker.
@@ -102,6 +105,7 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Self {
             rng: Rng::new(config.seed),
+            adaptive: config.adapt.map(Adaptive::new),
             config,
             companion: None,
             config_call: CallGate::default(),
@@ -229,8 +233,33 @@ impl Engine {
             .map_or(0, |upload| upload.running.len())
     }
 
-    /// How many part PUTs the slot rule allows now.
+    /// How many part PUTs may run now: the slot rule's count, moved by what the adaptive policy
+    /// measured.
     pub fn slots(&self) -> usize {
+        let rule = self.rule_slots();
+        self.adaptive
+            .as_ref()
+            .map_or(rule, |adaptive| adaptive.slots(rule))
+    }
+
+    /// How many part PUTs one file may run now: every slot while part sizes are a guess (one
+    /// multipart upload is live then).
+    pub fn per_file(&self) -> usize {
+        let per_file = self.config.per_file;
+        if self.guessing_part_sizes() {
+            return self.slots();
+        }
+        self.adaptive.as_ref().map_or(per_file, |adaptive| {
+            adaptive.per_file(per_file, self.rule_slots())
+        })
+    }
+
+    /// Whether part sizes follow the link and no part was measured yet.
+    fn guessing_part_sizes(&self) -> bool {
+        self.config.part_size.is_none() && self.adaptive.as_ref().is_some_and(Adaptive::unmeasured)
+    }
+
+    fn rule_slots(&self) -> usize {
         self.config
             .slot_rule
             .slots(&mut self.live.values().map(|live| live.size))
@@ -267,9 +296,15 @@ impl Engine {
         self.stats
     }
 
-    /// The part size asked of the companion for new uploads, if not its own.
-    pub fn part_size(&self) -> Option<u64> {
-        self.config.part_size
+    /// The part size to ask of the companion for a new upload of `size` bytes: the configured
+    /// one, else what the adaptive policy measured; `None` takes the companion's own.
+    pub fn part_size_for(&self, size: u64) -> Option<u64> {
+        self.config.part_size.or_else(|| {
+            let last = self.line.is_empty();
+            self.adaptive
+                .as_ref()?
+                .part_size(size, self.rule_slots(), last)
+        })
     }
 
     /// The companion's limits, once it told them.
@@ -759,8 +794,13 @@ impl Engine {
             .and_then(|upload| upload.running.get_mut(&part))
             && sent > running.sent
         {
+            let added = sent - running.sent;
             running.sent = sent;
             running.last_progress = now;
+            running.first_byte.get_or_insert(now);
+            if let Some(adaptive) = &mut self.adaptive {
+                adaptive.on_bytes(added as i64, now);
+            }
         }
     }
 
@@ -783,6 +823,12 @@ impl Engine {
         upload.network_failures = 0;
         upload.outages = 0;
         let range = upload.plan.part_range(part);
+        let measured = (
+            range.end - range.start,
+            running.sent,
+            running.started,
+            running.first_byte,
+        );
         upload.confirmed += range.end - range.start;
         upload.etags.insert(part, etag);
         let single =
@@ -800,6 +846,12 @@ impl Engine {
                     },
                 ),
             });
+        if let Some(adaptive) = &mut self.adaptive {
+            // A form reports no progress: its bytes count when it ends.
+            let (size, sent, started, first_byte) = measured;
+            adaptive.on_bytes(size.saturating_sub(sent) as i64, now);
+            adaptive.on_part_done(size, started, first_byte, now);
+        }
         self.breakers.entry(host).or_default().on_answer();
         if let Some(live) = self.live.get_mut(&file) {
             live.set_waiting(file, false, &mut self.events);
@@ -815,6 +867,7 @@ impl Engine {
         }
         self.tick(now);
         let online = self.online;
+        let rule = self.rule_slots();
         let Some(live) = self.live.get_mut(&file) else {
             return;
         };
@@ -827,6 +880,14 @@ impl Engine {
         let breaker = self.breakers.entry(running.host.clone()).or_default();
         breaker.on_outcome(&failure, online, now);
         let network = failure.status.is_none();
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.on_bytes(-(running.sent as i64), now);
+            if failure.asks_for_less_load() {
+                adaptive.on_overload(rule, now);
+            } else if network && online {
+                adaptive.on_drop();
+            }
+        }
         let mut waiting = Waiting {
             url: running.url,
             attempts: running.attempts,
@@ -1084,6 +1145,10 @@ impl Engine {
             })
             .collect();
         for (file, part) in stalled {
+            let rule = self.rule_slots();
+            if let Some(adaptive) = &mut self.adaptive {
+                adaptive.on_overload(rule, now);
+            }
             self.actions.push_back(Action::StopPuts {
                 file,
                 parts: vec![part],
@@ -1108,7 +1173,10 @@ impl Engine {
             self.call_companion(now);
             self.hash_ahead();
             self.sign_ahead(now);
+            // Decide first, so PUTs start under the count just decided.
+            self.adapt(now);
             self.start_puts(now);
+            self.note_busy(now);
         }
         self.actions.pop_front()
     }
@@ -1143,6 +1211,10 @@ impl Engine {
             }
         }
         deadlines.extend(self.breakers.values().filter_map(Breaker::reopens_at));
+        if self.running_puts() > 0 {
+            let adaptive = self.adaptive.as_ref();
+            deadlines.extend(adaptive.and_then(|adaptive| adaptive.next_deadline(self.now)));
+        }
         deadlines.into_iter().filter(|&at| at > self.now).min()
     }
 
@@ -1297,6 +1369,18 @@ impl Engine {
             .is_some_and(|companion| companion.complete_single_puts);
         let batch_limit = self.create_batch();
         let mut batch = Vec::new();
+        // Until a part was measured, a new upload's part size is a guess: one multipart upload
+        // is created with it (and may use every slot), the next ones once its parts measured.
+        let guessing = self.guessing_part_sizes();
+        let mut guessed = guessing
+            && self.live.values().any(|live| {
+                !live.single
+                    && match live.phase {
+                        Phase::Creating => live.call.in_flight,
+                        Phase::Fingerprinting | Phase::Claiming => false,
+                        Phase::Listing(_) | Phase::Uploading(_) | Phase::Completing(_) => true,
+                    }
+            });
         let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
         for (&file, live) in &mut self.live {
             if live.paused || !live.call.ready(now) || !breaker.allows(now) {
@@ -1328,10 +1412,14 @@ impl Engine {
                     batch.push(file);
                     continue;
                 }
-                Phase::Creating => Action::Create {
-                    file,
-                    checksum: live.checksum.clone(),
-                },
+                Phase::Creating if guessed => continue,
+                Phase::Creating => {
+                    guessed = guessing;
+                    Action::Create {
+                        file,
+                        checksum: live.checksum.clone(),
+                    }
+                }
                 Phase::Listing(snapshot) => Action::ListParts {
                     file,
                     upload_id: snapshot.upload_id.clone(),
@@ -1428,7 +1516,7 @@ impl Engine {
     /// parts the store holds first (to know which to keep), then enough waiting parts for the
     /// next sign batches. Batches start at one part and double up to a sign batch.
     fn hash_ahead(&mut self) {
-        let ahead = self.config.per_file + self.config.sign_batch.max(1) as usize;
+        let ahead = self.per_file() + self.config.sign_batch.max(1) as usize;
         let max_batch = self.config.sign_batch.max(1) as usize;
         for (&file, live) in &mut self.live {
             let Phase::Uploading(upload) = &mut live.phase else {
@@ -1486,7 +1574,7 @@ impl Engine {
     /// Asks for the next batch of URLs while the file still has signed parts to run, so a
     /// finishing part never waits for a signature. Expired URLs are signed again here too.
     fn sign_ahead(&mut self, now: Instant) {
-        let low_water = self.config.per_file;
+        let low_water = self.per_file();
         let batch = self.config.sign_batch.max(1) as usize;
         let margin = self.config.retry.resign_margin;
         let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
@@ -1547,8 +1635,34 @@ impl Engine {
         }
     }
 
+    /// Lets the adaptive policy decide at an epoch's end, before PUTs start.
+    fn adapt(&mut self, now: Instant) {
+        let rule = self.rule_slots();
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.decide(rule, now);
+        }
+    }
+
+    /// Tells the adaptive policy how busy the slots are once PUTs started.
+    fn note_busy(&mut self, now: Instant) {
+        if self.adaptive.is_none() {
+            return;
+        }
+        let (rule, running) = (self.rule_slots(), self.running_puts());
+        let unstarted = !self.line.is_empty()
+            || self.live.values().any(|live| {
+                live.phase
+                    .upload()
+                    .is_none_or(|upload| !upload.waiting.is_empty())
+            });
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.note_busy(rule, running, unstarted, now);
+        }
+    }
+
     /// The inner layer: fills free slots with ready parts, best-ranked file first.
     fn start_puts(&mut self, now: Instant) {
+        let per_file = self.per_file();
         let mut free = self.slots().saturating_sub(self.running_puts());
         if free == 0 {
             return;
@@ -1573,7 +1687,7 @@ impl Engine {
             else {
                 continue;
             };
-            while free > 0 && upload.running.len() < self.config.per_file {
+            while free > 0 && upload.running.len() < per_file {
                 // The lowest-numbered part that may go now, with a URL that will not expire first
                 // (single PUTs whose URL expired go through the companion).
                 let single = upload.plan.mode == UploadMode::Single;
@@ -1612,6 +1726,8 @@ impl Engine {
                         attempts: waiting.attempts,
                         retried_at_once: waiting.retried_at_once,
                         last_progress: now,
+                        started: now,
+                        first_byte: None,
                     },
                 );
             }

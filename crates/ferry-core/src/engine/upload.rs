@@ -34,6 +34,9 @@ pub(super) struct Running {
     pub attempts: u32,
     pub retried_at_once: bool,
     pub last_progress: Instant,
+    pub started: Instant,
+    /// When progress first came: the request's overhead ended.
+    pub first_byte: Option<Instant>,
 }
 
 /// A created upload: its identity on the store and the state of each of its parts.
