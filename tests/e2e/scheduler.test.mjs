@@ -1,4 +1,4 @@
-// Many files at once through the demo page: the scheduler keeps its slot rule in a real browser
+// Many files at once through the demo page: the scheduler keeps its slot limits in a real browser
 // against the embedded store, and every object reads back identical.
 
 import assert from "node:assert/strict";
@@ -27,7 +27,7 @@ function sizes() {
   ];
 }
 
-test("200 files of mixed sizes complete within the slot rule and read back identical", async () => {
+test("200 files of mixed sizes complete within the slot limits and read back identical", async () => {
   const companion = await startCompanion();
   const page = await browser.newPage();
   // Part PUTs in flight, counted from the browser's own request events.
@@ -70,8 +70,10 @@ test("200 files of mixed sizes complete within the slot rule and read back ident
       assert.equal(stored.sha256, file.sha256, `${file.name} (${file.size} bytes) reads back identical`);
     }
     assert.ok(maxInFlight >= 3, `the scheduler ran parts in parallel (${maxInFlight})`);
-    assert.ok(maxInFlight <= 5, `never more than 5 part PUTs at once, saw ${maxInFlight}`);
-    assert.ok(maxPerUpload <= 3, `never more than 3 PUTs for one file, saw ${maxPerUpload}`);
+    // The seeds' rule (5, or 3 with a file over 65 MiB, 3 per file) is where the adaptive
+    // policy starts; it adds PUTs while they raise goodput, never beyond a browser's 6 per host.
+    assert.ok(maxInFlight <= 6, `never more than 6 part PUTs at once, saw ${maxInFlight}`);
+    assert.ok(maxPerUpload <= 6, `never more than 6 PUTs for one file, saw ${maxPerUpload}`);
     assert.deepEqual(companion.liveUploads(), [], "no multipart upload left open");
   } finally {
     await page.close();
