@@ -473,7 +473,7 @@ const results = { smoke: SMOKE, machine: `${os.cpus()[0].model}, ${os.cpus().len
   [UNCHECKED]: "the same, through a companion with FERRY_CHECKSUM=off",
   [HASHED_ON_PAGE]: "the same, on a page that cannot start Workers: every part hashed on the page's thread",
   [UNFAILED]: "the same, in the workload that fails PUTs, with none failed",
-  [RAW[0]]: "the most a page can do: every upload created and every part signed by Ferry's companion (checksums off) before the clock, then 6 parallel XHR PUTs of `Blob.slice()`s with no progress listener; completed after the clock",
+  [RAW[0]]: "the most a page can do: every upload created and every part signed by Ferry's companion (checksums off) before the clock, then 6 parallel XHR PUTs of `Blob.slice()`s with no progress listener and the Completes of multipart uploads, all at once",
   [RAW[1]]: "the same with 3 parallel PUTs",
   "uppy-6": "@uppy/core 6.3.1 + @uppy/aws-s3 6.3.1, shouldUseMultipart: true, signing by @uppy/companion 6.2.2; other options default",
   "uppy-5": "@uppy/core 5.2.0 + @uppy/aws-s3 5.1.0, shouldUseMultipart: true, signing by @uppy/companion 6.2.2; other options default",

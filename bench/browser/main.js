@@ -59,8 +59,8 @@ async function sdk(config) {
 
 /**
  * The most a page can do, before the clock: every upload created and every part signed by
- * Ferry's companion with checksums off. On the clock: only the PUTs, `parallel` XHRs at a time,
- * each a `Blob.slice()` with no progress listener. The uploads are completed after the clock.
+ * Ferry's companion with checksums off. On the clock: the PUTs, `parallel` XHRs at a time,
+ * each a `Blob.slice()` with no progress listener, then the multipart uploads completed.
  */
 async function signInAdvance(config) {
   const call = async (path, body) => {
@@ -104,13 +104,15 @@ async function signInAdvance(config) {
   }
   return {
     puts: uploads.flatMap((upload) => upload.puts.map((put) => ({ upload, ...put }))),
-    /** Completes the multipart uploads (after the clock) and names every stored key. */
+    /** Completes the multipart uploads, all at once, and names every stored key. */
     async complete() {
-      for (const { created, etags } of uploads) {
-        if (!created.uploadId) continue;
-        const parts = etags.map((etag, index) => ({ part: index + 1, etag }));
-        await call(`/api/uploads/${created.uploadId}/complete`, { token: created.token, parts });
-      }
+      const multipart = uploads.filter(({ created }) => created.uploadId);
+      await Promise.all(
+        multipart.map(({ created, etags }) => {
+          const parts = etags.map((etag, index) => ({ part: index + 1, etag }));
+          return call(`/api/uploads/${created.uploadId}/complete`, { token: created.token, parts });
+        }),
+      );
       return uploads.map(({ created }) => created.key);
     },
   };
@@ -209,8 +211,10 @@ window.bench = {
     const prepared = await preparations[library]?.(config);
     const started = performance.now();
     const stored = await libraries[library](config, prepared);
-    const ms = performance.now() - started;
+    // A multipart upload is an object only once completed: the ceiling completes on the clock
+    // too, as every library does.
     const keys = prepared ? await prepared.complete() : stored;
+    const ms = performance.now() - started;
     return { ms, keys, started };
   },
 };

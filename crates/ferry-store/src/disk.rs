@@ -374,20 +374,29 @@ impl Disk {
         let path = self
             .objects_dir(bucket)
             .join(format!("{}.data", uuid::Uuid::new_v4()));
-        let mut file = tokio::fs::File::create(&path).await?;
-        let mut size = 0;
-        let result = async {
-            for source in sources {
-                let mut part = tokio::fs::File::open(source).await?;
-                size += tokio::io::copy(&mut part, &mut file).await?;
+        // One blocking task for the whole copy: `std::io::copy` between files hands the bytes to
+        // the kernel (copy_file_range) where tokio's would pass 8 KiB at a time through a thread
+        // each, which made a 1 GiB Complete take 10 s.
+        let (target, sources) = (path.clone(), sources.to_vec());
+        let result = tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::create(&target)?;
+            let mut size = 0;
+            for source in &sources {
+                size += std::io::copy(&mut std::fs::File::open(source)?, &mut file)?;
             }
-            file.sync_all().await
-        }
-        .await;
-        if let Err(err) = result {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(err);
-        }
+            file.sync_all()?;
+            io::Result::Ok(size)
+        })
+        .await
+        .map_err(io::Error::other)
+        .flatten();
+        let size = match result {
+            Ok(size) => size,
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(err);
+            }
+        };
         Ok(Written {
             path,
             size,
