@@ -137,6 +137,48 @@ test("429 with Retry-After: 2 makes the next attempt wait at least 2 s", async (
   }
 });
 
+test("a gateway that admits 2 PUTs at once: the slots shrink to fit, and every file completes", async () => {
+  const { companion, page, storeOrigin, done } = await demo();
+  try {
+    // The gateway: a third PUT at once is answered 503 SlowDown; the others reach the store.
+    let inFlight = 0;
+    let refused = 0;
+    let maxAdmitted = 0;
+    const admitted = new WeakSet();
+    const ended = (request) => {
+      if (admitted.has(request)) {
+        admitted.delete(request);
+        inFlight -= 1;
+      }
+    };
+    page.on("requestfinished", ended);
+    page.on("requestfailed", ended);
+    await page.route(`${storeOrigin}/**`, async (route) => {
+      const request = route.request();
+      if (request.method() !== "PUT") return route.continue();
+      if (inFlight >= 2) {
+        refused += 1;
+        return route.fulfill({ status: 503, headers: CORS, body: s3Error("SlowDown", "Please reduce your request rate.") });
+      }
+      inFlight += 1;
+      maxAdmitted = Math.max(maxAdmitted, inFlight);
+      admitted.add(request);
+      return route.continue();
+    });
+    const files = [30 * MIB, 30 * MIB, 30 * MIB].map((size, i) => makeFile(`gateway-${i}.bin`, size));
+    const rows = await uploadThroughDemo(page, files);
+    await assertStored(companion, rows, files);
+    assert.equal(maxAdmitted, 2);
+    // The seeds' 5 slots meet three refusals at once, each taking a slot away; after that only
+    // the adaptive policy's probes for a third slot are refused, ever more rarely. A client
+    // that kept 5 slots would be refused three times for every part.
+    assert.ok(refused >= 3, `the gateway refused PUTs (${refused})`);
+    assert.ok(refused <= 10, `${refused} PUTs refused for 18 parts`);
+  } finally {
+    await done();
+  }
+});
+
 test("a reload half-way through 200 MiB resumes: only the missing parts are sent", async () => {
   const { companion, page, storeOrigin, done } = await demo();
   try {

@@ -55,6 +55,21 @@ pub struct SchedulerResults {
     pub slot_idle_fraction: Idle,
     pub tiny_files: TinyFiles,
     pub companion_calls_per_part: CallsPerPart,
+    /// The adaptive policy against every fixed setting, link by link (none in older runs).
+    #[serde(default)]
+    pub adaptive_against_fixed: Vec<AdaptiveOutcome>,
+}
+
+/// One link of `ferry_sim::compare`: goodputs as ratios to the best fixed setting's.
+#[derive(Debug, Deserialize)]
+pub struct AdaptiveOutcome {
+    pub link: String,
+    /// Bytes a second.
+    pub best_fixed: f64,
+    pub best_fixed_setting: String,
+    pub adaptive_over_best: f64,
+    pub seeds_over_best: f64,
+    pub fixed_over_best: Vec<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -707,6 +722,7 @@ fn scheduler_markdown(results: &SchedulerResults, machine: &str) -> String {
     let tiny_live = results.tiny_files.peak_live;
     let batched = results.companion_calls_per_part.batched_20;
     let one = results.companion_calls_per_part.one_per_part;
+    let adaptive = adaptive_markdown(&results.adaptive_against_fixed);
     format!(
         "# Benchmarks
 
@@ -728,10 +744,57 @@ companion call. Figures from one run, side by side.
 Reading: with a link shared by all PUTs, a single layer loses time only while every slot waits
 for a file to be prepared; the dual layer keeps the slots busy (idle {idle_dual_pct:.3}% against
 {idle_single_pct:.1}%), which here is worth {gain:.1}% of total time.
-",
+{adaptive}",
         idle_dual_pct = idle_dual * 100.0,
         idle_single_pct = idle_single * 100.0,
         gain = (ratio - 1.0) * 100.0,
+    )
+}
+
+/// The adaptive policy's table: each link, its best fixed setting, and how close the adaptive
+/// policy and the seeds' rule come; then how much the fixed settings lose at their worst.
+fn adaptive_markdown(outcomes: &[AdaptiveOutcome]) -> String {
+    if outcomes.is_empty() {
+        return String::new();
+    }
+    let rows: String = outcomes
+        .iter()
+        .map(|outcome| {
+            format!(
+                "| {} | {} ({:.1} MB/s) | **{:.3}x** | {:.3}x |\n",
+                outcome.link,
+                outcome.best_fixed_setting,
+                outcome.best_fixed / 1e6,
+                outcome.adaptive_over_best,
+                outcome.seeds_over_best
+            )
+        })
+        .collect();
+    let settings = outcomes[0].fixed_over_best.len();
+    let least_loss = (0..settings)
+        .map(|index| {
+            let worst = outcomes
+                .iter()
+                .map(|outcome| outcome.fixed_over_best[index])
+                .fold(f64::INFINITY, f64::min);
+            1.0 - worst
+        })
+        .fold(f64::INFINITY, f64::min);
+    format!(
+        "
+### Adaptive concurrency and part size against every fixed setting
+
+Goodput of the files that completed, against the best of {settings} fixed settings (1 to 6
+slots by parts of 5 to 64 MiB, and the seeds' rule) on each link (`ferry_sim::compare`). Goal:
+the adaptive policy at 0.95x or more on each link, while every fixed setting loses 20% or more
+on one of them.
+
+| link | best fixed setting | adaptive | seeds' rule |
+|---|---|---|---|
+{rows}
+Every fixed setting loses at least **{least:.0}%** on its worst link.
+",
+        least = least_loss * 100.0,
     )
 }
 

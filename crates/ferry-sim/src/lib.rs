@@ -174,6 +174,8 @@ enum Answer {
 
 pub use ferry_core::time::Rng;
 
+pub mod compare;
+
 /// The simulator: the engine, a modelled link and companion, and virtual time.
 #[derive(Debug)]
 pub struct Sim {

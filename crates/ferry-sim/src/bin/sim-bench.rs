@@ -78,6 +78,7 @@ fn main() {
             "peak_live": tiny_report.peak_live,
             "virtual_s": tiny_report.elapsed,
         },
+        "adaptive_against_fixed": ferry_sim::compare::adaptive_against_fixed(),
         "companion_calls_per_part": {
             "files": 100, "size": "50 MiB",
             "batched_20": per_part(&batched),
