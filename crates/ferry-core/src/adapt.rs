@@ -63,7 +63,9 @@ pub(crate) struct Adaptive {
     offset: i64,
     /// Since when the current level is measured (after the change settled).
     measuring_from: Option<Instant>,
-    bytes: i64,
+    /// Which epoch that is: bytes a failed PUT counted in an earlier one are not taken back.
+    epoch: u64,
+    bytes: u64,
     /// A slot stood free while parts could have used it, this epoch.
     starved: bool,
     /// Goodput of the level below, while the level above is tried.
@@ -84,6 +86,7 @@ impl Adaptive {
             settings,
             offset: 0,
             measuring_from: None,
+            epoch: 0,
             bytes: 0,
             starved: false,
             probing_over: None,
@@ -108,15 +111,32 @@ impl Adaptive {
         (per_file as i64 + self.offset.max(0)).clamp(1, self.slots(rule) as i64) as usize
     }
 
-    /// Bytes sent (negative: taken back from a PUT that failed); they count for the epoch once
-    /// a change has settled.
-    pub fn on_bytes(&mut self, bytes: i64, now: Instant) {
-        if self.measuring_from.is_some_and(|from| now >= from) {
+    /// The current epoch, which a PUT notes with the bytes it counted in it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Bytes sent; whether they counted for the epoch (they do once a change has settled).
+    pub fn on_bytes(&mut self, bytes: u64, now: Instant) -> bool {
+        self.bytes_sent += bytes;
+        let counted = self.measuring_from.is_some_and(|from| now >= from);
+        if counted {
             self.bytes += bytes;
         }
-        if bytes > 0 {
-            self.bytes_sent += bytes as u64;
+        counted
+    }
+
+    /// A PUT failed or stopped: the bytes it counted in this epoch did not reach the store.
+    pub fn take_back(&mut self, (epoch, bytes): (u64, u64)) {
+        if epoch == self.epoch {
+            self.bytes = self.bytes.saturating_sub(bytes);
         }
+    }
+
+    /// Measures afresh from `now`, after a time that measured nothing (all paused).
+    pub fn reset(&mut self, now: Instant) {
+        self.probing_over = None;
+        self.restart(now);
     }
 
     /// A part finished: `started` is when its PUT began, `first_byte` when progress first came.
@@ -188,7 +208,7 @@ impl Adaptive {
                 self.grow(rule, goodput, now);
             }
             Some(_) => {
-                self.offset -= 1;
+                self.offset = self.slots(rule) as i64 - 1 - rule as i64;
                 self.back_off(now);
             }
             None if now >= self.hold_until => self.grow(rule, goodput, now),
@@ -232,7 +252,7 @@ impl Adaptive {
 
     fn grow(&mut self, rule: usize, goodput: f64, now: Instant) {
         if self.slots(rule) < self.settings.max_slots {
-            self.offset += 1;
+            self.offset = self.slots(rule) as i64 + 1 - rule as i64;
             self.probing_over = Some(goodput);
             self.restart(now);
         }
@@ -245,6 +265,7 @@ impl Adaptive {
 
     /// Measures from half an epoch after `now`, when a change has settled.
     fn restart(&mut self, now: Instant) {
+        self.epoch += 1;
         self.measuring_from = Some(now + self.settings.epoch / 2);
         self.bytes = 0;
         self.starved = false;
@@ -316,7 +337,7 @@ mod tests {
             now = now + Duration::from_millis(100);
             adaptive.decide(rule, now);
             let slots = adaptive.slots(rule);
-            adaptive.on_bytes((link(slots) / 10.0) as i64, now);
+            adaptive.on_bytes((link(slots) / 10.0) as u64, now);
             adaptive.note_busy(rule, slots, true, now);
             if seen.last() != Some(&slots) {
                 seen.push(slots);
@@ -354,7 +375,7 @@ mod tests {
         for _ in 0..50 {
             now = now + Duration::from_millis(100);
             adaptive.decide(5, now);
-            adaptive.on_bytes(100_000 * adaptive.slots(5) as i64, now);
+            adaptive.on_bytes(100_000 * adaptive.slots(5) as u64, now);
             // One slot always free: the files, not the link, limit.
             adaptive.note_busy(5, adaptive.slots(5) - 1, true, now);
         }

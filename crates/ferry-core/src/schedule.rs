@@ -89,7 +89,8 @@ pub struct EngineConfig {
     pub part_size: Option<u64>,
     pub order: Order,
     /// Slots, the per-file cap and part sizes that follow the measured link, on top of the slot
-    /// rule; `None` keeps exactly what is configured.
+    /// rule, never beyond [`Adapt::max_slots`] (a rule that allows more is held to it); `None`
+    /// keeps exactly what is configured.
     pub adapt: Option<Adapt>,
     /// When and how often failures are retried.
     pub retry: RetryPolicy,

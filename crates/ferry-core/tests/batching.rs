@@ -32,6 +32,15 @@ fn companion(create_batch: u32) -> CompanionConfig {
     }
 }
 
+/// An engine whose companion wants CRC32C: a single PUT is hashed before its create.
+fn checksummed_engine() -> Engine {
+    let companion = CompanionConfig {
+        checksum: Some(ChecksumAlgorithm::Crc32c),
+        ..companion(100)
+    };
+    common::ready(EngineConfig::default(), companion)
+}
+
 fn created(file: FileId, size: u64) -> UploadCreated {
     let plan = Plan::new(size, 5 * MIB, &StoreLimits::S3).unwrap();
     let single = plan.mode == UploadMode::Single;
@@ -189,13 +198,7 @@ fn files_of_several_parts_and_a_companion_without_batches_create_alone() {
 
 #[test]
 fn a_batch_carries_each_files_checksum() {
-    let mut engine = common::ready(
-        EngineConfig::default(),
-        CompanionConfig {
-            checksum: Some(ChecksumAlgorithm::Crc32c),
-            ..companion(100)
-        },
-    );
+    let mut engine = checksummed_engine();
     let mut sizes = BTreeMap::new();
     for _ in 0..3 {
         add(&mut engine, &mut sizes, 1000);
@@ -304,13 +307,7 @@ fn an_answer_without_one_entry_per_file_fails_the_batch() {
 
 #[test]
 fn files_hashed_one_by_one_gather_behind_the_batch_on_its_way() {
-    let mut engine = common::ready(
-        EngineConfig::default(),
-        CompanionConfig {
-            checksum: Some(ChecksumAlgorithm::Crc32c),
-            ..companion(100)
-        },
-    );
+    let mut engine = checksummed_engine();
     let mut sizes = BTreeMap::new();
     for _ in 0..30 {
         add(&mut engine, &mut sizes, 1000);
@@ -355,4 +352,46 @@ fn files_hashed_one_by_one_gather_behind_the_batch_on_its_way() {
     assert_eq!(done, 30);
     // The first file goes alone; the files hashed while a batch is on its way go in the next.
     assert_eq!(lengths, vec![1, 4, 5, 5, 5, 5, 5]);
+}
+
+#[test]
+fn a_measured_part_size_never_cuts_a_file_the_companion_sends_whole() {
+    // The companion prefers 16 MiB parts: a 10 MiB file is one PUT, made in a batch.
+    let companion = CompanionConfig {
+        preferred_part_size: 16 * MIB,
+        ..companion(100)
+    };
+    let mut engine = common::ready(EngineConfig::default(), companion);
+    let file = engine.add(FileSpec {
+        size: 40 * MIB,
+        ..FileSpec::default()
+    });
+    let ms = |ms: u64| Instant::from_unix_millis(T.unix_millis() + ms);
+    assert_eq!(engine.part_size_for(10 * MIB), None, "nothing measured yet");
+    // One part measured: 0.4 s to its first byte, then 5 MiB in a second.
+    let mut put = None;
+    while let Some(action) = common::poll(&mut engine, T) {
+        match action {
+            Action::Create { file, .. } => engine.handle_created(file, created(file, 40 * MIB), T),
+            Action::Sign { file, request, .. } => {
+                let parts = request.parts.iter().map(|&part| SignedPart {
+                    part,
+                    url: common::url(part, u64::MAX / 1000),
+                });
+                engine.handle_signed(file, parts.collect(), T);
+            }
+            Action::Put { part, .. } => {
+                put.get_or_insert(part);
+            }
+            other => panic!("not expected here: {other:?}"),
+        }
+    }
+    let part = put.expect("a part started");
+    engine.handle_put_progress(file, part, MIB, ms(400));
+    engine.handle_put_done(file, part, "e".into(), ms(1400));
+    assert_eq!(engine.part_size_for(10 * MIB), None, "still one PUT");
+    assert!(
+        engine.part_size_for(100 * MIB).is_some(),
+        "a multipart file gets the measured size"
+    );
 }

@@ -378,6 +378,9 @@ impl Disk {
         // the kernel (copy_file_range) where tokio's would pass 8 KiB at a time through a thread
         // each, which made a 1 GiB Complete take 10 s.
         let (target, sources) = (path.clone(), sources.to_vec());
+        // A Complete whose client went away drops this future, not the copy: the guard removes
+        // the file, whatever the copy still writes to it.
+        let unfinished = RemoveOnDrop(Some(path.clone()));
         let result = tokio::task::spawn_blocking(move || {
             let mut file = std::fs::File::create(&target)?;
             let mut size = 0;
@@ -390,13 +393,8 @@ impl Disk {
         .await
         .map_err(io::Error::other)
         .flatten();
-        let size = match result {
-            Ok(size) => size,
-            Err(err) => {
-                let _ = tokio::fs::remove_file(&path).await;
-                return Err(err);
-            }
-        };
+        let size = result?;
+        unfinished.keep();
         Ok(Written {
             path,
             size,
@@ -438,6 +436,23 @@ async fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> io::Resu
     drop(file);
     tokio::fs::rename(&tmp, path).await?;
     tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+/// A file removed when this is dropped, unless kept.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -299,6 +299,10 @@ impl Engine {
     /// The part size to ask of the companion for a new upload of `size` bytes: the configured
     /// one, else what the adaptive policy measured; `None` takes the companion's own.
     pub fn part_size_for(&self, size: u64) -> Option<u64> {
+        // A file of one part stays one: the adaptive size is for multipart uploads.
+        if !self.resumable(size) {
+            return self.config.part_size;
+        }
         self.config.part_size.or_else(|| {
             let last = self.line.is_empty();
             self.adaptive
@@ -386,6 +390,7 @@ impl Engine {
             stop(
                 &mut self.actions,
                 &mut self.breakers,
+                &mut self.adaptive,
                 upload,
                 live,
                 self.now,
@@ -410,12 +415,23 @@ impl Engine {
     pub fn pause_all(&mut self) {
         self.paused_all = true;
         for (&file, live) in &mut self.live {
-            stop(&mut self.actions, &mut self.breakers, file, live, self.now);
+            stop(
+                &mut self.actions,
+                &mut self.breakers,
+                &mut self.adaptive,
+                file,
+                live,
+                self.now,
+            );
         }
     }
 
     pub fn resume_all(&mut self) {
         self.paused_all = false;
+        // The pause is no measure of the link.
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.reset(self.now);
+        }
     }
 
     /// Ends this add of the file. An upload other adds of the same file still wait for goes on
@@ -789,17 +805,32 @@ impl Engine {
 
     pub fn handle_put_progress(&mut self, file: FileId, part: u32, sent: u64, now: Instant) {
         self.tick(now);
-        if let Some(running) = self
-            .uploading(file)
-            .and_then(|upload| upload.running.get_mut(&part))
-            && sent > running.sent
-        {
-            let added = sent - running.sent;
-            running.sent = sent;
-            running.last_progress = now;
-            running.first_byte.get_or_insert(now);
-            if let Some(adaptive) = &mut self.adaptive {
-                adaptive.on_bytes(added as i64, now);
+        let Some(Phase::Uploading(upload)) = self.live.get_mut(&file).map(|live| &mut live.phase)
+        else {
+            return;
+        };
+        let range = upload.plan.part_range(part);
+        let Some(running) = upload.running.get_mut(&part) else {
+            return;
+        };
+        if sent <= running.sent {
+            return;
+        }
+        let added = sent - running.sent;
+        running.sent = sent;
+        running.last_progress = now;
+        // Progress heard only at the end (a browser that reports once) says nothing of the
+        // request's overhead.
+        if running.first_byte.is_none() && sent < range.end - range.start {
+            running.first_byte = Some(now);
+        }
+        if let Some(adaptive) = &mut self.adaptive {
+            let epoch = adaptive.epoch();
+            if running.counted.0 != epoch {
+                running.counted = (epoch, 0);
+            }
+            if adaptive.on_bytes(added, now) {
+                running.counted.1 += added;
             }
         }
     }
@@ -849,7 +880,7 @@ impl Engine {
         if let Some(adaptive) = &mut self.adaptive {
             // A form reports no progress: its bytes count when it ends.
             let (size, sent, started, first_byte) = measured;
-            adaptive.on_bytes(size.saturating_sub(sent) as i64, now);
+            adaptive.on_bytes(size.saturating_sub(sent), now);
             adaptive.on_part_done(size, started, first_byte, now);
         }
         self.breakers.entry(host).or_default().on_answer();
@@ -881,7 +912,7 @@ impl Engine {
         breaker.on_outcome(&failure, online, now);
         let network = failure.status.is_none();
         if let Some(adaptive) = &mut self.adaptive {
-            adaptive.on_bytes(-(running.sent as i64), now);
+            adaptive.take_back(running.counted);
             if failure.asks_for_less_load() {
                 adaptive.on_overload(rule, now);
             } else if network && online {
@@ -1375,6 +1406,7 @@ impl Engine {
         let mut guessed = guessing
             && self.live.values().any(|live| {
                 !live.single
+                    && !live.paused
                     && match live.phase {
                         Phase::Creating => live.call.in_flight,
                         Phase::Fingerprinting | Phase::Claiming => false,
@@ -1412,9 +1444,9 @@ impl Engine {
                     batch.push(file);
                     continue;
                 }
-                Phase::Creating if guessed => continue,
+                Phase::Creating if guessed && !live.single => continue,
                 Phase::Creating => {
-                    guessed = guessing;
+                    guessed |= guessing && !live.single;
                     Action::Create {
                         file,
                         checksum: live.checksum.clone(),
@@ -1728,6 +1760,7 @@ impl Engine {
                         last_progress: now,
                         started: now,
                         first_byte: None,
+                        counted: (0, 0),
                     },
                 );
             }
@@ -1757,6 +1790,7 @@ fn refusal(companion: &CompanionConfig, size: u64, content_type: &str) -> Option
 fn stop(
     actions: &mut VecDeque<Action>,
     breakers: &mut BTreeMap<String, Breaker>,
+    adaptive: &mut Option<Adaptive>,
     file: FileId,
     live: &mut Live,
     now: Instant,
@@ -1770,7 +1804,12 @@ fn stop(
                 .or_default()
                 .on_abandon();
         }
-        let parts = upload.stop_running(now);
+        let (parts, counted) = upload.stop_running(now);
+        if let Some(adaptive) = adaptive {
+            for counted in counted {
+                adaptive.take_back(counted);
+            }
+        }
         actions.push_back(Action::StopPuts { file, parts });
     }
 }

@@ -37,6 +37,9 @@ pub(super) struct Running {
     pub started: Instant,
     /// When progress first came: the request's overhead ended.
     pub first_byte: Option<Instant>,
+    /// The adaptive policy's epoch this PUT last counted bytes in, and how many: what a failure
+    /// or a stop takes back.
+    pub counted: (u64, u64),
 }
 
 /// A created upload: its identity on the store and the state of each of its parts.
@@ -186,9 +189,12 @@ impl Upload {
     }
 
     /// Puts running parts back in line, ready at once (their URLs are still good).
-    pub fn stop_running(&mut self, now: Instant) -> Vec<u32> {
+    /// Stops every running PUT; returns their parts, and what each had counted for the
+    /// adaptive policy.
+    pub fn stop_running(&mut self, now: Instant) -> (Vec<u32>, Vec<(u64, u64)>) {
         let stopped = std::mem::take(&mut self.running);
         let parts = stopped.keys().copied().collect();
+        let counted = stopped.values().map(|running| running.counted).collect();
         for (part, running) in stopped {
             let waiting = Waiting {
                 url: running.url,
@@ -198,7 +204,7 @@ impl Upload {
             };
             self.waiting.insert(part, waiting);
         }
-        parts
+        (parts, counted)
     }
 
     pub fn in_flight(&self) -> u64 {
