@@ -44,6 +44,22 @@ function listening(trunk) {
   });
 }
 
+/**
+ * `url` fetched once trunk accepts connections: it says it listens a moment before its socket
+ * does (a CI run met a refused connection right after the line), so a refused connection is
+ * tried again, 50 times at most.
+ */
+async function answered(url) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(url);
+    } catch (error) {
+      if (attempt >= 50 || error.cause?.code !== "ECONNREFUSED") throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
 test("trunk serve builds the page from Trunk.toml and proxies /api to the companion", async () => {
   const companion = await startCompanion();
   const port = await freePort();
@@ -62,7 +78,7 @@ test("trunk serve builds the page from Trunk.toml and proxies /api to the compan
   try {
     await listening(trunk);
     const origin = `http://127.0.0.1:${port}`;
-    const proxied = await fetch(`${origin}/api/config`);
+    const proxied = await answered(`${origin}/api/config`);
     assert.equal(proxied.status, 200, "/api goes to the companion");
     assert.ok((await proxied.json()).limits, "the companion's own answer");
     const page = await browser.newPage();
