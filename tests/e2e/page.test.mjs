@@ -268,6 +268,9 @@ test("the lanes and the queue show the two layers at work; finished rows tell du
       await page.waitForSelector("[data-testid=queue-list] li[data-name]");
       const waiting = Number(await page.getAttribute("[data-testid=queue-list]", "data-waiting"));
       assert.ok(waiting >= 1, `files wait in line (${waiting})`);
+      // The picture once a part is stored and others are on their way: bars and gaps to see.
+      await page.waitForSelector("[data-testid=scheduler-lanes] [data-lane^=slot] rect[data-phase=done]", { timeout: 60_000 });
+      assert.ok(await page.$("[data-testid=scheduler-lanes] [data-lane^=slot] rect[data-phase=uploading]"), "a part still uploading");
       await page.screenshot({ path: path.join(screenshots, `lanes-upload-${label}.png`), fullPage: true });
       await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
       await page.waitForFunction((count) => document.querySelector("[data-testid=total-bar]")?.dataset.done === String(count), files.length, { timeout: 120_000 });
@@ -276,9 +279,16 @@ test("the lanes and the queue show the two layers at work; finished rows tell du
       // One lane per slot, once the first client's five lanes have scrolled out of the window.
       const lanes = await page.$$eval("[data-testid=scheduler-lanes] [data-lane^=slot] rect", (rects) => new Set(rects.map((rect) => rect.parentElement.dataset.lane)).size);
       assert.equal(lanes, 1, "the parts went through one slot");
-      const seconds = await page.$$eval("[data-testid=file-duration]", (nodes) => nodes.map((node) => Number(node.dataset.seconds)));
-      assert.equal(seconds.length, files.length);
-      assert.ok(seconds.every((value) => value > 0), JSON.stringify(seconds));
+      const finished = await page.$$eval("[data-testid=file-duration]", (nodes) =>
+        nodes.map((node) => ({ seconds: Number(node.dataset.seconds), average: Number(node.dataset.bytesPerSecond), text: node.textContent })),
+      );
+      assert.equal(finished.length, files.length);
+      for (const { seconds, average, text } of finished) {
+        assert.ok(seconds > 0, JSON.stringify(finished));
+        // The average is the file's size over its duration, and the row says it.
+        assert.ok(Math.abs(average * seconds - 6 * MIB) < 6 * MIB * 0.01, JSON.stringify(finished));
+        assert.match(text, /in \d+\.\d s, [\d.]+ [KMG]?i?B\/s average/);
+      }
       await context.close();
     }
   } finally {

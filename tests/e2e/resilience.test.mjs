@@ -96,7 +96,10 @@ test("10% of part PUTs fail (aborted or 500) and every file still completes", as
       return route.fulfill({ status: 500, headers: CORS, body: s3Error("InternalError", "injected") });
     });
     const files = [64 * MIB, 64 * MIB, 23 * MIB, 17 * MIB, 3 * MIB, 100_000].map((size, i) => makeFile(`flaky-${i}.bin`, size));
+    // The page's lanes draw a part sent again: its earlier bar turns to "retrying".
+    const retryDrawn = page.waitForSelector("[data-testid=scheduler-lanes] [data-lane^=slot] rect[data-phase=retrying]", { state: "attached", timeout: 300_000 });
     const rows = await uploadThroughDemo(page, files);
+    await retryDrawn;
     await assertStored(companion, rows, files);
     assert.ok(failed >= 2, `faults were injected (${failed})`);
     const retries = await page.$$eval("[data-testid=file-row]", (rows) => rows.reduce((sum, row) => sum + Number(row.dataset.retries), 0));

@@ -214,6 +214,7 @@ impl Summary {
             "bytes": self.bytes,
             "seconds": self.elapsed.as_secs_f64(),
             "filesPerSecond": self.rate(self.files as f64),
+            "megabytesPerSecond": self.rate(self.bytes as f64) / 1e6,
             "routes": routes,
         })
     }

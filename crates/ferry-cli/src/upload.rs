@@ -113,12 +113,7 @@ struct Bars {
 }
 
 impl Bars {
-    fn new(total_bytes: u64, shown: bool) -> Self {
-        let target = if shown {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
+    fn new(total_bytes: u64, target: ProgressDrawTarget) -> Self {
         let multi = MultiProgress::with_draw_target(target);
         let total = multi.add(ProgressBar::new(total_bytes));
         total.set_style(
@@ -299,7 +294,14 @@ pub async fn run(args: UploadArgs) -> ExitCode {
         paths.insert(driver.add(transfer), (path.display().to_string(), size));
     }
     let ui = RefCell::new(Ui {
-        bars: Bars::new(total_bytes, !args.json && std::io::stderr().is_terminal()),
+        bars: Bars::new(
+            total_bytes,
+            if !args.json && std::io::stderr().is_terminal() {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            },
+        ),
         paths,
         json: args.json,
         stored: 0,
@@ -340,5 +342,68 @@ pub async fn run(args: UploadArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use indicatif::InMemoryTerm;
+
+    use super::*;
+
+    fn progress(state: FileState, size: u64, confirmed: u64, retries: u32) -> Progress {
+        Progress {
+            state,
+            paused: false,
+            size,
+            confirmed,
+            in_flight: 0,
+            retries,
+            fallback: false,
+            waiting: false,
+        }
+    }
+
+    /// What a terminal shows: a bar per running file with its speed, ETA and state, none for a
+    /// queued one, and the total; a finished file's bar goes away.
+    #[test]
+    fn a_bar_per_running_file_and_the_total() {
+        let term = InMemoryTerm::new(8, 160);
+        let mut bars = Bars::new(300, ProgressDrawTarget::term_like(Box::new(term.clone())));
+        let (first, second, queued) = (FileId(1), FileId(2), FileId(3));
+        bars.show(
+            first,
+            "holiday.mov",
+            &progress(FileState::Uploading, 100, 40, 0),
+        );
+        bars.show(
+            second,
+            "a-rather-long-name.bin",
+            &progress(FileState::Uploading, 100, 10, 1),
+        );
+        bars.show(queued, "later.txt", &progress(FileState::Queued, 100, 0, 0));
+        bars.total.set_position(50);
+        let shown = term.contents();
+        let rows: Vec<&str> = shown.lines().filter(|row| !row.trim().is_empty()).collect();
+        assert_eq!(rows.len(), 3, "{shown}");
+        assert!(rows[0].trim_start().starts_with("total ["), "{shown}");
+        assert!(rows[0].contains("50 B/300 B"), "{shown}");
+        assert!(
+            rows[1].contains("holiday.mov") && rows[1].contains("40 B/100 B"),
+            "{shown}"
+        );
+        assert!(
+            rows[2].contains("…ng-name.bin") && rows[2].ends_with("retrying"),
+            "{shown}"
+        );
+        for row in &rows {
+            assert!(row.contains("/s") && row.contains("ETA "), "{row}");
+        }
+        assert!(!shown.contains("later.txt"), "{shown}");
+
+        bars.finish_file(first);
+        let shown = term.contents();
+        assert!(!shown.contains("holiday.mov"), "{shown}");
+        assert!(shown.contains("…ng-name.bin"), "{shown}");
     }
 }

@@ -158,8 +158,13 @@ async fn files_and_a_folder_upload_through_moto() {
     uploads_a_tree_identically(&companion).await;
 }
 
-#[tokio::test]
-async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
+/// Stops a one-slot upload of 200 MiB with `signal` once its first part is stored, checks how it
+/// ended with `ended`, then runs the same command again: it resumes, sends only the parts
+/// missing, and stores the same bytes.
+async fn a_second_run_resumes_after(
+    signal: &str,
+    ended: impl FnOnce(std::process::ExitStatus, &[Value]),
+) {
     let companion = companion(&CHECKSUMS).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("large.bin");
@@ -168,7 +173,6 @@ async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
     let state = dir.path().join("state.json");
     let parts = 200 / 5;
 
-    // One part at a time; Ctrl-C once the first is stored.
     let mut first = ferry(&companion, &state)
         .args(["--slots", "1"])
         .arg(&path)
@@ -182,18 +186,16 @@ async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
             break;
         }
     }
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &first.id().unwrap().to_string()])
+    let signalled = std::process::Command::new("kill")
+        .args([signal, &first.id().unwrap().to_string()])
         .status()
         .unwrap();
-    assert!(interrupted.success());
+    assert!(signalled.success());
     let mut rest = Vec::new();
     while let Some(line) = lines.next_line().await.unwrap() {
         rest.push(serde_json::from_str::<Value>(&line).unwrap());
     }
-    let status = first.wait().await.unwrap();
-    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
-    assert_eq!(of_kind(&rest, "interrupted").len(), 1);
+    ended(first.wait().await.unwrap(), &rest);
     assert!(of_kind(&rest, "done").is_empty(), "stopped before the end");
     let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(
@@ -217,6 +219,27 @@ async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
         companion.read_back(&done).await == bytes,
         "identical after resume"
     );
+}
+
+#[tokio::test]
+async fn ctrl_c_then_a_second_run_resumes_with_the_parts_stored() {
+    a_second_run_resumes_after("-INT", |status, rest| {
+        assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+        assert_eq!(of_kind(rest, "interrupted").len(), 1);
+    })
+    .await;
+}
+
+/// A crash gets no chance to write anything more: the state file saved after each part is
+/// all the second run has.
+#[tokio::test]
+async fn a_crash_then_a_second_run_resumes_with_the_parts_stored() {
+    use std::os::unix::process::ExitStatusExt;
+    a_second_run_resumes_after("-KILL", |status, rest| {
+        assert_eq!(status.signal(), Some(9), "killed");
+        assert!(of_kind(rest, "interrupted").is_empty());
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -264,6 +287,31 @@ async fn bad_arguments_and_missing_files_exit_2_and_refusals_exit_1() {
     let failed = of_kind(&events, "failed");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["code"], "TooLarge");
+
+    // Without `--json`, and off a terminal so with no bars: a line per file and the counts.
+    let plain = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .env_remove("FERRY_TOKEN")
+        .args(["upload", "--endpoint", &companion.base, "--state"])
+        .arg(&state)
+        .arg(&small)
+        .arg(&large)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(1));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&plain.stdout),
+        String::from_utf8_lossy(&plain.stderr),
+    );
+    assert!(
+        stdout.contains(&format!("stored {} as ", small.display())),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("{}: ", large.display())) && stderr.contains("(TooLarge)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 stored, 1 failed, "), "{stderr}");
 }
 
 /// A companion that wants credentials: without them every file is refused (exit 1); `--token`,
@@ -354,11 +402,28 @@ async fn load_against_a_small_admission_queue_reports_503s_and_no_other_errors()
     assert_eq!(report["files"], 16, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
     assert_eq!(report["bytes"], 16 * 4096);
+    let seconds = report["seconds"].as_f64().unwrap();
+    let rate = |per_second: &str| report[per_second].as_f64().unwrap() * seconds;
+    assert!((rate("filesPerSecond") - 16.0).abs() < 0.01, "{report}");
+    assert!(
+        (rate("megabytesPerSecond") - 16.0 * 4096.0 / 1e6).abs() < 1e-4,
+        "{report}"
+    );
     let routes = report["routes"].as_object().unwrap();
     for route in ["config", "create", "sign", "put", "complete"] {
+        let figures = &routes[route];
         assert!(
-            routes[route]["requests"].as_u64().unwrap() > 0,
+            figures["requests"].as_u64().unwrap() > 0,
             "{route}: {report}"
+        );
+        let (p50, p99) = (
+            figures["p50Ms"].as_f64().unwrap(),
+            figures["p99Ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p99, "{route}: {report}");
+        assert!(
+            p99 <= seconds * 1e3,
+            "{route}: no call outlasts the run: {report}"
         );
     }
     let busy: u64 = routes

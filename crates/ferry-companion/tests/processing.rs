@@ -305,6 +305,38 @@ async fn the_webhook_is_signed_and_retried_after_a_500() {
     assert_eq!(metric(&companion, retried).await, 1);
 }
 
+/// A backend that keeps failing: the waits double (1 s, then 2 s, each with up to a quarter
+/// more), and after the last attempt the notice is given up and counted as failed.
+#[tokio::test]
+async fn a_webhook_failing_every_attempt_backs_off_doubling_then_gives_up() {
+    let mut backend = Backend::start(&[500, 500, 500]).await;
+    let companion = start(&backend, &["--webhook-attempts", "3"]).await;
+    upload(&companion, "lost.txt", "text/plain", b"nobody hears").await;
+    let mut arrivals = Vec::new();
+    for _ in 0..3 {
+        backend.next().await.assert_signed();
+        arrivals.push(std::time::Instant::now());
+    }
+    let (first_wait, second_wait) = (arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]);
+    assert!(first_wait >= Duration::from_secs(1), "{first_wait:?}");
+    assert!(second_wait >= Duration::from_secs(2), "{second_wait:?}");
+    let retried = "ferry_webhook_deliveries_total{outcome=\"retried\"}";
+    assert_eq!(metric(&companion, retried).await, 2);
+    // The third answer reaches the companion after the backend told us of the call.
+    let failed = "ferry_webhook_deliveries_total{outcome=\"failed\"}";
+    let mut given_up = 0;
+    for _ in 0..200 {
+        given_up = metric(&companion, failed).await;
+        if given_up == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(given_up, 1, "given up after three attempts");
+    let delivered = "ferry_webhook_deliveries_total{outcome=\"delivered\"}";
+    assert_eq!(metric(&companion, delivered).await, 0);
+}
+
 #[tokio::test]
 async fn a_webhook_without_a_secret_stops_the_start() {
     let data = tempfile::tempdir().unwrap();

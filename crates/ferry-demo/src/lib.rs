@@ -924,10 +924,17 @@ fn FileRow(
                 view! {
                     <p class="stored">
                         <a data-testid="file-link" href=href.clone() target="_blank">"Download"</a>
-                        {took.map(|seconds| view! {
-                            <span data-testid="file-duration" data-seconds=format!("{seconds:.3}")>
-                                {format!(" in {seconds:.1} s, {}/s average", human_size(size as f64 / seconds))}
-                            </span>
+                        {took.map(|seconds| {
+                            let average = size as f64 / seconds;
+                            view! {
+                                <span
+                                    data-testid="file-duration"
+                                    data-seconds=format!("{seconds:.3}")
+                                    data-bytes-per-second=format!("{average:.0}")
+                                >
+                                    {format!(" in {seconds:.1} s, {}/s average", human_size(average))}
+                                </span>
+                            }
                         })}
                         " ETag " <code data-testid="file-etag">{row.etag.get().unwrap_or_default()}</code>
                     </p>
