@@ -144,7 +144,7 @@ test("a part whose bytes change on the way is refused by the store and sent agai
     const storeOrigin = await companion.storeOrigin();
     const refusals = [];
     page.on("response", (response) => {
-      if (response.request().method() === "PUT" && response.status() === 400) refusals.push(response.url());
+      if (response.request().method() === "PUT" && response.status() === 400) refusals.push(response.text().then((body) => ({ url: response.url(), body })));
     });
     let flipped = 0;
     await page.route(`${storeOrigin}/**`, async (route) => {
@@ -162,8 +162,10 @@ test("a part whose bytes change on the way is refused by the store and sent agai
     const [outcome] = await results(page, 1);
     assert.ok(outcome.ok, `${outcome.code}: ${outcome.message}`);
     assert.equal(flipped, 1);
-    assert.equal(refusals.length, 1, "the store refused the changed bytes (BadDigest)");
-    assert.ok(refusals[0].includes("partNumber=2"));
+    assert.equal(refusals.length, 1, "the store refused the changed bytes");
+    const [refusal] = await Promise.all(refusals);
+    assert.ok(refusal.url.includes("partNumber=2"), refusal.url);
+    assert.match(refusal.body, /<Code>BadDigest<\/Code>/);
     const retries = await page.evaluate(() => window.events.filter((event) => event.name === "retry"));
     assert.equal(retries.length, 1, JSON.stringify(retries));
     assert.equal(outcome.result.checksum.value, crc32c(file.path));

@@ -173,7 +173,7 @@ async fn small_files_go_as_forms_only_where_the_store_checks_them() {
     let mut args = moto.companion_args("no-forms");
     args.extend(["--checksum", "crc32c"].map(str::to_owned));
     let on_moto = companion(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    let unchecked = companion(&[]).await;
+    let unchecked = companion(&["--checksum", "off"]).await;
     for (companion, checksum) in [(&on_moto, Some("ZsGJ7Q==")), (&unchecked, None)] {
         let created = companion
             .created_from(json!({"name": "a.bin", "size": 1, "form": true, "checksum": checksum}))

@@ -9,19 +9,24 @@ use common::{AUTHED, MIB, RunningCompanion, Store, cases, companion_on, garage, 
 use ferry_core::protocol::{PartsSigned, StoredObject};
 use ferry_core::retry::{RetryPolicy, Verdict, verdict};
 
-/// A companion in front of a fresh Garage bucket, with `args` added.
+/// A companion in front of a fresh Garage bucket, with `args` added: checksums off unless they
+/// ask, as most of this suite sends raw requests.
 async fn garage_companion(bucket: &str, args: &[&str]) -> (common::Garage, RunningCompanion) {
     let garage = garage();
     garage.create_bucket(bucket).await;
     let mut all = garage.companion_args(bucket);
     all.extend(args.iter().map(|arg| (*arg).to_owned()));
+    if !args.contains(&"--checksum") {
+        all.extend(common::UNCHECKED.map(str::to_owned));
+    }
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     (garage, companion_on(Store::Garage, &all).await)
 }
 
 #[tokio::test]
 async fn uploads_round_trip() {
-    let (_garage, companion) = garage_companion("ferry-round-trip", &[]).await;
+    let (_garage, companion) =
+        garage_companion("ferry-round-trip", &["--checksum", "crc32c"]).await;
     cases::multipart_round_trip(&companion).await;
     cases::single_put_round_trip(&companion).await;
     cases::a_batch_creates_single_puts_each_its_own(&companion).await;

@@ -6,10 +6,15 @@ mod common;
 use std::time::Duration;
 
 use clap::Parser;
-use common::{AUTHED, MIB, cases, companion, moto, pattern};
+use common::{AUTHED, MIB, cases, moto, pattern};
 use ferry_companion::Config;
 use ferry_core::protocol::{ErrorBody, StoredObject};
 use serde_json::json;
+
+/// This suite attacks the routes with raw requests, which carry no checksums.
+async fn companion(args: &[&str]) -> common::RunningCompanion {
+    common::companion(&[args, &common::UNCHECKED[..]].concat()).await
+}
 
 #[tokio::test]
 async fn bad_requests_are_refused_without_touching_the_embedded_store() {

@@ -7,10 +7,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{companion, pattern};
+use common::pattern;
 use ferry_core::protocol::ErrorBody;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// This suite attacks the routes with raw requests, which carry no checksums.
+async fn companion(args: &[&str]) -> common::RunningCompanion {
+    common::companion(&[args, &common::UNCHECKED[..]].concat()).await
+}
 
 /// Longest any test here waits for the companion to act.
 const BOUND: Duration = Duration::from_secs(30);

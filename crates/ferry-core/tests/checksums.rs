@@ -145,6 +145,87 @@ fn parts_are_hashed_before_they_are_signed_in_batches_that_grow() {
     assert_eq!(distinct, signed, "no part signed twice");
 }
 
+/// Polls every action `engine` has now, and answers the hashes and signatures asked for only
+/// after: the PUTs it started are those it could start without them. Returns how many PUTs
+/// started and how many answers were given.
+fn round(
+    engine: &mut Engine,
+    file: FileId,
+    bytes: &[u8],
+    running: &mut Vec<u32>,
+) -> (usize, usize) {
+    let mut asked = Vec::new();
+    let mut started = 0;
+    while let Some(action) = common::poll(engine, T) {
+        match action {
+            Action::Put { part, .. } => {
+                running.push(part);
+                started += 1;
+            }
+            Action::Hash { .. } | Action::Sign { .. } => asked.push(action),
+            Action::Complete { .. } => assert!(running.is_empty(), "Complete after every part"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for action in &asked {
+        match action {
+            Action::Hash { .. } => hash(engine, action, bytes),
+            Action::Sign { request, .. } => {
+                engine.handle_signed(file, common::signed(&request.parts, u64::MAX / 1000), T)
+            }
+            _ => unreachable!(),
+        }
+    }
+    (started, asked.len())
+}
+
+/// Rounds until the engine neither starts nor asks anything; returns the PUTs started.
+fn settle(engine: &mut Engine, file: FileId, bytes: &[u8], running: &mut Vec<u32>) -> usize {
+    let mut started = 0;
+    loop {
+        match round(engine, file, bytes, running) {
+            (0, 0) => return started,
+            (more, _) => started += more,
+        }
+    }
+}
+
+/// Hashing runs ahead of the slots: once the first parts run, a PUT that ends is followed by
+/// the next part's PUT before any hash or signature is answered.
+#[test]
+fn a_freed_slot_never_waits_for_a_hash() {
+    let size = 100 * MIB;
+    let parts = 20;
+    let mut engine = engine(CRC32C);
+    let bytes = content(size);
+    let file = engine.add(FileSpec {
+        size,
+        ..FileSpec::default()
+    });
+    assert!(matches!(
+        common::poll(&mut engine, T),
+        Some(Action::Create { .. })
+    ));
+    engine.handle_created(file, created(size), T);
+    let mut running = Vec::new();
+    let mut sent = settle(&mut engine, file, &bytes, &mut running);
+    assert!(sent >= 2, "several PUTs run: {running:?}");
+    while !running.is_empty() {
+        let part = running.remove(0);
+        engine.handle_put_done(file, part, format!("\"etag-{part}\""), T);
+        let (started, _) = round(&mut engine, file, &bytes, &mut running);
+        let next = if sent < parts { 1 } else { 0 };
+        assert_eq!(started, next, "as part {part} ends, {sent} sent");
+        sent += started;
+        assert_eq!(
+            settle(&mut engine, file, &bytes, &mut running),
+            0,
+            "the slots were full"
+        );
+    }
+    assert_eq!(sent, parts);
+}
+
 /// Runs a file to its Complete with every PUT stored; returns the Complete.
 fn run_to_complete(engine: &mut Engine, file: FileId, bytes: &[u8]) -> Action {
     let mut running = Vec::new();

@@ -68,7 +68,7 @@ pub async fn multipart_round_trip(companion: &RunningCompanion) {
 pub async fn single_put_round_trip(companion: &RunningCompanion) {
     for size in [0, 1, 5 * MIB] {
         let bytes = pattern(size, 2);
-        let created = companion.created("small.bin", size).await;
+        let created = companion.created_for("small.bin", &bytes).await;
         assert_eq!(
             (created.mode, created.upload_id.as_deref()),
             (UploadMode::Single, None)
@@ -604,7 +604,10 @@ pub async fn metadata_is_stored_with_the_object(companion: &RunningCompanion) {
     use serde_json::json;
     for size in [100, 11 * MIB] {
         let bytes = pattern(size, 7);
-        let body = json!({"name": "m.bin", "size": size, "type": "application/octet-stream", "metadata": {"album": "Summer-2026", "Camera": "x100"}});
+        let checksum = companion
+            .checksum
+            .map(|algorithm| algorithm.checksum(&bytes));
+        let body = json!({"name": "m.bin", "size": size, "type": "application/octet-stream", "checksum": checksum, "metadata": {"album": "Summer-2026", "Camera": "x100"}});
         let created = companion.created_from(body).await;
         let location = if let Some(url) = &created.url {
             assert_eq!(
@@ -940,7 +943,9 @@ pub async fn an_upload_resumes_from_its_listed_parts(companion: &RunningCompanio
     for part in [1, 3] {
         sent.push((
             part,
-            put_part(companion, &created, part, chunks[part as usize - 1]).await,
+            companion
+                .put_part(&created, part, chunks[part as usize - 1])
+                .await,
         ));
     }
 
@@ -948,7 +953,7 @@ pub async fn an_upload_resumes_from_its_listed_parts(companion: &RunningCompanio
     let listed: Vec<(u32, String)> = listed.parts.into_iter().map(|p| (p.part, p.etag)).collect();
     assert_eq!(listed, sent, "the store lists the parts sent, nothing else");
 
-    let second = put_part(companion, &created, 2, chunks[1]).await;
+    let second = companion.put_part(&created, 2, chunks[1]).await;
     let etags = vec![listed[0].1.clone(), second, listed[1].1.clone()];
     let response = companion.complete(&created, &etags).await;
     assert_eq!(response.status(), 200);
@@ -957,30 +962,6 @@ pub async fn an_upload_resumes_from_its_listed_parts(companion: &RunningCompanio
         companion.read_back(&object).await == bytes,
         "the resumed upload reads back whole"
     );
-}
-
-/// Signs `part` alone and PUTs `bytes` to it; returns its ETag.
-async fn put_part(
-    companion: &RunningCompanion,
-    created: &ferry_core::protocol::UploadCreated,
-    part: u32,
-    bytes: &[u8],
-) -> String {
-    let signed: PartsSigned = companion
-        .sign(created, vec![part])
-        .await
-        .json()
-        .await
-        .unwrap();
-    let response = companion
-        .http
-        .put(&signed.urls[0].url.url)
-        .body(bytes.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "part {part}");
-    response.headers()["etag"].to_str().unwrap().to_owned()
 }
 
 /// An aborted upload leaves the store as it was before it began: no upload, no parts, no object.

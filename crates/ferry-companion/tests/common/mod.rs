@@ -57,10 +57,14 @@ pub struct RunningCompanion {
     part_checksums: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
+/// What a test that sends raw requests (no checksums) adds to a companion's arguments.
+pub const UNCHECKED: [&str; 2] = ["--checksum", "off"];
+
 /// Starts a companion with `args` added to a fresh data folder and a loopback port: with the
-/// embedded store, or moto's when `args` name an endpoint. Checksums are off unless `args` ask
-/// for one (`--checksum`): the suites that attack the routes send raw requests; the checksum
-/// suites turn them on.
+/// embedded store, or moto's when `args` name an endpoint. Checksums are the companion's
+/// default (CRC32C, which this client computes as a browser does) unless `args` choose
+/// (`--checksum`): so every object these suites store is verified by the store itself, and the
+/// suites that attack routes with raw requests turn them off.
 pub async fn companion(args: &[&str]) -> RunningCompanion {
     let store = if args.contains(&"--s3-endpoint") {
         Store::Moto
@@ -83,9 +87,6 @@ pub async fn companion_on(store: Store, args: &[&str]) -> RunningCompanion {
     ];
     let data_dir = data.path().to_str().unwrap().to_owned();
     argv.push(&data_dir);
-    if !args.contains(&"--checksum") {
-        argv.extend(["--checksum", "off"]);
-    }
     argv.extend_from_slice(args);
     let config = Config::parse_from(argv);
     let companion = ferry_companion::build(&config)
@@ -357,6 +358,36 @@ impl RunningCompanion {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Signs `part` alone (with the checksum of `bytes` when the companion asks), PUTs `bytes`
+    /// to it with the headers its URL binds, and keeps the checksum for the Complete; returns
+    /// its ETag.
+    pub async fn put_part(&self, created: &UploadCreated, part: u32, bytes: &[u8]) -> String {
+        let checksum = self.checksum.map(|algorithm| algorithm.checksum(bytes));
+        let id = created.upload_id.clone().unwrap();
+        if let Some(checksum) = &checksum {
+            let mut kept = self.part_checksums.lock().unwrap();
+            let checksums = kept.entry(id.clone()).or_default();
+            checksums.resize(checksums.len().max(part as usize), String::new());
+            checksums[part as usize - 1] = checksum.clone();
+        }
+        let response = self
+            .http
+            .post(self.url(&format!("/api/uploads/{id}/sign")))
+            .json(&SignParts {
+                checksums: checksum.into_iter().collect(),
+                token: created.token.clone(),
+                parts: vec![part],
+            })
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "sign part {part}");
+        let signed: PartsSigned = response.json().await.unwrap();
+        let response = self.put_single(&signed.urls[0].url, bytes.to_vec()).await;
+        assert_eq!(response.status(), 200, "part {part}");
+        response.headers()["etag"].to_str().unwrap().to_owned()
     }
 
     /// Signs every part in one call (with its checksum when the companion asks) and PUTs each
