@@ -146,16 +146,43 @@ const browser = await chromium.launch({
 });
 
 /**
+ * Whose code ran in the longest of `tasks` (`[start, duration]`): the scripts of the long
+ * animation frames that overlap it, longest first, as "invoker function (file) N ms"; with none
+ * over 5 ms, the time went to the browser's own work (style, layout, GC, its event plumbing).
+ */
+function attribute(tasks, frames) {
+  if (!tasks.length) return null;
+  const [start, duration] = tasks.reduce((longest, task) => (task[1] > longest[1] ? task : longest));
+  const scripts = frames
+    .filter(([frameStart, frameDuration]) => frameStart < start + duration && frameStart + frameDuration > start)
+    .flatMap(([, , scripts]) => scripts)
+    .sort((a, b) => b[3] - a[3])
+    .slice(0, 3)
+    .map(([invoker, name, file, ms]) => `${invoker}${name && !invoker.includes(name) ? ` ${name}` : ""}${file ? ` (${file})` : ""} ${ms.toFixed(0)} ms`);
+  return scripts.length ? scripts.join(", ") : "no script over 5 ms: the browser's own work";
+}
+
+/**
  * Installed before a page's own scripts (`addInitScript`): the main thread's long tasks, the peak
  * number of elements sampled every 100 ms, when the demo's file input changed, and the demo's
  * WebAssembly memory once trunk has started it.
  */
 function watchMainThread() {
-  const watch = { tasks: [], peakElements: 0, changed: null, memory: null };
+  const watch = { tasks: [], frames: [], peakElements: 0, changed: null, memory: null };
   window.__watch = watch;
   const record = (entries) => entries.forEach((entry) => watch.tasks.push([entry.startTime, entry.duration]));
   watch.observer = new PerformanceObserver((list) => record(list.getEntries()));
   watch.observer.observe({ type: "longtask", buffered: true });
+  // Whose code ran in a long task: the long animation frames that blocked, with their scripts
+  // (each script over 5 ms: what called it, its function and file, its milliseconds).
+  const frame = (entry) => [
+    entry.startTime,
+    entry.duration,
+    entry.scripts.map((script) => [script.invoker, script.sourceFunctionName, script.sourceURL.split("/").pop(), script.duration]),
+  ];
+  const recordFrames = (entries) => entries.filter((entry) => entry.blockingDuration > 0).forEach((entry) => watch.frames.push(frame(entry)));
+  watch.frameObserver = new PerformanceObserver((list) => recordFrames(list.getEntries()));
+  watch.frameObserver.observe({ type: "long-animation-frame", buffered: true });
   // A live collection: its length is counted again only after the DOM changed.
   const elements = document.getElementsByTagName("*");
   watch.sample = () => {
@@ -164,8 +191,9 @@ function watchMainThread() {
   setInterval(watch.sample, 100);
   watch.flush = () => {
     record(watch.observer.takeRecords());
+    recordFrames(watch.frameObserver.takeRecords());
     watch.sample();
-    return { tasks: watch.tasks, peakElements: watch.peakElements };
+    return { tasks: watch.tasks, frames: watch.frames, peakElements: watch.peakElements };
   };
   addEventListener("change", (event) => {
     if (event.target?.dataset?.testid === "file-input") watch.changed = performance.now();
@@ -342,15 +370,17 @@ async function measure(library, workload, files) {
   // The main thread while the files uploaded: long tasks that overlap the run, peak elements.
   let watched;
   if (workload.watch && !outcome.error) {
-    const { tasks, peakElements } = await page.evaluate(() => window.__watch.flush());
+    const { tasks, frames, peakElements } = await page.evaluate(() => window.__watch.flush());
     const end = outcome.started + outcome.ms;
     const overlapping = tasks.filter(([start, duration]) => start < end && start + duration > outcome.started);
     // The task that set the files on the input also dispatched its `change`: that is the
     // browser building the FileList (see `inputFloor`), not the page's own work.
     const isInput = ([start, duration]) => isPage && start <= outcome.started && outcome.started <= start + duration;
-    const during = overlapping.filter((task) => !isInput(task)).map(([, duration]) => duration);
+    const ownTasks = overlapping.filter((task) => !isInput(task));
+    const during = ownTasks.map(([, duration]) => duration);
     watched = {
       longest_task_ms: Math.max(0, ...during),
+      longest_task_scripts: attribute(ownTasks, frames),
       long_tasks_over_100_ms: during.filter((duration) => duration > 100).length,
       peak_dom_nodes: peakElements,
       ...(isPage ? { input_task_ms: Math.max(0, ...overlapping.filter(isInput).map(([, duration]) => duration)), input_floor_ms: await inputFloor(files) } : {}),
@@ -460,9 +490,10 @@ async function hashingCost(file, size) {
     const { ms, started } = await page.evaluate((method) => window.bench.hash(method), method);
     // The last long task's entry comes a frame after it ended.
     await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0))));
-    const { tasks } = await page.evaluate(() => window.__watch.flush());
-    const during = tasks.filter(([start, duration]) => start < started + ms && start + duration > started).map(([, duration]) => duration);
-    measured.push({ method, seconds: ms / 1000, mb_per_second: size / MIB / (ms / 1000), longest_task_ms: Math.max(0, ...during) });
+    const { tasks, frames } = await page.evaluate(() => window.__watch.flush());
+    const overlapping = tasks.filter(([start, duration]) => start < started + ms && start + duration > started);
+    const during = overlapping.map(([, duration]) => duration);
+    measured.push({ method, seconds: ms / 1000, mb_per_second: size / MIB / (ms / 1000), longest_task_ms: Math.max(0, ...during), longest_task_scripts: attribute(overlapping, frames) });
   }
   await context.close();
   return measured;
@@ -487,7 +518,15 @@ function median(runs) {
   const finished = runs.filter((point) => !point.failed).sort((a, b) => a.seconds - b.seconds);
   if (finished.length < runs.length) return runs.find((point) => point.failed);
   const worst = (field) => (runs[0][field] === undefined ? {} : { [field]: Math.max(...runs.map((point) => point[field])) });
-  return { ...finished[(finished.length - 1) >> 1], runs_seconds: runs.map((point) => point.seconds), ...worst("longest_task_ms"), ...worst("long_tasks_over_100_ms") };
+  // The longest task of them all, with whose code ran in it.
+  const longest = runs[0].longest_task_ms === undefined ? {} : runs.reduce((a, b) => (b.longest_task_ms > a.longest_task_ms ? b : a));
+  return {
+    ...finished[(finished.length - 1) >> 1],
+    runs_seconds: runs.map((point) => point.seconds),
+    ...worst("longest_task_ms"),
+    ...(longest.longest_task_scripts === undefined ? {} : { longest_task_scripts: longest.longest_task_scripts }),
+    ...worst("long_tasks_over_100_ms"),
+  };
 }
 
 /** Each library of `workload` once, but its `alternate` ones RUNS times each, taking turns. */

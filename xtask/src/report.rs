@@ -128,6 +128,9 @@ pub struct HashingPoint {
     pub mb_per_second: f64,
     /// The main thread's longest long task while it hashed (0: none over 50 ms).
     pub longest_task_ms: f64,
+    /// Whose code ran in that task (the long animation frames' scripts over 5 ms).
+    #[serde(default)]
+    pub longest_task_scripts: Option<String>,
 }
 
 /// One library on one workload; a failed run has only `failed`.
@@ -149,6 +152,9 @@ pub struct BrowserPoint {
     /// The longest main-thread long task that overlapped the upload ([`PAGE_WORKLOAD`] only; 0:
     /// none, a long task being one over 50 ms).
     pub longest_task_ms: Option<f64>,
+    /// Whose code ran in that task: the scripts over 5 ms of the long animation frames that
+    /// overlap it, longest first.
+    pub longest_task_scripts: Option<String>,
     /// Main-thread long tasks over 100 ms during the upload ([`PAGE_WORKLOAD`] only).
     pub long_tasks_over_100_ms: Option<u64>,
     /// The most elements the page held (`document.getElementsByTagName('*').length`, sampled
@@ -371,17 +377,19 @@ another: CRC32C by Ferry's `checksum()` on the page (the bytes' stream, yielding
 each MiB hashed) and in a module Worker started before the clock (where Ferry's uploads hash
 parts of a MiB and more), and SHA-256 by WebCrypto one 5 MiB part at a time (what Ferry does with
 `sha256`). The longest task is the main thread's longest `longtask` entry (a task over 50 ms)
-while it hashed.
+while it hashed; in it, the scripts of the long animation frames that overlap it (each over
+5 ms: what called it, its function and file).
 
-| method | seconds | MB/s | longest main-thread task ms |\n|---|---|---|---|\n"
+| method | seconds | MB/s | longest main-thread task ms | in it |\n|---|---|---|---|---|\n"
         .to_owned();
     for point in hashing {
         out += &format!(
-            "| {} | {:.2} | {:.0} | {} |\n",
+            "| {} | {:.2} | {:.0} | {} | {} |\n",
             point.method,
             point.seconds,
             point.mb_per_second,
-            longest_task(point.longest_task_ms)
+            longest_task(point.longest_task_ms),
+            point.longest_task_scripts.as_deref().unwrap_or("—")
         );
     }
     out + "\n"
@@ -571,8 +579,12 @@ fn goals_markdown(points: &[BrowserPoint], size: Option<&PackageSize>) -> String
             .into_iter()
             .filter_map(|(how, point)| Some(format!("; {how} {:.0} ms", point?.longest_task_ms?)))
             .collect();
+            let scripts = ferry
+                .longest_task_scripts
+                .as_ref()
+                .map_or(String::new(), |scripts| format!(" (in it: {scripts})"));
             rows.push(format!(
-                "| 1 GiB hashed with no main-thread task over 50 ms | longest {longest:.0} ms{others} | {} |",
+                "| 1 GiB hashed with no main-thread task over 50 ms | longest {longest:.0} ms{scripts}{others} | {} |",
                 verdict(longest <= 50.0)
             ));
         }
@@ -841,6 +853,7 @@ mod tests {
             BrowserPoint {
                 runs_seconds: Some(vec![9.5, 10.0, 10.5]),
                 longest_task_ms: Some(40.0),
+                longest_task_scripts: Some("MessagePort.onmessage (ferry_wasm.js) 38 ms".into()),
                 ..point("ferry", "one large file", 10.0)
             },
             point("raw native PUTs", "one large file", 9.5),
@@ -877,6 +890,7 @@ mod tests {
                 seconds: 2.0,
                 mb_per_second: 512.0,
                 longest_task_ms: 0.0,
+                longest_task_scripts: None,
             }],
         };
         let size = PackageSize {
@@ -915,7 +929,7 @@ mod tests {
         assert!(markdown.contains("| lib-storage | failed: timed out | |"));
         assert!(markdown.contains("| 1 GiB at ≥ 1.3x the best peer (uppy-6) | 2.00x | yes |"));
         assert!(markdown.contains("(Ferry's worst workload) | 0.50 | yes |"));
-        assert!(markdown.contains("| CRC32C in a Worker | 2.00 | 512 | < 50 |"));
+        assert!(markdown.contains("| CRC32C in a Worker | 2.00 | 512 | < 50 | — |"));
         assert!(markdown.contains(
             "| 1 GiB with checksums at ≥ 0.9x the throughput without | 1.10x (median runs; with 9.5, 10.0, 10.5 s, without 10.5, 11.0, 11.5 s) | yes |"
         ), "{markdown}");
@@ -923,7 +937,7 @@ mod tests {
             "| 1 GiB with checksums hashed on the page at ≥ 0.9x the throughput without | 0.88x (median runs; with 12.0, 12.5, 13.0 s, without 10.5, 11.0, 11.5 s) | **no** |"
         ), "{markdown}");
         assert!(markdown.contains(
-            "| 1 GiB hashed with no main-thread task over 50 ms | longest 40 ms; hashed on the page 90 ms; checksums off 70 ms | yes |"
+            "| 1 GiB hashed with no main-thread task over 50 ms | longest 40 ms (in it: MessagePort.onmessage (ferry_wasm.js) 38 ms); hashed on the page 90 ms; checksums off 70 ms | yes |"
         ), "{markdown}");
     }
 
