@@ -146,16 +146,20 @@ const browser = await chromium.launch({
 });
 
 /**
- * Whose code ran in the longest of `tasks` (`[start, duration]`): the scripts of the long
- * animation frames that overlap it, longest first, as "invoker function (file) N ms"; with none
- * over 5 ms, the time went to the browser's own work (style, layout, GC, its event plumbing).
+ * Whose code ran in the longest of `tasks` (`[start, duration]`): the scripts that ran within
+ * it, from the long animation frames that overlap it, longest first, as "invoker function
+ * (file) N ms". A frame over it with no script over 5 ms in the task means the browser's own
+ * work (style, layout, GC, its event plumbing); no frame over it, that nothing was recorded.
  */
 function attribute(tasks, frames) {
   if (!tasks.length) return null;
   const [start, duration] = tasks.reduce((longest, task) => (task[1] > longest[1] ? task : longest));
-  const scripts = frames
-    .filter(([frameStart, frameDuration]) => frameStart < start + duration && frameStart + frameDuration > start)
+  const overlaps = (from, length) => from < start + duration && from + length > start;
+  const over = frames.filter(([frameStart, frameDuration]) => overlaps(frameStart, frameDuration));
+  if (!over.length) return "unattributed: no long animation frame over it";
+  const scripts = over
     .flatMap(([, , scripts]) => scripts)
+    .filter(([, , , ms, scriptStart]) => overlaps(scriptStart, ms))
     .sort((a, b) => b[3] - a[3])
     .slice(0, 3)
     .map(([invoker, name, file, ms]) => `${invoker}${name && !invoker.includes(name) ? ` ${name}` : ""}${file ? ` (${file})` : ""} ${ms.toFixed(0)} ms`);
@@ -178,7 +182,7 @@ function watchMainThread() {
   const frame = (entry) => [
     entry.startTime,
     entry.duration,
-    entry.scripts.map((script) => [script.invoker, script.sourceFunctionName, script.sourceURL.split("/").pop(), script.duration]),
+    entry.scripts.map((script) => [script.invoker, script.sourceFunctionName, script.sourceURL.split("/").pop(), script.duration, script.startTime]),
   ];
   const recordFrames = (entries) => entries.filter((entry) => entry.blockingDuration > 0).forEach((entry) => watch.frames.push(frame(entry)));
   watch.frameObserver = new PerformanceObserver((list) => recordFrames(list.getEntries()));
@@ -370,6 +374,8 @@ async function measure(library, workload, files) {
   // The main thread while the files uploaded: long tasks that overlap the run, peak elements.
   let watched;
   if (workload.watch && !outcome.error) {
+    // A long task's and a long frame's entries come a frame after they ended.
+    await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0))));
     const { tasks, frames, peakElements } = await page.evaluate(() => window.__watch.flush());
     const end = outcome.started + outcome.ms;
     const overlapping = tasks.filter(([start, duration]) => start < end && start + duration > outcome.started);

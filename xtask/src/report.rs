@@ -129,7 +129,6 @@ pub struct HashingPoint {
     /// The main thread's longest long task while it hashed (0: none over 50 ms).
     pub longest_task_ms: f64,
     /// Whose code ran in that task (the long animation frames' scripts over 5 ms).
-    #[serde(default)]
     pub longest_task_scripts: Option<String>,
 }
 

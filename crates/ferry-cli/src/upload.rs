@@ -149,12 +149,11 @@ impl Bars {
             bar
         });
         bar.set_position(progress.loaded());
-        bar.set_message(if progress.waiting {
-            "waiting for the network"
-        } else if progress.retries > 0 {
-            "retrying"
-        } else {
-            ""
+        bar.set_message(match (progress.waiting, progress.retries) {
+            (true, _) => "waiting for the network".to_owned(),
+            (false, 0) => String::new(),
+            (false, 1) => "1 retry".to_owned(),
+            (false, retries) => format!("{retries} retries"),
         });
     }
 
@@ -393,7 +392,7 @@ mod tests {
             "{shown}"
         );
         assert!(
-            rows[2].contains("…ng-name.bin") && rows[2].ends_with("retrying"),
+            rows[2].contains("…ng-name.bin") && rows[2].ends_with("1 retry"),
             "{shown}"
         );
         for row in &rows {

@@ -27,6 +27,8 @@ const SECRET: &str = "webhook-secret";
 struct Delivery {
     headers: HeaderMap,
     body: Bytes,
+    /// When the backend took the call.
+    at: std::time::Instant,
 }
 
 impl Delivery {
@@ -64,7 +66,8 @@ impl Backend {
             body: Bytes,
         ) -> StatusCode {
             let status = shared.0.lock().unwrap().pop_front().unwrap_or(200);
-            let _ = shared.1.send(Delivery { headers, body });
+            let at = std::time::Instant::now();
+            let _ = shared.1.send(Delivery { headers, body, at });
             StatusCode::from_u16(status).unwrap()
         }
         let (sender, deliveries) = mpsc::unbounded_channel();
@@ -314,11 +317,17 @@ async fn a_webhook_failing_every_attempt_backs_off_doubling_then_gives_up() {
     upload(&companion, "lost.txt", "text/plain", b"nobody hears").await;
     let mut arrivals = Vec::new();
     for _ in 0..3 {
-        backend.next().await.assert_signed();
-        arrivals.push(std::time::Instant::now());
+        let delivery = backend.next().await;
+        delivery.assert_signed();
+        arrivals.push(delivery.at);
     }
     let (first_wait, second_wait) = (arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]);
-    assert!(first_wait >= Duration::from_secs(1), "{first_wait:?}");
+    // 1 s and 2 s, each with up to a quarter more; the first bounded above too, so a wait that
+    // did not double (two 2 s waits) fails.
+    assert!(
+        (Duration::from_secs(1)..Duration::from_secs(2)).contains(&first_wait),
+        "{first_wait:?}"
+    );
     assert!(second_wait >= Duration::from_secs(2), "{second_wait:?}");
     let retried = "ferry_webhook_deliveries_total{outcome=\"retried\"}";
     assert_eq!(metric(&companion, retried).await, 2);

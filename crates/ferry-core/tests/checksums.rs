@@ -145,25 +145,29 @@ fn parts_are_hashed_before_they_are_signed_in_batches_that_grow() {
     assert_eq!(distinct, signed, "no part signed twice");
 }
 
+/// What one [`round`] saw.
+#[derive(Default)]
+struct Round {
+    /// PUTs started before any hash or signature asked for in the round was answered.
+    started: usize,
+    /// Hashes and signatures asked for, answered at the round's end.
+    answered: usize,
+    completed: bool,
+}
+
 /// Polls every action `engine` has now, and answers the hashes and signatures asked for only
-/// after: the PUTs it started are those it could start without them. Returns how many PUTs
-/// started and how many answers were given.
-fn round(
-    engine: &mut Engine,
-    file: FileId,
-    bytes: &[u8],
-    running: &mut Vec<u32>,
-) -> (usize, usize) {
+/// after: the PUTs it started are those it could start without them.
+fn round(engine: &mut Engine, file: FileId, bytes: &[u8], running: &mut Vec<u32>) -> Round {
     let mut asked = Vec::new();
-    let mut started = 0;
+    let mut seen = Round::default();
     while let Some(action) = common::poll(engine, T) {
         match action {
             Action::Put { part, .. } => {
                 running.push(part);
-                started += 1;
+                seen.started += 1;
             }
             Action::Hash { .. } | Action::Sign { .. } => asked.push(action),
-            Action::Complete { .. } => assert!(running.is_empty(), "Complete after every part"),
+            Action::Complete { .. } => seen.completed = true,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -176,27 +180,43 @@ fn round(
             _ => unreachable!(),
         }
     }
-    (started, asked.len())
+    seen.answered = asked.len();
+    seen
 }
 
-/// Rounds until the engine neither starts nor asks anything; returns the PUTs started.
-fn settle(engine: &mut Engine, file: FileId, bytes: &[u8], running: &mut Vec<u32>) -> usize {
-    let mut started = 0;
+/// Rounds until the engine neither starts nor asks anything; returns the PUTs started and the
+/// answers given.
+fn settle(
+    engine: &mut Engine,
+    file: FileId,
+    bytes: &[u8],
+    running: &mut Vec<u32>,
+) -> (usize, usize) {
+    let (mut started, mut answered) = (0, 0);
     loop {
-        match round(engine, file, bytes, running) {
-            (0, 0) => return started,
-            (more, _) => started += more,
+        let seen = round(engine, file, bytes, running);
+        if seen.started == 0 && seen.answered == 0 {
+            return (started, answered);
         }
+        started += seen.started;
+        answered += seen.answered;
     }
 }
 
 /// Hashing runs ahead of the slots: once the first parts run, a PUT that ends is followed by
-/// the next part's PUT before any hash or signature is answered.
+/// the next part's PUT before any hash or signature is answered, while the hashes of later
+/// parts go on behind it. Signing two parts a call keeps the window ahead (the running parts
+/// and one batch) far shorter than the file, so the hashing happens while parts are sent.
 #[test]
 fn a_freed_slot_never_waits_for_a_hash() {
     let size = 100 * MIB;
     let parts = 20;
-    let mut engine = engine(CRC32C);
+    let config = EngineConfig {
+        sign_batch: 2,
+        adapt: None,
+        ..EngineConfig::default()
+    };
+    let mut engine = common::ready(config, companion(CRC32C));
     let bytes = content(size);
     let file = engine.add(FileSpec {
         size,
@@ -208,22 +228,27 @@ fn a_freed_slot_never_waits_for_a_hash() {
     ));
     engine.handle_created(file, created(size), T);
     let mut running = Vec::new();
-    let mut sent = settle(&mut engine, file, &bytes, &mut running);
-    assert!(sent >= 2, "several PUTs run: {running:?}");
+    let (mut sent, _) = settle(&mut engine, file, &bytes, &mut running);
+    assert_eq!(sent, 3, "a file's cap of PUTs runs: {running:?}");
+    let (mut answered_while_sending, mut completed) = (0, false);
     while !running.is_empty() {
         let part = running.remove(0);
         engine.handle_put_done(file, part, format!("\"etag-{part}\""), T);
-        let (started, _) = round(&mut engine, file, &bytes, &mut running);
+        let seen = round(&mut engine, file, &bytes, &mut running);
         let next = if sent < parts { 1 } else { 0 };
-        assert_eq!(started, next, "as part {part} ends, {sent} sent");
-        sent += started;
-        assert_eq!(
-            settle(&mut engine, file, &bytes, &mut running),
-            0,
-            "the slots were full"
-        );
+        assert_eq!(seen.started, next, "as part {part} ends, {sent} sent");
+        sent += seen.started;
+        let (more, answered) = settle(&mut engine, file, &bytes, &mut running);
+        assert_eq!(more, 0, "the slots were full");
+        answered_while_sending += seen.answered + answered;
+        completed |= seen.completed;
     }
     assert_eq!(sent, parts);
+    assert!(
+        answered_while_sending >= 10,
+        "parts were hashed and signed while others were sent ({answered_while_sending})"
+    );
+    assert!(completed, "the file completes");
 }
 
 /// Runs a file to its Complete with every PUT stored; returns the Complete.

@@ -53,7 +53,8 @@ pub struct RunningCompanion {
     remote: Option<(rusty_s3::Bucket, rusty_s3::Credentials)>,
     /// The checksum the companion asks for: this client hashes as a browser does.
     pub checksum: Option<ChecksumAlgorithm>,
-    /// Each upload's part checksums, as [`Self::put_parts`] sent them, for its Complete.
+    /// Each upload's part checksums, as [`Self::put_parts`] and [`Self::put_part`] sent them,
+    /// for its Complete.
     part_checksums: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
@@ -385,9 +386,16 @@ impl RunningCompanion {
             .unwrap();
         assert_eq!(response.status(), 200, "sign part {part}");
         let signed: PartsSigned = response.json().await.unwrap();
+        assert_eq!(signed.urls[0].part, part);
         let response = self.put_single(&signed.urls[0].url, bytes.to_vec()).await;
-        assert_eq!(response.status(), 200, "part {part}");
-        response.headers()["etag"].to_str().unwrap().to_owned()
+        let etag = response.headers().get("etag").cloned();
+        assert_eq!(
+            response.status(),
+            200,
+            "part {part}: {}",
+            response.text().await.unwrap()
+        );
+        etag.unwrap().to_str().unwrap().to_owned()
     }
 
     /// Signs every part in one call (with its checksum when the companion asks) and PUTs each
