@@ -35,8 +35,11 @@ const ROW_HEIGHT: f64 = 84.0;
 const LIST_HEIGHT: f64 = 640.0;
 /// Rows rendered above and below the visible ones.
 const OVERSCAN: usize = 6;
-/// Files added per task when many are picked at once.
-const ADD_CHUNK: usize = 25;
+/// When many files are picked at once, each task adds as many as fit in about this many
+/// milliseconds, rendering included: a long task is a page that does not answer.
+const ADD_TASK_MS: f64 = 8.0;
+/// Files the first of those tasks adds, before the page has measured what one costs.
+const FIRST_ADD_CHUNK: usize = 10;
 
 /// Resolves in a later task, letting the browser render and handle input in between.
 async fn next_task() {
@@ -46,6 +49,18 @@ async fn next_task() {
         }
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Resolves once the reactive work already woken (effects that render) has run.
+async fn rendered() {
+    let resolved = js_sys::Promise::resolve(&wasm_bindgen::JsValue::UNDEFINED);
+    let _ = wasm_bindgen_futures::JsFuture::from(resolved).await;
+}
+
+/// How many files the next adding task takes, from what the last `count` cost in `took_ms`.
+fn next_add_chunk(count: usize, took_ms: f64) -> usize {
+    let per_file = took_ms.max(1.0) / count.max(1) as f64;
+    ((ADD_TASK_MS / per_file) as usize).clamp(1, 4 * count.max(1))
 }
 
 /// Where a file's upload is.
@@ -540,11 +555,19 @@ pub fn App() -> impl IntoView {
             many => log(timeline, "added", "", format!("{} files added", many.len())),
         }
         // Each chunk in a task of its own, the first included: the `change` event's task is
-        // already the browser's long one of building the FileList.
+        // already the browser's long one of building the FileList. Chunks follow the measured
+        // cost of a row, so a slow machine adds fewer per task instead of blocking longer.
         wasm_bindgen_futures::spawn_local(async move {
-            for chunk in files.chunks(ADD_CHUNK) {
+            let mut files = files.into_iter().peekable();
+            let mut chunk = FIRST_ADD_CHUNK;
+            while files.peek().is_some() {
                 next_task().await;
-                add_chunk(chunk.to_vec());
+                let started = js_sys::Date::now();
+                let taken: Vec<_> = files.by_ref().take(chunk).collect();
+                let count = taken.len();
+                add_chunk(taken);
+                rendered().await;
+                chunk = next_add_chunk(count, js_sys::Date::now() - started);
             }
         });
     };
@@ -1160,5 +1183,16 @@ mod tests {
         assert_eq!(slots(LARGE_FILES.start), 3);
         assert_eq!(slots(LARGE_FILES.end - 1), 3);
         assert_eq!(slots(SMALL_FILES.end - 1), 5);
+    }
+
+    /// Adding follows the measured cost: a cheap chunk grows the next (at most fourfold), a
+    /// costly one shrinks it, and every task adds at least one file.
+    #[test]
+    fn adding_tasks_fit_the_budget_from_what_the_last_one_cost() {
+        assert_eq!(next_add_chunk(10, 4.0), 20);
+        assert_eq!(next_add_chunk(10, 0.0), 40);
+        assert_eq!(next_add_chunk(25, 100.0), 2);
+        assert_eq!(next_add_chunk(1, 50.0), 1);
+        assert_eq!(next_add_chunk(40, 8.0), 40);
     }
 }
