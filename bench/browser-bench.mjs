@@ -20,6 +20,7 @@ import { chromium } from "playwright-core";
 
 import { drawCharts } from "./charts.mjs";
 import { scratchDir, startServers } from "./servers.mjs";
+import { startThrottle } from "./throttle.mjs";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const MIB = 1024 * 1024;
@@ -138,6 +139,9 @@ const dist = path.join(scratch, "dist");
 const built = spawnSync(path.join(here, "node_modules/.bin/vite"), ["build", path.join(here, "browser"), "--outDir", dist], { encoding: "utf8" });
 if (built.status !== 0) throw new Error(`vite build failed:\n${built.stdout}\n${built.stderr}`);
 const site = await serve(dist);
+
+// The throttled workloads' link: 100 Mbit/s each way, 40 ms per round trip (bench/throttle.mjs).
+const throttle = await startThrottle({ roundTripMs: 40, bitsPerSecond: 100e6 });
 
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -274,9 +278,19 @@ async function inputFloor(files) {
   return longest;
 }
 
+/** Runs in the page before its scripts: notes the `key` field of every form it sends. */
+function noteFormKeys() {
+  window.__formKeys = [];
+  const send = XMLHttpRequest.prototype.send;
+  XMLHttpRequest.prototype.send = function (body) {
+    if (body instanceof FormData && body.has("key")) window.__formKeys.push(body.get("key"));
+    return send.call(this, body);
+  };
+}
+
 /** The key a presigned path-style PUT to the store writes: each segment percent-encoded. */
-function keyOf(url) {
-  const { origin, pathname } = new URL(url);
+function keyOf(request) {
+  const { origin, pathname } = new URL(request.url());
   const bucket = `/${credentials.bucket}/`;
   if (origin !== new URL(store).origin || !pathname.startsWith(bucket)) return null;
   return pathname.slice(bucket.length).split("/").map(decodeURIComponent).join("/");
@@ -284,36 +298,37 @@ function keyOf(url) {
 
 async function measure(library, workload, files) {
   const isPage = library === PAGE;
-  const context = await browser.newContext();
+  // A throttled workload's context reaches every server through the slow link, preflights too.
+  const context = await browser.newContext(workload.throttle ? { proxy: { server: throttle.url } } : {});
   const page = await context.newPage();
   if (workload.watch) await page.addInitScript(watchMainThread);
+  if (isPage) await page.addInitScript(noteFormKeys);
   const cdp = await context.newCDPSession(page);
   await cdp.send("Performance.enable");
   // The demo page is served by Ferry's companion, at its root.
   await page.goto(isPage ? ferry : site);
   await page.waitForSelector(isPage ? "[data-testid=total-bar]" : "body[data-ready=true]");
-  if (workload.throttle) {
-    await cdp.send("Network.enable");
-    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 40, downloadThroughput: 12.5e6, uploadThroughput: 12.5e6 });
-  }
   const requests = { store: 0, companion: 0, failedOnPurpose: 0 };
-  // Part PUTs in flight over time, for the slot idle fraction.
+  // Part uploads in flight over time, for the slot idle fraction: PUTs, and POST forms (a POST
+  // to the store with no query; a multipart upload's create and complete have one).
   const timeline = [];
-  const isPut = (request) => request.method() === "PUT" && request.url().startsWith(store);
-  // Every key the page PUT to: the demo page's objects, to read back.
-  const putKeys = new Set();
+  const isPart = (request) =>
+    request.url().startsWith(store) && (request.method() === "PUT" || (request.method() === "POST" && !new URL(request.url()).search));
+  // Every key the page sent to: the demo page's objects, to read back. A POST form's key is a
+  // field of its body, which request events do not carry: the page notes it as it sends.
+  const sentKeys = new Set();
   page.on("request", (request) => {
     if (request.method() === "OPTIONS") return;
     if (request.url().startsWith(store)) requests.store += 1;
     else if (request.url().startsWith(ferry) || request.url().startsWith(uppy)) requests.companion += 1;
-    if (isPut(request)) {
+    if (isPart(request)) {
       timeline.push([performance.now(), +1]);
-      if (isPage) putKeys.add(keyOf(request.url()));
+      if (isPage && request.method() === "PUT") sentKeys.add(keyOf(request));
     }
   });
   const ended = new WeakSet();
   const end = (request) => {
-    if (!isPut(request) || ended.has(request)) return;
+    if (!isPart(request) || ended.has(request)) return;
     ended.add(request);
     timeline.push([performance.now(), -1]);
   };
@@ -392,9 +407,10 @@ async function measure(library, workload, files) {
       ...(isPage ? { input_task_ms: Math.max(0, ...overlapping.filter(isInput).map(([, duration]) => duration)), input_floor_ms: await inputFloor(files) } : {}),
     };
   }
+  const formKeys = isPage ? await page.evaluate(() => window.__formKeys) : [];
   await context.close();
   if (outcome.error) return { library, workload: workload.name, failed: outcome.error };
-  if (isPage) outcome.keys = [...putKeys].filter(Boolean);
+  if (isPage) outcome.keys = [...sentKeys, ...formKeys].filter(Boolean);
   const hashes = new Set(files.map((file) => file.sha256));
   // Read back 8 at a time: 20,000 objects one by one would take longer than uploading them.
   let verified = 0;
@@ -506,7 +522,7 @@ async function hashingCost(file, size) {
 }
 
 const results = { smoke: SMOKE, machine: `${os.cpus()[0].model}, ${os.cpus().length} cores`, chromium: browser.version(), settings: {
-  ferry: "defaults (10 files prepared ahead; 5 part PUTs, 3 with a file over 65 MiB; 3 per file; 20 URLs per sign call; CRC32C checksums)",
+  ferry: "defaults (10 files prepared ahead; 5 part PUTs, 3 with a file over 65 MiB; 3 per file; 20 URLs per sign call; CRC32C checksums), companion with FERRY_S3_POST_FORMS=true (files up to 1 MiB as one POST form each, as on AWS S3)",
   [UNCHECKED]: "the same, through a companion with FERRY_CHECKSUM=off",
   [HASHED_ON_PAGE]: "the same, on a page that cannot start Workers: every part hashed on the page's thread",
   [UNFAILED]: "the same, in the workload that fails PUTs, with none failed",
@@ -570,6 +586,7 @@ for (const workload of SELECTED) {
 }
 if (process.env.BENCH_CHARTS) await drawCharts(browser, results, process.env.BENCH_CHARTS);
 await browser.close();
+throttle.close();
 console.log(JSON.stringify(results, null, 2));
 // The smoke run is a test: Ferry, alone and in the demo page, and the in-browser ceiling must
 // complete and every object read back must match.

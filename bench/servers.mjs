@@ -58,6 +58,8 @@ export async function startServers({ admissionQueue, staticDir, unchecked }) {
     FERRY_SECRET: "bench",
     FERRY_ADMISSION_CONCURRENCY: "1024",
     FERRY_ADMISSION_QUEUE: String(admissionQueue),
+    // ferry-store checks a form's checksum as AWS S3 does: small files go as one POST each.
+    FERRY_S3_POST_FORMS: "true",
     RUST_LOG: "warn",
   };
   const ferry = await start(process.env.FERRY_COMPANION_BIN, [], { ...ferryEnv, ...(staticDir ? { FERRY_STATIC_DIR: staticDir } : {}) });

@@ -235,8 +235,12 @@ fn browser_markdown(results: &BrowserResults, size: Option<&PackageSize>) -> Str
 The same headless Chromium ({chromium}), the same ferry-store on loopback, one run, {machine}.
 Every object was read back and its SHA-256 compared (`verified`). Peak memory is Chrome's JS heap
 plus, for Ferry, its WebAssembly memory, sampled every 100 ms; slot idle is the share of time,
-from the first part PUT to the last one starting, in which fewer PUTs ran than the library's
-working concurrency (the most it kept running for at least 5% of that time); requests per part count every request but CORS preflights. Charts: `bench/results/*.png`.
+from the first part upload (a PUT, or a POST form) to the last one starting, in which fewer ran
+than the library's working concurrency (the most it kept running for at least 5% of that time);
+requests per part count every request but CORS preflights. The throttled workloads reach every
+server through an HTTP proxy (`bench/throttle.mjs`) that adds 40 ms to each request, preflights
+included, and shares 100 Mbit/s each way; DevTools' network emulation delays no preflight.
+Charts: `bench/results/*.png`.
 What limits these figures, from profiles of the page: [bench/README.md](bench/README.md).
 
 Settings: {settings}
