@@ -27,7 +27,7 @@ use web_sys::{Blob, File, XmlHttpRequest};
 
 use crate::client::{ClientEvent, FileProgress, Rate};
 use crate::hashing;
-use crate::http::{CompanionHeaders, call};
+use crate::http::{Answer, CompanionHeaders, call, read_answer};
 use crate::locks;
 use crate::resume::{self, Record};
 use crate::speed::Speedometer;
@@ -254,6 +254,21 @@ impl Shared {
         path: String,
         body: Option<String>,
         feed: impl FnOnce(&mut Driver, Result<T, Failure>) + 'static,
+    ) {
+        let read = move |driver: &mut Driver, answer: Result<Answer, Failure>| {
+            feed(driver, answer.and_then(read_answer));
+        };
+        self.call_then(files, method, path, body, Box::new(read));
+    }
+
+    /// [`Self::companion_call`]'s call, the same for every answer type.
+    fn call_then(
+        self: &Rc<Self>,
+        files: Vec<FileId>,
+        method: &'static str,
+        path: String,
+        body: Option<String>,
+        feed: Box<FeedAnswer>,
     ) {
         let weak = Rc::downgrade(self);
         let url = self.url(&path);
@@ -841,14 +856,17 @@ thread_local! {
     static ABORTING: RefCell<std::collections::HashSet<String>> = RefCell::default();
 }
 
+/// What a companion call's answer goes to.
+type FeedAnswer = dyn FnOnce(&mut Driver, Result<Answer, Failure>);
+
 /// The longest wait between two tries of a deferred abort.
 const MAX_ABORT_BACKOFF_MS: u32 = 30_000;
 
 async fn abort_with_backoff(url: &str, headers: &CompanionHeaders) {
     let mut backoff_ms = 1_000;
     loop {
-        match call::<()>("DELETE", url, headers, None).await {
-            Ok(()) => return resume::forget_abort(url),
+        match call("DELETE", url, headers, None).await {
+            Ok(_) => return resume::forget_abort(url),
             Err(failure) if failure.is_outage() => {
                 resume::defer_abort(url);
                 gloo_timers::future::TimeoutFuture::new(backoff_ms).await;

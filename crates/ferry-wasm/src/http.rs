@@ -101,13 +101,15 @@ impl CompanionHeaders {
 
 /// Calls the companion at `url` with fresh headers; a 401 asks the application for new ones and
 /// tries once more. A non-2xx answer is a [`Failure`] with the companion's code (for store
-/// refusals, the store's S3 code); no answer at all is a network failure.
-pub async fn call<T: DeserializeOwned>(
+/// refusals, the store's S3 code); no answer at all is a network failure. The answer's status
+/// and text, for [`read_answer`]: one body for every call, however many answer types there are
+/// (a generic `async` body is a state machine per type in the wasm).
+pub async fn call(
     method: &str,
     url: &str,
     headers: &CompanionHeaders,
     json: Option<String>,
-) -> Result<T, Failure> {
+) -> Result<Answer, Failure> {
     let first = send(method, url, &headers.resolve(false).await?, json.clone()).await;
     match first {
         Err(failure) if failure.status == Some(401) && headers.refreshes() => {
@@ -117,12 +119,33 @@ pub async fn call<T: DeserializeOwned>(
     }
 }
 
-async fn send<T: DeserializeOwned>(
+/// A 2xx answer of the companion: its status and body.
+pub struct Answer {
+    pub status: u16,
+    pub text: String,
+}
+
+/// Reads a companion's answer as JSON; an empty one (204) reads as `null`.
+pub fn read_answer<T: DeserializeOwned>(answer: Answer) -> Result<T, Failure> {
+    let text = if answer.text.is_empty() {
+        "null"
+    } else {
+        &answer.text
+    };
+    serde_json::from_str(text).map_err(|err| Failure {
+        status: Some(answer.status),
+        code: "BadAnswer".into(),
+        message: format!("the companion's answer could not be read: {err}"),
+        retry_after: None,
+    })
+}
+
+async fn send(
     method: &str,
     url: &str,
     extra_headers: &[(String, String)],
     json: Option<String>,
-) -> Result<T, Failure> {
+) -> Result<Answer, Failure> {
     let network = |err: &wasm_bindgen::JsValue| {
         Failure::network(format!("{method} {url}: {}", describe(err)))
     };
@@ -159,14 +182,7 @@ async fn send<T: DeserializeOwned>(
         let retry_after = response.headers().get("retry-after").ok().flatten();
         return Err(failure_from_answer(status, &text, retry_after));
     }
-    // An empty answer (204) reads as JSON null.
-    let text = if text.is_empty() { "null" } else { &text };
-    serde_json::from_str(text).map_err(|err| Failure {
-        status: Some(status),
-        code: "BadAnswer".into(),
-        message: format!("the companion's answer could not be read: {err}"),
-        retry_after: None,
-    })
+    Ok(Answer { status, text })
 }
 
 /// How long a call to the companion may take before it counts as lost.
