@@ -214,7 +214,8 @@ function watchMainThread() {
 /**
  * The demo page's run: the files set on its own file input (its `change` starts every upload),
  * until its totals bar counts all of them stored; a failed row in view ends it at once. The keys
- * to verify are those it PUT (`measure` hears them): a long list shows only the rows in view.
+ * to verify are those it sent parts to (`measure` hears PUTs, the page notes its forms): a long
+ * list shows only the rows in view.
  */
 async function dropOnDemo(page, files) {
   const count = String(files.length);
@@ -407,10 +408,11 @@ async function measure(library, workload, files) {
       ...(isPage ? { input_task_ms: Math.max(0, ...overlapping.filter(isInput).map(([, duration]) => duration)), input_floor_ms: await inputFloor(files) } : {}),
     };
   }
-  const formKeys = isPage ? await page.evaluate(() => window.__formKeys) : [];
+  const formKeys = isPage && !outcome.error ? await page.evaluate(() => window.__formKeys).catch(() => []) : [];
   await context.close();
   if (outcome.error) return { library, workload: workload.name, failed: outcome.error };
-  if (isPage) outcome.keys = [...sentKeys, ...formKeys].filter(Boolean);
+  // A form sent again (a retry) names its key again: each object is read back once.
+  if (isPage) outcome.keys = [...new Set([...sentKeys, ...formKeys])].filter(Boolean);
   const hashes = new Set(files.map((file) => file.sha256));
   // Read back 8 at a time: 20,000 objects one by one would take longer than uploading them.
   let verified = 0;
@@ -443,10 +445,10 @@ async function measure(library, workload, files) {
 }
 
 /**
- * Of the time from the first part PUT to the last one starting, the share in which fewer PUTs
- * ran than the library's working concurrency: slots it had but left empty. The working
- * concurrency is the most PUTs it kept running for at least 5% of that time; a higher count held
- * for an instant is the harness hearing of one PUT's end after the next one's start.
+ * Of the time from the first part upload (PUT or POST form) to the last one starting, the share
+ * in which fewer ran than the library's working concurrency: slots it had but left empty. The
+ * working concurrency is the most uploads it kept running for at least 5% of that time; a higher
+ * count held for an instant is the harness hearing of one upload's end after the next one's start.
  */
 function idleFraction(timeline) {
   const events = [...timeline].sort((a, b) => a[0] - b[0]);
@@ -454,7 +456,7 @@ function idleFraction(timeline) {
   if (starts.length < 2) return 0;
   const first = events[0][0];
   const until = starts.at(-1)[0];
-  // How long each number of PUTs was running.
+  // How long each number of uploads was running.
   const held = new Map();
   let running = 0;
   let last = first;

@@ -36,7 +36,8 @@ const LIST_HEIGHT: f64 = 640.0;
 /// Rows rendered above and below the visible ones.
 const OVERSCAN: usize = 6;
 /// When many files are picked at once, each task adds as many as fit in about this many
-/// milliseconds, rendering included: a long task is a page that does not answer.
+/// milliseconds, the DOM updates of their rows included: a long task is a page that does not
+/// answer.
 const ADD_TASK_MS: f64 = 8.0;
 /// Files the first of those tasks adds, before the page has measured what one costs.
 const FIRST_ADD_CHUNK: usize = 10;
