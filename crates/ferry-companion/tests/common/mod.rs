@@ -16,6 +16,11 @@ use ferry_core::ChecksumAlgorithm;
 use ferry_core::protocol::{PartsSigned, SignParts, SignedUrl, StoredObject, UploadCreated};
 use serde_json::{Value, json};
 
+/// How long a test's PUT to a store may go unanswered before it is sent again, and how many
+/// times it is sent.
+const PUT_STALL: Duration = Duration::from_secs(30);
+const PUT_ATTEMPTS: usize = 3;
+
 pub const MIB: usize = 1024 * 1024;
 
 /// The settings `cases::bad_requests_are_refused_without_touching_the_store` and
@@ -228,9 +233,26 @@ impl RunningCompanion {
     }
 
     /// PUTs `bytes` to a presigned single-PUT URL with its signed headers, stating the length
-    /// as browsers do, even for an empty body.
+    /// as browsers do, even for an empty body. A PUT with no answer in `PUT_STALL` is sent again,
+    /// as Ferry's clients do with a stalled part: Garage on SQLite has been seen to leave one
+    /// PUT unanswered for good ("database is locked") while answering every other request.
     pub async fn put_single(&self, url: &SignedUrl, bytes: Vec<u8>) -> reqwest::Response {
-        self.single_put(url, bytes).send().await.unwrap()
+        for _ in 1..PUT_ATTEMPTS {
+            match self
+                .single_put(url, bytes.clone())
+                .timeout(PUT_STALL)
+                .send()
+                .await
+            {
+                Err(error) if error.is_timeout() => continue,
+                sent => return sent.unwrap(),
+            }
+        }
+        self.single_put(url, bytes)
+            .timeout(PUT_STALL)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// The request `put_single` sends.
