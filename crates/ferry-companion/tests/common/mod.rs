@@ -237,22 +237,14 @@ impl RunningCompanion {
     /// as Ferry's clients do with a stalled part: Garage on SQLite has been seen to leave one
     /// PUT unanswered for good ("database is locked") while answering every other request.
     pub async fn put_single(&self, url: &SignedUrl, bytes: Vec<u8>) -> reqwest::Response {
-        for _ in 1..PUT_ATTEMPTS {
-            match self
-                .single_put(url, bytes.clone())
-                .timeout(PUT_STALL)
-                .send()
-                .await
-            {
-                Err(error) if error.is_timeout() => continue,
+        let mut attempt = 1;
+        loop {
+            let put = self.single_put(url, bytes.clone()).timeout(PUT_STALL);
+            match put.send().await {
+                Err(error) if error.is_timeout() && attempt < PUT_ATTEMPTS => attempt += 1,
                 sent => return sent.unwrap(),
             }
         }
-        self.single_put(url, bytes)
-            .timeout(PUT_STALL)
-            .send()
-            .await
-            .unwrap()
     }
 
     /// The request `put_single` sends.
