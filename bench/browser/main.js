@@ -88,7 +88,7 @@ async function signInAdvance(config) {
   };
   await pool(batches, async (batch) => {
     const { uploads } = await call("/api/uploads/batch", { files: batch.map(request) });
-    uploads.forEach((upload, index) => created.set(batch[index], upload));
+    uploads.forEach((upload, index) => created.set(batch[index], upload.created));
   });
   await pool(others, async (file) => created.set(file, await call("/api/uploads", request(file))));
   const uploads = [];

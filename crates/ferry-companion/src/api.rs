@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_core::protocol::{
     BatchCreated, BatchRefusal, COMPLETE_SINGLE_PATH, CompanionConfig, CompleteUpload,
-    CreateUpload, CreateUploads, ErrorBody, PartList, PartsSigned, SignParts, SignedPart,
+    CreateUpload, CreateUploads, ErrorBody, PartList, PartsSigned, Relayed, SignParts, SignedPart,
     SignedUrl, StoredObject, UploadCreated, UploadsCreated,
 };
 use ferry_core::{Plan, UploadMode};
@@ -474,7 +474,8 @@ async fn create_batch(
                     let (status, error) = refusal.answer();
                     BatchCreated::Refused(BatchRefusal {
                         status: status.as_u16(),
-                        error,
+                        code: error.code,
+                        message: error.message,
                     })
                 }
             },
@@ -1134,12 +1135,6 @@ fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The ETag of a part or object sent through the companion.
-#[derive(Debug, serde::Serialize)]
-struct Etag {
-    etag: String,
-}
-
 /// The request's Content-Length, which must be exactly `expected`: the store needs it up front,
 /// and a part of another size would not fit the plan.
 fn exact_length(headers: &axum::http::HeaderMap, expected: u64) -> Result<u64, ApiError> {
@@ -1204,7 +1199,7 @@ async fn put_part(
     ApiQuery(query): ApiQuery<TokenQuery>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Etag>, ApiError> {
+) -> Result<Json<Relayed>, ApiError> {
     let claims = state.verify(&headers, &query.token, Some(&upload_id))?;
     let (number, planned) = planned_part(&claims.plan()?, part)?;
     let length = exact_length(&headers, planned)?;
@@ -1221,7 +1216,7 @@ async fn put_part(
             .map(|(algorithm, value)| (*algorithm, value.as_str())),
     );
     let etag = stream_to_store(&state, url, length, &signed_headers, body).await?;
-    Ok(Json(Etag { etag }))
+    Ok(Json(Relayed { etag }))
 }
 
 /// The fallback for a single PUT.
@@ -1230,7 +1225,7 @@ async fn put_object(
     ApiQuery(query): ApiQuery<TokenQuery>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Etag>, ApiError> {
+) -> Result<Json<Relayed>, ApiError> {
     let claims = state.verify(&headers, &query.token, None)?;
     let length = exact_length(&headers, claims.size)?;
     let checksum = fallback_checksum(&claims, &headers, "a single PUT")?;
@@ -1247,5 +1242,5 @@ async fn put_object(
             .map(|(algorithm, value)| (*algorithm, value.as_str())),
     );
     let etag = stream_to_store(&state, url, length, &signed_headers, body).await?;
-    Ok(Json(Etag { etag }))
+    Ok(Json(Relayed { etag }))
 }

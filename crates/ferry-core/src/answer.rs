@@ -1,6 +1,7 @@
 //! Reading a failed answer, for the drivers: the code and message of an S3 `<Error>` document or
 //! the companion's JSON error body, and `Retry-After`. Behind the `answers` feature, so the
-//! engine itself reads no XML.
+//! engine itself reads no XML. The JSON is read by the driver's own reader (the browser's `JSON`
+//! in the wasm, where a JSON parser would weigh on the package).
 
 use std::time::Duration;
 
@@ -13,11 +14,17 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(value.trim().parse::<f64>().ok()?).ok()
 }
 
-/// A failed answer: the code and message of its S3 or companion error body, and `Retry-After`.
-pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
+/// A failed answer: the code and message of its S3 or companion error body (JSON, read by
+/// `read_json`), and `Retry-After`.
+pub fn failure_from_answer(
+    status: u16,
+    body: &str,
+    retry_after: Option<String>,
+    read_json: impl FnOnce(&str) -> Option<ErrorBody>,
+) -> Failure {
     let (code, message) = s3_error(body)
         .or_else(|| {
-            let error: ErrorBody = serde_json::from_str(body).ok()?;
+            let error = read_json(body)?;
             Some((error.code, error.message))
         })
         .unwrap_or_else(|| (format!("Http{status}"), body.chars().take(200).collect()));
@@ -96,6 +103,12 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
+        failure_from_answer(status, body, retry_after, |body| {
+            serde_json::from_str(body).ok()
+        })
+    }
+
     #[test]
     fn retry_after_is_seconds_and_nonsense_is_ignored() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
@@ -115,7 +128,7 @@ mod tests {
     #[test]
     fn failures_carry_the_code_and_message_of_their_answer() {
         let s3 = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce your rate &lt; 5/s</Message><RequestId>r</RequestId></Error>";
-        let failure = failure_from_answer(503, s3, Some("3".into()));
+        let failure = answer(503, s3, Some("3".into()));
         assert_eq!(
             (
                 failure.status,
@@ -127,7 +140,7 @@ mod tests {
         assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
 
         let companion = r#"{"code":"TokenExpired","message":"the upload token has expired"}"#;
-        let failure = failure_from_answer(403, companion, None);
+        let failure = answer(403, companion, None);
         assert_eq!(
             (failure.code.as_str(), failure.message.as_str()),
             ("TokenExpired", "the upload token has expired")
@@ -163,7 +176,7 @@ mod tests {
                 read.map(|(code, message): (&str, &str)| (code.to_owned(), message.to_owned()));
             assert_eq!(s3_error(body), read, "{body}");
         }
-        let unreadable = failure_from_answer(503, "<Error><Code>SlowDown</Code>", None);
+        let unreadable = answer(503, "<Error><Code>SlowDown</Code>", None);
         assert_eq!(
             unreadable.code, "Http503",
             "a broken body falls back to the status"
@@ -171,7 +184,7 @@ mod tests {
 
         // A proxy's page: no code of its own, a status code and the start of the text.
         let page = format!("<html>{}</html>", "x".repeat(500));
-        let failure = failure_from_answer(502, &page, None);
+        let failure = answer(502, &page, None);
         assert_eq!(failure.code, "Http502");
         assert_eq!(failure.message.chars().count(), 200);
         assert!(failure.is_outage());

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod protocol;
 pub mod retry;
 pub mod schedule;
+pub mod sorted;
 pub mod time;
 
 pub use adapt::Adapt;

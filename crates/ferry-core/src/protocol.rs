@@ -99,9 +99,10 @@ pub struct UploadsCreated {
 }
 
 /// A file of a batch: created, or refused as a create of its own would have been; one refused
-/// file fails no other.
+/// file fails no other. Tagged (`{"created": ..}` or `{"refused": ..}`): told apart by its
+/// name, not by trying each shape, which would put serde's buffering of any value in the wasm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(rename_all = "camelCase")]
 pub enum BatchCreated {
     Created(UploadCreated),
     Refused(BatchRefusal),
@@ -112,16 +113,17 @@ pub enum BatchCreated {
 #[serde(rename_all = "camelCase")]
 pub struct BatchRefusal {
     pub status: u16,
-    #[serde(flatten)]
-    pub error: ErrorBody,
+    /// As in [`ErrorBody`].
+    pub code: String,
+    pub message: String,
 }
 
 impl From<BatchRefusal> for crate::retry::Failure {
     fn from(refusal: BatchRefusal) -> Self {
         Self {
             status: Some(refusal.status),
-            code: refusal.error.code,
-            message: refusal.error.message,
+            code: refusal.code,
+            message: refusal.message,
             retry_after: None,
         }
     }
@@ -186,12 +188,45 @@ pub struct SignParts {
     pub checksums: Vec<String>,
 }
 
+/// A part's signed request: `{ "part": 1, "url": .., "headers": .., .. }`, the part number
+/// beside the fields of its [`SignedUrl`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "SignedPartFields")]
 pub struct SignedPart {
     pub part: u32,
     #[serde(flatten)]
     pub url: SignedUrl,
+}
+
+/// How a [`SignedPart`] is read: its fields named one by one, because reading a flattened
+/// struct buffers every value first, which costs the wasm serde's whole buffering machinery.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedPartFields {
+    part: u32,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    expires_at: u64,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    form: BTreeMap<String, String>,
+}
+
+impl From<SignedPartFields> for SignedPart {
+    fn from(fields: SignedPartFields) -> Self {
+        Self {
+            part: fields.part,
+            url: SignedUrl {
+                url: fields.url,
+                headers: fields.headers,
+                expires_at: fields.expires_at,
+                expires_in: fields.expires_in,
+                form: fields.form,
+            },
+        }
+    }
 }
 
 /// The answer to [`SignParts`].
@@ -211,6 +246,13 @@ pub struct StoredPart {
     /// The part's checksum, by the upload's algorithm, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+}
+
+/// The answer to a part or object sent through the companion (the fallback route for stores
+/// whose CORS rule cannot be set): the ETag the store gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relayed {
+    pub etag: String,
 }
 
 /// `GET /api/uploads/{id}/parts`
@@ -262,4 +304,63 @@ pub struct ErrorBody {
     /// A stable code: Ferry's own (`TooLarge`, `BadToken`, ...) or the store's S3 code.
     pub code: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shapes on the wire that the wasm reads without serde's buffering: a signed part's
+    /// fields beside its number, and a batch's files tagged by what became of them.
+    #[test]
+    fn signed_parts_and_batch_answers_keep_their_wire_shape() {
+        let part = SignedPart {
+            part: 3,
+            url: SignedUrl {
+                url: "https://store/b/k?partNumber=3".into(),
+                headers: BTreeMap::from([("x-amz-checksum-crc32c".into(), "AAAAAA==".into())]),
+                expires_at: 1_700_000_000,
+                expires_in: Some(900),
+                form: BTreeMap::new(),
+            },
+        };
+        let json = serde_json::to_value(&part).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "part": 3,
+                "url": "https://store/b/k?partNumber=3",
+                "headers": { "x-amz-checksum-crc32c": "AAAAAA==" },
+                "expiresAt": 1_700_000_000u64,
+                "expiresIn": 900,
+            })
+        );
+        assert_eq!(serde_json::from_value::<SignedPart>(json).unwrap(), part);
+        let bare = r#"{"part":1,"url":"u","expiresAt":5}"#;
+        let read: SignedPart = serde_json::from_str(bare).unwrap();
+        assert_eq!((read.url.headers.len(), read.url.form.len()), (0, 0));
+        assert!(serde_json::from_str::<SignedPart>(r#"{"part":1,"expiresAt":5}"#).is_err());
+
+        let refused = BatchCreated::Refused(BatchRefusal {
+            status: 415,
+            code: "TypeNotAllowed".into(),
+            message: "no".into(),
+        });
+        let json = serde_json::to_value(&refused).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "refused": { "status": 415, "code": "TypeNotAllowed", "message": "no" }
+            })
+        );
+        assert_eq!(
+            serde_json::from_value::<BatchCreated>(json).unwrap(),
+            refused
+        );
+        assert!(
+            serde_json::from_str::<BatchCreated>(r#"{"status":415,"code":"X","message":""}"#)
+                .is_err(),
+            "an answer not tagged is no batch answer"
+        );
+    }
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use ferry_core::plan::{KIB, MIB, StoreLimits, UploadMode};
 use ferry_core::protocol::{
-    BatchCreated, BatchRefusal, CompanionConfig, ErrorBody, SignedPart, StoredObject,
-    UploadCreated, UploadsCreated,
+    BatchCreated, BatchRefusal, CompanionConfig, SignedPart, StoredObject, UploadCreated,
+    UploadsCreated,
 };
 use ferry_core::{
     Action, BatchedFile, ChecksumAlgorithm, Engine, EngineConfig, Event, Failure, FileId, FileSpec,
@@ -241,10 +241,8 @@ fn a_refused_file_fails_alone_and_a_failed_batch_is_made_again() {
                     .map(|&file| match file {
                         FileId(2) => BatchCreated::Refused(BatchRefusal {
                             status: 415,
-                            error: ErrorBody {
-                                code: "TypeNotAllowed".into(),
-                                message: "no".into(),
-                            },
+                            code: "TypeNotAllowed".into(),
+                            message: "no".into(),
                         }),
                         file => BatchCreated::Created(created(file, 64 * KIB)),
                     })

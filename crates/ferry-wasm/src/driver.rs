@@ -15,6 +15,7 @@ use ferry_core::protocol::{
     CompanionConfig, CreateUpload, CreateUploads, PartList, PartsSigned, StoredObject,
     UploadCreated, UploadsCreated, complete_path,
 };
+use ferry_core::sorted::SortedMap;
 use ferry_core::{
     Action, BatchedFile, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, Instant,
     PutTarget, UploadError,
@@ -78,7 +79,7 @@ pub(crate) struct Driver {
     pub engine: Engine,
     pub files: HashMap<FileId, Tracked>,
     /// Live uploads that have a fingerprint.
-    named: BTreeMap<FileId, Named>,
+    named: SortedMap<FileId, Named>,
     /// Running PUTs, so a stopped part's request can be aborted; the number tells a request from
     /// a later one for the same part.
     running: HashMap<(FileId, u32), (u64, XmlHttpRequest)>,
@@ -124,7 +125,7 @@ impl Shared {
                 driver: RefCell::new(Driver {
                     engine,
                     files: HashMap::new(),
-                    named: BTreeMap::new(),
+                    named: SortedMap::new(),
                     running: HashMap::new(),
                     next_request: 0,
                     timer: None,
@@ -366,7 +367,7 @@ impl Shared {
                 let Some(request) = driver.create_request(file, checksum) else {
                     return driver.engine.cancel(file);
                 };
-                let body = serde_json::to_string(&request).ok();
+                let body = crate::json::to_string(&request);
                 self.file_call(
                     file,
                     Call::Create,
@@ -394,7 +395,7 @@ impl Shared {
                 if batched.is_empty() {
                     return;
                 }
-                let body = serde_json::to_string(&CreateUploads { files: requests }).ok();
+                let body = crate::json::to_string(&CreateUploads { files: requests });
                 let files = batched.clone();
                 self.companion_call(
                     batched,
@@ -431,7 +432,7 @@ impl Shared {
                 upload_id,
                 request,
             } => {
-                let body = serde_json::to_string(&request).ok();
+                let body = crate::json::to_string(&request);
                 let path = format!("/api/uploads/{upload_id}/sign");
                 self.file_call(
                     file,
@@ -455,7 +456,7 @@ impl Shared {
                 upload_id,
                 request,
             } => {
-                let body = serde_json::to_string(&request).ok();
+                let body = crate::json::to_string(&request);
                 let path = complete_path(upload_id.as_deref());
                 self.file_call(
                     file,

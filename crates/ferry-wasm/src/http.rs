@@ -1,7 +1,6 @@
 //! JSON calls to the companion with `fetch`.
 
 use ferry_core::Failure;
-pub use ferry_core::answer::failure_from_answer;
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -132,7 +131,7 @@ pub fn read_answer<T: DeserializeOwned>(answer: Answer) -> Result<T, Failure> {
     } else {
         &answer.text
     };
-    serde_json::from_str(text).map_err(|err| Failure {
+    crate::json::from_str(text).map_err(|err| Failure {
         status: Some(answer.status),
         code: "BadAnswer".into(),
         message: format!("the companion's answer could not be read: {err}"),
@@ -183,6 +182,13 @@ async fn send(
         return Err(failure_from_answer(status, &text, retry_after));
     }
     Ok(Answer { status, text })
+}
+
+/// A failed answer of the companion or the store: the code and message its body states.
+pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
+    ferry_core::answer::failure_from_answer(status, body, retry_after, |body| {
+        crate::json::from_str(body).ok()
+    })
 }
 
 /// How long a call to the companion may take before it counts as lost.

@@ -19,6 +19,7 @@ mod hash_worker;
 mod hashing;
 mod http;
 mod js;
+mod json;
 #[cfg(feature = "leptos")]
 pub mod leptos;
 mod locks;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::UploadError;
+use ferry_core::sorted::SortedMap;
 use wasm_bindgen::prelude::*;
 
 use crate::js::{
@@ -181,7 +183,7 @@ pub async fn checksum(
 }
 
 /// Listeners by event name, each with the number that unsubscribes it.
-type Listeners = Rc<RefCell<BTreeMap<String, Vec<(u64, js_sys::Function)>>>>;
+type Listeners = Rc<RefCell<SortedMap<String, Vec<(u64, js_sys::Function)>>>>;
 
 /// Uploads files straight to the store through a companion. One uploader schedules all its
 /// uploads together; call `.free()` when done with it to release its memory.
@@ -384,8 +386,7 @@ impl Uploader {
         self.next_listener.set(number + 1);
         self.listeners
             .borrow_mut()
-            .entry(name.clone())
-            .or_default()
+            .get_or_insert_with(name.clone(), Vec::new)
             .push((number, listener));
         let listeners = self.listeners.clone();
         let unsubscribe = Closure::once_into_js(move || {

@@ -67,8 +67,9 @@ fn storage() -> Option<web_sys::Storage> {
 /// How long a finished upload's record stays, for a tab that waited for this one.
 const STORED_RECORD_SECS: u64 = 3_600;
 
-/// What `localStorage` keeps under a file's fingerprint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What `localStorage` keeps under a file's fingerprint: `{ stored, expiresAt }`, or the
+/// snapshot's fields with `savedAt`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Record {
     /// The file was stored: a tab that waited for the one uploading it takes the result.
@@ -83,9 +84,24 @@ pub enum Record {
     Uploading {
         #[serde(flatten)]
         snapshot: Snapshot,
-        #[serde(default)]
         saved_at: u64,
     },
+}
+
+/// A stored record's fields, as [`Record::parse`] reads them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredFields {
+    stored: StoredObject,
+    expires_at: u64,
+}
+
+/// When an uploading record was written, read beside its snapshot.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SavedAt {
+    #[serde(default)]
+    saved_at: u64,
 }
 
 impl Record {
@@ -96,11 +112,18 @@ impl Record {
         }
     }
 
-    /// Reads a record; a broken or expired one is none.
+    /// Reads a record; a broken or expired one is none. Each shape is read by its own fields
+    /// (a derived reader of the enum would buffer the whole record to try one shape after the
+    /// other, and put serde's buffering in the wasm).
     pub fn parse(text: &str, now_secs: u64) -> Option<Self> {
-        serde_json::from_str::<Self>(text)
-            .ok()
-            .filter(|record| record.expires_at() > now_secs)
+        let record = match crate::json::from_str::<StoredFields>(text) {
+            Ok(StoredFields { stored, expires_at }) => Record::Stored { stored, expires_at },
+            Err(_) => Record::Uploading {
+                snapshot: crate::json::from_str(text).ok()?,
+                saved_at: crate::json::from_str::<SavedAt>(text).ok()?.saved_at,
+            },
+        };
+        Some(record).filter(|record| record.expires_at() > now_secs)
     }
 
     /// What a tab that took the fingerprint's lock continues from: a record left by a tab it
@@ -129,7 +152,7 @@ pub fn load(key: &str, now_secs: u64) -> Option<Record> {
 }
 
 fn write(key: &str, record: &Record) {
-    if let (Some(storage), Ok(text)) = (storage(), serde_json::to_string(record)) {
+    if let (Some(storage), Some(text)) = (storage(), crate::json::to_string(record)) {
         // A full storage only costs the ability to resume.
         let _ = storage.set_item(key, &text);
     }
@@ -264,7 +287,7 @@ fn write_deferred(urls: &[String]) {
     };
     if urls.is_empty() {
         let _ = storage.remove_item(DEFERRED_ABORTS);
-    } else if let Ok(text) = serde_json::to_string(urls) {
+    } else if let Some(text) = crate::json::to_string(&urls) {
         let _ = storage.set_item(DEFERRED_ABORTS, &text);
     }
 }
@@ -273,7 +296,7 @@ fn write_deferred(urls: &[String]) {
 pub fn deferred_aborts() -> Vec<String> {
     storage()
         .and_then(|storage| storage.get_item(DEFERRED_ABORTS).ok()?)
-        .and_then(|text| serde_json::from_str(&text).ok())
+        .and_then(|text| crate::json::from_str(&text).ok())
         .unwrap_or_default()
 }
 

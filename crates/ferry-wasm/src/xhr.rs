@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use ferry_core::Failure;
+use ferry_core::protocol::Relayed;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Blob, FormData, ProgressEvent, XmlHttpRequest};
@@ -115,9 +116,9 @@ impl PutRequest {
         }
         let etag = match self.etag_from {
             EtagFrom::Header => self.xhr.get_response_header("ETag").ok().flatten(),
-            EtagFrom::Json => serde_json::from_str::<serde_json::Value>(&body)
+            EtagFrom::Json => crate::json::from_str::<Relayed>(&body)
                 .ok()
-                .and_then(|value| value.get("etag")?.as_str().map(str::to_owned)),
+                .map(|relayed| relayed.etag),
         };
         etag.ok_or_else(|| Failure {
             status: Some(status),

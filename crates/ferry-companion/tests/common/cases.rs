@@ -150,7 +150,7 @@ pub async fn a_batch_creates_single_puts_each_its_own(companion: &RunningCompani
     let refusals: Vec<(u16, &str)> = answer.uploads[sizes.len()..]
         .iter()
         .map(|answer| match answer {
-            BatchCreated::Refused(refusal) => (refusal.status, refusal.error.code.as_str()),
+            BatchCreated::Refused(refusal) => (refusal.status, refusal.code.as_str()),
             created => panic!("{created:?}"),
         })
         .collect();

@@ -32,7 +32,7 @@
 mod upload;
 mod vocabulary;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use self::upload::{CallGate, Live, Phase, Running, Upload, Waiting, localized};
 pub use self::vocabulary::{
@@ -50,6 +50,7 @@ use crate::protocol::{
 };
 use crate::retry::{Failure, Verdict, verdict};
 use crate::schedule::{EngineConfig, Rank};
+use crate::sorted::SortedMap;
 use crate::time::{Instant, Rng};
 
 #[derive(Debug)]
@@ -74,14 +75,14 @@ pub struct Engine {
     rng: Rng,
     next_id: u64,
     /// Files waiting, best first; paused ones are held aside in `queued` only.
-    line: BTreeSet<(Rank, FileId)>,
-    queued: BTreeMap<FileId, Queued>,
-    live: BTreeMap<FileId, Live>,
+    line: SortedMap<(Rank, FileId), ()>,
+    queued: SortedMap<FileId, Queued>,
+    live: SortedMap<FileId, Live>,
     /// Live uploads by fingerprint: the same file added again joins the upload.
-    by_key: BTreeMap<String, FileId>,
+    by_key: SortedMap<String, FileId>,
     /// Files that joined another's upload, and that upload.
-    joined: BTreeMap<FileId, FileId>,
-    breakers: BTreeMap<String, Breaker>,
+    joined: SortedMap<FileId, FileId>,
+    breakers: SortedMap<String, Breaker>,
     paused_all: bool,
     online: bool,
     /// The latest `now` any call brought.
@@ -110,12 +111,12 @@ impl Engine {
             companion: None,
             config_call: CallGate::default(),
             next_id: 0,
-            line: BTreeSet::new(),
-            queued: BTreeMap::new(),
-            live: BTreeMap::new(),
-            by_key: BTreeMap::new(),
-            joined: BTreeMap::new(),
-            breakers: BTreeMap::new(),
+            line: SortedMap::new(),
+            queued: SortedMap::new(),
+            live: SortedMap::new(),
+            by_key: SortedMap::new(),
+            joined: SortedMap::new(),
+            breakers: SortedMap::new(),
             paused_all: false,
             online: true,
             now: Instant::default(),
@@ -207,7 +208,7 @@ impl Engine {
         self.line
             .iter()
             .take(count)
-            .map(|&(_, file)| file)
+            .map(|(&(_, file), _)| file)
             .collect()
     }
 
@@ -364,7 +365,7 @@ impl Engine {
             None => Some(spec.content_type),
         };
         let rank = Rank::new(self.config.order, spec.priority, spec.size, file.0);
-        self.line.insert((rank, file));
+        self.line.insert((rank, file), ());
         self.queued.insert(
             file,
             Queued {
@@ -402,7 +403,7 @@ impl Engine {
         if let Some(queued) = self.queued.get_mut(&file) {
             if queued.paused {
                 queued.paused = false;
-                self.line.insert((queued.rank, file));
+                self.line.insert((queued.rank, file), ());
             }
         } else if let Some(upload) = self.upload_of(file)
             && let Some(live) = self.live.get_mut(&upload)
@@ -529,8 +530,7 @@ impl Engine {
         }
         self.config_call.in_flight = false;
         self.breakers
-            .entry(COMPANION.to_owned())
-            .or_default()
+            .get_or_insert_with(COMPANION.to_owned(), Breaker::default)
             .on_outcome(&failure, self.online, now);
         let gate = &mut self.config_call;
         let retries = self.config.retry.retries;
@@ -883,7 +883,9 @@ impl Engine {
             adaptive.on_bytes(size.saturating_sub(sent), now);
             adaptive.on_part_done(size, started, first_byte, now);
         }
-        self.breakers.entry(host).or_default().on_answer();
+        self.breakers
+            .get_or_insert_with(host, Breaker::default)
+            .on_answer();
         if let Some(live) = self.live.get_mut(&file) {
             live.set_waiting(file, false, &mut self.events);
         }
@@ -908,7 +910,9 @@ impl Engine {
         let Some(running) = upload.running.remove(&part) else {
             return;
         };
-        let breaker = self.breakers.entry(running.host.clone()).or_default();
+        let breaker = self
+            .breakers
+            .get_or_insert_with(running.host.clone(), Breaker::default);
         breaker.on_outcome(&failure, online, now);
         let network = failure.status.is_none();
         if let Some(adaptive) = &mut self.adaptive {
@@ -1038,8 +1042,7 @@ impl Engine {
         self.tick(now);
         if self.live.contains_key(&file) {
             self.breakers
-                .entry(COMPANION.to_owned())
-                .or_default()
+                .get_or_insert_with(COMPANION.to_owned(), Breaker::default)
                 .on_outcome(&failure, self.online, now);
         }
         self.call_failed(file, call, &failure, now);
@@ -1086,8 +1089,7 @@ impl Engine {
     pub fn handle_batch_failed(&mut self, files: &[FileId], failure: Failure, now: Instant) {
         self.tick(now);
         self.breakers
-            .entry(COMPANION.to_owned())
-            .or_default()
+            .get_or_insert_with(COMPANION.to_owned(), Breaker::default)
             .on_outcome(&failure, self.online, now);
         for &file in files {
             self.call_failed(file, Call::Create, &failure, now);
@@ -1271,8 +1273,7 @@ impl Engine {
     /// The companion answered: it is reachable.
     fn companion_reached(&mut self) {
         self.breakers
-            .entry(COMPANION.to_owned())
-            .or_default()
+            .get_or_insert_with(COMPANION.to_owned(), Breaker::default)
             .on_answer();
     }
 
@@ -1322,8 +1323,7 @@ impl Engine {
             if !upload.running.is_empty() {
                 for running in upload.running.values() {
                     self.breakers
-                        .entry(running.host.clone())
-                        .or_default()
+                        .get_or_insert_with(running.host.clone(), Breaker::default)
                         .on_abandon();
                 }
                 let parts = upload.running.keys().copied().collect();
@@ -1347,7 +1347,9 @@ impl Engine {
 
     /// Asks for the companion's limits once a file waits for them.
     fn fetch_config(&mut self, now: Instant) {
-        let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
+        let breaker = self
+            .breakers
+            .get_or_insert_with(COMPANION.to_owned(), Breaker::default);
         if self.companion.is_some()
             || self.queued.is_empty()
             || !self.config_call.ready(now)
@@ -1368,7 +1370,7 @@ impl Engine {
             return;
         }
         let batch = self.create_batch();
-        while let Some(&(rank, file)) = self.line.first() {
+        while let Some((&(rank, file), _)) = self.line.first_key_value() {
             let resumable = self.resumable(self.queued[&file].size);
             // Files of one part are created in batches: twice a batch of them may be live, so
             // one batch is made while the last one's PUTs run.
@@ -1413,7 +1415,9 @@ impl Engine {
                         Phase::Listing(_) | Phase::Uploading(_) | Phase::Completing(_) => true,
                     }
             });
-        let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
+        let breaker = self
+            .breakers
+            .get_or_insert_with(COMPANION.to_owned(), Breaker::default);
         for (&file, live) in &mut self.live {
             if live.paused || !live.call.ready(now) || !breaker.allows(now) {
                 continue;
@@ -1495,7 +1499,9 @@ impl Engine {
             if chunk.len() < limit && short_waits {
                 break;
             }
-            let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
+            let breaker = self
+                .breakers
+                .get_or_insert_with(COMPANION.to_owned(), Breaker::default);
             if !breaker.allows(now) {
                 break;
             }
@@ -1609,7 +1615,9 @@ impl Engine {
         let low_water = self.per_file();
         let batch = self.config.sign_batch.max(1) as usize;
         let margin = self.config.retry.resign_margin;
-        let breaker = self.breakers.entry(COMPANION.to_owned()).or_default();
+        let breaker = self
+            .breakers
+            .get_or_insert_with(COMPANION.to_owned(), Breaker::default);
         for (&file, live) in &mut self.live {
             if live.paused || !live.call.ready(now) {
                 continue;
@@ -1735,7 +1743,9 @@ impl Engine {
                     PutTarget::Direct(url) => host_of(&url.url),
                     PutTarget::Companion { .. } => COMPANION.to_owned(),
                 };
-                let breaker = self.breakers.entry(host.clone()).or_default();
+                let breaker = self
+                    .breakers
+                    .get_or_insert_with(host.clone(), Breaker::default);
                 if !breaker.allows(now) {
                     break;
                 }
@@ -1789,7 +1799,7 @@ fn refusal(companion: &CompanionConfig, size: u64, content_type: &str) -> Option
 /// Aborts a live file's running PUTs and puts their parts back in line.
 fn stop(
     actions: &mut VecDeque<Action>,
-    breakers: &mut BTreeMap<String, Breaker>,
+    breakers: &mut SortedMap<String, Breaker>,
     adaptive: &mut Option<Adaptive>,
     file: FileId,
     live: &mut Live,
@@ -1800,8 +1810,7 @@ fn stop(
     {
         for running in upload.running.values() {
             breakers
-                .entry(running.host.clone())
-                .or_default()
+                .get_or_insert_with(running.host.clone(), Breaker::default)
                 .on_abandon();
         }
         let (parts, counted) = upload.stop_running(now);

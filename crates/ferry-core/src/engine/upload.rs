@@ -1,7 +1,7 @@
 //! The engine's bookkeeping of one live file: which phase it is in (each carrying its own data),
 //! its parts waiting, signing and running, and the gate of its calls to the companion.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::vocabulary::{Action, Event, FileId, FileState, PutTarget, Snapshot};
@@ -9,6 +9,7 @@ use crate::checksum::{ChecksumAlgorithm, object_checksum};
 use crate::plan::Plan;
 use crate::protocol::{CompleteUpload, CompletedPart, SignedUrl, StoredPart, UploadCreated};
 use crate::schedule::Rank;
+use crate::sorted::SortedMap;
 use crate::time::Instant;
 
 /// The first stay on the companion route before direct PUTs are tried again, and the longest.
@@ -52,12 +53,12 @@ pub(super) struct Upload {
     pub location: String,
     pub expires_at: u64,
     pub plan: Plan,
-    pub waiting: BTreeMap<u32, Waiting>,
+    pub waiting: SortedMap<u32, Waiting>,
     /// Parts in the sign call in flight.
     pub signing: Vec<u32>,
-    pub running: BTreeMap<u32, Running>,
+    pub running: SortedMap<u32, Running>,
     /// ETags of confirmed parts, by part number.
-    pub etags: BTreeMap<u32, String>,
+    pub etags: SortedMap<u32, String>,
     pub confirmed: u64,
     /// Parts go through the companion.
     pub fallback: bool,
@@ -72,14 +73,14 @@ pub(super) struct Upload {
     /// The checksum its parts carry (`None`: off).
     pub algorithm: Option<ChecksumAlgorithm>,
     /// Each hashed part's checksum: a part is signed only once it has one.
-    pub checksums: BTreeMap<u32, String>,
+    pub checksums: SortedMap<u32, String>,
     /// Parts in the hash action in flight.
     pub hashing: Vec<u32>,
     /// Parts of the next hash action: one at first, so the first part starts soon, doubling.
     pub hash_batch: usize,
     /// A resumed upload's parts the store holds, kept only once the local bytes hash to the
     /// store's checksum.
-    pub unverified: BTreeMap<u32, StoredPart>,
+    pub unverified: SortedMap<u32, StoredPart>,
 }
 
 /// A URL's expiry moved to the local clock: the companion's clock and the browser's may
@@ -142,8 +143,8 @@ impl Upload {
             plan,
             waiting,
             signing: Vec::new(),
-            running: BTreeMap::new(),
-            etags: BTreeMap::new(),
+            running: SortedMap::new(),
+            etags: SortedMap::new(),
             confirmed: 0,
             fallback: false,
             fallback_until: now,
@@ -154,7 +155,7 @@ impl Upload {
             checksums: checksum.map(|value| (1, value)).into_iter().collect(),
             hashing: Vec::new(),
             hash_batch: 1,
-            unverified: BTreeMap::new(),
+            unverified: SortedMap::new(),
         }
     }
 
