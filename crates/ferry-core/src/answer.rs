@@ -1,17 +1,34 @@
 //! Reading a failed answer, for the drivers: the code and message of an S3 `<Error>` document or
-//! the companion's JSON error body, and `Retry-After`. Behind the `answers` feature, so the
-//! engine itself reads no XML. The JSON is read by the driver's own reader (the browser's `JSON`
-//! in the wasm, where a JSON parser would weigh on the package).
+//! the companion's JSON error body, and `Retry-After`. The JSON is read by the driver's own
+//! reader (the browser's `JSON` in the wasm, where a JSON parser would weigh on the package).
 
 use std::time::Duration;
 
 use crate::protocol::ErrorBody;
 use crate::retry::Failure;
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by S3 or the companion). Nonsense
-/// (negative, infinite, huge) is ignored rather than trusted.
+/// `Retry-After` in seconds, whole or decimal (the HTTP-date form is not used by S3 or the
+/// companion). Nonsense (negative, exponents, huge) is ignored rather than trusted. Read digit
+/// by digit: a float parser would bring its 20 KB table of powers into the wasm.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    Duration::try_from_secs_f64(value.trim().parse::<f64>().ok()?).ok()
+    let value = value.trim();
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    let digits = |text: &str| text.bytes().all(|byte| byte.is_ascii_digit());
+    if whole.len() + fraction.len() == 0 || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let secs = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    // Nanoseconds: the first nine decimals, the rest past any clock's resolution.
+    let nanos = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(9)
+        .fold(0, |nanos, digit| nanos * 10 + u32::from(digit - b'0'));
+    Some(Duration::new(secs, nanos))
 }
 
 /// A failed answer: the code and message of its S3 or companion error body (JSON, read by
@@ -36,66 +53,144 @@ pub fn failure_from_answer(
     }
 }
 
-/// `(code, message)` of an S3 `<Error>` document, read with quick-xml's event reader (its serde
-/// layer would add to the package what two fields do not need). The first `Code` and `Message`
-/// count; anything malformed is no error document (the caller falls back to the status).
+/// `(code, message)` of an S3 `<Error>` document: the first `Code` and `Message` children of the
+/// root count; anything malformed (an element left open or closed by another name, a root of
+/// another name) is no error document, and the caller falls back to the status. Read by a few
+/// lines of its own, not an XML library, which would weigh more in the npm package than the
+/// rest of the engine's answers.
 fn s3_error(xml: &str) -> Option<(String, String)> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_str(xml);
-    let mut depth = 0;
-    // The text of the field being read (a child of `<Error>`).
+    let mut rest = xml;
+    // The names of the open elements, the root first.
+    let mut open: Vec<&str> = Vec::new();
+    // The text of the field being read (a child of the root).
     let mut text = String::new();
     let (mut code, mut message) = (None, None);
     loop {
-        match reader.read_event().ok()? {
-            Event::Start(start) => {
-                depth += 1;
-                if depth == 1 && start.local_name().as_ref() != b"Error" {
+        // A document that ends with elements open is no document.
+        let start = rest.find('<')?;
+        if open.len() == 2 {
+            text.push_str(&unescape(&rest[..start])?);
+        }
+        rest = &rest[start..];
+        if let Some(after) = rest.strip_prefix("<!--") {
+            rest = after.split_once("-->")?.1;
+        } else if let Some(after) = rest.strip_prefix("<![CDATA[") {
+            let (data, after) = after.split_once("]]>")?;
+            if open.len() == 2 {
+                text.push_str(data);
+            }
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("<?") {
+            rest = after.split_once("?>")?.1;
+        } else if let Some(after) = rest.strip_prefix("<!") {
+            // A DOCTYPE: skipped whole, so an entity it declares is never expanded.
+            rest = after_doctype(after)?;
+        } else {
+            let (tag, after) = split_tag(&rest[1..])?;
+            rest = after;
+            if let Some(name) = tag.strip_prefix('/') {
+                let name = name.trim_end();
+                if open.pop()? != name {
                     return None;
                 }
-                if depth == 2 {
-                    text.clear();
-                }
-            }
-            Event::Empty(start) if depth == 0 => {
-                return (start.local_name().as_ref() == b"Error")
-                    .then(|| ("Unknown".to_owned(), String::new()));
-            }
-            Event::Text(chunk) if depth == 2 => text.push_str(&chunk.xml10_content().ok()?),
-            Event::GeneralRef(reference) if depth == 2 => match reference.resolve_char_ref() {
-                Ok(Some(char)) => text.push(char),
-                // The five XML escapes; an entity a DOCTYPE declares is not expanded.
-                _ => text.push_str(match &*reference {
-                    b"lt" => "<",
-                    b"gt" => ">",
-                    b"amp" => "&",
-                    b"quot" => "\"",
-                    b"apos" => "'",
-                    _ => "",
-                }),
-            },
-            Event::End(end) => {
-                if depth == 2 {
+                if open.len() == 1 {
                     let value = std::mem::take(&mut text);
-                    match end.local_name().as_ref() {
-                        b"Code" => _ = code.get_or_insert(value),
-                        b"Message" => _ = message.get_or_insert(value),
+                    match local_name(name) {
+                        "Code" => _ = code.get_or_insert(value),
+                        "Message" => _ = message.get_or_insert(value),
                         _ => {}
                     }
                 }
-                depth -= 1;
-                if depth == 0 {
+                if open.is_empty() {
                     let code = code.filter(|code: &String| !code.is_empty());
                     return Some((
                         code.unwrap_or_else(|| "Unknown".to_owned()),
                         message.unwrap_or_default(),
                     ));
                 }
+            } else {
+                let empty = tag.ends_with('/');
+                let name = tag.trim_end_matches('/').split_ascii_whitespace().next()?;
+                if open.is_empty() && local_name(name) != "Error" {
+                    return None;
+                }
+                match (empty, open.len()) {
+                    (true, 0) => return Some(("Unknown".to_owned(), String::new())),
+                    (true, _) => {}
+                    (false, depth) => {
+                        if depth == 1 {
+                            text.clear();
+                        }
+                        open.push(name);
+                    }
+                }
             }
-            Event::Eof => return None,
+        }
+    }
+}
+
+/// A tag's inside (what comes after its `<`) and what follows its `>`, which may not be inside
+/// a quoted attribute value.
+fn split_tag(rest: &str) -> Option<(&str, &str)> {
+    let mut quote = None;
+    for (index, char) in rest.char_indices() {
+        match (quote, char) {
+            (None, '"' | '\'') => quote = Some(char),
+            (Some(open), _) if char == open => quote = None,
+            (None, '>') => return Some((&rest[..index], &rest[index + 1..])),
             _ => {}
         }
     }
+    None
+}
+
+/// What follows a `<!DOCTYPE ..>` (given after its `<!`), whose internal subset in `[..]` may
+/// hold `>`.
+fn after_doctype(rest: &str) -> Option<&str> {
+    let mut subset = false;
+    for (index, char) in rest.char_indices() {
+        match char {
+            '[' => subset = true,
+            ']' => subset = false,
+            '>' if !subset => return Some(&rest[index + 1..]),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A name without its namespace prefix.
+fn local_name(name: &str) -> &str {
+    name.rsplit_once(':').map_or(name, |(_, local)| local)
+}
+
+/// Text with its references resolved: the five XML escapes and numeric characters. Any other
+/// entity (one a DOCTYPE declares) reads as nothing; a `&` without its `;` is no text.
+fn unescape(text: &str) -> Option<String> {
+    let mut plain = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        plain.push_str(&rest[..amp]);
+        let (name, after) = rest[amp + 1..].split_once(';')?;
+        let number = match name.strip_prefix("#x") {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => name
+                .strip_prefix('#')
+                .and_then(|decimal| decimal.parse().ok()),
+        };
+        match (number.and_then(char::from_u32), name) {
+            (Some(char), _) => plain.push(char),
+            (None, "lt") => plain.push('<'),
+            (None, "gt") => plain.push('>'),
+            (None, "amp") => plain.push('&'),
+            (None, "quot") => plain.push('"'),
+            (None, "apos") => plain.push('\''),
+            _ => {}
+        }
+        rest = after;
+    }
+    plain.push_str(rest);
+    Some(plain)
 }
 
 #[cfg(test)]
@@ -113,12 +208,18 @@ mod tests {
     fn retry_after_is_seconds_and_nonsense_is_ignored() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(".25"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_retry_after("1.0000000019"), Some(Duration::new(1, 1)));
         for nonsense in [
             "-1",
             "inf",
             "NaN",
             "1e400",
             "",
+            ".",
+            "1.2.3",
+            "99999999999999999999999",
             "Wed, 21 Oct 2026 07:28:00 GMT",
         ] {
             assert_eq!(parse_retry_after(nonsense), None, "{nonsense:?}");
@@ -171,6 +272,15 @@ mod tests {
                 "<Error><Code><b>Nested</b></Code></Error>",
                 Some(("Unknown", "")),
             ),
+            // What real stores send around the two fields.
+            (
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- r2 --><s3:Error xmlns:s3=\"x\" a='>'><s3:Code>NoSuchUpload</s3:Code><Message><![CDATA[gone <now>]]> &#x41;&amp;</Message><Resource/></s3:Error>",
+                Some(("NoSuchUpload", "gone <now> A&")),
+            ),
+            ("<Error><Code>A &unclosed</Code></Error>", None),
+            ("<Error><Code>A</Code></Error", None),
+            ("<Other/>", None),
+            ("", None),
         ] {
             let read =
                 read.map(|(code, message): (&str, &str)| (code.to_owned(), message.to_owned()));

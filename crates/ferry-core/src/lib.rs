@@ -6,7 +6,6 @@
 //! the simulator and in tests.
 
 pub mod adapt;
-#[cfg(feature = "answers")]
 pub mod answer;
 mod breaker;
 pub mod checksum;

@@ -69,6 +69,10 @@ impl<K, V> SortedMap<K, V> {
         self.entries.iter_mut().map(|(_, value)| value)
     }
 
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     /// The entry with the least key.
     pub fn first_key_value(&self) -> Option<(&K, &V)> {
         self.entries.front().map(|(key, value)| (key, value))

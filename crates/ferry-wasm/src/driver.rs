@@ -8,7 +8,7 @@
 //! listeners.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use ferry_core::protocol::{
@@ -77,12 +77,12 @@ struct Named {
 
 pub(crate) struct Driver {
     pub engine: Engine,
-    pub files: HashMap<FileId, Tracked>,
+    pub files: SortedMap<FileId, Tracked>,
     /// Live uploads that have a fingerprint.
     named: SortedMap<FileId, Named>,
     /// Running PUTs, so a stopped part's request can be aborted; the number tells a request from
     /// a later one for the same part.
-    running: HashMap<(FileId, u32), (u64, XmlHttpRequest)>,
+    running: SortedMap<(FileId, u32), (u64, XmlHttpRequest)>,
     next_request: u64,
     /// The engine's next timer; dropping it cancels it.
     timer: Option<(Instant, Timeout)>,
@@ -124,9 +124,9 @@ impl Shared {
                 headers: Rc::new(headers),
                 driver: RefCell::new(Driver {
                     engine,
-                    files: HashMap::new(),
+                    files: SortedMap::new(),
                     named: SortedMap::new(),
-                    running: HashMap::new(),
+                    running: SortedMap::new(),
                     next_request: 0,
                     timer: None,
                     _window: [listener("online", true), listener("offline", false)],
@@ -845,7 +845,7 @@ impl Driver {
 /// comes back online or a client starts.
 async fn abort_or_defer(url: String, headers: Rc<CompanionHeaders>) {
     // One loop per abort, however many times it is asked for.
-    if !ABORTING.with_borrow_mut(|aborting| aborting.insert(url.clone())) {
+    if !ABORTING.with_borrow_mut(|aborting| aborting.insert(url.clone(), ()).is_none()) {
         return;
     }
     abort_with_backoff(&url, &headers).await;
@@ -854,7 +854,7 @@ async fn abort_or_defer(url: String, headers: Rc<CompanionHeaders>) {
 
 thread_local! {
     /// The aborts being sent or waiting to be sent again, in this page.
-    static ABORTING: RefCell<std::collections::HashSet<String>> = RefCell::default();
+    static ABORTING: RefCell<SortedMap<String, ()>> = RefCell::default();
 }
 
 /// What a companion call's answer goes to.

@@ -7,10 +7,10 @@
 //! answering), parts are hashed on the page as before.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use ferry_core::ChecksumAlgorithm;
+use ferry_core::sorted::SortedMap;
 use futures_channel::oneshot;
 use gloo_timers::callback::Timeout;
 use wasm_bindgen::JsCast;
@@ -34,7 +34,7 @@ const DEADLINE_BYTES_PER_MS: u64 = 4_000;
 /// The Worker and the parts it was asked for, shared with its event handlers.
 struct Channel {
     worker: Worker,
-    pending: RefCell<HashMap<u32, oneshot::Sender<Answer>>>,
+    pending: RefCell<SortedMap<u32, oneshot::Sender<Answer>>>,
     broken: Cell<bool>,
 }
 
