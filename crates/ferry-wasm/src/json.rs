@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen::JsCast as _;
 
 /// `value` as JSON text; none if it cannot be written (it always can: plain data).
 #[cfg(target_arch = "wasm32")]
@@ -26,9 +28,6 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     })?;
     serde_wasm_bindgen::from_value(value).map_err(|err| err.to_string())
 }
-
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen::JsCast as _;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub fn to_string(value: &impl Serialize) -> Option<String> {
