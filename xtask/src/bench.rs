@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use crate::build::{WASM_PROFILE, build_demo, npm};
+use crate::build::{build_demo, named_package_wasm, npm};
 use crate::report::{BenchResults, CrateShare, PackageFile, PackageSize, render};
 use crate::tools::{ensure_bench_tools, ensure_twiggy};
-use crate::{Result, WASM_TARGET, captured, root, run, step};
+use crate::{Result, captured, root, run, step};
 
 pub fn bench() -> Result {
     let results = root().join("bench/results");
@@ -51,14 +51,7 @@ pub fn bench() -> Result {
     )?;
     std::fs::write(results.join("companion.json"), &companion).map_err(|err| err.to_string())?;
 
-    let pkg = npm()?;
-    step("the npm package's size, and whose code its wasm is (twiggy)");
-    let size = package_size(&pkg)?;
-    std::fs::write(
-        results.join("size.json"),
-        serde_json::to_string_pretty(&size).map_err(|err| err.to_string())?,
-    )
-    .map_err(|err| err.to_string())?;
+    let pkg = write_package_size(&results)?;
     // The demo page, for the workload that drops files on it against the package alone.
     let dist = build_demo()?;
     step(
@@ -78,9 +71,30 @@ pub fn bench() -> Result {
     bench_report()
 }
 
+/// `cargo xtask size`: only the package's size into `bench/results/size.json`, and BENCHMARKS.md
+/// again from the results.
+pub fn size() -> Result {
+    let results = root().join("bench/results");
+    std::fs::create_dir_all(&results).map_err(|err| err.to_string())?;
+    write_package_size(&results)?;
+    bench_report()
+}
+
+/// Builds the npm package and writes its size into `results`; the package's folder.
+fn write_package_size(results: &Path) -> Result<std::path::PathBuf> {
+    let pkg = npm()?;
+    step("the npm package's size, and whose code its wasm is (twiggy)");
+    let size = package_size(&pkg)?;
+    std::fs::write(
+        results.join("size.json"),
+        serde_json::to_string_pretty(&size).map_err(|err| err.to_string())?,
+    )
+    .map_err(|err| err.to_string())?;
+    Ok(pkg)
+}
+
 /// The package's JavaScript and wasm (what a page downloads; not its types), raw and gzipped, and
-/// the wasm's bytes per crate as twiggy names them in the module cargo built (before wasm-opt
-/// strips the names).
+/// the wasm's bytes per crate as twiggy names them in the shipped code ([`named_package_wasm`]).
 fn package_size(pkg: &Path) -> Result<PackageSize> {
     let mut files = Vec::new();
     let mut folders = vec![pkg.to_path_buf()];
@@ -109,9 +123,7 @@ fn package_size(pkg: &Path) -> Result<PackageSize> {
         }
     }
     files.sort_by_key(|file| std::cmp::Reverse(file.gzip_bytes));
-    let module = root().join(format!(
-        "target/{WASM_TARGET}/{WASM_PROFILE}/ferry_wasm.wasm"
-    ));
+    let module = named_package_wasm()?;
     let csv = captured(Command::new(ensure_twiggy()?).args([
         "top",
         "-n",
@@ -166,15 +178,23 @@ fn crate_shares(csv: &str, keep: usize) -> Vec<CrateShare> {
 }
 
 /// The crate a twiggy item belongs to: the first path segment of its name, past `<`, `&mut ` and
-/// the like (`<serde_json::de::Deserializer<R> as ...>::f` is serde_json's); data segments are
-/// "data".
+/// the like (`<serde_json::de::Deserializer<R> as ...>::f` is serde_json's; a primitive's impl,
+/// `<f64 as core::fmt::Display>::fmt`, is its trait's crate); data segments are "data", and
+/// wasm-bindgen's shims and imports "wasm-bindgen glue".
 fn crate_of(name: &str) -> String {
     if name.starts_with("data segment") {
         return "data".into();
     }
+    if name.ends_with(" shim") || name.starts_with("import ") {
+        return "wasm-bindgen glue".into();
+    }
     let name = name.trim_start_matches(['<', '&', '(', ' ']);
     let name = name.strip_prefix("mut ").unwrap_or(name);
     let name = name.strip_prefix("dyn ").unwrap_or(name);
+    let name = match name.split_once(" as ") {
+        Some((own, trait_path)) if !own.contains("::") => trait_path,
+        _ => name,
+    };
     let end = name
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(name.len());
@@ -224,6 +244,9 @@ mod tests {
                 "dlmalloc",
             ),
             ("data segment \".rodata\"", "data"),
+            ("<f64 as core[c5930c85a12de822]::fmt::Display>::fmt", "core"),
+            ("createUploader multivalue shim", "wasm-bindgen glue"),
+            ("import ./ferry_wasm_bg.js", "wasm-bindgen glue"),
             ("code[42]", "code"),
         ] {
             assert_eq!(crate_of(item), expected, "{item}");

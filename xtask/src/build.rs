@@ -63,6 +63,37 @@ fn optimize_wasm(wasm: &Path) -> Result {
     )
 }
 
+/// The package's wasm as it ships, but with its function names, for twiggy: wasm-bindgen and
+/// `wasm-opt -Oz` again on the module `npm` built, into `target/wasm-size/`, keeping the names
+/// section (`-g`) that the package leaves out. Its code is the shipped code, inlining included.
+pub fn named_package_wasm() -> Result<PathBuf> {
+    let out = root().join("target/wasm-size");
+    let _ = std::fs::remove_dir_all(&out);
+    let module = root()
+        .join("target")
+        .join(WASM_TARGET)
+        .join(WASM_PROFILE)
+        .join("ferry_wasm.wasm");
+    run(
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--out-dir",
+            out.to_str().ok_or("path is not UTF-8")?,
+            module.to_str().ok_or("path is not UTF-8")?,
+        ],
+    )?;
+    let wasm = out.join("ferry_wasm_bg.wasm");
+    let path = wasm.to_str().ok_or("path is not UTF-8")?;
+    let wasm_opt = ensure_wasm_opt()?;
+    run(
+        wasm_opt.to_str().ok_or("path is not UTF-8")?,
+        &["-Oz", "-g", path, "-o", path],
+    )?;
+    Ok(wasm)
+}
+
 /// The demo page, built into `dist/` by trunk from `Trunk.toml`, as `trunk serve` builds it.
 pub fn build_demo() -> Result<PathBuf> {
     ensure_wasm_tools()?;

@@ -27,7 +27,8 @@ fn main() -> ExitCode {
         Some("npm") => build::npm().map(drop),
         Some("bench") if args.get(1).is_some_and(|arg| arg == "--report") => bench::bench_report(),
         Some("bench") => bench::bench(),
-        _ => Err("usage: cargo xtask <demo | test | npm | bench [--report]>\n  demo  build and serve the demo page with the companion and the embedded store\n  test  run every test: Rust suites, moto, Garage, and end to end in headless Chromium\n  npm   build the npm package into pkg/\n  bench run the benchmarks, write bench/results/ and BENCHMARKS.md\n        (--report: only write BENCHMARKS.md again from bench/results/)".into()),
+        Some("size") => bench::size(),
+        _ => Err("usage: cargo xtask <demo | test | npm | bench [--report] | size>\n  demo  build and serve the demo page with the companion and the embedded store\n  test  run every test: Rust suites, moto, Garage, and end to end in headless Chromium\n  npm   build the npm package into pkg/\n  bench run the benchmarks, write bench/results/ and BENCHMARKS.md\n        (--report: only write BENCHMARKS.md again from bench/results/)\n  size  measure only the npm package's size into bench/results/, and write BENCHMARKS.md again".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,8 +20,8 @@ pub struct BenchResults {
 #[derive(Debug, Deserialize, serde::Serialize)]
 pub struct PackageSize {
     pub files: Vec<PackageFile>,
-    /// Shallow bytes per crate in the wasm before wasm-opt (it keeps the function names that
-    /// tell whose code a function is), largest first.
+    /// Shallow bytes per crate in the shipped wasm, named (the names tell whose code a function
+    /// is), largest first.
     pub crates: Vec<CrateShare>,
 }
 
@@ -352,7 +352,7 @@ section), raw and gzipped (level 9).
         out += &format!("| {} | {} | {} |\n", file.name, file.bytes, file.gzip_bytes);
     }
     out += &format!(
-        "| **all** | {} | **{:.1} KiB** |\n\nWhose code the wasm is, by shallow bytes per crate (twiggy, on the module before wasm-opt; \"data\" is the data segments, strings and tables):\n\n| crate | bytes | share |\n|---|---|---|\n",
+        "| **all** | {} | **{:.1} KiB** |\n\nWhose code the wasm is, by shallow bytes per crate (twiggy, on the shipped code with its function names kept, so code wasm-opt inlined counts under its caller; \"data\" is the data segments, strings and tables, and wasm-bindgen's shims and imports its glue):\n\n| crate | bytes | share |\n|---|---|---|\n",
         size.files.iter().map(|file| file.bytes).sum::<u64>(),
         size.gzip_total() as f64 / 1024.0
     );
