@@ -88,42 +88,36 @@ pub enum Record {
     },
 }
 
-/// A stored record's fields, as [`Record::parse`] reads them.
+/// The fields of a record that tell its shape, as [`Record::parse`] reads them first: both
+/// shapes have `expiresAt`, only a stored one `stored`, only an uploading one `savedAt`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StoredFields {
-    stored: StoredObject,
+struct RecordHead {
+    stored: Option<StoredObject>,
     expires_at: u64,
-}
-
-/// When an uploading record was written, read beside its snapshot.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SavedAt {
     #[serde(default)]
     saved_at: u64,
 }
 
 impl Record {
-    fn expires_at(&self) -> u64 {
-        match self {
-            Record::Stored { expires_at, .. } => *expires_at,
-            Record::Uploading { snapshot, .. } => snapshot.expires_at,
-        }
-    }
-
-    /// Reads a record; a broken or expired one is none. Each shape is read by its own fields
-    /// (a derived reader of the enum would buffer the whole record to try one shape after the
-    /// other, and put serde's buffering in the wasm).
+    /// Reads a record; a broken or expired one is none. Its head tells the shape, then an
+    /// uploading record's snapshot is read (a derived reader of the enum would buffer the whole
+    /// record to try one shape after the other, and put serde's buffering in the wasm).
     pub fn parse(text: &str, now_secs: u64) -> Option<Self> {
-        let record = match crate::json::from_str::<StoredFields>(text) {
-            Ok(StoredFields { stored, expires_at }) => Record::Stored { stored, expires_at },
-            Err(_) => Record::Uploading {
-                snapshot: crate::json::from_str(text).ok()?,
-                saved_at: crate::json::from_str::<SavedAt>(text).ok()?.saved_at,
+        let head: RecordHead = crate::json::from_str(text).ok()?;
+        if head.expires_at <= now_secs {
+            return None;
+        }
+        Some(match head.stored {
+            Some(stored) => Record::Stored {
+                stored,
+                expires_at: head.expires_at,
             },
-        };
-        Some(record).filter(|record| record.expires_at() > now_secs)
+            None => Record::Uploading {
+                snapshot: crate::json::from_str(text).ok()?,
+                saved_at: head.saved_at,
+            },
+        })
     }
 
     /// What a tab that took the fingerprint's lock continues from: a record left by a tab it
