@@ -69,21 +69,7 @@ fn optimize_wasm(wasm: &Path) -> Result {
 pub fn named_package_wasm() -> Result<PathBuf> {
     let out = root().join("target/wasm-size");
     let _ = std::fs::remove_dir_all(&out);
-    let module = root()
-        .join("target")
-        .join(WASM_TARGET)
-        .join(WASM_PROFILE)
-        .join("ferry_wasm.wasm");
-    run(
-        "wasm-bindgen",
-        &[
-            "--target",
-            "web",
-            "--out-dir",
-            out.to_str().ok_or("path is not UTF-8")?,
-            module.to_str().ok_or("path is not UTF-8")?,
-        ],
-    )?;
+    build_wasm("ferry-wasm", "ferry_wasm", &out)?;
     let wasm = out.join("ferry_wasm_bg.wasm");
     let path = wasm.to_str().ok_or("path is not UTF-8")?;
     let wasm_opt = ensure_wasm_opt()?;
