@@ -281,6 +281,24 @@ mod tests {
             ("<Error><Code>A</Code></Error", None),
             ("<Other/>", None),
             ("", None),
+            // Hostile shapes: each ends in no document or in only what the document states.
+            ("<Error a=\"never closed><Code>X</Code></Error>", None),
+            ("<><Error/>", None),
+            ("<Error></></Error>", None),
+            ("<!DOCTYPE Error [ <!ENTITY x \">\">", None),
+            ("<!-- <Error/>", None),
+            (
+                "<Error><Code>&#xD800;&#x110000;&#99999999999;A&#x42;</Code></Error>",
+                Some(("AB", "")),
+            ),
+            (
+                &format!(
+                    "<Error>{}<Code>Deep</Code>{}</Error>",
+                    "<a>".repeat(10_000),
+                    "</a>".repeat(10_000)
+                ),
+                Some(("Unknown", "")),
+            ),
         ] {
             let read =
                 read.map(|(code, message): (&str, &str)| (code.to_owned(), message.to_owned()));
