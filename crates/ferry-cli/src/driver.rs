@@ -194,9 +194,7 @@ async fn read_answer(
     if (200..300).contains(&status) {
         Ok((status, text))
     } else {
-        Err(failure_from_answer(status, &text, retry_after, |body| {
-            serde_json::from_str(body).ok()
-        }))
+        Err(failure_from_answer(status, &text, retry_after))
     }
 }
 

@@ -175,7 +175,7 @@ impl Store {
             );
             headers.insert(
                 CHECKSUM_TYPE.to_owned(),
-                type_name(algorithm.multipart_type()).to_owned(),
+                algorithm.multipart_type().s3_name().to_owned(),
             );
         }
         for (name, value) in &headers {
@@ -250,10 +250,7 @@ impl Store {
                 checksum.algorithm.header().to_owned(),
                 checksum.value.clone(),
             );
-            headers.insert(
-                CHECKSUM_TYPE.to_owned(),
-                type_name(checksum.kind).to_owned(),
-            );
+            headers.insert(CHECKSUM_TYPE.to_owned(), checksum.kind.s3_name().to_owned());
         }
         for (name, value) in &headers {
             action.headers_mut().insert(name.clone(), value.clone());
@@ -686,13 +683,6 @@ fn checksum_headers(checksum: Option<(ChecksumAlgorithm, &str)>) -> BTreeMap<Str
             algorithm.s3_name().to_owned(),
         ),
     ])
-}
-
-fn type_name(kind: ChecksumType) -> &'static str {
-    match kind {
-        ChecksumType::FullObject => "FULL_OBJECT",
-        ChecksumType::Composite => "COMPOSITE",
-    }
 }
 
 /// The checksum an answer's headers state (`x-amz-checksum-*`, `x-amz-checksum-type`).

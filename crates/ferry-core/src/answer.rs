@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::json::{FromJson as _, Json};
 use crate::protocol::ErrorBody;
 use crate::retry::Failure;
 
@@ -31,17 +32,12 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::new(secs, nanos))
 }
 
-/// A failed answer: the code and message of its S3 or companion error body (JSON, read by
-/// `read_json`), and `Retry-After`.
-pub fn failure_from_answer(
-    status: u16,
-    body: &str,
-    retry_after: Option<String>,
-    read_json: impl FnOnce(&str) -> Option<ErrorBody>,
-) -> Failure {
+/// A failed answer: the code and message of its S3 or companion error body, and
+/// `Retry-After`.
+pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
     let (code, message) = s3_error(body)
         .or_else(|| {
-            let error = read_json(body)?;
+            let error = ErrorBody::from_json(&Json::parse(body).ok()?).ok()?;
             Some((error.code, error.message))
         })
         .unwrap_or_else(|| (format!("Http{status}"), body.chars().take(200).collect()));
@@ -199,9 +195,7 @@ mod tests {
     use std::time::Duration;
 
     fn answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
-        failure_from_answer(status, body, retry_after, |body| {
-            serde_json::from_str(body).ok()
-        })
+        failure_from_answer(status, body, retry_after)
     }
 
     #[test]

@@ -15,6 +15,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+use crate::json::{Fields, FromJson, Json, Object, ToJson};
+
 /// A checksum algorithm S3 verifies. `FERRY_CHECKSUM` names it in lower case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -284,6 +286,69 @@ impl Gf2 {
             n >>= 1;
         }
         result
+    }
+}
+
+impl FromJson for ChecksumAlgorithm {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let name = String::from_json(json)?;
+        Self::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.name() == name)
+            .ok_or_else(|| format!("unknown checksum algorithm {name:?}"))
+    }
+}
+
+impl ToJson for ChecksumAlgorithm {
+    fn to_json(&self) -> Json {
+        Json::String(self.name().into())
+    }
+}
+
+impl ChecksumType {
+    /// As S3 names it (`x-amz-checksum-type`).
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            Self::FullObject => "FULL_OBJECT",
+            Self::Composite => "COMPOSITE",
+        }
+    }
+}
+
+impl FromJson for ChecksumType {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let name = String::from_json(json)?;
+        [Self::FullObject, Self::Composite]
+            .into_iter()
+            .find(|kind| kind.s3_name() == name)
+            .ok_or_else(|| format!("unknown checksum type {name:?}"))
+    }
+}
+
+impl ToJson for ChecksumType {
+    fn to_json(&self) -> Json {
+        Json::String(self.s3_name().into())
+    }
+}
+
+impl FromJson for Checksum {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            algorithm: fields.required("algorithm")?,
+            kind: fields.required("type")?,
+            value: fields.required("value")?,
+        })
+    }
+}
+
+impl ToJson for Checksum {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("algorithm", self.algorithm.to_json())
+            .field("type", self.kind.to_json())
+            .field("value", self.value.to_json())
+            .done()
     }
 }
 

@@ -11,6 +11,7 @@ mod breaker;
 pub mod checksum;
 pub mod engine;
 pub mod error;
+pub mod json;
 pub mod plan;
 pub mod protocol;
 pub mod retry;

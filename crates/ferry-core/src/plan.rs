@@ -8,6 +8,8 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::json::{Fields, FromJson, Json};
+
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
 pub const GIB: u64 = 1024 * MIB;
@@ -148,6 +150,28 @@ impl Plan {
         debug_assert!((1..=self.part_count).contains(&number));
         let start = u64::from(number - 1) * self.part_size;
         start.min(self.size)..(start + self.part_size).min(self.size)
+    }
+}
+
+impl FromJson for StoreLimits {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            min_part_size: fields.required("minPartSize")?,
+            max_part_size: fields.required("maxPartSize")?,
+            max_parts: fields.required("maxParts")?,
+            max_object_size: fields.required("maxObjectSize")?,
+        })
+    }
+}
+
+impl FromJson for UploadMode {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        match json.as_str() {
+            Some("single") => Ok(Self::Single),
+            Some("multipart") => Ok(Self::Multipart),
+            _ => Err("expected \"single\" or \"multipart\"".into()),
+        }
     }
 }
 

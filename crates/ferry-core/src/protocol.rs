@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::json::{Fields, FromJson, Json, Object, ToJson};
 use crate::plan::{StoreLimits, UploadMode};
 
 /// `GET /api/config`
@@ -191,42 +192,11 @@ pub struct SignParts {
 /// A part's signed request: `{ "part": 1, "url": .., "headers": .., .. }`, the part number
 /// beside the fields of its [`SignedUrl`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", from = "SignedPartFields")]
+#[serde(rename_all = "camelCase")]
 pub struct SignedPart {
     pub part: u32,
     #[serde(flatten)]
     pub url: SignedUrl,
-}
-
-/// How a [`SignedPart`] is read: its fields named one by one, because reading a flattened
-/// struct buffers every value first, which costs the wasm serde's whole buffering machinery.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SignedPartFields {
-    part: u32,
-    url: String,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    expires_at: u64,
-    #[serde(default)]
-    expires_in: Option<u64>,
-    #[serde(default)]
-    form: BTreeMap<String, String>,
-}
-
-impl From<SignedPartFields> for SignedPart {
-    fn from(fields: SignedPartFields) -> Self {
-        Self {
-            part: fields.part,
-            url: SignedUrl {
-                url: fields.url,
-                headers: fields.headers,
-                expires_at: fields.expires_at,
-                expires_in: fields.expires_in,
-                form: fields.form,
-            },
-        }
-    }
 }
 
 /// The answer to [`SignParts`].
@@ -306,9 +276,472 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+// How the wasm reads and writes these (`crate::json`): by hand, as serde does natively.
+
+impl FromJson for CompanionConfig {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            limits: fields.required("limits")?,
+            preferred_part_size: fields.required("preferredPartSize")?,
+            max_file_size: fields.required("maxFileSize")?,
+            allowed_types: fields.required("allowedTypes")?,
+            url_lifetime_secs: fields.required("urlLifetimeSecs")?,
+            conditional_writes: fields.or_default("conditionalWrites")?,
+            complete_single_puts: fields.or_default("completeSinglePuts")?,
+            previews: fields.or_default("previews")?,
+            checksum: fields.optional("checksum")?,
+            create_batch: fields.or_default("createBatch")?,
+        })
+    }
+}
+
+impl ToJson for CreateUpload {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("name", self.name.to_json())
+            .field("size", self.size.to_json())
+            .field("type", self.content_type.to_json())
+            .field("lastModified", self.last_modified.to_json())
+            .field("fingerprint", self.fingerprint.to_json())
+            .some("partSize", self.part_size.map(|size| size.to_json()))
+            .some(
+                "metadata",
+                (!self.metadata.is_empty()).then(|| self.metadata.to_json()),
+            )
+            .some("checksum", self.checksum.as_ref().map(ToJson::to_json))
+            .some("form", self.form.then_some(Json::Bool(true)))
+            .done()
+    }
+}
+
+impl ToJson for CreateUploads {
+    fn to_json(&self) -> Json {
+        Object::new().field("files", self.files.to_json()).done()
+    }
+}
+
+impl FromJson for UploadsCreated {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        Ok(Self {
+            uploads: Fields::of(json)?.required("uploads")?,
+        })
+    }
+}
+
+impl FromJson for BatchCreated {
+    /// `{"created": ..}` or `{"refused": ..}`, as serde tags the variants.
+    fn from_json(json: &Json) -> Result<Self, String> {
+        match json {
+            Json::Object(fields) if fields.len() == 1 => {
+                let (tag, value) = &fields[0];
+                match tag.as_str() {
+                    "created" => UploadCreated::from_json(value).map(Self::Created),
+                    "refused" => BatchRefusal::from_json(value).map(Self::Refused),
+                    _ => Err(format!("unknown variant `{tag}`")),
+                }
+            }
+            _ => Err("expected {\"created\": ..} or {\"refused\": ..}".into()),
+        }
+    }
+}
+
+impl FromJson for BatchRefusal {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            status: fields.required("status")?,
+            code: fields.required("code")?,
+            message: fields.required("message")?,
+        })
+    }
+}
+
+impl FromJson for UploadCreated {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            upload_id: fields.optional("uploadId")?,
+            key: fields.required("key")?,
+            token: fields.required("token")?,
+            part_size: fields.required("partSize")?,
+            part_count: fields.required("partCount")?,
+            mode: fields.required("mode")?,
+            url: fields.optional("url")?,
+            expires_at: fields.required("expiresAt")?,
+            location: fields.required("location")?,
+        })
+    }
+}
+
+impl FromJson for SignedUrl {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            url: fields.required("url")?,
+            headers: fields.or_default("headers")?,
+            expires_at: fields.required("expiresAt")?,
+            expires_in: fields.optional("expiresIn")?,
+            form: fields.or_default("form")?,
+        })
+    }
+}
+
+impl ToJson for SignParts {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("token", self.token.to_json())
+            .field("parts", self.parts.to_json())
+            .some(
+                "checksums",
+                (!self.checksums.is_empty()).then(|| self.checksums.to_json()),
+            )
+            .done()
+    }
+}
+
+impl FromJson for SignedPart {
+    /// The part's number beside its URL's fields.
+    fn from_json(json: &Json) -> Result<Self, String> {
+        Ok(Self {
+            part: Fields::of(json)?.required("part")?,
+            url: SignedUrl::from_json(json)?,
+        })
+    }
+}
+
+impl FromJson for PartsSigned {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        Ok(Self {
+            urls: Fields::of(json)?.required("urls")?,
+        })
+    }
+}
+
+impl FromJson for StoredPart {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            part: fields.required("part")?,
+            size: fields.required("size")?,
+            etag: fields.required("etag")?,
+            checksum: fields.optional("checksum")?,
+        })
+    }
+}
+
+impl ToJson for StoredPart {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("part", self.part.to_json())
+            .field("size", self.size.to_json())
+            .field("etag", self.etag.to_json())
+            .some("checksum", self.checksum.as_ref().map(ToJson::to_json))
+            .done()
+    }
+}
+
+impl FromJson for Relayed {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        Ok(Self {
+            etag: Fields::of(json)?.required("etag")?,
+        })
+    }
+}
+
+impl FromJson for PartList {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        Ok(Self {
+            parts: Fields::of(json)?.required("parts")?,
+        })
+    }
+}
+
+impl ToJson for CompletedPart {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("part", self.part.to_json())
+            .field("etag", self.etag.to_json())
+            .some("checksum", self.checksum.as_ref().map(ToJson::to_json))
+            .done()
+    }
+}
+
+impl ToJson for CompleteUpload {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("token", self.token.to_json())
+            .field("parts", self.parts.to_json())
+            .some("checksum", self.checksum.as_ref().map(ToJson::to_json))
+            .done()
+    }
+}
+
+impl FromJson for StoredObject {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            key: fields.required("key")?,
+            etag: fields.required("etag")?,
+            size: fields.required("size")?,
+            location: fields.required("location")?,
+            checksum: fields.optional("checksum")?,
+        })
+    }
+}
+
+impl ToJson for StoredObject {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("key", self.key.to_json())
+            .field("etag", self.etag.to_json())
+            .field("size", self.size.to_json())
+            .field("location", self.location.to_json())
+            .field("checksum", self.checksum.to_json())
+            .done()
+    }
+}
+
+impl FromJson for ErrorBody {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            code: fields.required("code")?,
+            message: fields.required("message")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::checksum::ChecksumType;
+    use crate::engine::Snapshot;
+    use crate::json::tests::{as_numbers, reads_what_serde_writes, writes_what_serde_writes};
+    use crate::plan::StoreLimits;
+
+    fn signed(part: u32, form: bool) -> SignedPart {
+        SignedPart {
+            part,
+            url: SignedUrl {
+                url: format!("https://store/b/k?partNumber={part}&x=\"é\""),
+                headers: BTreeMap::from([("x-amz-checksum-crc32c".into(), "AAAAAA==".into())]),
+                expires_at: 1_700_000_000,
+                expires_in: part.is_multiple_of(2).then_some(900),
+                form: if form {
+                    BTreeMap::from([
+                        ("key".into(), "u/k".into()),
+                        ("policy".into(), "e30=".into()),
+                    ])
+                } else {
+                    BTreeMap::new()
+                },
+            },
+        }
+    }
+
+    fn checksum() -> Checksum {
+        Checksum {
+            algorithm: ChecksumAlgorithm::Sha256,
+            kind: ChecksumType::Composite,
+            value: "qUiQTy8PR5uPgZdpSzAYSw0u0cHNKh7A+4XSmaGSpEc=-3".into(),
+        }
+    }
+
+    fn created(multipart: bool) -> UploadCreated {
+        UploadCreated {
+            upload_id: multipart.then(|| "upload \u{1} id".into()),
+            key: "uploads/2026/ü.bin".into(),
+            token: "t.o.k".into(),
+            part_size: 8 * 1024 * 1024,
+            part_count: if multipart { 3 } else { 1 },
+            mode: if multipart {
+                UploadMode::Multipart
+            } else {
+                UploadMode::Single
+            },
+            url: (!multipart).then(|| signed(1, true).url),
+            expires_at: 1_800_000_000,
+            location: "/api/files/uploads/2026/%C3%BC.bin".into(),
+        }
+    }
+
+    /// Every answer the wasm reads, as the companion's serde writes it, in each shape.
+    #[test]
+    fn the_wasm_reads_every_answer_as_the_companion_writes_it() {
+        for checksum in [None, Some(ChecksumAlgorithm::Crc64nvme)] {
+            reads_what_serde_writes(&CompanionConfig {
+                limits: StoreLimits::S3,
+                preferred_part_size: 512 * 1024,
+                max_file_size: 5 << 40,
+                allowed_types: vec!["image/*".into(), "video/mp4".into()],
+                url_lifetime_secs: 900,
+                conditional_writes: checksum.is_some(),
+                complete_single_puts: checksum.is_none(),
+                previews: true,
+                checksum,
+                create_batch: 100,
+            });
+        }
+        reads_what_serde_writes(&created(true));
+        reads_what_serde_writes(&created(false));
+        reads_what_serde_writes(&UploadsCreated {
+            uploads: vec![
+                BatchCreated::Created(created(false)),
+                BatchCreated::Refused(BatchRefusal {
+                    status: 415,
+                    code: "TypeNotAllowed".into(),
+                    message: "no \"exe\"".into(),
+                }),
+            ],
+        });
+        reads_what_serde_writes(&PartsSigned {
+            urls: vec![signed(1, false), signed(2, false), signed(3, true)],
+        });
+        let parts = vec![
+            StoredPart {
+                part: 1,
+                size: 5 << 20,
+                etag: "\"e1\"".into(),
+                checksum: Some("AAAAAA==".into()),
+            },
+            StoredPart {
+                part: 2,
+                size: 7,
+                etag: "\"e2\"".into(),
+                checksum: None,
+            },
+        ];
+        reads_what_serde_writes(&PartList {
+            parts: parts.clone(),
+        });
+        reads_what_serde_writes(&Relayed {
+            etag: "\"abc\"".into(),
+        });
+        for checksum in [None, Some(checksum())] {
+            let object = StoredObject {
+                key: "k".into(),
+                etag: "\"e-3\"".into(),
+                size: 9_007_199_254_740_991,
+                location: "/api/files/k".into(),
+                checksum,
+            };
+            reads_what_serde_writes(&object);
+            writes_what_serde_writes(&object);
+        }
+        reads_what_serde_writes(&ErrorBody {
+            code: "BadToken".into(),
+            message: "expired".into(),
+        });
+        for checksum in [None, Some(ChecksumAlgorithm::Crc32c)] {
+            let snapshot = Snapshot {
+                upload_id: "u".into(),
+                key: "k".into(),
+                token: "t".into(),
+                location: "/api/files/k".into(),
+                part_size: 5 << 20,
+                part_count: 3,
+                expires_at: 1_800_000_000,
+                parts: parts.clone(),
+                checksum,
+            };
+            reads_what_serde_writes(&snapshot);
+            let ours = snapshot.json_fields().done().to_text();
+            assert_eq!(serde_json::from_str::<Snapshot>(&ours).unwrap(), snapshot);
+            assert_eq!(
+                as_numbers(serde_json::from_str(&ours).unwrap()),
+                as_numbers(serde_json::to_value(&snapshot).unwrap())
+            );
+        }
+    }
+
+    /// Every call the wasm sends, as the companion's serde reads it, in each shape.
+    #[test]
+    fn the_wasm_writes_every_call_as_the_companion_reads_it() {
+        let bare = CreateUpload {
+            name: "a \"b\".txt".into(),
+            size: 0,
+            content_type: String::new(),
+            last_modified: None,
+            fingerprint: None,
+            part_size: None,
+            metadata: BTreeMap::new(),
+            checksum: None,
+            form: false,
+        };
+        let full = CreateUpload {
+            name: "photo 😀.jpg".into(),
+            size: 123_456_789,
+            content_type: "image/jpeg".into(),
+            last_modified: Some(1_700_000_000_123.0),
+            fingerprint: Some("ab12".into()),
+            part_size: Some(8 << 20),
+            metadata: BTreeMap::from([("album".into(), "Été".into())]),
+            checksum: Some("AAAAAA==".into()),
+            form: true,
+        };
+        writes_what_serde_writes(&bare);
+        writes_what_serde_writes(&full);
+        writes_what_serde_writes(&CreateUploads {
+            files: vec![bare, full],
+        });
+        writes_what_serde_writes(&SignParts {
+            token: "t".into(),
+            parts: vec![1, 2],
+            checksums: vec![],
+        });
+        writes_what_serde_writes(&SignParts {
+            token: "t".into(),
+            parts: vec![3],
+            checksums: vec!["AAAAAA==".into()],
+        });
+        for checksum in [None, Some(checksum())] {
+            writes_what_serde_writes(&CompleteUpload {
+                token: "t".into(),
+                parts: vec![
+                    CompletedPart {
+                        part: 1,
+                        etag: "\"e\"".into(),
+                        checksum: None,
+                    },
+                    CompletedPart {
+                        part: 2,
+                        etag: "\"f\"".into(),
+                        checksum: Some("x".into()),
+                    },
+                ],
+                checksum,
+            });
+        }
+    }
+
+    /// What the wasm refuses to read names the field at fault.
+    #[test]
+    fn a_broken_answer_names_what_is_wrong() {
+        let read = |text: &str| UploadCreated::from_json(&Json::parse(text).unwrap()).unwrap_err();
+        assert_eq!(read("[]"), "expected an object");
+        assert_eq!(read(r#"{"key":"k"}"#), "missing field `token`");
+        let wrong = r#"{"key":"k","token":"t","partSize":-1,"partCount":1,"mode":"single","expiresAt":1,"location":"l"}"#;
+        assert_eq!(
+            read(wrong),
+            "`partSize`: expected a whole number from 0 to 2^53 - 1"
+        );
+        let mode = wrong.replace("-1", "1").replace("single", "Single");
+        assert_eq!(read(&mode), "`mode`: expected \"single\" or \"multipart\"");
+        let batch = |text: &str| BatchCreated::from_json(&Json::parse(text).unwrap()).unwrap_err();
+        assert_eq!(
+            batch(r#"{"status":415,"code":"X","message":""}"#),
+            "expected {\"created\": ..} or {\"refused\": ..}"
+        );
+        assert_eq!(batch(r#"{"accepted":{}}"#), "unknown variant `accepted`");
+        let signed = |text: &str| SignedPart::from_json(&Json::parse(text).unwrap()).unwrap_err();
+        assert_eq!(signed(r#"{"part":1,"expiresAt":5}"#), "missing field `url`");
+        assert_eq!(
+            signed(r#"{"part":1,"url":"u","expiresAt":5,"headers":{"a":1}}"#),
+            "`headers`: `a`: expected a string"
+        );
+    }
 
     /// The shapes on the wire that the wasm reads without serde's buffering: a signed part's
     /// fields beside its number, and a batch's files tagged by what became of them.

@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
+use ferry_core::json::{FromJson, ToJson as _};
 use ferry_core::protocol::{
     CompanionConfig, CreateUpload, CreateUploads, PartList, PartsSigned, StoredObject,
     UploadCreated, UploadsCreated, complete_path,
@@ -248,7 +249,7 @@ impl Shared {
 
     /// Makes a companion call, feeds its answer (or failure) to the driver, and then reports
     /// the progress of the `files` the call is for.
-    fn companion_call<T: serde::de::DeserializeOwned + 'static>(
+    fn companion_call<T: FromJson + 'static>(
         self: &Rc<Self>,
         files: Vec<FileId>,
         method: &'static str,
@@ -285,7 +286,7 @@ impl Shared {
     }
 
     /// A call for `file`: its answer goes to `feed`, its failure to the engine as `kind`.
-    fn file_call<T: serde::de::DeserializeOwned + 'static>(
+    fn file_call<T: FromJson + 'static>(
         self: &Rc<Self>,
         file: FileId,
         kind: Call,
@@ -367,7 +368,7 @@ impl Shared {
                 let Some(request) = driver.create_request(file, checksum) else {
                     return driver.engine.cancel(file);
                 };
-                let body = crate::json::to_string(&request);
+                let body = Some(request.to_json().to_text());
                 self.file_call(
                     file,
                     Call::Create,
@@ -395,7 +396,7 @@ impl Shared {
                 if batched.is_empty() {
                     return;
                 }
-                let body = crate::json::to_string(&CreateUploads { files: requests });
+                let body = Some(CreateUploads { files: requests }.to_json().to_text());
                 let files = batched.clone();
                 self.companion_call(
                     batched,
@@ -432,7 +433,7 @@ impl Shared {
                 upload_id,
                 request,
             } => {
-                let body = crate::json::to_string(&request);
+                let body = Some(request.to_json().to_text());
                 let path = format!("/api/uploads/{upload_id}/sign");
                 self.file_call(
                     file,
@@ -456,7 +457,7 @@ impl Shared {
                 upload_id,
                 request,
             } => {
-                let body = crate::json::to_string(&request);
+                let body = Some(request.to_json().to_text());
                 let path = complete_path(upload_id.as_deref());
                 self.file_call(
                     file,

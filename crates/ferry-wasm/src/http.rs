@@ -1,7 +1,8 @@
 //! JSON calls to the companion with `fetch`.
 
 use ferry_core::Failure;
-use serde::de::DeserializeOwned;
+use ferry_core::answer::failure_from_answer;
+use ferry_core::json::{FromJson, Json};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RequestInit, Response};
@@ -125,18 +126,20 @@ pub struct Answer {
 }
 
 /// Reads a companion's answer as JSON; an empty one (204) reads as `null`.
-pub fn read_answer<T: DeserializeOwned>(answer: Answer) -> Result<T, Failure> {
+pub fn read_answer<T: FromJson>(answer: Answer) -> Result<T, Failure> {
     let text = if answer.text.is_empty() {
         "null"
     } else {
         &answer.text
     };
-    crate::json::from_str(text).map_err(|err| Failure {
-        status: Some(answer.status),
-        code: "BadAnswer".into(),
-        message: format!("the companion's answer could not be read: {err}"),
-        retry_after: None,
-    })
+    Json::parse(text)
+        .and_then(|json| T::from_json(&json))
+        .map_err(|err| Failure {
+            status: Some(answer.status),
+            code: "BadAnswer".into(),
+            message: format!("the companion's answer could not be read: {err}"),
+            retry_after: None,
+        })
 }
 
 async fn send(
@@ -182,13 +185,6 @@ async fn send(
         return Err(failure_from_answer(status, &text, retry_after));
     }
     Ok(Answer { status, text })
-}
-
-/// A failed answer of the companion or the store: the code and message its body states.
-pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
-    ferry_core::answer::failure_from_answer(status, body, retry_after, |body| {
-        crate::json::from_str(body).ok()
-    })
 }
 
 /// How long a call to the companion may take before it counts as lost.

@@ -1,27 +1,21 @@
 //! The shapes JavaScript sees: options read from it, and the values and events given to it.
-//! Their TypeScript declarations are generated from these types (tsify), so the `.d.ts` cannot
-//! drift from what the code reads and writes. Values go out through [`to_js`], as JSON would
-//! write them (`null` for a missing value, numbers for sizes), which the `Option` fields declare.
+//! Their TypeScript declarations are generated from these types (tsify, from their serde
+//! attributes), so the `.d.ts` cannot drift from their fields; the wasm reads and writes them by
+//! hand (`FromJson`, `ToJson`, then `crate::json`), and the tests check that the hand-written
+//! shapes are the declared ones. Values go out as JSON would write them (`null` for a missing
+//! value, numbers for sizes), which the `Option` fields declare.
 
-use ferry_core::ChecksumType;
+use ferry_core::json::{Fields, FromJson, Json, Object, ToJson};
 use ferry_core::protocol::StoredObject;
 use ferry_core::{FileId, Order};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tsify::Tsify;
-use wasm_bindgen::JsValue;
 
 use crate::client::{FileProgress, Rate, SchedulerView, Unfinished};
 
-/// `value` as a plain JavaScript value, as JSON would write it.
-pub fn to_js(value: &impl Serialize) -> JsValue {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .expect("plain data serialises")
-}
-
 /// The settings of `createUploader(options)` (with `headers`, which may be a function and is
 /// read apart: see `UploaderOptions`).
-#[derive(Debug, Default, Deserialize, Tsify)]
+#[derive(Debug, Default, Serialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub struct UploaderSettings {
     /// Base URL of the companion; "" or omitted for the page's own origin.
@@ -60,7 +54,7 @@ pub struct UploaderSettings {
     pub order: UploadOrder,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize, Tsify)]
+#[derive(Debug, Default, Clone, Copy, Serialize, Tsify)]
 #[serde(rename_all = "kebab-case")]
 pub enum UploadOrder {
     #[default]
@@ -158,11 +152,7 @@ impl From<&StoredObject> for UploadResult {
             location: object.location.clone(),
             checksum: object.checksum.as_ref().map(|checksum| UploadChecksum {
                 algorithm: checksum.algorithm.name().to_owned(),
-                kind: match checksum.kind {
-                    ChecksumType::FullObject => "FULL_OBJECT",
-                    ChecksumType::Composite => "COMPOSITE",
-                }
-                .to_owned(),
+                kind: checksum.kind.s3_name().to_owned(),
                 value: checksum.value.clone(),
             }),
         }
@@ -282,25 +272,284 @@ pub struct CompleteEvent {
     pub result: UploadResult,
 }
 
+impl FromJson for UploaderSettings {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            endpoint: fields.or_default("endpoint")?,
+            slots: fields.optional("slots")?,
+            adaptive: fields.optional("adaptive")?,
+            triggers: fields.optional("triggers")?,
+            per_file: fields.optional("perFile")?,
+            retries: fields.optional("retries")?,
+            retry_delay_ms: fields.optional("retryDelayMs")?,
+            part_size: fields.optional("partSize")?,
+            order: fields.or_default("order")?,
+        })
+    }
+}
+
+impl FromJson for UploadOrder {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        match json.as_str() {
+            Some("fifo") => Ok(Self::Fifo),
+            Some("smallest-first") => Ok(Self::SmallestFirst),
+            _ => Err(format!(
+                "unknown order {}, expected \"fifo\" or \"smallest-first\"",
+                json.to_text()
+            )),
+        }
+    }
+}
+
+impl ToJson for UploadProgress {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("id", self.id.to_json())
+            .field("loaded", self.loaded.to_json())
+            .field("total", self.total.to_json())
+            .field("confirmed", self.confirmed.to_json())
+            .field("inFlight", self.in_flight.to_json())
+            .field("retries", self.retries.to_json())
+            .field("fallback", self.fallback.to_json())
+            .field("waiting", self.waiting.to_json())
+            .field("speed", self.speed.to_json())
+            .field("eta", self.eta.to_json())
+            .done()
+    }
+}
+
+impl ToJson for UploadResult {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("key", self.key.to_json())
+            .field("etag", self.etag.to_json())
+            .field("size", self.size.to_json())
+            .field("location", self.location.to_json())
+            .field("checksum", self.checksum.to_json())
+            .done()
+    }
+}
+
+impl ToJson for UploadChecksum {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("algorithm", self.algorithm.to_json())
+            .field("type", self.kind.to_json())
+            .field("value", self.value.to_json())
+            .done()
+    }
+}
+
+impl ToJson for UploaderStats {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("slotsBusy", self.slots_busy.to_json())
+            .field("slots", self.slots.to_json())
+            .field("queued", self.queued.to_json())
+            .field("prepared", self.prepared.to_json())
+            .field("companionCalls", self.companion_calls.to_json())
+            .field("puts", self.puts.to_json())
+            .field("retries", self.retries.to_json())
+            .field("joined", self.joined.to_json())
+            .field("speed", self.speed.to_json())
+            .field("eta", self.eta.to_json())
+            .done()
+    }
+}
+
+impl ToJson for UnfinishedUpload {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("id", self.id.to_json())
+            .field("name", self.name.to_json())
+            .field("size", self.size.to_json())
+            .field("confirmed", self.confirmed.to_json())
+            .field("age", self.age.to_json())
+            .done()
+    }
+}
+
+impl ToJson for PartEvent {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("id", self.id.to_json())
+            .field("part", self.part.to_json())
+            .field("etag", self.etag.to_json())
+            .done()
+    }
+}
+
+impl ToJson for RetryEvent {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("id", self.id.to_json())
+            .field("retries", self.retries.to_json())
+            .done()
+    }
+}
+
+impl ToJson for ResumedEvent {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("id", self.id.to_json())
+            .field("partsKept", self.parts_kept.to_json())
+            .done()
+    }
+}
+
+impl ToJson for WaitingEvent {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("id", self.id.to_json())
+            .field("waiting", self.waiting.to_json())
+            .done()
+    }
+}
+
+impl ToJson for JoinedEvent {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("id", self.id.to_json())
+            .field("upload", self.upload.to_json())
+            .done()
+    }
+}
+
+impl ToJson for CompleteEvent {
+    fn to_json(&self) -> Json {
+        Object::new()
+            .field("id", self.id.to_json())
+            .field("result", self.result.to_json())
+            .done()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn settings(text: &str) -> Result<UploaderSettings, String> {
+        UploaderSettings::from_json(&Json::parse(text).unwrap())
+    }
+
     #[test]
     fn settings_read_every_option_and_refuse_an_unknown_order() {
-        let settings: UploaderSettings = serde_json::from_str(
-            r#"{"endpoint":"https://c.example","slots":4,"perFile":2,"partSize":8388608,"order":"smallest-first","unknown":1}"#,
+        let read = settings(
+            r#"{"endpoint":"https://c.example","slots":4,"adaptive":false,"triggers":20,"perFile":2,"retries":5,"retryDelayMs":250,"partSize":8388608,"order":"smallest-first","unknown":1}"#,
         )
         .unwrap();
-        assert_eq!(settings.endpoint, "https://c.example");
-        assert_eq!((settings.slots, settings.per_file), (Some(4), Some(2)));
-        assert_eq!(settings.part_size, Some(8 << 20));
-        assert_eq!(Order::from(settings.order), Order::SmallestFirst);
-        let defaults: UploaderSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(read.endpoint, "https://c.example");
+        assert_eq!(
+            (read.slots, read.per_file, read.triggers),
+            (Some(4), Some(2), Some(20))
+        );
+        assert_eq!(
+            (read.adaptive, read.retries, read.retry_delay_ms),
+            (Some(false), Some(5), Some(250))
+        );
+        assert_eq!(read.part_size, Some(8 << 20));
+        assert_eq!(Order::from(read.order), Order::SmallestFirst);
+        let defaults = settings("{}").unwrap();
+        assert_eq!((defaults.endpoint.as_str(), defaults.slots), ("", None));
         assert_eq!(Order::from(defaults.order), Order::Fifo);
-        let err = serde_json::from_str::<UploaderSettings>(r#"{"order":"largest-first"}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("largest-first"), "{err}");
+        let nulls = settings(r#"{"endpoint":null,"slots":null,"order":null}"#).unwrap();
+        assert_eq!((nulls.endpoint.as_str(), nulls.slots), ("", None));
+        assert_eq!(
+            settings(r#"{"order":"largest-first"}"#).unwrap_err(),
+            "`order`: unknown order \"largest-first\", expected \"fifo\" or \"smallest-first\""
+        );
+        assert_eq!(
+            settings(r#"{"slots":2.5}"#).unwrap_err(),
+            "`slots`: expected a whole number from 0 to 2^53 - 1"
+        );
+        assert_eq!(
+            settings(r#"{"retries":-1}"#).unwrap_err(),
+            "`retries`: expected a whole number from 0 to 2^53 - 1"
+        );
+        assert_eq!(
+            settings(r#"{"adaptive":"yes"}"#).unwrap_err(),
+            "`adaptive`: expected true or false"
+        );
+        assert_eq!(settings("[]").unwrap_err(), "expected an object");
+    }
+
+    /// The hand-written values are the shapes tsify declares (from the serde attributes):
+    /// what serde would write, field for field, in order.
+    fn declared_shape(value: &(impl ToJson + Serialize)) {
+        let declared = Json::parse(&serde_json::to_string(value).unwrap()).unwrap();
+        assert_eq!(value.to_json(), declared);
+    }
+
+    #[test]
+    fn events_and_values_have_their_declared_shapes() {
+        let checksum = UploadChecksum {
+            algorithm: "crc32c".into(),
+            kind: "FULL_OBJECT".into(),
+            value: "AAAAAA==".into(),
+        };
+        for (eta, checksum) in [(Some(2.5), Some(checksum)), (None, None)] {
+            declared_shape(&UploadProgress {
+                id: 1.0,
+                loaded: 10.0,
+                total: 20.0,
+                confirmed: 5.0,
+                in_flight: 5.0,
+                retries: 2,
+                fallback: false,
+                waiting: true,
+                speed: 1234.5,
+                eta,
+            });
+            declared_shape(&UploaderStats {
+                slots_busy: 3,
+                slots: 5,
+                queued: 7,
+                prepared: 2,
+                companion_calls: 4.0,
+                puts: 9.0,
+                retries: 1.0,
+                joined: 0.0,
+                speed: 99.5,
+                eta,
+            });
+            let result = UploadResult {
+                key: "uploads/a \"b\".txt".into(),
+                etag: "\"e\"".into(),
+                size: 20.0,
+                location: "/api/files/x".into(),
+                checksum,
+            };
+            declared_shape(&result);
+            declared_shape(&CompleteEvent { id: 3.0, result });
+        }
+        declared_shape(&UnfinishedUpload {
+            id: "fp".into(),
+            name: "n".into(),
+            size: 1.0,
+            confirmed: 0.0,
+            age: 60.0,
+        });
+        declared_shape(&PartEvent {
+            id: 1.0,
+            part: 2,
+            etag: "e".into(),
+        });
+        declared_shape(&RetryEvent {
+            id: 1.0,
+            retries: 3,
+        });
+        declared_shape(&ResumedEvent {
+            id: 1.0,
+            parts_kept: 4,
+        });
+        declared_shape(&WaitingEvent {
+            id: 1.0,
+            waiting: false,
+        });
+        declared_shape(&JoinedEvent {
+            id: 1.0,
+            upload: 2.0,
+        });
     }
 }

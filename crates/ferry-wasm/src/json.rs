@@ -1,40 +1,81 @@
-//! JSON text for the companion's calls and answers and for `localStorage`. In the browser it is
-//! read and written by the browser's own `JSON` through serde-wasm-bindgen, which the package
-//! needs anyway for options and events: a JSON parser of our own would add a second
-//! deserializer for every type to the wasm. Natively (the unit tests) serde_json does it, in the
-//! same shape.
+//! Values between JavaScript and `ferry_core::json`, which reads and writes every JSON text of
+//! the package (the companion's calls and answers, `localStorage`): the options and maps
+//! JavaScript passes are read into a [`Json`] and then into their type; the events and values
+//! given back are built from one. No serde in the wasm: a derived reader per type and serde's
+//! error messages cost more than these few lines.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen::JsCast as _;
+use ferry_core::json::{FromJson, Json, ToJson};
+use wasm_bindgen::{JsCast as _, JsValue};
 
-/// `value` as JSON text; none if it cannot be written (it always can: plain data).
-#[cfg(target_arch = "wasm32")]
-pub fn to_string(value: &impl Serialize) -> Option<String> {
-    let value = value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .ok()?;
-    js_sys::JSON::stringify(&value).ok()?.as_string()
+/// Deeper is refused: an object that holds itself would never end.
+const MAX_DEPTH: usize = 32;
+
+/// `value` read as a `T`. `undefined` and functions count as absent, as `JSON.stringify` leaves
+/// them out; a number that is not finite, a symbol or a BigInt is an error.
+pub fn from_js<T: FromJson>(value: &JsValue) -> Result<T, String> {
+    T::from_json(&json_of(value, 0)?)
 }
 
-/// `text` read as a `T`: an error says why it is not one.
-#[cfg(target_arch = "wasm32")]
-pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    let value = js_sys::JSON::parse(text).map_err(|err| {
-        err.dyn_ref::<js_sys::Error>()
-            .map(|err| String::from(err.message()))
-            .unwrap_or_else(|| "not JSON".into())
-    })?;
-    serde_wasm_bindgen::from_value(value).map_err(|err| err.to_string())
+fn json_of(value: &JsValue, depth: usize) -> Result<Json, String> {
+    if depth > MAX_DEPTH {
+        return Err("nested too deep (does an object hold itself?)".into());
+    }
+    if value.is_null() || value.is_undefined() || value.is_function() {
+        return Ok(Json::Null);
+    }
+    if let Some(flag) = value.as_bool() {
+        return Ok(Json::Bool(flag));
+    }
+    if let Some(number) = value.as_f64() {
+        return match number.is_finite() {
+            true => Ok(Json::Number(number)),
+            false => Err("expected a finite number".into()),
+        };
+    }
+    if let Some(text) = value.as_string() {
+        return Ok(Json::String(text));
+    }
+    if js_sys::Array::is_array(value) {
+        let array: &js_sys::Array = value.unchecked_ref();
+        return array
+            .iter()
+            .map(|item| json_of(&item, depth + 1))
+            .collect::<Result<_, _>>()
+            .map(Json::Array);
+    }
+    if value.is_object() {
+        let mut fields = Vec::new();
+        for entry in js_sys::Object::entries(value.unchecked_ref()).iter() {
+            let entry: js_sys::Array = entry.unchecked_into();
+            let name = entry.get(0).as_string().unwrap_or_default();
+            let field =
+                json_of(&entry.get(1), depth + 1).map_err(|err| format!("`{name}`: {err}"))?;
+            fields.push((name, field));
+        }
+        return Ok(Json::Object(fields));
+    }
+    Err("expected a plain value (not a symbol or a BigInt)".into())
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-pub fn to_string(value: &impl Serialize) -> Option<String> {
-    serde_json::to_string(value).ok()
+/// `value` as a plain JavaScript value: objects, arrays, strings, numbers, booleans and `null`.
+pub fn to_js(value: &impl ToJson) -> JsValue {
+    js_of(&value.to_json())
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_json::from_str(text).map_err(|err| err.to_string())
+fn js_of(json: &Json) -> JsValue {
+    match json {
+        Json::Null => JsValue::NULL,
+        Json::Bool(flag) => JsValue::from_bool(*flag),
+        Json::Number(number) => JsValue::from_f64(*number),
+        Json::String(text) => JsValue::from_str(text),
+        Json::Array(items) => items.iter().map(js_of).collect::<js_sys::Array>().into(),
+        Json::Object(fields) => {
+            let object = js_sys::Object::new();
+            for (name, value) in fields {
+                js_sys::Reflect::set(&object, &name.into(), &js_of(value))
+                    .expect("set on a plain object");
+            }
+            object.into()
+        }
+    }
 }

@@ -39,8 +39,9 @@ use wasm_bindgen::prelude::*;
 
 use crate::js::{
     CompleteEvent, JoinedEvent, PartEvent, ResumedEvent, RetryEvent, UnfinishedUpload,
-    UploadProgress, UploadResult, UploaderSettings, UploaderStats, WaitingEvent, to_js,
+    UploadProgress, UploadResult, UploaderSettings, UploaderStats, WaitingEvent,
 };
+use crate::json::to_js;
 
 pub use crate::client::{
     AddOptions as ClientAddOptions, Client, ClientEvent, FileProgress, Rate, SchedulerView,
@@ -158,12 +159,11 @@ fn header_source(headers: JsValue) -> Result<HeaderSource, JsError> {
     if let Some(function) = headers.dyn_ref::<js_sys::Function>() {
         return Ok(HeaderSource::Function(function.clone()));
     }
-    let fixed: BTreeMap<String, String> =
-        serde_wasm_bindgen::from_value(headers).map_err(|err| {
-            JsError::new(&format!(
-                "bad uploader options: headers must be an object of strings or a function: {err}"
-            ))
-        })?;
+    let fixed: BTreeMap<String, String> = json::from_js(&headers).map_err(|err| {
+        JsError::new(&format!(
+            "bad uploader options: headers must be an object of strings or a function: {err}"
+        ))
+    })?;
     Ok(HeaderSource::Fixed(fixed.into_iter().collect()))
 }
 
@@ -211,7 +211,7 @@ impl Uploader {
             Some(given) => {
                 let headers =
                     js_sys::Reflect::get(&given, &"headers".into()).unwrap_or(JsValue::UNDEFINED);
-                let options: UploaderSettings = serde_wasm_bindgen::from_value(given)
+                let options: UploaderSettings = json::from_js(&given)
                     .map_err(|err| JsError::new(&format!("bad uploader options: {err}")))?;
                 (options, header_source(headers)?)
             }
@@ -315,7 +315,7 @@ impl Uploader {
             .unwrap_or(0.0) as i32;
         let signal =
             option("signal").and_then(|signal| signal.dyn_into::<web_sys::AbortSignal>().ok());
-        let metadata = match option("metadata").map(serde_wasm_bindgen::from_value) {
+        let metadata = match option("metadata").map(|metadata| json::from_js(&metadata)) {
             None => BTreeMap::new(),
             Some(Ok(metadata)) => metadata,
             Some(Err(err)) => {

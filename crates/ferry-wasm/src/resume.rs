@@ -6,12 +6,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use ferry_core::json::{Fields, FromJson, Json, Object, ToJson};
 use ferry_core::protocol::StoredObject;
 use ferry_core::{Claim, Snapshot};
 use futures_channel::oneshot;
 use gloo_events::EventListener;
 use gloo_timers::callback::Timeout;
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::File;
@@ -31,9 +31,11 @@ pub async fn fingerprint(file: &File) -> Option<String> {
             .ok()?,
     )
     .await?;
+    // Whole numbers as integers: the text an f64's Display gave them, without its formatter.
     Some(format!(
-        "{PREFIX}{size}:{}:{head}:{tail}:{}:{}",
-        file.last_modified(),
+        "{PREFIX}{}:{}:{head}:{tail}:{}:{}",
+        size as u64,
+        file.last_modified() as i64,
         file.type_(),
         file.name()
     ))
@@ -69,55 +71,48 @@ const STORED_RECORD_SECS: u64 = 3_600;
 
 /// What `localStorage` keeps under a file's fingerprint: `{ stored, expiresAt }`, or the
 /// snapshot's fields with `savedAt`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     /// The file was stored: a tab that waited for the one uploading it takes the result.
-    #[serde(rename_all = "camelCase")]
     Stored {
         stored: StoredObject,
         expires_at: u64,
     },
     /// A multipart upload to continue, and when it was written (Unix seconds; 0 in records
     /// written before it was kept).
-    #[serde(rename_all = "camelCase")]
-    Uploading {
-        #[serde(flatten)]
-        snapshot: Snapshot,
-        saved_at: u64,
-    },
-}
-
-/// The fields of a record that tell its shape, as [`Record::parse`] reads them first: both
-/// shapes have `expiresAt`, only a stored one `stored`, only an uploading one `savedAt`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RecordHead {
-    stored: Option<StoredObject>,
-    expires_at: u64,
-    #[serde(default)]
-    saved_at: u64,
+    Uploading { snapshot: Snapshot, saved_at: u64 },
 }
 
 impl Record {
-    /// Reads a record; a broken or expired one is none. Its head tells the shape, then an
-    /// uploading record's snapshot is read (a derived reader of the enum would buffer the whole
-    /// record to try one shape after the other, and put serde's buffering in the wasm).
+    /// Reads a record; a broken or expired one is none. Both shapes have `expiresAt`, only a
+    /// stored one `stored`.
     pub fn parse(text: &str, now_secs: u64) -> Option<Self> {
-        let head: RecordHead = crate::json::from_str(text).ok()?;
-        if head.expires_at <= now_secs {
+        let json = Json::parse(text).ok()?;
+        let fields = Fields::of(&json).ok()?;
+        let expires_at: u64 = fields.required("expiresAt").ok()?;
+        if expires_at <= now_secs {
             return None;
         }
-        Some(match head.stored {
-            Some(stored) => Record::Stored {
-                stored,
-                expires_at: head.expires_at,
-            },
+        Some(match fields.optional("stored").ok()? {
+            Some(stored) => Record::Stored { stored, expires_at },
             None => Record::Uploading {
-                snapshot: crate::json::from_str(text).ok()?,
-                saved_at: head.saved_at,
+                snapshot: Snapshot::from_json(&json).ok()?,
+                saved_at: fields.or_default("savedAt").ok()?,
             },
         })
+    }
+
+    fn to_text(&self) -> String {
+        match self {
+            Record::Stored { stored, expires_at } => Object::new()
+                .field("stored", stored.to_json())
+                .field("expiresAt", expires_at.to_json()),
+            Record::Uploading { snapshot, saved_at } => {
+                snapshot.json_fields().field("savedAt", saved_at.to_json())
+            }
+        }
+        .done()
+        .to_text()
     }
 
     /// What a tab that took the fingerprint's lock continues from: a record left by a tab it
@@ -146,7 +141,8 @@ pub fn load(key: &str, now_secs: u64) -> Option<Record> {
 }
 
 fn write(key: &str, record: &Record) {
-    if let (Some(storage), Some(text)) = (storage(), crate::json::to_string(record)) {
+    if let Some(storage) = storage() {
+        let text = record.to_text();
         // A full storage only costs the ability to resume.
         let _ = storage.set_item(key, &text);
     }
@@ -217,8 +213,7 @@ pub fn remove(key: &str) {
 }
 
 /// An unfinished upload a resume record keeps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unfinished {
     /// The record's key: what `discard` takes.
     pub id: String,
@@ -281,8 +276,8 @@ fn write_deferred(urls: &[String]) {
     };
     if urls.is_empty() {
         let _ = storage.remove_item(DEFERRED_ABORTS);
-    } else if let Some(text) = crate::json::to_string(&urls) {
-        let _ = storage.set_item(DEFERRED_ABORTS, &text);
+    } else {
+        let _ = storage.set_item(DEFERRED_ABORTS, &urls.to_json().to_text());
     }
 }
 
@@ -290,7 +285,7 @@ fn write_deferred(urls: &[String]) {
 pub fn deferred_aborts() -> Vec<String> {
     storage()
         .and_then(|storage| storage.get_item(DEFERRED_ABORTS).ok()?)
-        .and_then(|text| crate::json::from_str(&text).ok())
+        .and_then(|text| Vec::from_json(&Json::parse(&text).ok()?).ok())
         .unwrap_or_default()
 }
 
@@ -379,7 +374,11 @@ mod tests {
             stored: object.clone(),
             expires_at: 5_000,
         };
-        let text = serde_json::to_string(&stored).unwrap();
+        let text = stored.to_text();
+        assert_eq!(
+            text,
+            r#"{"stored":{"key":"k","etag":"\"e-3\"","size":15728640,"location":"/api/files/k","checksum":null},"expiresAt":5000}"#
+        );
         let read = Record::parse(&text, 1_000);
         assert_eq!(read, Some(stored.clone()));
         assert_eq!(Record::claim(read, true), Claim::Stored(object));
@@ -401,7 +400,12 @@ mod tests {
             snapshot: snapshot(9_000),
             saved_at: 1_000,
         };
-        let text = serde_json::to_string(&record).unwrap();
+        let text = record.to_text();
+        // As serde wrote it before: the snapshot's fields, then `savedAt`.
+        let snapshot_text = serde_json::to_string(&snapshot(9_000)).unwrap();
+        let earlier = format!("{},\"savedAt\":1000}}", snapshot_text.trim_end_matches('}'));
+        assert_eq!(text, earlier);
+        assert_eq!(Record::parse(&text, 1_600), Some(record));
         let entry = Unfinished::from_record(KEY, &text, 1_600).unwrap();
         assert_eq!(
             entry,
@@ -423,7 +427,7 @@ mod tests {
             },
             expires_at: 9_000,
         };
-        let text = serde_json::to_string(&stored).unwrap();
+        let text = stored.to_text();
         assert_eq!(
             Unfinished::from_record(KEY, &text, 1_600),
             None,

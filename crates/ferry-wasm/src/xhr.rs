@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use ferry_core::Failure;
+use ferry_core::json::{FromJson as _, Json};
 use ferry_core::protocol::Relayed;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -112,11 +113,16 @@ impl PutRequest {
         let body = self.xhr.response_text().ok().flatten().unwrap_or_default();
         if !(200..300).contains(&status) {
             let retry_after = self.xhr.get_response_header("Retry-After").ok().flatten();
-            return Err(crate::http::failure_from_answer(status, &body, retry_after));
+            return Err(ferry_core::answer::failure_from_answer(
+                status,
+                &body,
+                retry_after,
+            ));
         }
         let etag = match self.etag_from {
             EtagFrom::Header => self.xhr.get_response_header("ETag").ok().flatten(),
-            EtagFrom::Json => crate::json::from_str::<Relayed>(&body)
+            EtagFrom::Json => Json::parse(&body)
+                .and_then(|json| Relayed::from_json(&json))
                 .ok()
                 .map(|relayed| relayed.etag),
         };

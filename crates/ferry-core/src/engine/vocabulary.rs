@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checksum::ChecksumAlgorithm;
 use crate::error::UploadError;
+use crate::json::{Fields, FromJson, Json, Object, ToJson};
 use crate::protocol::{CompleteUpload, SignParts, SignedUrl, StoredObject, StoredPart};
 
 /// A file to upload, as the engine needs it: its bytes and name stay with the driver.
@@ -281,4 +282,37 @@ pub struct Snapshot {
     /// The algorithm the upload's parts carry; a companion that changed it since starts afresh.
     #[serde(default)]
     pub checksum: Option<ChecksumAlgorithm>,
+}
+
+impl FromJson for Snapshot {
+    fn from_json(json: &Json) -> Result<Self, String> {
+        let fields = Fields::of(json)?;
+        Ok(Self {
+            upload_id: fields.required("uploadId")?,
+            key: fields.required("key")?,
+            token: fields.required("token")?,
+            location: fields.required("location")?,
+            part_size: fields.required("partSize")?,
+            part_count: fields.required("partCount")?,
+            expires_at: fields.required("expiresAt")?,
+            parts: fields.required("parts")?,
+            checksum: fields.optional("checksum")?,
+        })
+    }
+}
+
+impl Snapshot {
+    /// Its fields, for a record that adds its own beside them.
+    pub fn json_fields(&self) -> Object {
+        Object::new()
+            .field("uploadId", self.upload_id.to_json())
+            .field("key", self.key.to_json())
+            .field("token", self.token.to_json())
+            .field("location", self.location.to_json())
+            .field("partSize", self.part_size.to_json())
+            .field("partCount", self.part_count.to_json())
+            .field("expiresAt", self.expires_at.to_json())
+            .field("parts", self.parts.to_json())
+            .field("checksum", self.checksum.to_json())
+    }
 }
