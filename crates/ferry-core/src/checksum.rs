@@ -10,11 +10,10 @@
 
 use std::sync::OnceLock;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+use crate::base64;
 use crate::json::{Fields, FromJson, Json, Object, ToJson};
 
 /// A checksum algorithm S3 verifies. `FERRY_CHECKSUM` names it in lower case.
@@ -166,7 +165,7 @@ impl Hasher {
 
     /// The value, base64 as S3 states it.
     pub fn finish(self) -> String {
-        BASE64.encode(match self.0 {
+        base64::encode(&match self.0 {
             State::Crc32c(digest) => digest.finalize().to_be_bytes().to_vec(),
             State::Crc64nvme(digest) => digest.finalize().to_be_bytes().to_vec(),
             State::Sha256(digest) => digest.finalize().to_vec(),
@@ -176,7 +175,7 @@ impl Hasher {
 
 /// The raw digest of a base64 value of `algorithm`; `None` if it is not one.
 pub fn decode(algorithm: ChecksumAlgorithm, value: &str) -> Option<Vec<u8>> {
-    let raw = BASE64.decode(value).ok()?;
+    let raw = base64::decode(value)?;
     (raw.len() == algorithm.digest_len()).then_some(raw)
 }
 
@@ -231,7 +230,7 @@ pub fn full_object(algorithm: ChecksumAlgorithm, parts: &[(&str, u64)]) -> Optio
         ChecksumAlgorithm::Crc32c => u64::from(crc32c().checksum(&[])),
         _ => crc64nvme().checksum(&[]),
     });
-    Some(BASE64.encode(&crc.to_be_bytes()[(64 - width) / 8..]))
+    Some(base64::encode(&crc.to_be_bytes()[(64 - width) / 8..]))
 }
 
 /// The composite checksum of the parts' values: the checksum of their concatenated digests,
@@ -295,7 +294,7 @@ impl FromJson for ChecksumAlgorithm {
         Self::ALL
             .into_iter()
             .find(|algorithm| algorithm.name() == name)
-            .ok_or_else(|| format!("unknown checksum algorithm {name:?}"))
+            .ok_or_else(|| format!("unknown checksum algorithm \"{name}\""))
     }
 }
 
@@ -321,7 +320,7 @@ impl FromJson for ChecksumType {
         [Self::FullObject, Self::Composite]
             .into_iter()
             .find(|kind| kind.s3_name() == name)
-            .ok_or_else(|| format!("unknown checksum type {name:?}"))
+            .ok_or_else(|| format!("unknown checksum type \"{name}\""))
     }
 }
 
@@ -401,7 +400,7 @@ mod tests {
                 .to_vec(),
             ChecksumAlgorithm::Sha256 => unreachable!("SHA-256 combines no parts into one"),
         };
-        BASE64.encode(raw)
+        base64::encode(&raw)
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub enum UploadError {
     #[error("the file is {size} bytes, over the limit of {max} bytes")]
     TooLarge { size: u64, max: u64 },
     /// The companion does not accept this content type; nothing was sent.
-    #[error("the companion does not accept files of type {content_type:?}")]
+    #[error("the companion does not accept files of type \"{content_type}\"")]
     TypeNotAllowed { content_type: String },
     /// The companion answered with an error (its code may be the store's S3 code).
     #[error("the companion refused ({status} {code}): {message}")]

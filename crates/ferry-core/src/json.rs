@@ -497,33 +497,33 @@ macro_rules! from_json_narrow {
 }
 from_json_narrow!(u32, u16, usize);
 
+// Loops rather than `collect`: each collected `Result` (and each map built from a sorted run)
+// is code of its own per type in the wasm.
 impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(json: &Json) -> Result<Self, String> {
-        match json {
-            Json::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(index, item)| T::from_json(item).map_err(|err| format!("[{index}]: {err}")))
-                .collect(),
-            _ => Err("expected an array".into()),
+        let Json::Array(items) = json else {
+            return Err("expected an array".into());
+        };
+        let mut read = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            read.push(T::from_json(item).map_err(|err| format!("[{index}]: {err}"))?);
         }
+        Ok(read)
     }
 }
 
 impl FromJson for BTreeMap<String, String> {
     fn from_json(json: &Json) -> Result<Self, String> {
-        match json {
-            Json::Object(fields) => fields
-                .iter()
-                .rev() // the first of a name given twice wins, as `get` reads it
-                .map(|(name, value)| {
-                    String::from_json(value)
-                        .map(|value| (name.clone(), value))
-                        .map_err(|err| format!("`{name}`: {err}"))
-                })
-                .collect(),
-            _ => Err("expected an object".into()),
+        let Json::Object(fields) = json else {
+            return Err("expected an object".into());
+        };
+        let mut map = BTreeMap::new();
+        for (name, value) in fields {
+            let value = String::from_json(value).map_err(|err| format!("`{name}`: {err}"))?;
+            // The first of a name given twice counts, as `get` reads it.
+            map.entry(name.clone()).or_insert(value);
         }
+        Ok(map)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod adapt;
 pub mod answer;
+pub mod base64;
 mod breaker;
 pub mod checksum;
 pub mod engine;

@@ -546,8 +546,9 @@ impl Shared {
                     }
                     None => format!("/api/objects?token={token}"),
                 };
-                let mut headers: BTreeMap<String, String> =
-                    self.headers.latest().into_iter().collect();
+                // Inserted one by one: collecting would sort, code of its own in the wasm.
+                let mut headers = BTreeMap::new();
+                headers.extend(self.headers.latest());
                 if let Some((algorithm, value)) = checksum {
                     headers.insert(algorithm.header().to_owned(), value.clone());
                 }

@@ -11,8 +11,6 @@
 
 use std::ops::Range;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use ferry_core::{ChecksumAlgorithm, ChecksumType};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -129,7 +127,9 @@ async fn web_crypto_sha256(buffer: &js_sys::ArrayBuffer) -> Result<String, Strin
         .digest_with_str_and_buffer_source("SHA-256", buffer)
         .map_err(describe)?;
     let digest = JsFuture::from(digest).await.map_err(describe)?;
-    Ok(BASE64.encode(js_sys::Uint8Array::new(&digest).to_vec()))
+    Ok(ferry_core::base64::encode(
+        &js_sys::Uint8Array::new(&digest).to_vec(),
+    ))
 }
 
 /// A JS error as text (a File that changed or went away rejects with `NotReadableError`).

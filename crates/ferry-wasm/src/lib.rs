@@ -176,7 +176,7 @@ pub async fn checksum(
     #[wasm_bindgen(unchecked_param_type = "\"crc32c\" | \"crc64nvme\"")] algorithm: String,
 ) -> Result<String, JsError> {
     let parsed = ferry_core::ChecksumAlgorithm::parse(&algorithm)
-        .ok_or_else(|| JsError::new(&format!("unknown checksum algorithm {algorithm:?}")))?;
+        .ok_or_else(|| JsError::new(&format!("unknown checksum algorithm \"{algorithm}\"")))?;
     hashing::full_object_crc(&blob, parsed)
         .await
         .map_err(|message| JsError::new(&message))
@@ -377,7 +377,7 @@ impl Uploader {
             "progress", "part", "retry", "resumed", "waiting", "joined", "complete", "error",
         ];
         if !EVENTS.contains(&name.as_str()) {
-            return Err(JsError::new(&format!("unknown event {name:?}")));
+            return Err(JsError::new(&format!("unknown event \"{name}\"")));
         }
         let listener: js_sys::Function = listener
             .dyn_into()

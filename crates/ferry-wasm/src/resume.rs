@@ -4,6 +4,7 @@
 //! WebCrypto) means "no resume", never a failed upload.
 
 use std::cell::RefCell;
+use std::cmp::Reverse;
 use std::rc::Rc;
 
 use ferry_core::json::{Fields, FromJson, Json, Object, ToJson};
@@ -255,15 +256,24 @@ pub fn unfinished(now_secs: u64) -> Vec<Unfinished> {
         return Vec::new();
     };
     let count = storage.length().unwrap_or(0);
-    let mut found: Vec<Unfinished> = (0..count)
-        .filter_map(|index| storage.key(index).ok().flatten())
-        .filter(|key| key.starts_with(PREFIX))
-        .filter_map(|key| {
-            let text = storage.get_item(&key).ok()??;
-            Unfinished::from_record(&key, &text, now_secs)
-        })
-        .collect();
-    found.sort_by(|a, b| b.age_secs.cmp(&a.age_secs).then(a.id.cmp(&b.id)));
+    let mut found: Vec<Unfinished> = Vec::new();
+    // Oldest first, then by key. Each is inserted in its place: a page keeps a handful of
+    // records, and a sort would be code of its own in the wasm.
+    fn order(entry: &Unfinished) -> (Reverse<u64>, &str) {
+        (Reverse(entry.age_secs), &entry.id)
+    }
+    for key in (0..count).filter_map(|index| storage.key(index).ok().flatten()) {
+        if !key.starts_with(PREFIX) {
+            continue;
+        }
+        let Some(text) = storage.get_item(&key).ok().flatten() else {
+            continue;
+        };
+        if let Some(entry) = Unfinished::from_record(&key, &text, now_secs) {
+            let at = found.partition_point(|kept| order(kept) <= order(&entry));
+            found.insert(at, entry);
+        }
+    }
     found
 }
 
