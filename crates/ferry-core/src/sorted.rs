@@ -9,6 +9,7 @@
 //! hold a few files or parts at a time.
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -91,13 +92,23 @@ impl<K: Ord, V> SortedMap<K, V> {
         K: Borrow<Q>,
         Q: Ord + ?Sized,
     {
+        let key_at = |index: usize| self.entries[index].0.borrow();
+        let (mut low, mut high) = (0, self.entries.len());
         // Keys mostly arrive in order: one comparison with the last finds their place.
-        match self.entries.back() {
-            Some((last, _)) if last.borrow() < key => Err(self.entries.len()),
-            _ => self
-                .entries
-                .binary_search_by(|(probe, _)| probe.borrow().cmp(key)),
+        if high > 0 && key_at(high - 1) < key {
+            return Err(high);
         }
+        // A search by index: `VecDeque::binary_search_by` searches its two slices, several
+        // times the code, and this is compiled once per map type.
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match key_at(middle).cmp(key) {
+                Ordering::Less => low = middle + 1,
+                Ordering::Greater => high = middle,
+                Ordering::Equal => return Ok(middle),
+            }
+        }
+        Err(low)
     }
 
     /// Puts `value` under `key`; the value it replaces, if there was one.
