@@ -220,6 +220,53 @@ test("the partSize and order options shape new uploads", async () => {
   }
 });
 
+test("options are read as a page passes them: unknown fields ignored, Maps read, nonsense refused", async () => {
+  const companion = await startCompanion();
+  const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
+  const page = await browser.newPage();
+  try {
+    const configAuthorization = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith("/api/config")) configAuthorization.push(request.headers().authorization);
+    });
+    await page.goto(`${site.url}/?companion=${encodeURIComponent(companion.url)}`);
+    await page.waitForSelector("body[data-ready=true]");
+    const outcome = await page.evaluate(async () => {
+      const endpoint = new URLSearchParams(location.search).get("companion");
+      const refused = (options) => {
+        try {
+          window.createUploader(options);
+          return null;
+        } catch (error) {
+          return error.message;
+        }
+      };
+      // Fields the uploader does not read are not looked at, whatever they hold.
+      const uploader = window.createUploader({ endpoint, headers: new Map([["authorization", "Bearer from-a-map"]]), big: 10n, tag: Symbol("x") });
+      const file = new File(["kept with its metadata"], "map.txt");
+      const result = await uploader.add(file, { metadata: new Map([["source", "a-map"]]) }).done;
+      return {
+        location: result.location,
+        nan: refused({ endpoint, slots: NaN }),
+        fraction: refused({ endpoint, slots: 2.5 }),
+        set: refused({ endpoint, headers: new Set(["authorization"]) }),
+        order: refused({ endpoint, order: "largest-first" }),
+      };
+    });
+    assert.deepEqual(configAuthorization, ["Bearer from-a-map"], "the Map's header went with the call");
+    const stored = await readBack(companion.url, outcome.location);
+    assert.equal(stored.headers.get("x-amz-meta-source"), "a-map", "the Map's metadata is stored");
+    assert.equal(outcome.nan, "bad uploader options: `slots`: expected a finite number");
+    assert.equal(outcome.fraction, "bad uploader options: `slots`: expected a whole number from 0 to 2^53 - 1");
+    assert.equal(outcome.set, "bad uploader options: headers must be an object of strings or a function: expected a plain object, an array or a Map");
+    assert.equal(outcome.order, 'bad uploader options: `order`: unknown order "largest-first", expected "fifo" or "smallest-first"');
+  } finally {
+    await page.close();
+    site.close();
+    companion.stop();
+  }
+});
+
 test("an app built with Vite 7 imports the package and uploads", async () => {
   const outDir = fs.mkdtempSync(path.join(scratch, "vite-"));
   const vite = path.join(here, "../node_modules/.bin/vite");

@@ -656,6 +656,36 @@ mod tests {
         }
     }
 
+    /// Texts with only the required fields: the defaults FromJson fills in are serde's.
+    #[test]
+    fn the_wasm_fills_in_absent_fields_as_serde_does() {
+        fn same<T>(text: &str)
+        where
+            T: FromJson + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+        {
+            let theirs: T = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                T::from_json(&Json::parse(text).unwrap()).unwrap(),
+                theirs,
+                "{text}"
+            );
+        }
+        same::<CompanionConfig>(
+            r#"{"limits":{"minPartSize":5,"maxPartSize":9,"maxParts":3,"maxObjectSize":27},
+                "preferredPartSize":5,"maxFileSize":27,"allowedTypes":[],"urlLifetimeSecs":60}"#,
+        );
+        same::<SignedPart>(r#"{"part":1,"url":"u","expiresAt":5}"#);
+        same::<SignedUrl>(r#"{"url":"u","expiresAt":5,"expiresIn":null}"#);
+        same::<UploadCreated>(
+            r#"{"key":"k","token":"t","partSize":1,"partCount":1,"mode":"single","expiresAt":1,"location":"l"}"#,
+        );
+        same::<StoredObject>(r#"{"key":"k","etag":"e","size":1,"location":"l"}"#);
+        same::<StoredPart>(r#"{"part":1,"size":1,"etag":"e"}"#);
+        same::<Snapshot>(
+            r#"{"uploadId":"u","key":"k","token":"t","location":"l","partSize":5,"partCount":2,"expiresAt":9,"parts":[]}"#,
+        );
+    }
+
     /// Every call the wasm sends, as the companion's serde reads it, in each shape.
     #[test]
     fn the_wasm_writes_every_call_as_the_companion_reads_it() {

@@ -272,6 +272,21 @@ pub struct CompleteEvent {
     pub result: UploadResult,
 }
 
+impl UploaderSettings {
+    /// Every option this reads, by its name in JavaScript: only these are looked at.
+    pub const FIELDS: [&str; 9] = [
+        "endpoint",
+        "slots",
+        "adaptive",
+        "triggers",
+        "perFile",
+        "retries",
+        "retryDelayMs",
+        "partSize",
+        "order",
+    ];
+}
+
 impl FromJson for UploaderSettings {
     fn from_json(json: &Json) -> Result<Self, String> {
         let fields = Fields::of(json)?;
@@ -472,6 +487,26 @@ mod tests {
             "`adaptive`: expected true or false"
         );
         assert_eq!(settings("[]").unwrap_err(), "expected an object");
+    }
+
+    /// The options read are the ones tsify declares, each by its declared name.
+    #[test]
+    fn settings_read_every_declared_option_by_its_name() {
+        let declared =
+            Json::parse(&serde_json::to_string(&UploaderSettings::default()).unwrap()).unwrap();
+        let Json::Object(fields) = declared else {
+            panic!("settings are an object")
+        };
+        let names: Vec<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, UploaderSettings::FIELDS);
+        for name in UploaderSettings::FIELDS {
+            let wrong = format!(r#"{{"{name}":[]}}"#);
+            let err = settings(&wrong).unwrap_err();
+            assert!(
+                err.starts_with(&format!("`{name}`: ")),
+                "{name} is not read: {err}"
+            );
+        }
     }
 
     /// The hand-written values are the shapes tsify declares (from the serde attributes):

@@ -11,9 +11,26 @@ use wasm_bindgen::{JsCast as _, JsValue};
 const MAX_DEPTH: usize = 32;
 
 /// `value` read as a `T`. `undefined` and functions count as absent, as `JSON.stringify` leaves
-/// them out; a number that is not finite, a symbol or a BigInt is an error.
+/// them out; a `Map` reads as an object of its entries; a number that is not finite, a symbol, a
+/// BigInt or an object of another class (a `Set`, a `Date`) is an error.
 pub fn from_js<T: FromJson>(value: &JsValue) -> Result<T, String> {
     T::from_json(&json_of(value, 0)?)
+}
+
+/// The fields `names` of the object `value`, each as `Reflect.get` reads it (from a getter or
+/// the prototype too), read as a `T`: its other fields are not looked at, whatever they hold.
+pub fn from_js_fields<T: FromJson>(value: &JsValue, names: &[&str]) -> Result<T, String> {
+    if !value.is_object() {
+        return Err("expected an object".into());
+    }
+    let mut fields = Vec::with_capacity(names.len());
+    for &name in names {
+        let field = js_sys::Reflect::get(value, &name.into())
+            .map_err(|_| format!("`{name}` could not be read"))?;
+        let field = json_of(&field, 1).map_err(|err| format!("`{name}`: {err}"))?;
+        fields.push((name.to_owned(), field));
+    }
+    T::from_json(&Json::Object(fields))
 }
 
 fn json_of(value: &JsValue, depth: usize) -> Result<Json, String> {
@@ -43,18 +60,43 @@ fn json_of(value: &JsValue, depth: usize) -> Result<Json, String> {
             .collect::<Result<_, _>>()
             .map(Json::Array);
     }
-    if value.is_object() {
-        let mut fields = Vec::new();
-        for entry in js_sys::Object::entries(value.unchecked_ref()).iter() {
-            let entry: js_sys::Array = entry.unchecked_into();
-            let name = entry.get(0).as_string().unwrap_or_default();
-            let field =
-                json_of(&entry.get(1), depth + 1).map_err(|err| format!("`{name}`: {err}"))?;
-            fields.push((name, field));
-        }
-        return Ok(Json::Object(fields));
+    let entries: Vec<(JsValue, JsValue)> = if let Some(map) = value.dyn_ref::<js_sys::Map>() {
+        let mut entries = Vec::new();
+        map.for_each(&mut |value, key| entries.push((key, value)));
+        entries
+    } else if is_plain_object(value) {
+        js_sys::Object::entries(value.unchecked_ref())
+            .iter()
+            .map(|entry| {
+                let entry: js_sys::Array = entry.unchecked_into();
+                (entry.get(0), entry.get(1))
+            })
+            .collect()
+    } else if value.is_object() {
+        return Err("expected a plain object, an array or a Map".into());
+    } else {
+        return Err("expected a plain value (not a symbol or a BigInt)".into());
+    };
+    let mut fields = Vec::with_capacity(entries.len());
+    for (name, field) in entries {
+        let name = name.as_string().ok_or("names must be strings")?;
+        let field = json_of(&field, depth + 1).map_err(|err| format!("`{name}`: {err}"))?;
+        fields.push((name, field));
     }
-    Err("expected a plain value (not a symbol or a BigInt)".into())
+    Ok(Json::Object(fields))
+}
+
+/// An object literal's: its prototype is `Object.prototype`, or none.
+fn is_plain_object(value: &JsValue) -> bool {
+    if !value.is_object() {
+        return false;
+    }
+    let prototype = js_sys::Object::get_prototype_of(value);
+    prototype.is_null()
+        || js_sys::Object::is(
+            &prototype,
+            &js_sys::Object::get_prototype_of(&js_sys::Object::new()),
+        )
 }
 
 /// `value` as a plain JavaScript value: objects, arrays, strings, numbers, booleans and `null`.

@@ -211,8 +211,9 @@ impl Uploader {
             Some(given) => {
                 let headers =
                     js_sys::Reflect::get(&given, &"headers".into()).unwrap_or(JsValue::UNDEFINED);
-                let options: UploaderSettings = json::from_js(&given)
-                    .map_err(|err| JsError::new(&format!("bad uploader options: {err}")))?;
+                let options: UploaderSettings =
+                    json::from_js_fields(&given, &UploaderSettings::FIELDS)
+                        .map_err(|err| JsError::new(&format!("bad uploader options: {err}")))?;
                 (options, header_source(headers)?)
             }
             None => (UploaderSettings::default(), HeaderSource::Fixed(Vec::new())),

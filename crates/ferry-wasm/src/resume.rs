@@ -257,11 +257,6 @@ pub fn unfinished(now_secs: u64) -> Vec<Unfinished> {
     };
     let count = storage.length().unwrap_or(0);
     let mut found: Vec<Unfinished> = Vec::new();
-    // Oldest first, then by key. Each is inserted in its place: a page keeps a handful of
-    // records, and a sort would be code of its own in the wasm.
-    fn order(entry: &Unfinished) -> (Reverse<u64>, &str) {
-        (Reverse(entry.age_secs), &entry.id)
-    }
     for key in (0..count).filter_map(|index| storage.key(index).ok().flatten()) {
         if !key.starts_with(PREFIX) {
             continue;
@@ -270,11 +265,20 @@ pub fn unfinished(now_secs: u64) -> Vec<Unfinished> {
             continue;
         };
         if let Some(entry) = Unfinished::from_record(&key, &text, now_secs) {
-            let at = found.partition_point(|kept| order(kept) <= order(&entry));
-            found.insert(at, entry);
+            insert_oldest_first(&mut found, entry);
         }
     }
     found
+}
+
+/// Puts `entry` in its place among `found`: oldest first, then by key. Inserted rather than
+/// sorted: a page keeps a handful of records, and a sort would be code of its own in the wasm.
+fn insert_oldest_first(found: &mut Vec<Unfinished>, entry: Unfinished) {
+    fn order(entry: &Unfinished) -> (Reverse<u64>, &str) {
+        (Reverse(entry.age_secs), &entry.id)
+    }
+    let at = found.partition_point(|kept| order(kept) <= order(&entry));
+    found.insert(at, entry);
 }
 
 /// Where aborts that could not reach the companion wait to be sent again.
@@ -402,6 +406,31 @@ mod tests {
             Claim::Resume(snapshot(2_000))
         );
         assert_eq!(Record::claim(None, true), Claim::Fresh);
+    }
+
+    #[test]
+    fn unfinished_uploads_are_listed_oldest_first_then_by_key() {
+        let entry = |id: &str, age_secs| Unfinished {
+            id: id.into(),
+            name: String::new(),
+            size: 0,
+            confirmed: 0,
+            age_secs,
+        };
+        let given = [
+            entry("b", 5),
+            entry("a", 60),
+            entry("c", 5),
+            entry("a2", 5),
+            entry("z", 0),
+            entry("m", 60),
+        ];
+        let mut found = Vec::new();
+        for entry in given {
+            insert_oldest_first(&mut found, entry);
+        }
+        let ids: Vec<&str> = found.iter().map(|entry| entry.id.as_str()).collect();
+        assert_eq!(ids, ["a", "m", "a2", "b", "c", "z"]);
     }
 
     #[test]
