@@ -334,6 +334,7 @@ async fn start_embedded_store(config: &Config) -> Result<StoreConfig, String> {
             access_key: access_key.clone(),
             secret_key: secret_key.clone(),
             min_part_size: config.store_min_part_size.unwrap_or(config.min_part_size),
+            idle_timeout: ferry_store::IDLE_TIMEOUT,
         },
     )
     .await

@@ -57,6 +57,7 @@ async fn main() {
         access_key,
         secret_key,
         min_part_size,
+        idle_timeout: ferry_store::IDLE_TIMEOUT,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

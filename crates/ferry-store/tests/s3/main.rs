@@ -18,6 +18,11 @@ struct Store {
 }
 
 async fn store(min_part_size: u64) -> Store {
+    store_with(min_part_size, ferry_store::IDLE_TIMEOUT).await.0
+}
+
+/// A store, and its address.
+async fn store_with(min_part_size: u64, idle_timeout: Duration) -> (Store, std::net::SocketAddr) {
     let root = tempfile::tempdir().unwrap();
     let addr = ferry_store::spawn(
         "127.0.0.1:0".parse().unwrap(),
@@ -26,6 +31,7 @@ async fn store(min_part_size: u64) -> Store {
             access_key: "test-key".into(),
             secret_key: "test-secret".into(),
             min_part_size,
+            idle_timeout,
         },
     )
     .await
@@ -40,7 +46,7 @@ async fn store(min_part_size: u64) -> Store {
     let create = rusty_s3::actions::CreateBucket::new(&store.bucket, &store.credentials);
     let response = store.http.put(create.sign(HOUR)).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    store
+    (store, addr)
 }
 
 impl Store {
@@ -390,4 +396,50 @@ async fn if_none_match_refuses_to_overwrite() {
     assert_eq!(replaced.status(), 200);
     // Without the condition a PUT replaces the object too.
     assert_eq!(put(b"fourth".to_vec(), false).await.unwrap().status(), 200);
+}
+
+/// Reads from `stream` until the store closes it; what it answered, or none if it stayed open
+/// for 30 s.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(answer)
+}
+
+/// A client that keeps its connections open after their answers (an S3 client in the bench
+/// held 20,000 open until the store's descriptors ran out) has them closed after the idle
+/// timeout, and so has one that connects and sends nothing.
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (_store, addr) = store_with(5 * MIB as u64, Duration::from_secs(1)).await;
+    let mut answered = tokio::net::TcpStream::connect(addr).await.unwrap();
+    answered
+        .write_all(b"GET /bucket HTTP/1.1\r\nHost: store\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut answered)
+        .await
+        .expect("an idle keep-alive connection stayed open");
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 403"),
+        "the unsigned request itself was answered (refused)"
+    );
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        read_until_closed(&mut silent).await,
+        Some(Vec::new()),
+        "a connection that never sent a request stayed open"
+    );
 }
