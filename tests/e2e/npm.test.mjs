@@ -220,7 +220,7 @@ test("the partSize and order options shape new uploads", async () => {
   }
 });
 
-test("options are read as a page passes them: unknown fields ignored, Maps read, nonsense refused", async () => {
+test("options are read as a page passes them: unknown fields ignored, Maps read, nonsense, cycles and throwing getters refused", async () => {
   const companion = await startCompanion();
   const site = await serveFolder({ "/pkg/": process.env.FERRY_PKG, "/": path.join(here, "../fixtures/npm-page") });
   const page = await browser.newPage();
@@ -251,6 +251,17 @@ test("options are read as a page passes them: unknown fields ignored, Maps read,
         fraction: refused({ endpoint, slots: 2.5 }),
         set: refused({ endpoint, headers: new Set(["authorization"]) }),
         order: refused({ endpoint, order: "largest-first" }),
+        cycle: (() => {
+          const headers = { authorization: "x" };
+          headers.self = headers;
+          return refused({ endpoint, headers });
+        })(),
+        getter: refused({
+          endpoint,
+          get slots() {
+            throw new Error("no slots for you");
+          },
+        }),
       };
     });
     assert.deepEqual(configAuthorization, ["Bearer from-a-map"], "the Map's header went with the call");
@@ -260,6 +271,8 @@ test("options are read as a page passes them: unknown fields ignored, Maps read,
     assert.equal(outcome.fraction, "bad uploader options: `slots`: expected a whole number from 0 to 2^53 - 1");
     assert.equal(outcome.set, "bad uploader options: headers must be an object of strings or a function: expected a plain object, an array or a Map");
     assert.equal(outcome.order, 'bad uploader options: `order`: unknown order "largest-first", expected "fifo" or "smallest-first"');
+    assert.match(outcome.cycle, /^bad uploader options: headers must be an object of strings or a function: (`self`: )+nested too deep \(does an object hold itself\?\)$/);
+    assert.equal(outcome.getter, "bad uploader options: `slots` could not be read");
   } finally {
     await page.close();
     site.close();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::json::{FromJson as _, Json};
+use crate::json::FromJson as _;
 use crate::protocol::ErrorBody;
 use crate::retry::Failure;
 
@@ -37,7 +37,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
     let (code, message) = s3_error(body)
         .or_else(|| {
-            let error = ErrorBody::from_json(&Json::parse(body).ok()?).ok()?;
+            let error = ErrorBody::from_text(body).ok()?;
             Some((error.code, error.message))
         })
         .unwrap_or_else(|| (format!("Http{status}"), body.chars().take(200).collect()));

@@ -393,6 +393,11 @@ impl Parser<'_> {
 /// A type read from JSON. The error says what was wrong, and where.
 pub trait FromJson: Sized {
     fn from_json(json: &Json) -> Result<Self, String>;
+
+    /// JSON text read as one: the error says whether it was no JSON or not this.
+    fn from_text(text: &str) -> Result<Self, String> {
+        Self::from_json(&Json::parse(text)?)
+    }
 }
 
 /// A type written as JSON.

@@ -2,7 +2,7 @@
 
 use ferry_core::Failure;
 use ferry_core::answer::failure_from_answer;
-use ferry_core::json::{FromJson, Json};
+use ferry_core::json::FromJson;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RequestInit, Response};
@@ -132,14 +132,12 @@ pub fn read_answer<T: FromJson>(answer: Answer) -> Result<T, Failure> {
     } else {
         &answer.text
     };
-    Json::parse(text)
-        .and_then(|json| T::from_json(&json))
-        .map_err(|err| Failure {
-            status: Some(answer.status),
-            code: "BadAnswer".into(),
-            message: format!("the companion's answer could not be read: {err}"),
-            retry_after: None,
-        })
+    T::from_text(text).map_err(|err| Failure {
+        status: Some(answer.status),
+        code: "BadAnswer".into(),
+        message: format!("the companion's answer could not be read: {err}"),
+        retry_after: None,
+    })
 }
 
 async fn send(

@@ -34,9 +34,6 @@ pub fn from_js_fields<T: FromJson>(value: &JsValue, names: &[&str]) -> Result<T,
 }
 
 fn json_of(value: &JsValue, depth: usize) -> Result<Json, String> {
-    if depth > MAX_DEPTH {
-        return Err("nested too deep (does an object hold itself?)".into());
-    }
     if value.is_null() || value.is_undefined() || value.is_function() {
         return Ok(Json::Null);
     }
@@ -51,6 +48,10 @@ fn json_of(value: &JsValue, depth: usize) -> Result<Json, String> {
     }
     if let Some(text) = value.as_string() {
         return Ok(Json::String(text));
+    }
+    // Only arrays and objects nest, so only they count against the depth.
+    if depth > MAX_DEPTH {
+        return Err("nested too deep (does an object hold itself?)".into());
     }
     if js_sys::Array::is_array(value) {
         let array: &js_sys::Array = value.unchecked_ref();

@@ -299,7 +299,7 @@ fn write_deferred(urls: &[String]) {
 pub fn deferred_aborts() -> Vec<String> {
     storage()
         .and_then(|storage| storage.get_item(DEFERRED_ABORTS).ok()?)
-        .and_then(|text| Vec::from_json(&Json::parse(&text).ok()?).ok())
+        .and_then(|text| Vec::from_text(&text).ok())
         .unwrap_or_default()
 }
 

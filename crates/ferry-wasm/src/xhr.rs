@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use ferry_core::Failure;
-use ferry_core::json::{FromJson as _, Json};
+use ferry_core::json::FromJson as _;
 use ferry_core::protocol::Relayed;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -121,10 +121,7 @@ impl PutRequest {
         }
         let etag = match self.etag_from {
             EtagFrom::Header => self.xhr.get_response_header("ETag").ok().flatten(),
-            EtagFrom::Json => Json::parse(&body)
-                .and_then(|json| Relayed::from_json(&json))
-                .ok()
-                .map(|relayed| relayed.etag),
+            EtagFrom::Json => Relayed::from_text(&body).ok().map(|relayed| relayed.etag),
         };
         etag.ok_or_else(|| Failure {
             status: Some(status),

@@ -443,3 +443,44 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         "a connection that never sent a request stayed open"
     );
 }
+
+/// A client that sends its headers a line at a time is cut at the idle timeout too: the time
+/// counts for the whole head, not between lines.
+#[tokio::test]
+async fn headers_sent_a_line_at_a_time_are_cut_at_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (_store, addr) = store_with(5 * MIB as u64, Duration::from_secs(1)).await;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let trickle = async move {
+        write
+            .write_all(b"GET /bucket HTTP/1.1\r\nHost: store\r\n")
+            .await
+            .unwrap();
+        // A line every 200 ms for 20 s, unless the store closes the connection first.
+        for line in 0..100 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if write
+                .write_all(format!("X-Line-{line}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let closed = async move {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = [0u8; 1024];
+        while read.read(&mut buffer).await.is_ok_and(|n| n > 0) {}
+    };
+    let cut = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::select! {
+            () = trickle => {},
+            () = closed => {},
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "a client trickling header lines was never cut");
+}
