@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use crate::build::{build_demo, named_package_wasm, npm};
+use crate::build::{build_demo, files_under, named_package_wasm, npm};
 use crate::report::{BenchResults, CrateShare, PackageFile, PackageSize, render};
 use crate::tools::{ensure_bench_tools, ensure_twiggy};
 use crate::{Result, captured, root, run, step};
@@ -97,30 +97,25 @@ fn write_package_size(results: &Path) -> Result<std::path::PathBuf> {
 /// the wasm's bytes per crate as twiggy names them in the shipped code ([`named_package_wasm`]).
 fn package_size(pkg: &Path) -> Result<PackageSize> {
     let mut files = Vec::new();
-    let mut folders = vec![pkg.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).map_err(|err| err.to_string())? {
-            let path = entry.map_err(|err| err.to_string())?.path();
-            let name = path.strip_prefix(pkg).map_err(|err| err.to_string())?;
-            let name = name.to_string_lossy().into_owned();
-            if path.is_dir() {
-                folders.push(path);
-            } else if name.ends_with(".wasm") || name.ends_with(".js") {
-                let bytes = std::fs::metadata(&path)
-                    .map_err(|err| err.to_string())?
-                    .len();
-                let gzipped = Command::new("gzip")
-                    .arg("-9c")
-                    .arg(&path)
-                    .output()
-                    .map_err(|err| format!("gzip: {err}"))?;
-                files.push(PackageFile {
-                    name,
-                    bytes,
-                    gzip_bytes: gzipped.stdout.len() as u64,
-                });
-            }
+    for path in files_under(pkg)? {
+        let name = path.strip_prefix(pkg).map_err(|err| err.to_string())?;
+        let name = name.to_string_lossy().into_owned();
+        if !name.ends_with(".wasm") && !name.ends_with(".js") {
+            continue;
         }
+        let bytes = std::fs::metadata(&path)
+            .map_err(|err| err.to_string())?
+            .len();
+        let gzipped = Command::new("gzip")
+            .arg("-9c")
+            .arg(&path)
+            .output()
+            .map_err(|err| format!("gzip: {err}"))?;
+        files.push(PackageFile {
+            name,
+            bytes,
+            gzip_bytes: gzipped.stdout.len() as u64,
+        });
     }
     files.sort_by_key(|file| std::cmp::Reverse(file.gzip_bytes));
     let module = named_package_wasm()?;

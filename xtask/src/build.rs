@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::tools::{ensure_trunk, ensure_wasm_opt, ensure_wasm_tools};
+use crate::tools::{ensure_package_tools, ensure_trunk, ensure_wasm_tools};
 use crate::{Result, WASM_TARGET, root, run, run_in, step};
 
-/// Builds a wasm crate with the `wasm-package` profile (size first) and runs wasm-bindgen on its
-/// `artifact` (a binary keeps the package's hyphens, a library takes underscores) into `out`.
-pub fn build_wasm(package: &str, artifact: &str, out: &Path) -> Result {
-    step(&format!("building {package} for the browser"));
+/// Builds ferry-wasm with the `wasm-package` profile (size first) and its small allocator, and
+/// runs wasm-bindgen on it into `out`.
+pub fn build_wasm(out: &Path) -> Result {
+    step("building ferry-wasm for the browser");
     run(
         "cargo",
         &[
@@ -20,14 +20,16 @@ pub fn build_wasm(package: &str, artifact: &str, out: &Path) -> Result {
             "--target",
             WASM_TARGET,
             "-p",
-            package,
+            "ferry-wasm",
+            "--features",
+            "small-allocator",
         ],
     )?;
     let wasm = root()
         .join("target")
         .join(WASM_TARGET)
         .join(WASM_PROFILE)
-        .join(format!("{artifact}.wasm"));
+        .join("ferry_wasm.wasm");
     let out_dir = out.to_str().ok_or("the output folder is not UTF-8")?;
     run(
         "wasm-bindgen",
@@ -46,8 +48,7 @@ pub const WASM_PROFILE: &str = "wasm-package";
 
 /// Shrinks the package's wasm in place: `-Oz`, without the names and producers sections (the
 /// function names alone are a quarter of the file).
-fn optimize_wasm(wasm: &Path) -> Result {
-    let wasm_opt = ensure_wasm_opt()?;
+fn optimize_wasm(wasm: &Path, wasm_opt: &Path) -> Result {
     step("optimizing the wasm for size (wasm-opt -Oz)");
     let path = wasm.to_str().ok_or("path is not UTF-8")?;
     run(
@@ -69,10 +70,10 @@ fn optimize_wasm(wasm: &Path) -> Result {
 pub fn named_package_wasm() -> Result<PathBuf> {
     let out = root().join("target/wasm-size");
     let _ = std::fs::remove_dir_all(&out);
-    build_wasm("ferry-wasm", "ferry_wasm", &out)?;
+    build_wasm(&out)?;
     let wasm = out.join("ferry_wasm_bg.wasm");
     let path = wasm.to_str().ok_or("path is not UTF-8")?;
-    let wasm_opt = ensure_wasm_opt()?;
+    let wasm_opt = ensure_package_tools()?.wasm_opt;
     run(
         wasm_opt.to_str().ok_or("path is not UTF-8")?,
         &["-Oz", "-g", path, "-o", path],
@@ -92,10 +93,12 @@ pub fn build_demo() -> Result<PathBuf> {
 /// The npm package, built into `pkg/`.
 pub fn npm() -> Result<PathBuf> {
     ensure_wasm_tools()?;
+    let tools = ensure_package_tools()?;
     let pkg = root().join("pkg");
     let _ = std::fs::remove_dir_all(&pkg);
-    build_wasm("ferry-wasm", "ferry_wasm", &pkg)?;
-    optimize_wasm(&pkg.join("ferry_wasm_bg.wasm"))?;
+    build_wasm(&pkg)?;
+    optimize_wasm(&pkg.join("ferry_wasm_bg.wasm"), &tools.wasm_opt)?;
+    shorten_import_names(&pkg)?;
     // wasm-bindgen copies the FerryError class into snippets/<crate-hash>/: the entry point
     // re-exports it, so `instanceof FerryError` works for callers.
     let snippets = pkg.join("snippets");
@@ -150,8 +153,74 @@ pub fn npm() -> Result<PathBuf> {
         ),
     )?;
     let _ = std::fs::remove_file(pkg.join(".gitignore"));
+    minify_javascript(&pkg, &tools.esbuild)?;
     step(&format!("npm package ready in {}", pkg.display()));
     Ok(pkg)
+}
+
+/// Renames the wasm's imports in it and in its JavaScript ([`crate::imports`]).
+fn shorten_import_names(pkg: &Path) -> Result {
+    step("shortening the wasm's import names");
+    let wasm_path = pkg.join("ferry_wasm_bg.wasm");
+    let glue_path = pkg.join("ferry_wasm.js");
+    let wasm =
+        std::fs::read(&wasm_path).map_err(|err| format!("{}: {err}", wasm_path.display()))?;
+    let glue = std::fs::read_to_string(&glue_path)
+        .map_err(|err| format!("{}: {err}", glue_path.display()))?;
+    let (wasm, glue) = crate::imports::shorten(&wasm, &glue)?;
+    std::fs::write(&wasm_path, wasm).map_err(|err| err.to_string())?;
+    std::fs::write(&glue_path, glue).map_err(|err| err.to_string())
+}
+
+/// Minifies the package's JavaScript in place, each file on its own (their imports of each other
+/// stay as they are): a third of its gzipped size. `ferry_wasm.js` keeps its first line, the
+/// `@ts-self-types` comment Deno finds its types by.
+fn minify_javascript(pkg: &Path, esbuild: &Path) -> Result {
+    step("minifying the package's JavaScript (esbuild)");
+    for file in files_under(pkg)? {
+        let path = file.to_str().ok_or("path is not UTF-8")?;
+        if !path.ends_with(".js") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).map_err(|err| format!("{path}: {err}"))?;
+        let mut args = vec![
+            path.to_owned(),
+            "--minify".into(),
+            "--format=esm".into(),
+            "--log-level=warning".into(),
+            "--allow-overwrite".into(),
+            format!("--outfile={path}"),
+        ];
+        if let Some(types) = text
+            .lines()
+            .next()
+            .filter(|line| line.contains("@ts-self-types"))
+        {
+            args.push(format!("--banner:js={types}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(esbuild.to_str().ok_or("path is not UTF-8")?, &args)?;
+    }
+    Ok(())
+}
+
+/// Every file in `dir` and its folders.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in
+            std::fs::read_dir(&folder).map_err(|err| format!("{}: {err}", folder.display()))?
+        {
+            let path = entry.map_err(|err| err.to_string())?.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    Ok(files)
 }
 
 pub fn demo() -> Result {

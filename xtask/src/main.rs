@@ -6,6 +6,7 @@
 
 mod bench;
 mod build;
+mod imports;
 mod report;
 mod test;
 mod tools;

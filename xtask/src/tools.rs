@@ -32,15 +32,27 @@ pub fn ensure_wasm_tools() -> Result {
     Ok(())
 }
 
-/// wasm-opt from binaryen's npm package, in `xtask/binaryen/`: its path.
-pub fn ensure_wasm_opt() -> Result<PathBuf> {
-    let dir = root().join("xtask/binaryen");
-    let wasm_opt = dir.join("node_modules/.bin/wasm-opt");
-    if !wasm_opt.exists() {
-        step("installing wasm-opt (binaryen from npm)");
+/// The npm tools the package is built with, in `xtask/package-tools/`.
+pub struct PackageTools {
+    /// binaryen's wasm-opt.
+    pub wasm_opt: PathBuf,
+    /// esbuild, the JavaScript minifier.
+    pub esbuild: PathBuf,
+}
+
+/// Installs [`PackageTools`] when either is missing.
+pub fn ensure_package_tools() -> Result<PackageTools> {
+    let dir = root().join("xtask/package-tools");
+    let bin = dir.join("node_modules/.bin");
+    let tools = PackageTools {
+        wasm_opt: bin.join("wasm-opt"),
+        esbuild: bin.join("esbuild"),
+    };
+    if !tools.wasm_opt.exists() || !tools.esbuild.exists() {
+        step("installing wasm-opt (binaryen) and esbuild from npm");
         run_in(&dir, "npm", &["install", "--no-audit", "--no-fund"], &[])?;
     }
-    Ok(wasm_opt)
+    Ok(tools)
 }
 
 /// twiggy, for the size report of `cargo xtask bench`: its name on the PATH.

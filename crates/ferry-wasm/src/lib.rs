@@ -27,6 +27,10 @@ mod resume;
 mod speed;
 mod xhr;
 
+#[cfg(all(feature = "small-allocator", target_family = "wasm"))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
