@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::json::FromJson as _;
 use crate::protocol::ErrorBody;
 use crate::retry::Failure;
+use crate::text::split_once;
 
 /// `Retry-After` in seconds, whole or decimal (the HTTP-date form is not used by S3 or the
 /// companion). Nonsense (negative, exponents, huge) is ignored rather than trusted. Read digit
@@ -69,15 +70,15 @@ fn s3_error(xml: &str) -> Option<(String, String)> {
         }
         rest = &rest[start..];
         if let Some(after) = rest.strip_prefix("<!--") {
-            rest = after.split_once("-->")?.1;
+            rest = split_once(after, "-->")?.1;
         } else if let Some(after) = rest.strip_prefix("<![CDATA[") {
-            let (data, after) = after.split_once("]]>")?;
+            let (data, after) = split_once(after, "]]>")?;
             if open.len() == 2 {
                 text.push_str(data);
             }
             rest = after;
         } else if let Some(after) = rest.strip_prefix("<?") {
-            rest = after.split_once("?>")?.1;
+            rest = split_once(after, "?>")?.1;
         } else if let Some(after) = rest.strip_prefix("<!") {
             // A DOCTYPE: skipped whole, so an entity it declares is never expanded.
             rest = after_doctype(after)?;

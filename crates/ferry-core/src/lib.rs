@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod retry;
 pub mod schedule;
 pub mod sorted;
+mod text;
 pub mod time;
 
 pub use adapt::Adapt;

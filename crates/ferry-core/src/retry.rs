@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::time::Rng;
+use crate::text::find;
+use crate::time::{Rng, duration_from_secs};
 
 /// How a request ended badly.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,9 +79,11 @@ pub fn classify(failure: &Failure) -> Class {
         None => Class::Retry,
         Some(408 | 429 | 500..=599) => Class::Retry,
         Some(_) if failure.code == "SlowDown" || failure.is_digest_mismatch() => Class::Retry,
-        Some(403) if message.contains("expired") => Class::Resign,
+        Some(403) if find(&message, "expired").is_some() => Class::Resign,
         // Garage's answer to a presigned URL past its lifetime: "Bad request: Date is too old".
-        Some(400) if failure.code == "InvalidRequest" && message.contains("date is too old") => {
+        Some(400)
+            if failure.code == "InvalidRequest" && find(&message, "date is too old").is_some() =>
+        {
             Class::Resign
         }
         Some(_) => Class::Fatal,
@@ -177,7 +180,7 @@ impl RetryPolicy {
             .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
             .min(self.max_delay);
         let scale = 1.0 + self.jitter * (2.0 * rng.unit() - 1.0);
-        let jittered = doubled.mul_f64(scale.max(0.0));
+        let jittered = duration_from_secs(doubled.as_secs_f64() * scale);
         retry_after.map_or(jittered, |after| jittered.max(after.min(self.max_delay)))
     }
 }

@@ -28,6 +28,12 @@ impl Instant {
     }
 }
 
+/// `secs` to the nearest millisecond, the engine's resolution. A negative, NaN or huge `secs`
+/// saturates, where `Duration::from_secs_f64` panics (and its checks are a kilobyte of wasm).
+pub fn duration_from_secs(secs: f64) -> Duration {
+    Duration::from_millis((secs * 1000.0 + 0.5) as u64)
+}
+
 impl Add<Duration> for Instant {
     type Output = Instant;
 
@@ -57,5 +63,23 @@ impl Rng {
     /// A number in [0, 1).
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_become_the_nearest_millisecond_and_saturate() {
+        assert_eq!(duration_from_secs(0.29), Duration::from_millis(290));
+        assert_eq!(duration_from_secs(1.0004), Duration::from_millis(1000));
+        assert_eq!(duration_from_secs(1.0006), Duration::from_millis(1001));
+        assert_eq!(duration_from_secs(-3.0), Duration::ZERO);
+        assert_eq!(duration_from_secs(f64::NAN), Duration::ZERO);
+        assert_eq!(
+            duration_from_secs(f64::INFINITY),
+            Duration::from_millis(u64::MAX)
+        );
     }
 }

@@ -28,6 +28,7 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{Blob, File, XmlHttpRequest};
 
 use crate::client::{ClientEvent, FileProgress, Rate};
+use crate::describe;
 use crate::hashing;
 use crate::http::{Answer, CompanionHeaders, call, read_answer};
 use crate::locks;
@@ -571,8 +572,10 @@ impl Shared {
         let request = match request {
             Ok(request) => request,
             Err(err) => {
-                let failure =
-                    Failure::network(format!("the browser refused to start the request: {err:?}"));
+                let failure = Failure::network(format!(
+                    "the browser refused to start the request: {}",
+                    describe(&err)
+                ));
                 return driver.engine.handle_put_failed(file, part, failure, now());
             }
         };

@@ -3,9 +3,11 @@
 use ferry_core::Failure;
 use ferry_core::answer::failure_from_answer;
 use ferry_core::json::FromJson;
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, UnwrapThrowExt as _};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RequestInit, Response};
+
+use crate::describe;
 
 /// Where the headers of companion calls (such as `Authorization`) come from.
 pub enum HeaderSource {
@@ -53,7 +55,7 @@ impl CompanionHeaders {
         };
         let context = js_sys::Object::new();
         js_sys::Reflect::set(&context, &"refresh".into(), &refresh.into())
-            .expect("set on a plain object");
+            .expect_throw("set on a plain object");
         let mut value = function
             .call1(&wasm_bindgen::JsValue::NULL, &context)
             .map_err(|err| refused(&err))?;
@@ -157,7 +159,8 @@ async fn send(
     )));
     let headers = js_sys::Object::new();
     let set = |name: &str, value: &str| {
-        js_sys::Reflect::set(&headers, &name.into(), &value.into()).expect("set on a plain object")
+        js_sys::Reflect::set(&headers, &name.into(), &value.into())
+            .expect_throw("set on a plain object")
     };
     for (name, value) in extra_headers {
         set(name, value);
@@ -187,10 +190,3 @@ async fn send(
 
 /// How long a call to the companion may take before it counts as lost.
 const CALL_TIMEOUT_MS: u32 = 30_000;
-
-fn describe(err: &wasm_bindgen::JsValue) -> String {
-    err.dyn_ref::<js_sys::Error>()
-        .map(|err| String::from(err.message()))
-        .or_else(|| err.as_string())
-        .unwrap_or_else(|| "fetch failed".into())
-}

@@ -5,7 +5,7 @@
 //! error messages cost more than these few lines.
 
 use ferry_core::json::{FromJson, Json, ToJson};
-use wasm_bindgen::{JsCast as _, JsValue};
+use wasm_bindgen::{JsCast as _, JsValue, UnwrapThrowExt as _};
 
 /// Deeper is refused: an object that holds itself would never end.
 const MAX_DEPTH: usize = 32;
@@ -116,7 +116,7 @@ fn js_of(json: &Json) -> JsValue {
             let object = js_sys::Object::new();
             for (name, value) in fields {
                 js_sys::Reflect::set(&object, &name.into(), &js_of(value))
-                    .expect("set on a plain object");
+                    .expect_throw("set on a plain object");
             }
             object.into()
         }

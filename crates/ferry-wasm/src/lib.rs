@@ -502,3 +502,14 @@ impl Upload {
 pub fn js_error(error: &UploadError) -> JsValue {
     FerryError::new(error.code(), &error.to_string()).into()
 }
+
+/// What the browser threw, as text: `NotReadableError: …` for an `Error` (a `DOMException` is
+/// one; the hashing Worker tells a read failure by its name), the text of a thrown string.
+pub(crate) fn describe(thrown: &JsValue) -> String {
+    if let Some(error) = thrown.dyn_ref::<js_sys::Error>() {
+        return format!("{}: {}", error.name(), error.message());
+    }
+    thrown
+        .as_string()
+        .unwrap_or_else(|| "the browser threw something that is not an Error".into())
+}

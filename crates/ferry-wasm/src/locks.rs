@@ -56,7 +56,7 @@ async fn request(locks: &LockManager, name: &str, if_available: bool) -> Option<
     });
     let options = js_sys::Object::new();
     js_sys::Reflect::set(&options, &"ifAvailable".into(), &if_available.into())
-        .expect("set on a plain object");
+        .expect_throw("set on a plain object");
     let _ = locks.request(name, &options, &callback);
     let release = grant.await.ok()??;
     Some(Held { release })

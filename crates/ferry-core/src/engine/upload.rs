@@ -10,7 +10,7 @@ use crate::plan::Plan;
 use crate::protocol::{CompleteUpload, CompletedPart, SignedUrl, StoredPart, UploadCreated};
 use crate::schedule::Rank;
 use crate::sorted::SortedMap;
-use crate::time::Instant;
+use crate::time::{Instant, duration_from_secs};
 
 /// The first stay on the companion route before direct PUTs are tried again, and the longest.
 const FIRST_FALLBACK_PERIOD: Duration = Duration::from_secs(30);
@@ -104,8 +104,7 @@ impl Upload {
         let mut allowed = stall_after;
         if running.url.as_ref().is_some_and(SignedUrl::is_form) {
             let range = self.plan.part_range(part);
-            allowed +=
-                Duration::from_secs_f64((range.end - range.start) as f64 / SLOWEST_FORM_RATE);
+            allowed += duration_from_secs((range.end - range.start) as f64 / SLOWEST_FORM_RATE);
         }
         running.last_progress + allowed
     }
