@@ -64,9 +64,10 @@ fn optimize_wasm(wasm: &Path, wasm_opt: &Path) -> Result {
     )
 }
 
-/// The package's wasm as it ships, but with its function names, for twiggy: wasm-bindgen and
-/// `wasm-opt -Oz` again on the module `npm` built, into `target/wasm-size/`, keeping the names
-/// section (`-g`) that the package leaves out. Its code is the shipped code, inlining included.
+/// The package's wasm as it ships, but with its function names, for twiggy: wasm-bindgen,
+/// `wasm-opt -Oz` and the short import names again on the module `npm` built, into
+/// `target/wasm-size/`, keeping the names section (`-g`) that the package leaves out. Its code is
+/// the shipped code, inlining included.
 pub fn named_package_wasm() -> Result<PathBuf> {
     let out = root().join("target/wasm-size");
     let _ = std::fs::remove_dir_all(&out);
@@ -78,6 +79,7 @@ pub fn named_package_wasm() -> Result<PathBuf> {
         wasm_opt.to_str().ok_or("path is not UTF-8")?,
         &["-Oz", "-g", path, "-o", path],
     )?;
+    shorten_import_names(&out)?;
     Ok(wasm)
 }
 

@@ -76,6 +76,9 @@ fn rename_imports(payload: &[u8], glue: &mut String) -> Result<Vec<u8>> {
     if reader.at != payload.len() {
         return Err("the import section has bytes after its imports".into());
     }
+    if renamed == 0 {
+        return Err(format!("no import of {GLUE_MODULE}: not wasm-bindgen's glue"));
+    }
     Ok(out)
 }
 
@@ -206,6 +209,10 @@ mod tests {
     /// A module importing a function and a memory from the glue and a function from elsewhere,
     /// with a type section before and a custom section after.
     fn module(glue_function: &str, glue_memory: &str) -> Vec<u8> {
+        module_of(GLUE_MODULE, glue_function, glue_memory)
+    }
+
+    fn module_of(glue: &str, glue_function: &str, glue_memory: &str) -> Vec<u8> {
         let mut imports = Vec::new();
         write_uleb(&mut imports, 3);
         let mut import = |module: &str, name: &str, description: &[u8]| {
@@ -215,9 +222,9 @@ mod tests {
             }
             imports.extend_from_slice(description);
         };
-        import(GLUE_MODULE, glue_function, &[0x00, 0x00]);
+        import(glue, glue_function, &[0x00, 0x00]);
         import("env", "__wbg_elsewhere_0123", &[0x00, 0x00]);
-        import(GLUE_MODULE, glue_memory, &[0x02, 0x01, 0x11, 0x80, 0x01]);
+        import(glue, glue_memory, &[0x02, 0x01, 0x11, 0x80, 0x01]);
         let mut module = b"\0asm\x01\0\0\0".to_vec();
         // One type: a function of nothing to nothing.
         module.extend_from_slice(&[0x01, 0x04, 0x01, 0x60, 0x00, 0x00]);
@@ -255,6 +262,14 @@ mod tests {
             let error = shorten(&module(function, memory), &glue).unwrap_err();
             assert!(error.contains(memory), "{error}");
         }
+    }
+
+    #[test]
+    fn a_module_without_the_glue_s_imports_is_an_error() {
+        let glue = "{__wbg_f_00:1,__wbg_m_11:2}";
+        let elsewhere = module_of("./other_bg.js", "__wbg_f_00", "__wbg_m_11");
+        let error = shorten(&elsewhere, glue).unwrap_err();
+        assert!(error.contains("no import"), "{error}");
     }
 
     #[test]

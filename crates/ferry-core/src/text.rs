@@ -2,8 +2,11 @@
 //! two-way searcher, about 3 KB of wasm; the engine looks for needles of a few bytes in short
 //! texts (S3's error bodies, a URL), where a plain scan is as fast.
 
-/// Where `needle` (not empty) first is in `haystack`, as `haystack.find(needle)`.
+/// Where `needle` first is in `haystack`, as `haystack.find(needle)`.
 pub fn find(haystack: &str, needle: &str) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
     haystack
         .as_bytes()
         .windows(needle.len())
@@ -34,7 +37,7 @@ mod tests {
             "ab",
         ];
         for haystack in haystacks {
-            for needle in ["-->", "]]>", "://", "a", "abd", "é", "--->"] {
+            for needle in ["-->", "]]>", "://", "a", "abd", "é", "--->", ""] {
                 assert_eq!(
                     find(haystack, needle),
                     haystack.find(needle),

@@ -440,6 +440,49 @@ fn priority_and_smallest_first_choose_who_goes_next() {
 }
 
 #[test]
+fn a_free_slot_goes_to_the_best_ranked_uploading_file_not_the_first_added() {
+    let config = EngineConfig {
+        triggers: 2,
+        order: Order::SmallestFirst,
+        slot_rule: std::sync::Arc::new(FixedSlots(1)),
+        adapt: None,
+        ..EngineConfig::default()
+    };
+    let mut engine = common::ready(config, companion());
+    let big = engine.add(meta("big", 30 * MIB));
+    let small = engine.add(meta("small", 11 * MIB));
+    let sizes = BTreeMap::from([(big, 30 * MIB), (small, 11 * MIB)]);
+    // Both created (in parts, so no part may go before its URLs), then both signed, the big one first: only then may a part go.
+    let mut signs = Vec::new();
+    while let Some(action) = common::poll(&mut engine, T) {
+        match action {
+            Action::Create { file, .. } => {
+                engine.handle_created(file, created(file, sizes[&file]), T)
+            }
+            Action::Sign { file, request, .. } => signs.push((file, request.parts)),
+            other => panic!("creates and signs first: {other:?}"),
+        }
+    }
+    signs.sort_by_key(|(file, _)| *file != big);
+    assert_eq!(signs.len(), 2, "{signs:?}");
+    for (file, parts) in signs {
+        let urls = parts
+            .into_iter()
+            .map(|part| SignedPart {
+                part,
+                url: url(part),
+            })
+            .collect();
+        engine.handle_signed(file, urls, T);
+    }
+    match common::poll(&mut engine, T) {
+        Some(Action::Put { file, part: 1, .. }) => assert_eq!(file, small, "the smaller first"),
+        other => panic!("a part goes: {other:?}"),
+    }
+    assert_eq!(common::poll(&mut engine, T), None, "one slot");
+}
+
+#[test]
 fn the_slot_rule_drops_to_three_when_a_large_file_is_live() {
     let mut engine = common::ready(configured(), companion());
     let small: Vec<FileId> = (0..3).map(|_| engine.add(meta("s", 20 * MIB))).collect();

@@ -27,7 +27,11 @@ mod resume;
 mod speed;
 mod xhr;
 
-#[cfg(all(feature = "small-allocator", target_family = "wasm"))]
+#[cfg(all(
+    feature = "small-allocator",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
@@ -503,13 +507,14 @@ pub fn js_error(error: &UploadError) -> JsValue {
     FerryError::new(error.code(), &error.to_string()).into()
 }
 
-/// What the browser threw, as text: `NotReadableError: …` for an `Error` (a `DOMException` is
-/// one; the hashing Worker tells a read failure by its name), the text of a thrown string.
+/// What was thrown (by the browser, or by a function of the application's), as text:
+/// `NotReadableError: …` for an `Error` (a `DOMException` is one; the hashing Worker tells a
+/// read failure by its name), the text of a thrown string.
 pub(crate) fn describe(thrown: &JsValue) -> String {
     if let Some(error) = thrown.dyn_ref::<js_sys::Error>() {
         return format!("{}: {}", error.name(), error.message());
     }
     thrown
         .as_string()
-        .unwrap_or_else(|| "the browser threw something that is not an Error".into())
+        .unwrap_or_else(|| "something that is not an Error was thrown".into())
 }

@@ -524,6 +524,39 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
             "BadKey",
         ),
         (
+            "a batch in malformed JSON",
+            post("/api/uploads/batch", Some("alice-key"))
+                .header("content-type", "application/json")
+                .body("{\"files\": [{\"name\": "),
+            400,
+            "BadRequest",
+        ),
+        (
+            "a huge batch",
+            post("/api/uploads/batch", Some("alice-key")).json(&json!({"files": [huge]})),
+            413,
+            "BadRequest",
+        ),
+        (
+            "a batch without credentials",
+            post("/api/uploads/batch", None).json(&json!({"files": [create]})),
+            401,
+            "Unauthorized",
+        ),
+        (
+            "a batch whose files are no list",
+            post("/api/uploads/batch", Some("alice-key")).json(&json!({"files": create})),
+            422,
+            "BadRequest",
+        ),
+        (
+            "a batch with a negative size",
+            post("/api/uploads/batch", Some("alice-key"))
+                .json(&json!({"files": [{"name": "a", "size": -1, "type": ""}]})),
+            422,
+            "BadRequest",
+        ),
+        (
             "a part of the wrong size",
             http.put(companion.url(&format!("/api/uploads/{id}/parts/1")))
                 .bearer_auth("alice-key")
@@ -574,6 +607,57 @@ pub async fn bad_requests_are_refused_without_touching_the_store(companion: &Run
             .unwrap_or_else(|err| panic!("{path}: no JSON error body ({err}): {body}"));
         assert_eq!((status, body.code.as_str()), (400, "BadKey"), "{path}");
     }
+
+    // A batch is refused file by file, as the same creates one by one would be, and its
+    // refusals leave the store as it was.
+    let before = companion.store_state().await;
+    let files = json!({"files": [
+        {"name": "../../etc/passwd", "size": 10, "type": "application/octet-stream"},
+        {"name": "a", "size": 10, "type": "application/octet-stream\r\nX-Evil: 1"},
+        {"name": "a.exe", "size": 10, "type": "application/x-msdownload"},
+        {"name": "a", "size": 100 * MIB + 1, "type": "application/octet-stream"},
+        {"name": "a", "size": 11 * MIB, "type": "application/octet-stream"},
+        {"name": "a", "size": 10, "type": "application/octet-stream",
+         "metadata": {"x": "y".repeat(3000)}},
+    ]});
+    let answer: ferry_core::protocol::UploadsCreated =
+        post("/api/uploads/batch", Some("alice-key"))
+            .json(&files)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let answers: Vec<_> = answer
+        .uploads
+        .iter()
+        .map(|answer| match answer {
+            ferry_core::protocol::BatchCreated::Created(created) => {
+                assert!(
+                    created.key.starts_with("uploads/alice/") && created.key.ends_with("/passwd"),
+                    "{}",
+                    created.key
+                );
+                (200, "created")
+            }
+            ferry_core::protocol::BatchCreated::Refused(refusal) => {
+                (refusal.status, refusal.code.as_str())
+            }
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (200, "created"),
+            (400, "BadRequest"),
+            (415, "TypeNotAllowed"),
+            (413, "TooLarge"),
+            (400, "NotSingle"),
+            (400, "BadRequest"),
+        ]
+    );
+    assert_eq!(companion.store_state().await, before, "a batch's refusals");
 
     // Names are never refused for what they contain: they are made safe.
     for (name, expected) in [

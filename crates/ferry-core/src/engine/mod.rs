@@ -1715,15 +1715,14 @@ impl Engine {
                 .as_ref()
                 .is_some_and(|url| Instant::from_unix_secs(url.expires_at) >= now + margin)
         };
-        // Each put in its place: a sort is 3 KB of wasm of its own, for a few files.
-        let mut order: Vec<(Rank, FileId)> = Vec::new();
+        // Ordered as the line is, by the same map type: a sort would be 3 KB of wasm of its own.
+        let mut order = SortedMap::new();
         for (&file, live) in self.live.iter() {
             if matches!(live.phase, Phase::Uploading(_)) && !live.paused {
-                let entry = (live.rank, file);
-                order.insert(order.partition_point(|other| *other < entry), entry);
+                order.insert((live.rank, file), ());
             }
         }
-        for (_, file) in order {
+        for ((_, file), ()) in order {
             let Some(Phase::Uploading(upload)) =
                 self.live.get_mut(&file).map(|live| &mut live.phase)
             else {
