@@ -77,7 +77,9 @@ fn rename_imports(payload: &[u8], glue: &mut String) -> Result<Vec<u8>> {
         return Err("the import section has bytes after its imports".into());
     }
     if renamed == 0 {
-        return Err(format!("no import of {GLUE_MODULE}: not wasm-bindgen's glue"));
+        return Err(format!(
+            "no import of {GLUE_MODULE}: not wasm-bindgen's glue"
+        ));
     }
     Ok(out)
 }
