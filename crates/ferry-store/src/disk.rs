@@ -170,30 +170,24 @@ impl Disk {
         mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
         checksum: Option<ChecksumAlgorithm>,
     ) -> Result<Written, WriteError<E>> {
-        let path = dir.join(format!("{}.data", uuid::Uuid::new_v4()));
-        let mut file = tokio::fs::File::create(&path).await?;
+        let (path, file, unfinished) = fresh_data_file(dir)?;
+        let mut file = tokio::fs::File::from_std(file);
         let mut md5 = Md5::new();
         let mut hasher = checksum.map(ChecksumAlgorithm::hasher);
         let mut size = 0u64;
-        let outcome = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(WriteError::Body)?;
-                md5.update(&chunk);
-                if let Some(hasher) = &mut hasher {
-                    hasher.update(&chunk);
-                }
-                size += chunk.len() as u64;
-                file.write_all(&chunk).await?;
+        // On an error the guard removes the file, as it does when this future is dropped (a
+        // client gone, a server shutting down) before it ends.
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(WriteError::Body)?;
+            md5.update(&chunk);
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&chunk);
             }
-            file.sync_all().await?;
-            Ok(())
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await?;
         }
-        .await;
-        if let Err(err) = outcome {
-            drop(file);
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(err);
-        }
+        file.sync_all().await?;
+        unfinished.keep();
         Ok(Written {
             path,
             size,
@@ -371,18 +365,14 @@ impl Disk {
 
     /// A fresh, not yet visible data file for the object a Complete assembles.
     pub async fn assemble_object(&self, bucket: &str, sources: &[PathBuf]) -> io::Result<Written> {
-        let path = self
-            .objects_dir(bucket)
-            .join(format!("{}.data", uuid::Uuid::new_v4()));
+        // A Complete whose client went away drops this future, not the copy: the guard removes
+        // the file, whatever the copy still writes to it.
+        let (path, mut file, unfinished) = fresh_data_file(&self.objects_dir(bucket))?;
         // One blocking task for the whole copy: `std::io::copy` between files hands the bytes to
         // the kernel (copy_file_range) where tokio's would pass 8 KiB at a time through a thread
         // each, which made a 1 GiB Complete take 10 s.
-        let (target, sources) = (path.clone(), sources.to_vec());
-        // A Complete whose client went away drops this future, not the copy: the guard removes
-        // the file, whatever the copy still writes to it.
-        let unfinished = RemoveOnDrop(Some(path.clone()));
+        let sources = sources.to_vec();
         let result = tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::File::create(&target)?;
             let mut size = 0;
             for source in &sources {
                 size += std::io::copy(&mut std::fs::File::open(source)?, &mut file)?;
@@ -438,6 +428,15 @@ async fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> io::Resu
     tokio::fs::File::open(dir).await?.sync_all().await
 }
 
+/// A new data file in `dir`, opened for writing, and its guard. Created here and now, without an
+/// await: a file created by a task after its writer was dropped (`tokio::fs` creates on another
+/// thread) would be on disk for good, named by nothing.
+fn fresh_data_file(dir: &Path) -> io::Result<(PathBuf, std::fs::File, RemoveOnDrop)> {
+    let path = dir.join(format!("{}.data", uuid::Uuid::new_v4()));
+    let file = std::fs::File::create(&path)?;
+    Ok((path.clone(), file, RemoveOnDrop(Some(path))))
+}
+
 /// A file removed when this is dropped, unless kept.
 struct RemoveOnDrop(Option<PathBuf>);
 
@@ -458,6 +457,52 @@ impl Drop for RemoveOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer dropped before it ends (its client gone, the server shutting down) leaves no data
+    /// file, though its blocking work (creating, writing, copying) runs on after it.
+    #[test]
+    fn a_writer_dropped_midway_leaves_no_data_file() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let root = tempfile::tempdir().unwrap();
+            let disk = Disk::open(root.path()).unwrap();
+            disk.create_bucket("b").await.unwrap();
+            let data_files = || std::fs::read_dir(disk.objects_dir("b")).unwrap().count();
+            // Holds the one blocking thread, so that the writer's blocking work waits behind it
+            // until the writer is gone; a task queued after that work ends after it.
+            let hold_blocking_thread = || {
+                let (release, held) = std::sync::mpsc::channel::<()>();
+                tokio::task::spawn_blocking(move || held.recv());
+                release
+            };
+            let blocking_work_done = || tokio::task::spawn_blocking(|| ());
+
+            let release = hold_blocking_thread();
+            let body = futures::stream::iter([Ok::<_, io::Error>(Bytes::from_static(b"abc"))])
+                .chain(futures::stream::pending());
+            let mut write = Box::pin(disk.write_object_data("b", body, None));
+            assert!(futures::poll!(write.as_mut()).is_pending());
+            drop(write);
+            release.send(()).unwrap();
+            blocking_work_done().await.unwrap();
+            assert_eq!(data_files(), 0, "a body's writer");
+
+            let part = root.path().join("part.data");
+            std::fs::write(&part, [7u8; 1000]).unwrap();
+            let release = hold_blocking_thread();
+            let parts = [part.clone(), part];
+            let mut assemble = Box::pin(disk.assemble_object("b", &parts));
+            assert!(futures::poll!(assemble.as_mut()).is_pending());
+            drop(assemble);
+            release.send(()).unwrap();
+            blocking_work_done().await.unwrap();
+            assert_eq!(data_files(), 0, "a Complete's copy");
+        });
+    }
 
     /// Pointers written before checksums existed still load, with none.
     #[test]
