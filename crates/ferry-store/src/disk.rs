@@ -420,21 +420,29 @@ async fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> io::Resu
     let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
     let dir = path.parent().expect("pointer files live in a folder");
     let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
-    let mut file = tokio::fs::File::create(&tmp).await?;
+    let (file, unfinished) = fresh_file(&tmp)?;
+    let mut file = tokio::fs::File::from_std(file);
     file.write_all(&bytes).await?;
     file.sync_all().await?;
     drop(file);
     tokio::fs::rename(&tmp, path).await?;
+    unfinished.keep();
     tokio::fs::File::open(dir).await?.sync_all().await
 }
 
-/// A new data file in `dir`, opened for writing, and its guard. Created here and now, without an
-/// await: a file created by a task after its writer was dropped (`tokio::fs` creates on another
-/// thread) would be on disk for good, named by nothing.
+/// A new data file in `dir`, opened for writing, and its guard ([`fresh_file`]).
 fn fresh_data_file(dir: &Path) -> io::Result<(PathBuf, std::fs::File, RemoveOnDrop)> {
     let path = dir.join(format!("{}.data", uuid::Uuid::new_v4()));
-    let file = std::fs::File::create(&path)?;
-    Ok((path.clone(), file, RemoveOnDrop(Some(path))))
+    let (file, unfinished) = fresh_file(&path)?;
+    Ok((path, file, unfinished))
+}
+
+/// The file `path`, created for writing, and a guard that removes it unless kept. Created here
+/// and now, without an await: a file created by a task after its writer was dropped (`tokio::fs`
+/// creates on another thread) would be on disk for good, named by nothing.
+fn fresh_file(path: &Path) -> io::Result<(std::fs::File, RemoveOnDrop)> {
+    let file = std::fs::File::create(path)?;
+    Ok((file, RemoveOnDrop(Some(path.to_path_buf()))))
 }
 
 /// A file removed when this is dropped, unless kept.
@@ -458,10 +466,10 @@ impl Drop for RemoveOnDrop {
 mod tests {
     use super::*;
 
-    /// A writer dropped before it ends (its client gone, the server shutting down) leaves no data
-    /// file, though its blocking work (creating, writing, copying) runs on after it.
+    /// A writer dropped before it ends (its client gone, the server shutting down) leaves no file,
+    /// though its blocking work (creating, writing, copying, renaming) runs on after it.
     #[test]
-    fn a_writer_dropped_midway_leaves_no_data_file() {
+    fn a_writer_dropped_midway_leaves_no_file() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .max_blocking_threads(1)
             .enable_all()
@@ -501,6 +509,15 @@ mod tests {
             release.send(()).unwrap();
             blocking_work_done().await.unwrap();
             assert_eq!(data_files(), 0, "a Complete's copy");
+
+            let release = hold_blocking_thread();
+            let pointer = disk.objects_dir("b").join("pointer.json");
+            let mut commit = Box::pin(write_json_atomically(&pointer, &"value"));
+            assert!(futures::poll!(commit.as_mut()).is_pending());
+            drop(commit);
+            release.send(()).unwrap();
+            blocking_work_done().await.unwrap();
+            assert_eq!(data_files(), 0, "a pointer's temporary file");
         });
     }
 
