@@ -479,7 +479,7 @@ mod tests {
             let root = tempfile::tempdir().unwrap();
             let disk = Disk::open(root.path()).unwrap();
             disk.create_bucket("b").await.unwrap();
-            let data_files = || std::fs::read_dir(disk.objects_dir("b")).unwrap().count();
+            let files_left = || std::fs::read_dir(disk.objects_dir("b")).unwrap().count();
             // Holds the one blocking thread, so that the writer's blocking work waits behind it
             // until the writer is gone; a task queued after that work ends after it.
             let hold_blocking_thread = || {
@@ -497,7 +497,7 @@ mod tests {
             drop(write);
             release.send(()).unwrap();
             blocking_work_done().await.unwrap();
-            assert_eq!(data_files(), 0, "a body's writer");
+            assert_eq!(files_left(), 0, "a body's writer");
 
             let part = root.path().join("part.data");
             std::fs::write(&part, [7u8; 1000]).unwrap();
@@ -508,7 +508,7 @@ mod tests {
             drop(assemble);
             release.send(()).unwrap();
             blocking_work_done().await.unwrap();
-            assert_eq!(data_files(), 0, "a Complete's copy");
+            assert_eq!(files_left(), 0, "a Complete's copy");
 
             let release = hold_blocking_thread();
             let pointer = disk.objects_dir("b").join("pointer.json");
@@ -517,7 +517,7 @@ mod tests {
             drop(commit);
             release.send(()).unwrap();
             blocking_work_done().await.unwrap();
-            assert_eq!(data_files(), 0, "a pointer's temporary file");
+            assert_eq!(files_left(), 0, "a pointer's temporary file");
         });
     }
 
