@@ -37,7 +37,7 @@ pub async fn checksums(
 ) -> Result<Vec<String>, String> {
     let mut values = Vec::with_capacity(parts.len());
     for (_, range) in parts {
-        let part = part_of(file, size, &range).map_err(|err| describe(&err))?;
+        let part = part_of(file, size, &range).map_err(describe)?;
         values.push(part_checksum(&part, range.end - range.start, algorithm).await?);
     }
     Ok(values)
@@ -73,7 +73,7 @@ async fn checksum(part: &Blob, algorithm: ChecksumAlgorithm) -> Result<String, S
     if algorithm == ChecksumAlgorithm::Sha256 {
         let buffer = JsFuture::from(part.array_buffer())
             .await
-            .map_err(|err| describe(&err))?;
+            .map_err(describe)?;
         return web_crypto_sha256(&buffer.unchecked_into()).await;
     }
     let stream = part.stream();
@@ -82,14 +82,12 @@ async fn checksum(part: &Blob, algorithm: ChecksumAlgorithm) -> Result<String, S
     let mut chunk = Vec::new();
     let mut since_yield = 0;
     loop {
-        let read = JsFuture::from(reader.read())
-            .await
-            .map_err(|err| describe(&err))?;
+        let read = JsFuture::from(reader.read()).await.map_err(describe)?;
         if js_sys::Reflect::get(&read, &"done".into()).is_ok_and(|done| done.is_truthy()) {
             return Ok(hasher.finish());
         }
         let value: js_sys::Uint8Array = js_sys::Reflect::get(&read, &"value".into())
-            .map_err(|err| describe(&err))?
+            .map_err(describe)?
             .unchecked_into();
         // The buffer only grows (to the largest chunk): zeroing it for every chunk cost more
         // than a twelfth of the hash.
@@ -124,13 +122,12 @@ async fn yield_to_page() {
 
 async fn web_crypto_sha256(buffer: &js_sys::ArrayBuffer) -> Result<String, String> {
     // `crypto` of the page or of a Worker.
-    let crypto =
-        js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).map_err(|err| describe(&err))?;
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).map_err(describe)?;
     let subtle = crypto.unchecked_into::<web_sys::Crypto>().subtle();
     let digest = subtle
         .digest_with_str_and_buffer_source("SHA-256", buffer)
-        .map_err(|err| describe(&err))?;
-    let digest = JsFuture::from(digest).await.map_err(|err| describe(&err))?;
+        .map_err(describe)?;
+    let digest = JsFuture::from(digest).await.map_err(describe)?;
     Ok(ferry_core::base64::encode(
         &js_sys::Uint8Array::new(&digest).to_vec(),
     ))

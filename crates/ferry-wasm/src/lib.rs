@@ -509,8 +509,10 @@ pub fn js_error(error: &UploadError) -> JsValue {
 
 /// What was thrown (by the browser, or by a function of the application's), as text:
 /// `NotReadableError: …` for an `Error` (a `DOMException` is one; the hashing Worker tells a
-/// read failure by its name), the text of a thrown string.
-pub(crate) fn describe(thrown: &JsValue) -> String {
+/// read failure by its name), the text of a thrown string. It takes the value or a reference,
+/// so `map_err(describe)` needs no closure.
+pub(crate) fn describe(thrown: impl AsRef<JsValue>) -> String {
+    let thrown = thrown.as_ref();
     if let Some(error) = thrown.dyn_ref::<js_sys::Error>() {
         return format!("{}: {}", error.name(), error.message());
     }
