@@ -11,10 +11,13 @@
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
+#[cfg(not(target_family = "wasm"))]
+use sha2::{Digest as _, Sha256};
 
 use crate::base64;
 use crate::json::{Fields, FromJson, Json, Object, ToJson};
+#[cfg(target_family = "wasm")]
+use crate::sha256::Sha256;
 
 /// A checksum algorithm S3 verifies. `FERRY_CHECKSUM` names it in lower case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -103,7 +106,7 @@ impl ChecksumAlgorithm {
         Hasher(match self {
             Self::Crc32c => State::Crc32c(crc32c().digest()),
             Self::Crc64nvme => State::Crc64nvme(crc64nvme().digest()),
-            Self::Sha256 => State::Sha256(sha2::Sha256::new()),
+            Self::Sha256 => State::Sha256(Sha256::default()),
         })
     }
 
@@ -151,7 +154,7 @@ pub struct Hasher(State);
 enum State {
     Crc32c(crc::Digest<'static, u32, crc::Table<16>>),
     Crc64nvme(crc::Digest<'static, u64, crc::Table<16>>),
-    Sha256(sha2::Sha256),
+    Sha256(Sha256),
 }
 
 impl Hasher {

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod protocol;
 pub mod retry;
 pub mod schedule;
+pub mod sha256;
 pub mod sorted;
 mod text;
 pub mod time;
