@@ -13,6 +13,7 @@ use ferry_core::protocol::{
     CompanionConfig, CreateUpload, CreateUploads, PartList, PartsSigned, StoredObject,
     UploadCreated, UploadsCreated, complete_path,
 };
+use ferry_core::sorted::SortedMap;
 use ferry_core::{
     Action, BatchedFile, Call, Claim, Engine, EngineConfig, Event, Failure, FileId, FileSpec,
     Instant, PutTarget, UploadError,
@@ -75,7 +76,7 @@ pub struct Transfer {
     pub content_type: String,
     /// Seconds since the epoch, part of the fingerprint.
     pub modified: Option<f64>,
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: SortedMap<String, String>,
 }
 
 /// What the driver tells its caller as uploads go.

@@ -509,7 +509,10 @@ async fn create_upload(
     if !policy.allowed_types.is_empty() && !policy.allowed_types.contains(&request.content_type) {
         return Err(ApiError::TypeNotAllowed(request.content_type));
     }
-    check_metadata(&request.metadata)?;
+    // The companion's store calls and tokens take a `BTreeMap`; the protocol's map is the
+    // wasm package's smaller one.
+    let metadata: BTreeMap<String, String> = request.metadata.clone().into_iter().collect();
+    check_metadata(&metadata)?;
     let preferred = request.part_size.unwrap_or(policy.preferred_part_size);
     let plan =
         Plan::new(request.size, preferred, &policy.limits).map_err(|_| ApiError::TooLarge {
@@ -547,7 +550,7 @@ async fn create_upload(
                         request.size,
                         state.url_lifetime(),
                         &request.content_type,
-                        &request.metadata,
+                        &metadata,
                         checksum,
                     );
                     (url, BTreeMap::new(), fields)
@@ -558,7 +561,7 @@ async fn create_upload(
                         request.size,
                         state.url_lifetime(),
                         &request.content_type,
-                        &request.metadata,
+                        &metadata,
                         state.conditional_writes(),
                         checksum,
                     );
@@ -567,17 +570,17 @@ async fn create_upload(
             };
             let url = SignedUrl {
                 url: url.to_string(),
-                headers,
+                headers: headers.into_iter().collect(),
                 expires_at: unix_now() + policy.url_lifetime_secs,
                 expires_in: Some(policy.url_lifetime_secs),
-                form,
+                form: form.into_iter().collect(),
             };
             (None, Some(url))
         }
         UploadMode::Multipart => {
             let upload_id = state
                 .store
-                .create_multipart_upload(&key, &request.content_type, &request.metadata, algorithm)
+                .create_multipart_upload(&key, &request.content_type, &metadata, algorithm)
                 .await?;
             (Some(upload_id), None)
         }
@@ -591,7 +594,7 @@ async fn create_upload(
         expires_at: unix_now() + state.token_lifetime.as_secs(),
         // A single PUT may have to go through the companion, which must sign the same headers.
         metadata: if upload_id.is_none() {
-            request.metadata.clone()
+            metadata
         } else {
             Default::default()
         },
@@ -681,10 +684,10 @@ async fn sign(
                 part,
                 url: SignedUrl {
                     url: url.to_string(),
-                    headers,
+                    headers: headers.into_iter().collect(),
                     expires_at,
                     expires_in: Some(state.advertised.url_lifetime_secs),
-                    form: BTreeMap::new(),
+                    form: Default::default(),
                 },
             }
         })

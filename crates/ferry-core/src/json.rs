@@ -7,8 +7,9 @@
 //! Numbers are `f64`, as JavaScript's: every size, count and time Ferry sends is a whole number
 //! far below 2^53, and a reader asks for one ([`Json::as_u64`]).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use crate::sorted::SortedMap;
 
 /// A JSON value. An object keeps its fields in their order; a name given twice counts once,
 /// the first time (as a reader that stops at the first match sees it).
@@ -517,16 +518,16 @@ impl<T: FromJson> FromJson for Vec<T> {
     }
 }
 
-impl FromJson for BTreeMap<String, String> {
+impl FromJson for SortedMap<String, String> {
     fn from_json(json: &Json) -> Result<Self, String> {
         let Json::Object(fields) = json else {
             return Err("expected an object".into());
         };
-        let mut map = BTreeMap::new();
+        let mut map = SortedMap::new();
         for (name, value) in fields {
             let value = String::from_json(value).map_err(|err| format!("`{name}`: {err}"))?;
             // The first of a name given twice counts, as `get` reads it.
-            map.entry(name.clone()).or_insert(value);
+            map.get_or_insert_with(name.clone(), || value);
         }
         Ok(map)
     }
@@ -587,7 +588,7 @@ impl<T: ToJson> ToJson for Vec<T> {
     }
 }
 
-impl ToJson for BTreeMap<String, String> {
+impl ToJson for SortedMap<String, String> {
     fn to_json(&self) -> Json {
         Json::Object(
             self.iter()
@@ -816,7 +817,7 @@ pub(crate) mod tests {
     fn a_name_given_twice_counts_the_first_time() {
         let json = Json::parse(r#"{"a":"1","a":"2"}"#).unwrap();
         assert_eq!(json.get("a").and_then(Json::as_str), Some("1"));
-        let map = BTreeMap::<String, String>::from_json(&json).unwrap();
+        let map = SortedMap::<String, String>::from_json(&json).unwrap();
         assert_eq!(map.get("a").map(String::as_str), Some("1"));
     }
 }

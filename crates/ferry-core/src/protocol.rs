@@ -1,13 +1,12 @@
 //! The companion's JSON API, shared by the companion and every client. Field names are camelCase
 //! on the wire. Times are Unix seconds.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::json::{Fields, FromJson, Json, Object, ToJson};
 use crate::plan::{StoreLimits, UploadMode};
+use crate::sorted::SortedMap;
 
 /// `GET /api/config`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,8 +70,8 @@ pub struct CreateUpload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_size: Option<u64>,
     /// User metadata stored with the object (`x-amz-meta-*`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "SortedMap::is_empty")]
+    pub metadata: SortedMap<String, String>,
     /// A single PUT's checksum (of the whole file, by the companion's algorithm): its URL
     /// binds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,7 +157,7 @@ pub struct SignedUrl {
     pub url: String,
     /// Headers the signature covers; the request must send them unchanged.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: SortedMap<String, String>,
     /// When the URL stops working, by the companion's clock (Unix seconds).
     pub expires_at: u64,
     /// How long the URL lives from when it was signed, in seconds: clients count from receipt,
@@ -167,8 +166,8 @@ pub struct SignedUrl {
     pub expires_in: Option<u64>,
     /// A POST form's fields, sent before the file's bytes (the `file` field): when there are
     /// any, the request is `POST url` with a `multipart/form-data` body, not a PUT.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub form: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "SortedMap::is_empty")]
+    pub form: SortedMap<String, String>,
 }
 
 impl SignedUrl {
@@ -526,16 +525,16 @@ mod tests {
             part,
             url: SignedUrl {
                 url: format!("https://store/b/k?partNumber={part}&x=\"é\""),
-                headers: BTreeMap::from([("x-amz-checksum-crc32c".into(), "AAAAAA==".into())]),
+                headers: SortedMap::from([("x-amz-checksum-crc32c".into(), "AAAAAA==".into())]),
                 expires_at: 1_700_000_000,
                 expires_in: part.is_multiple_of(2).then_some(900),
                 form: if form {
-                    BTreeMap::from([
+                    SortedMap::from([
                         ("key".into(), "u/k".into()),
                         ("policy".into(), "e30=".into()),
                     ])
                 } else {
-                    BTreeMap::new()
+                    SortedMap::new()
                 },
             },
         }
@@ -696,7 +695,7 @@ mod tests {
             last_modified: None,
             fingerprint: None,
             part_size: None,
-            metadata: BTreeMap::new(),
+            metadata: SortedMap::new(),
             checksum: None,
             form: false,
         };
@@ -707,7 +706,7 @@ mod tests {
             last_modified: Some(1_700_000_000_123.0),
             fingerprint: Some("ab12".into()),
             part_size: Some(8 << 20),
-            metadata: BTreeMap::from([("album".into(), "Été".into())]),
+            metadata: SortedMap::from([("album".into(), "Été".into())]),
             checksum: Some("AAAAAA==".into()),
             form: true,
         };
@@ -781,10 +780,10 @@ mod tests {
             part: 3,
             url: SignedUrl {
                 url: "https://store/b/k?partNumber=3".into(),
-                headers: BTreeMap::from([("x-amz-checksum-crc32c".into(), "AAAAAA==".into())]),
+                headers: SortedMap::from([("x-amz-checksum-crc32c".into(), "AAAAAA==".into())]),
                 expires_at: 1_700_000_000,
                 expires_in: Some(900),
-                form: BTreeMap::new(),
+                form: SortedMap::new(),
             },
         };
         let json = serde_json::to_value(&part).unwrap();

@@ -1,4 +1,5 @@
-//! The engine's maps: entries kept in key order in a double-ended queue, found by binary search.
+//! The engine's maps, and the protocol's string maps: entries kept in key order in a
+//! double-ended queue, found by binary search.
 //!
 //! Why not `BTreeMap`: the engine holds a dozen maps of different types, and a B-tree's node
 //! code is compiled anew for each (about 10 KB of wasm each, a fifth of the npm package), where
@@ -10,8 +11,10 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 /// A map in key order, as `BTreeMap` offers it, for the few operations the engine uses.
 #[derive(Clone, PartialEq, Eq)]
@@ -213,6 +216,28 @@ impl<'a, K, V> IntoIterator for &'a mut SortedMap<K, V> {
     }
 }
 
+impl<K: Ord, V, const N: usize> From<[(K, V); N]> for SortedMap<K, V> {
+    fn from(entries: [(K, V); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+/// As a JSON object, the way serde writes a `BTreeMap`.
+impl<K: Serialize, V: Serialize> Serialize for SortedMap<K, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+/// As serde reads a `BTreeMap`: a name given twice keeps its last value.
+impl<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>> Deserialize<'de> for SortedMap<K, V> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(BTreeMap::<K, V>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
 impl<K: Ord + Borrow<Q>, Q: Ord + ?Sized, V> std::ops::Index<&Q> for SortedMap<K, V> {
     type Output = V;
 
@@ -278,5 +303,17 @@ mod tests {
         assert_eq!(hosts.remove("b"), Some(2));
         assert!(!hosts.contains_key("b"));
         assert!(hosts.get("z").is_none());
+    }
+
+    #[test]
+    fn serde_reads_and_writes_it_as_a_btree_map() {
+        let text = r#"{"b":"1","a":"2","b":"3"}"#;
+        let sorted: SortedMap<String, String> = serde_json::from_str(text).unwrap();
+        let btree: BTreeMap<String, String> = serde_json::from_str(text).unwrap();
+        assert!(sorted.iter().eq(btree.iter()), "{sorted:?}");
+        assert_eq!(
+            serde_json::to_string(&sorted).unwrap(),
+            serde_json::to_string(&btree).unwrap()
+        );
     }
 }

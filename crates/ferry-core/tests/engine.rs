@@ -38,7 +38,7 @@ fn meta(_name: &str, size: u64) -> FileSpec {
 fn url(part: u32) -> SignedUrl {
     SignedUrl {
         url: format!("http://store/part/{part}"),
-        headers: BTreeMap::new(),
+        headers: Default::default(),
         expires_at: u64::MAX,
         expires_in: None,
         form: Default::default(),

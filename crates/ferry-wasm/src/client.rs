@@ -2,8 +2,8 @@
 //! JavaScript): [`Client`] queues files on one engine and hands back an [`UploadHandle`] per add
 //! at once. The driver behind it (`driver.rs`) carries out the engine's actions.
 
+use ferry_core::sorted::SortedMap;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use ferry_core::protocol::StoredObject;
@@ -126,7 +126,7 @@ pub struct AddOptions {
     /// Higher goes first among queued files.
     pub priority: i32,
     /// User metadata stored on the object (`x-amz-meta-*`).
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: SortedMap<String, String>,
 }
 
 /// Uploads files through a companion. Cheap to clone: clones share one engine, so every upload

@@ -8,7 +8,6 @@
 //! listeners.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use ferry_core::json::{FromJson, ToJson as _};
@@ -56,7 +55,7 @@ pub(crate) struct Tracked {
     /// The upload that answers it: its own, or the one it joined.
     pub upload: FileId,
     /// User metadata for the object.
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: SortedMap<String, String>,
     pub on_progress: ProgressCallback,
     /// How many parts a resumed upload kept.
     pub resumed: Rc<Cell<Option<u32>>>,
@@ -529,7 +528,7 @@ impl Shared {
             let failure = Failure::network("the file is no longer held by the page");
             return driver.engine.handle_put_failed(file, part, failure, now());
         };
-        let mut form = BTreeMap::new();
+        let mut form = SortedMap::new();
         let (url, headers, etag_from) = match &target {
             PutTarget::Direct(signed) => {
                 form.clone_from(&signed.form);
@@ -547,9 +546,7 @@ impl Shared {
                     }
                     None => format!("/api/objects?token={token}"),
                 };
-                // Inserted one by one: collecting would sort, code of its own in the wasm.
-                let mut headers = BTreeMap::new();
-                headers.extend(self.headers.latest());
+                let mut headers: SortedMap<_, _> = self.headers.latest().into_iter().collect();
                 if let Some((algorithm, value)) = checksum {
                     headers.insert(algorithm.header().to_owned(), value.clone());
                 }

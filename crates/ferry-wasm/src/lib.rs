@@ -36,7 +36,6 @@ mod xhr;
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,7 +166,7 @@ fn header_source(headers: JsValue) -> Result<HeaderSource, JsError> {
     if let Some(function) = headers.dyn_ref::<js_sys::Function>() {
         return Ok(HeaderSource::Function(function.clone()));
     }
-    let fixed: BTreeMap<String, String> = json::from_js(&headers).map_err(|err| {
+    let fixed: SortedMap<String, String> = json::from_js(&headers).map_err(|err| {
         JsError::new(&format!(
             "bad uploader options: headers must be an object of strings or a function: {err}"
         ))
@@ -325,7 +324,7 @@ impl Uploader {
         let signal =
             option("signal").and_then(|signal| signal.dyn_into::<web_sys::AbortSignal>().ok());
         let metadata = match option("metadata").map(|metadata| json::from_js(&metadata)) {
-            None => BTreeMap::new(),
+            None => SortedMap::new(),
             Some(Ok(metadata)) => metadata,
             Some(Err(err)) => {
                 let error = UploadError::Companion {

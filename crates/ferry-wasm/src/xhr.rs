@@ -2,8 +2,8 @@
 //! a `Blob.slice()` handed over as it is, so the bytes never enter wasm memory. A small file with
 //! a presigned POST form goes as that form instead.
 
+use ferry_core::sorted::SortedMap;
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use ferry_core::Failure;
@@ -40,8 +40,8 @@ impl PutRequest {
     /// listener on the upload would make the browser send a preflight).
     pub fn start(
         url: &str,
-        headers: &BTreeMap<String, String>,
-        form: &BTreeMap<String, String>,
+        headers: &SortedMap<String, String>,
+        form: &SortedMap<String, String>,
         body: &Blob,
         etag_from: EtagFrom,
         on_progress: impl FnMut(f64) + 'static,

@@ -178,7 +178,7 @@ pub async fn a_batch_creates_single_puts_each_its_own(companion: &RunningCompani
 }
 
 /// An attacker's edit of a form's fields.
-type Edit<'a> = Box<dyn FnOnce(&mut std::collections::BTreeMap<String, String>) + 'a>;
+type Edit<'a> = Box<dyn FnOnce(&mut ferry_core::sorted::SortedMap<String, String>) + 'a>;
 
 /// A small file created with `form` is a presigned POST form where the store takes them: its
 /// policy lets the store keep only the file's bytes, under its key, at its size. Without

@@ -266,7 +266,7 @@ impl RunningCompanion {
         &self,
         url: &SignedUrl,
         bytes: Vec<u8>,
-        change: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+        change: impl FnOnce(&mut ferry_core::sorted::SortedMap<String, String>),
     ) -> reqwest::Response {
         let mut fields = url.form.clone();
         change(&mut fields);
