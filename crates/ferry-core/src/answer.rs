@@ -54,7 +54,8 @@ pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>)
 /// root count; anything malformed (an element left open or closed by another name, a root of
 /// another name) is no error document, and the caller falls back to the status. Read by a few
 /// lines of its own, not an XML library, which would weigh more in the npm package than the
-/// rest of the engine's answers.
+/// rest of the engine's answers. It slices with `get`: indexing a `str` would bring core's
+/// panic message for a cut inside a character, with its Unicode tables (3 KB of wasm).
 fn s3_error(xml: &str) -> Option<(String, String)> {
     let mut rest = xml;
     // The names of the open elements, the root first.
@@ -66,9 +67,9 @@ fn s3_error(xml: &str) -> Option<(String, String)> {
         // A document that ends with elements open is no document.
         let start = rest.find('<')?;
         if open.len() == 2 {
-            text.push_str(&unescape(&rest[..start])?);
+            text.push_str(&unescape(rest.get(..start)?)?);
         }
-        rest = &rest[start..];
+        rest = rest.get(start..)?;
         if let Some(after) = rest.strip_prefix("<!--") {
             rest = split_once(after, "-->")?.1;
         } else if let Some(after) = rest.strip_prefix("<![CDATA[") {
@@ -83,7 +84,7 @@ fn s3_error(xml: &str) -> Option<(String, String)> {
             // A DOCTYPE: skipped whole, so an entity it declares is never expanded.
             rest = after_doctype(after)?;
         } else {
-            let (tag, after) = split_tag(&rest[1..])?;
+            let (tag, after) = split_tag(rest.get(1..)?)?;
             rest = after;
             if let Some(name) = tag.strip_prefix('/') {
                 let name = name.trim_end();
@@ -134,7 +135,7 @@ fn split_tag(rest: &str) -> Option<(&str, &str)> {
         match (quote, char) {
             (None, '"' | '\'') => quote = Some(char),
             (Some(open), _) if char == open => quote = None,
-            (None, '>') => return Some((&rest[..index], &rest[index + 1..])),
+            (None, '>') => return Some((rest.get(..index)?, rest.get(index + 1..)?)),
             _ => {}
         }
     }
@@ -149,7 +150,7 @@ fn after_doctype(rest: &str) -> Option<&str> {
         match char {
             '[' => subset = true,
             ']' => subset = false,
-            '>' if !subset => return Some(&rest[index + 1..]),
+            '>' if !subset => return rest.get(index + 1..),
             _ => {}
         }
     }
@@ -167,8 +168,8 @@ fn unescape(text: &str) -> Option<String> {
     let mut plain = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(amp) = rest.find('&') {
-        plain.push_str(&rest[..amp]);
-        let (name, after) = rest[amp + 1..].split_once(';')?;
+        plain.push_str(rest.get(..amp)?);
+        let (name, after) = rest.get(amp + 1..)?.split_once(';')?;
         let number = match name.strip_prefix("#x") {
             Some(hex) => u32::from_str_radix(hex, 16).ok(),
             None => name

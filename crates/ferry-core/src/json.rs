@@ -157,7 +157,7 @@ struct Parser<'a> {
     at: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn error(&self, what: &str) -> String {
         format!("{what} at byte {}", self.at)
     }
@@ -238,8 +238,20 @@ impl Parser<'_> {
         }
     }
 
+    // The text is sliced with `get`: indexing a `str` would bring core's panic message for a cut
+    // inside a character, with its Unicode tables (3 KB of wasm). Every cut here is at an ASCII
+    // byte, so `get` never misses.
+    fn rest(&self) -> &'a str {
+        self.text.get(self.at..).unwrap_or_default()
+    }
+
+    /// The text from `start` to here: a run of a string between escapes.
+    fn run(&self, start: usize) -> &'a str {
+        self.text.get(start..self.at).unwrap_or_default()
+    }
+
     fn word(&mut self, word: &str, value: Json) -> Result<Json, String> {
-        if self.text[self.at..].starts_with(word) {
+        if self.rest().starts_with(word) {
             self.at += word.len();
             Ok(value)
         } else {
@@ -282,8 +294,8 @@ impl Parser<'_> {
                 return Err(self.error("malformed number"));
             }
             // Capped far beyond any text's digits, so the digits a mantissa drops still count.
-            for digit in self.text[exponent_start..self.at].bytes() {
-                exponent = (exponent * 10 + i64::from(digit - b'0')).min(1 << 50);
+            for digit in &self.text.as_bytes()[exponent_start..self.at] {
+                exponent = (exponent * 10 + i64::from(*digit - b'0')).min(1 << 50);
             }
             if negative_exponent {
                 exponent = -exponent;
@@ -291,15 +303,14 @@ impl Parser<'_> {
         }
         // Up to 19 significant digits as an integer, then the rest as a power of ten.
         let mut mantissa: u64 = 0;
-        let digits = self.text[whole_start..whole_start + whole].bytes().chain(
-            self.text[fraction_start.min(self.at)..]
-                .bytes()
-                .take(fraction),
-        );
+        let bytes = self.text.as_bytes();
+        let digits = bytes[whole_start..whole_start + whole]
+            .iter()
+            .chain(bytes[fraction_start.min(self.at)..].iter().take(fraction));
         let mut scale = -(fraction as i64);
         for digit in digits {
             if mantissa < 1_000_000_000_000_000_000 {
-                mantissa = mantissa * 10 + u64::from(digit - b'0');
+                mantissa = mantissa * 10 + u64::from(*digit - b'0');
             } else {
                 scale += 1;
             }
@@ -325,12 +336,12 @@ impl Parser<'_> {
             match self.peek() {
                 None => return Err(self.error("unclosed string")),
                 Some(b'"') => {
-                    out.push_str(&self.text[run..self.at]);
+                    out.push_str(self.run(run));
                     self.at += 1;
                     return Ok(out);
                 }
                 Some(b'\\') => {
-                    out.push_str(&self.text[run..self.at]);
+                    out.push_str(self.run(run));
                     self.at += 1;
                     let escaped = self.peek();
                     self.at += 1;
@@ -359,7 +370,7 @@ impl Parser<'_> {
     fn unicode_escape(&mut self) -> Result<char, String> {
         let first = self.hex4()?;
         let code = if (0xD800..0xDC00).contains(&first) {
-            if !self.text[self.at..].starts_with("\\u") {
+            if !self.rest().starts_with("\\u") {
                 return Err(self.error("lone surrogate"));
             }
             self.at += 2;

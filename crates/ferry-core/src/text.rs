@@ -16,7 +16,8 @@ pub fn find(haystack: &str, needle: &str) -> Option<usize> {
 /// `haystack` before and after the first `needle`, as `haystack.split_once(needle)`.
 pub fn split_once<'a>(haystack: &'a str, needle: &str) -> Option<(&'a str, &'a str)> {
     let at = find(haystack, needle)?;
-    Some((&haystack[..at], &haystack[at + needle.len()..]))
+    // `get`: indexing would bring the panic of a cut inside a character into the wasm.
+    Some((haystack.get(..at)?, haystack.get(at + needle.len()..)?))
 }
 
 #[cfg(test)]
