@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::json::FromJson as _;
+use crate::json::{FromJson as _, Json};
 use crate::protocol::ErrorBody;
 use crate::retry::Failure;
 use crate::text::split_once;
@@ -36,9 +36,19 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 /// A failed answer: the code and message of its S3 or companion error body, and
 /// `Retry-After`.
 pub fn failure_from_answer(status: u16, body: &str, retry_after: Option<String>) -> Failure {
+    failure_read_by(|text| Json::parse(text).ok(), status, body, retry_after)
+}
+
+/// [`failure_from_answer`] with the driver's JSON reader: the wasm's is the browser's.
+pub fn failure_read_by(
+    read_json: impl FnOnce(&str) -> Option<Json>,
+    status: u16,
+    body: &str,
+    retry_after: Option<String>,
+) -> Failure {
     let (code, message) = s3_error(body)
         .or_else(|| {
-            let error = ErrorBody::from_text(body).ok()?;
+            let error = ErrorBody::from_json(&read_json(body)?).ok()?;
             Some((error.code, error.message))
         })
         .unwrap_or_else(|| (format!("Http{status}"), body.chars().take(200).collect()));

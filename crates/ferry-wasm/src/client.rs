@@ -2,11 +2,11 @@
 //! JavaScript): [`Client`] queues files on one engine and hands back an [`UploadHandle`] per add
 //! at once. The driver behind it (`driver.rs`) carries out the engine's actions.
 
-use ferry_core::sorted::SortedMap;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use ferry_core::protocol::StoredObject;
+use ferry_core::sorted::SortedMap;
 use ferry_core::{Engine, EngineConfig, FileId, FileSpec, UploadError};
 use futures_channel::oneshot;
 use web_sys::File;

@@ -1,13 +1,12 @@
 //! JSON calls to the companion with `fetch`.
 
 use ferry_core::Failure;
-use ferry_core::answer::failure_from_answer;
 use ferry_core::json::FromJson;
 use wasm_bindgen::{JsCast, UnwrapThrowExt as _};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RequestInit, Response};
 
-use crate::describe;
+use crate::{describe, json};
 
 /// Where the headers of companion calls (such as `Authorization`) come from.
 pub enum HeaderSource {
@@ -134,7 +133,7 @@ pub fn read_answer<T: FromJson>(answer: Answer) -> Result<T, Failure> {
     } else {
         &answer.text
     };
-    T::from_text(text).map_err(|err| Failure {
+    json::read(text).map_err(|err| Failure {
         status: Some(answer.status),
         code: "BadAnswer".into(),
         message: format!("the companion's answer could not be read: {err}"),
@@ -183,7 +182,7 @@ async fn send(
     let status = response.status();
     if !(200..300).contains(&status) {
         let retry_after = response.headers().get("retry-after").ok().flatten();
-        return Err(failure_from_answer(status, &text, retry_after));
+        return Err(json::failure(status, &text, retry_after));
     }
     Ok(Answer { status, text })
 }

@@ -10,6 +10,28 @@ use wasm_bindgen::{JsCast as _, JsValue, UnwrapThrowExt as _};
 /// Deeper is refused: an object that holds itself would never end.
 const MAX_DEPTH: usize = 32;
 
+/// JSON text read by the browser's `JSON.parse`: the wasm carries no JSON parser of its own.
+#[cfg(target_family = "wasm")]
+pub fn parse(text: &str) -> Result<Json, String> {
+    json_of(&js_sys::JSON::parse(text).map_err(crate::describe)?, 0)
+}
+
+/// Natively, in this crate's unit tests, ferry-core's parser stands in for the browser's.
+#[cfg(not(target_family = "wasm"))]
+pub fn parse(text: &str) -> Result<Json, String> {
+    Json::parse(text)
+}
+
+/// JSON text read as a `T`: the error says whether it was no JSON or not this.
+pub fn read<T: FromJson>(text: &str) -> Result<T, String> {
+    T::from_json(&parse(text)?)
+}
+
+/// A failed answer of the companion or the store, its JSON read by the browser.
+pub fn failure(status: u16, body: &str, retry_after: Option<String>) -> ferry_core::Failure {
+    ferry_core::answer::failure_read_by(|text| parse(text).ok(), status, body, retry_after)
+}
+
 /// `value` read as a `T`. `undefined` and functions count as absent, as `JSON.stringify` leaves
 /// them out; a `Map` reads as an object of its entries; a number that is not finite, a symbol, a
 /// BigInt or an object of another class (a `Set`, a `Date`) is an error.

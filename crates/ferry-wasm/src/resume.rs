@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::rc::Rc;
 
-use ferry_core::json::{Fields, FromJson, Json, Object, ToJson};
+use ferry_core::json::{Fields, FromJson, Object, ToJson};
 use ferry_core::protocol::StoredObject;
 use ferry_core::{Claim, Snapshot};
 use futures_channel::oneshot;
@@ -88,7 +88,7 @@ impl Record {
     /// Reads a record; a broken or expired one is none. Both shapes have `expiresAt`, only a
     /// stored one `stored`.
     pub fn parse(text: &str, now_secs: u64) -> Option<Self> {
-        let json = Json::parse(text).ok()?;
+        let json = crate::json::parse(text).ok()?;
         let fields = Fields::of(&json).ok()?;
         let expires_at: u64 = fields.required("expiresAt").ok()?;
         if expires_at <= now_secs {
@@ -299,7 +299,7 @@ fn write_deferred(urls: &[String]) {
 pub fn deferred_aborts() -> Vec<String> {
     storage()
         .and_then(|storage| storage.get_item(DEFERRED_ABORTS).ok()?)
-        .and_then(|text| Vec::from_text(&text).ok())
+        .and_then(|text| crate::json::read(&text).ok())
         .unwrap_or_default()
 }
 

@@ -2,13 +2,12 @@
 //! a `Blob.slice()` handed over as it is, so the bytes never enter wasm memory. A small file with
 //! a presigned POST form goes as that form instead.
 
-use ferry_core::sorted::SortedMap;
 use std::cell::Cell;
 use std::rc::Rc;
 
 use ferry_core::Failure;
-use ferry_core::json::FromJson as _;
 use ferry_core::protocol::Relayed;
+use ferry_core::sorted::SortedMap;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Blob, FormData, ProgressEvent, XmlHttpRequest};
@@ -113,15 +112,13 @@ impl PutRequest {
         let body = self.xhr.response_text().ok().flatten().unwrap_or_default();
         if !(200..300).contains(&status) {
             let retry_after = self.xhr.get_response_header("Retry-After").ok().flatten();
-            return Err(ferry_core::answer::failure_from_answer(
-                status,
-                &body,
-                retry_after,
-            ));
+            return Err(crate::json::failure(status, &body, retry_after));
         }
         let etag = match self.etag_from {
             EtagFrom::Header => self.xhr.get_response_header("ETag").ok().flatten(),
-            EtagFrom::Json => Relayed::from_text(&body).ok().map(|relayed| relayed.etag),
+            EtagFrom::Json => crate::json::read::<Relayed>(&body)
+                .ok()
+                .map(|relayed| relayed.etag),
         };
         etag.ok_or_else(|| Failure {
             status: Some(status),
