@@ -177,16 +177,28 @@ fn header_source(headers: JsValue) -> Result<HeaderSource, JsError> {
 /// The CRC32C or CRC64NVME of a Blob's bytes, base64 as S3 states it: the full-object checksum
 /// `done` reports for a file with these bytes. It reads the Blob as a stream, on the page or in
 /// a Worker. (A SHA-256 object checksum is composed from its parts', so it has none.)
-#[wasm_bindgen(js_name = checksum)]
-pub async fn checksum(
+#[wasm_bindgen(js_name = checksum, unchecked_return_type = "Promise<string>")]
+pub fn checksum(
     blob: web_sys::Blob,
     #[wasm_bindgen(unchecked_param_type = "\"crc32c\" | \"crc64nvme\"")] algorithm: String,
-) -> Result<String, JsError> {
-    let parsed = ferry_core::ChecksumAlgorithm::parse(&algorithm)
-        .ok_or_else(|| JsError::new(&format!("unknown checksum algorithm \"{algorithm}\"")))?;
-    hashing::full_object_crc(&blob, parsed)
-        .await
-        .map_err(|message| JsError::new(&message))
+) -> js_sys::Promise {
+    promise(Box::pin(async move {
+        let refused = |message: &str| JsValue::from(JsError::new(message));
+        let parsed = ferry_core::ChecksumAlgorithm::parse(&algorithm)
+            .ok_or_else(|| refused(&format!("unknown checksum algorithm \"{algorithm}\"")))?;
+        let value = hashing::full_object_crc(&blob, parsed)
+            .await
+            .map_err(|message| refused(&message))?;
+        Ok(value.into())
+    }))
+}
+
+/// A Promise of `future`. Every Promise of the package is made here, from one boxed future
+/// type: `future_to_promise` is compiled anew for each future type, 1.4 KB of wasm each.
+fn promise(
+    future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>>,
+) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(future)
 }
 
 /// Listeners by event name, each with the number that unsubscribes it.
@@ -357,13 +369,13 @@ impl Uploader {
             }
             gloo_events::EventListener::once(&signal, "abort", move |_| canceller.cancel(upload_id))
         });
-        let done = wasm_bindgen_futures::future_to_promise(async move {
+        let done = promise(Box::pin(async move {
             let result = handle.done().await;
             drop(aborted);
             result
                 .map(|object| to_js(&UploadResult::from(&object)))
                 .map_err(|error| js_error(&error))
-        });
+        }));
         Upload {
             client: self.client.clone(),
             id: Some(upload_id),
