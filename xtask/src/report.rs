@@ -344,8 +344,9 @@ fn size_markdown(size: &PackageSize) -> String {
 
 What a page that imports `ferry-wasm` downloads: each file of `pkg/` as `cargo xtask npm` builds
 it (the `wasm-package` profile, `opt-level = \"z\"`, with Talc as the allocator; `wasm-opt -Oz`
-without the names section; the imports renamed short in the wasm and its glue; the JavaScript
-minified by esbuild), raw and gzipped (level 9).
+inlining a function with one caller only while it is small, without the names section; the
+imports renamed short in the wasm and its glue; the JavaScript minified by esbuild), raw and
+gzipped (level 9).
 
 | file | bytes | gzipped |\n|---|---|---|\n"
         .to_owned();
