@@ -169,7 +169,11 @@ fn after_doctype(rest: &str) -> Option<&str> {
 
 /// A name without its namespace prefix.
 fn local_name(name: &str) -> &str {
-    name.rsplit_once(':').map_or(name, |(_, local)| local)
+    // Found by hand: `rsplit_once` brings a searcher of its own into the wasm.
+    let prefix_end = name.bytes().rposition(|byte| byte == b':');
+    prefix_end
+        .and_then(|end| name.get(end + 1..))
+        .unwrap_or(name)
 }
 
 /// Text with its references resolved: the five XML escapes and numeric characters. Any other

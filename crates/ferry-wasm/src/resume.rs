@@ -233,13 +233,14 @@ impl Unfinished {
             return None;
         };
         // `ferry:v1:{size}:{lastModified}:{head}:{tail}:{type}:{name}`; the name may hold `:`.
-        let mut fields = key.strip_prefix(PREFIX)?.splitn(6, ':');
-        let size = fields.next()?.parse().ok()?;
-        let name = fields.nth(4)?.to_owned();
+        let (size, mut rest) = key.strip_prefix(PREFIX)?.split_once(':')?;
+        for _ in 0..4 {
+            rest = rest.split_once(':')?.1;
+        }
         Some(Self {
             id: key.to_owned(),
-            name,
-            size,
+            name: rest.to_owned(),
+            size: size.parse().ok()?,
             confirmed: snapshot.parts.iter().map(|part| part.size).sum(),
             age_secs: if saved_at == 0 {
                 0
