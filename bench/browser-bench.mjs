@@ -15,7 +15,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 
-import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { chromium } from "playwright-core";
 
 import { drawCharts } from "./charts.mjs";
@@ -422,6 +422,8 @@ async function measure(library, workload, files) {
       for (let key = unread.pop(); key; key = unread.pop()) {
         // A key with no object (an upload never completed) is simply not verified.
         if (hashes.has(await stored(s3, credentials.bucket, key).catch(() => null))) verified += 1;
+        // Read, then removed: every run's 1 GiB objects kept in the store would fill the disk.
+        await s3.send(new DeleteObjectCommand({ Bucket: credentials.bucket, Key: key })).catch(() => {});
       }
     }),
   );

@@ -259,6 +259,20 @@ impl Disk {
         Ok(Some(meta))
     }
 
+    /// Removes the object `key` and its bytes; a key with no object is no error, as in S3. The
+    /// pointer goes first, under the commit lock, so no reader finds it naming removed bytes
+    /// (a GET already streaming keeps its open file).
+    pub async fn remove_object(&self, bucket: &str, key: &str) -> io::Result<()> {
+        let pointer = self.object_pointer(bucket, key);
+        let _guard = self.commit.lock().await;
+        let Some(meta): Option<ObjectMeta> = read_json(&pointer).await? else {
+            return Ok(());
+        };
+        tokio::fs::remove_file(&pointer).await?;
+        let _ = tokio::fs::remove_file(self.object_data(bucket, &meta)).await;
+        Ok(())
+    }
+
     pub async fn create_upload(&self, bucket: &str, meta: &UploadMeta) -> io::Result<String> {
         let upload_id = uuid::Uuid::new_v4().to_string();
         let dir = self.upload_dir(bucket, &upload_id);

@@ -3,7 +3,7 @@
 //! It behaves as S3 does where Ferry relies on it: SigV4 header and presigned-URL auth with expiry
 //! (checked by s3s), ETags on parts and objects, ListParts with ETags and pagination, a Complete
 //! that checks ETags, order and the minimum part size and leaves the upload alive when it refuses,
-//! GET with Range, S3's checksums (CRC32C, CRC64NVME, SHA-256: a body is checked as it streams to
+//! GET with Range, DeleteObject, S3's checksums (CRC32C, CRC64NVME, SHA-256: a body is checked as it streams to
 //! disk and dropped when it differs, a multipart upload's are combined on Complete; see
 //! [`checksum`]), and CORS that exposes `ETag` and the checksums to the browser.
 //!

@@ -317,6 +317,19 @@ impl S3 for FerryStore {
         }))
     }
 
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        self.require_bucket(&input.bucket)?;
+        self.disk
+            .remove_object(&input.bucket, &input.key)
+            .await
+            .map_err(internal)?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
     async fn create_multipart_upload(
         &self,
         req: S3Request<CreateMultipartUploadInput>,

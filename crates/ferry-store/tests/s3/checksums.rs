@@ -2,15 +2,13 @@
 //! and store nothing when it differs; a multipart upload declares an algorithm and a type, and
 //! Complete combines the parts' checksums into the object's; reads return it when asked.
 
-use std::path::Path;
-
 use ferry_core::checksum::{self, ChecksumAlgorithm};
 use hmac::{Hmac, Mac};
 use reqwest::header::HeaderMap;
 use rusty_s3::S3Action;
 use sha2::{Digest, Sha256};
 
-use super::{HOUR, Store, store};
+use super::{HOUR, Store, data_files, store};
 
 const SDK_ALGORITHM: &str = "x-amz-sdk-checksum-algorithm";
 const BODY: &[u8] = b"the bytes a client sends";
@@ -102,24 +100,6 @@ struct ListedPart {
     number: u16,
     etag: String,
     checksum: Option<Value>,
-}
-
-/// Data files on the store's disk, where a refused write must leave none.
-fn data_files(store: &Store) -> usize {
-    fn count(dir: &Path) -> usize {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    count(&path)
-                } else {
-                    usize::from(path.extension().is_some_and(|ext| ext == "data"))
-                }
-            })
-            .sum()
-    }
-    count(store.root.path())
 }
 
 impl Store {

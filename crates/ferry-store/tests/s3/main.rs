@@ -2,6 +2,7 @@
 
 mod checksums;
 
+use std::path::Path;
 use std::time::Duration;
 
 use rusty_s3::actions::{CreateMultipartUpload, S3Action};
@@ -81,6 +82,24 @@ impl Store {
     }
 }
 
+/// Data files on the store's disk, where a refused write must leave none.
+fn data_files(store: &Store) -> usize {
+    fn count(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    count(&path)
+                } else {
+                    usize::from(path.extension().is_some_and(|ext| ext == "data"))
+                }
+            })
+            .sum()
+    }
+    count(store.root.path())
+}
+
 #[tokio::test]
 async fn an_expired_url_is_refused() {
     let store = store(5 * MIB as u64).await;
@@ -139,6 +158,58 @@ async fn unsigned_and_wrongly_signed_requests_are_refused() {
             .status(),
         403
     );
+}
+
+#[tokio::test]
+async fn delete_removes_the_object_and_its_bytes_and_only_when_signed() {
+    let store = store(5 * MIB as u64).await;
+    for key in ["a/gone", "a/kept"] {
+        let put = store
+            .bucket
+            .put_object(Some(&store.credentials), key)
+            .sign(HOUR);
+        let response = store.http.put(put).body(key).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(data_files(&store), 2);
+
+    let stranger = Credentials::new("test-key", "not-the-secret");
+    for refused in [
+        store.bucket.object_url("a/kept"),
+        store
+            .bucket
+            .delete_object(Some(&stranger), "a/kept")
+            .sign(HOUR),
+    ] {
+        let response = store.http.delete(refused).send().await.unwrap();
+        assert_eq!(response.status(), 403);
+    }
+
+    let delete = store
+        .bucket
+        .delete_object(Some(&store.credentials), "a/gone")
+        .sign(HOUR);
+    let response = store.http.delete(delete.clone()).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(data_files(&store), 1, "the object's bytes left the disk");
+    let get = store
+        .bucket
+        .get_object(Some(&store.credentials), "a/gone")
+        .sign(HOUR);
+    let gone = store.http.get(get).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    assert!(gone.text().await.unwrap().contains("NoSuchKey"));
+    // As in S3, deleting a key with no object succeeds and changes nothing.
+    let again = store.http.delete(delete).send().await.unwrap();
+    assert_eq!(again.status(), 204);
+
+    let get = store
+        .bucket
+        .get_object(Some(&store.credentials), "a/kept")
+        .sign(HOUR);
+    let kept = store.http.get(get).send().await.unwrap();
+    assert_eq!(kept.text().await.unwrap(), "a/kept");
+    assert_eq!(data_files(&store), 1);
 }
 
 #[tokio::test]
