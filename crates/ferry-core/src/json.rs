@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use crate::sorted::SortedMap;
 
 /// A JSON value. An object keeps its fields in their order; a name given twice counts once,
-/// the first time (as a reader that stops at the first match sees it).
+/// the last time, as it does for the browser's `JSON.parse` and serde's maps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
     Null,
@@ -54,7 +54,7 @@ impl Json {
         match self {
             Json::Object(fields) => fields
                 .iter()
-                .find(|(field, _)| field == name)
+                .rfind(|(field, _)| field == name)
                 .map(|(_, value)| value),
             _ => None,
         }
@@ -537,8 +537,8 @@ impl FromJson for SortedMap<String, String> {
         let mut map = SortedMap::new();
         for (name, value) in fields {
             let value = String::from_json(value).map_err(|err| format!("`{name}`: {err}"))?;
-            // The first of a name given twice counts, as `get` reads it.
-            map.get_or_insert_with(name.clone(), || value);
+            // The last of a name given twice counts, as `get` reads it.
+            map.insert(name.clone(), value);
         }
         Ok(map)
     }
@@ -825,10 +825,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_name_given_twice_counts_the_first_time() {
-        let json = Json::parse(r#"{"a":"1","a":"2"}"#).unwrap();
-        assert_eq!(json.get("a").and_then(Json::as_str), Some("1"));
+    fn a_name_given_twice_counts_the_last_time() {
+        let json = Json::parse(r#"{"a":"1","b":"0","a":"2"}"#).unwrap();
+        assert_eq!(json.get("a").and_then(Json::as_str), Some("2"));
         let map = SortedMap::<String, String>::from_json(&json).unwrap();
-        assert_eq!(map.get("a").map(String::as_str), Some("1"));
+        assert_eq!(map.get("a").map(String::as_str), Some("2"));
+        assert_eq!(map.len(), 2);
     }
 }
