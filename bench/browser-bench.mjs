@@ -298,6 +298,9 @@ function keyOf(request) {
 }
 
 async function measure(library, workload, files) {
+  // Each run starts with the disk written back: the last run's objects (up to 1 GiB) would
+  // otherwise be flushed during this one, charged to whichever library runs first.
+  spawnSync("sync");
   const isPage = library === PAGE;
   // A throttled workload's context reaches every server through the slow link, preflights too.
   const context = await browser.newContext(workload.throttle ? { proxy: { server: throttle.url } } : {});
