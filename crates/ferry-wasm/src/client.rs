@@ -120,6 +120,22 @@ pub enum ClientEvent {
     },
 }
 
+impl ClientEvent {
+    /// The name listeners subscribe to it by (`uploader.on(name, ..)`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Progress { .. } => "progress",
+            Self::Part { .. } => "part",
+            Self::Retry { .. } => "retry",
+            Self::Resumed { .. } => "resumed",
+            Self::Waiting { .. } => "waiting",
+            Self::Joined { .. } => "joined",
+            Self::Complete { .. } => "complete",
+            Self::Error { .. } => "error",
+        }
+    }
+}
+
 /// How to add a file.
 #[derive(Debug, Clone, Default)]
 pub struct AddOptions {

@@ -201,6 +201,46 @@ fn promise(
     wasm_bindgen_futures::future_to_promise(future)
 }
 
+/// What listeners of `event` receive.
+fn event_payload(event: &ClientEvent) -> JsValue {
+    match event {
+        ClientEvent::Progress { id, progress, rate } => {
+            to_js(&UploadProgress::new(*id, progress, *rate))
+        }
+        ClientEvent::Part { id, part, etag } => to_js(&PartEvent {
+            id: id.0 as f64,
+            part: *part,
+            etag: etag.clone(),
+        }),
+        ClientEvent::Retry { id, retries } => to_js(&RetryEvent {
+            id: id.0 as f64,
+            retries: *retries,
+        }),
+        ClientEvent::Resumed { id, parts_kept } => to_js(&ResumedEvent {
+            id: id.0 as f64,
+            parts_kept: *parts_kept,
+        }),
+        ClientEvent::Waiting { id, waiting } => to_js(&WaitingEvent {
+            id: id.0 as f64,
+            waiting: *waiting,
+        }),
+        ClientEvent::Joined { id, upload } => to_js(&JoinedEvent {
+            id: id.0 as f64,
+            upload: upload.0 as f64,
+        }),
+        ClientEvent::Complete { id, object } => to_js(&CompleteEvent {
+            id: id.0 as f64,
+            result: object.into(),
+        }),
+        ClientEvent::Error { id, error } => {
+            let payload = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&payload, &"id".into(), &(id.0 as f64).into());
+            let _ = js_sys::Reflect::set(&payload, &"error".into(), &js_error(error));
+            payload.into()
+        }
+    }
+}
+
 /// Listeners by event name, each with the number that unsubscribes it.
 type Listeners = Rc<RefCell<SortedMap<String, Vec<(u64, js_sys::Function)>>>>;
 
@@ -242,64 +282,11 @@ impl Uploader {
         let listeners: Listeners = Rc::default();
         let dispatch = listeners.clone();
         client.on_event(move |event| {
-            let (name, payload) = match event {
-                ClientEvent::Progress { id, progress, rate } => (
-                    "progress",
-                    to_js(&UploadProgress::new(*id, progress, *rate)),
-                ),
-                ClientEvent::Part { id, part, etag } => (
-                    "part",
-                    to_js(&PartEvent {
-                        id: id.0 as f64,
-                        part: *part,
-                        etag: etag.clone(),
-                    }),
-                ),
-                ClientEvent::Retry { id, retries } => (
-                    "retry",
-                    to_js(&RetryEvent {
-                        id: id.0 as f64,
-                        retries: *retries,
-                    }),
-                ),
-                ClientEvent::Resumed { id, parts_kept } => (
-                    "resumed",
-                    to_js(&ResumedEvent {
-                        id: id.0 as f64,
-                        parts_kept: *parts_kept,
-                    }),
-                ),
-                ClientEvent::Waiting { id, waiting } => (
-                    "waiting",
-                    to_js(&WaitingEvent {
-                        id: id.0 as f64,
-                        waiting: *waiting,
-                    }),
-                ),
-                ClientEvent::Joined { id, upload } => (
-                    "joined",
-                    to_js(&JoinedEvent {
-                        id: id.0 as f64,
-                        upload: upload.0 as f64,
-                    }),
-                ),
-                ClientEvent::Complete { id, object } => (
-                    "complete",
-                    to_js(&CompleteEvent {
-                        id: id.0 as f64,
-                        result: object.into(),
-                    }),
-                ),
-                ClientEvent::Error { id, error } => {
-                    let payload = js_sys::Object::new();
-                    let _ = js_sys::Reflect::set(&payload, &"id".into(), &(id.0 as f64).into());
-                    let _ = js_sys::Reflect::set(&payload, &"error".into(), &js_error(error));
-                    ("error", payload.into())
-                }
-            };
+            // A payload costs dozens of calls into JavaScript, and a file has several events
+            // (progress, part, complete) that a bare `add(file).done` never hears.
             let callbacks: Vec<js_sys::Function> = dispatch
                 .borrow()
-                .get(name)
+                .get(event.name())
                 .map(|entries| {
                     entries
                         .iter()
@@ -307,6 +294,10 @@ impl Uploader {
                         .collect()
                 })
                 .unwrap_or_default();
+            if callbacks.is_empty() {
+                return;
+            }
+            let payload = event_payload(event);
             for callback in callbacks {
                 let _ = callback.call1(&JsValue::NULL, &payload);
             }
