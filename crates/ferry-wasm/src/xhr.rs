@@ -2,12 +2,10 @@
 //! a `Blob.slice()` handed over as it is, so the bytes never enter wasm memory. A small file with
 //! a presigned POST form goes as that form instead.
 
-use std::cell::Cell;
-use std::rc::Rc;
-
 use ferry_core::Failure;
 use ferry_core::protocol::Relayed;
 use ferry_core::sorted::SortedMap;
+use futures_channel::oneshot;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Blob, FormData, ProgressEvent, XmlHttpRequest};
@@ -25,8 +23,8 @@ pub enum EtagFrom {
 #[must_use]
 pub struct PutRequest {
     xhr: XmlHttpRequest,
-    finished: Rc<Cell<bool>>,
-    done: js_sys::Promise,
+    /// Fires at `loadend`: the request is over, answered or not.
+    ended: oneshot::Receiver<()>,
     etag_from: EtagFrom,
     _on_progress: Option<Closure<dyn FnMut(ProgressEvent)>>,
     _on_end: Closure<dyn FnMut()>,
@@ -64,14 +62,14 @@ impl PutRequest {
             None
         };
 
-        let finished = Rc::new(Cell::new(false));
-        let mut resolve_slot: Option<js_sys::Function> = None;
-        let done = js_sys::Promise::new(&mut |resolve, _reject| resolve_slot = Some(resolve));
-        let resolve = resolve_slot.expect("the Promise executor runs at once");
-        let end_flag = finished.clone();
+        // A channel, not a Promise awaited as a future: no JavaScript objects for a request's
+        // end, which thousands of small files pay once each.
+        let (end, ended) = oneshot::channel();
+        let mut end = Some(end);
         let on_end = Closure::<dyn FnMut()>::new(move || {
-            end_flag.set(true);
-            let _ = resolve.call0(&JsValue::NULL);
+            if let Some(end) = end.take() {
+                let _ = end.send(());
+            }
         });
         xhr.set_onloadend(Some(on_end.as_ref().unchecked_ref()));
         if form.is_empty() {
@@ -87,8 +85,7 @@ impl PutRequest {
         }
         Ok(Self {
             xhr,
-            finished,
-            done,
+            ended,
             etag_from,
             _on_progress: on_progress,
             _on_end: on_end,
@@ -101,8 +98,8 @@ impl PutRequest {
     }
 
     /// Waits for the answer: the part's ETag, or how it failed.
-    pub async fn finish(self) -> Result<String, Failure> {
-        let _ = wasm_bindgen_futures::JsFuture::from(self.done.clone()).await;
+    pub async fn finish(mut self) -> Result<String, Failure> {
+        let _ = (&mut self.ended).await;
         let status = self.xhr.status().unwrap_or(0);
         if status == 0 {
             return Err(Failure::network(
@@ -132,7 +129,8 @@ impl PutRequest {
 
 impl Drop for PutRequest {
     fn drop(&mut self) {
-        if !self.finished.get() {
+        // `Ok(None)`: no `loadend` yet, the request still runs.
+        if let Ok(None) = self.ended.try_recv() {
             let _ = self.xhr.abort();
         }
     }
