@@ -62,8 +62,8 @@ impl PutRequest {
             None
         };
 
-        // A channel, not a Promise awaited as a future: no JavaScript objects for a request's
-        // end, which thousands of small files pay once each.
+        // A channel, not a Promise awaited as a future: hearing a request's end needs no Promise
+        // and no JsFuture closures, which thousands of small files would pay once each.
         let (end, ended) = oneshot::channel();
         let mut end = Some(end);
         let on_end = Closure::<dyn FnMut()>::new(move || {
